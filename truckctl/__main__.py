@@ -1,0 +1,3 @@
+from truckctl.cli.app import main
+
+main()

@@ -1,0 +1,84 @@
+"""Where output goes: the JSON envelope or human output (rich on a TTY, plain otherwise)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO
+
+from truckctl import __version__
+from truckctl.errors import ExitCode, Problem
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+SCHEMA = 1
+
+
+@dataclass
+class Env:
+    """The injected environment: streams and how to write to them (tests swap these)."""
+
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    json: bool = False
+    no_color: bool = False
+    _console: Console | None = None
+    _err_console: Console | None = None
+
+    @property
+    def rich(self) -> bool:
+        return self.stdout.isatty() and not self.no_color and "NO_COLOR" not in os.environ
+
+    def console(self) -> Console:
+        if self._console is None:
+            self._console = _make_console(self.stdout, self.rich)
+        return self._console
+
+    def err_console(self) -> Console:
+        if self._err_console is None:
+            self._err_console = _make_console(self.stderr, self.rich and self.stderr.isatty())
+        return self._err_console
+
+
+def _make_console(stream: TextIO, rich: bool) -> Console:
+    from rich.console import Console
+
+    if rich:
+        return Console(file=stream, highlight=False)
+    return Console(file=stream, no_color=True, highlight=False, force_terminal=False, width=200,
+                   emoji=False, color_system=None)
+
+
+def envelope(command: str, stage: str | None, exit_code: ExitCode, result: dict[str, Any],
+             problems: list[Problem]) -> dict[str, Any]:
+    return {
+        "truckctl": __version__,
+        "schema": SCHEMA,
+        "command": command,
+        "stage": stage,
+        "ok": exit_code in (ExitCode.OK, ExitCode.CHANGES) and not problems,
+        "exit_code": int(exit_code),
+        "result": result,
+        "errors": [p.as_dict() for p in problems],
+    }
+
+
+def write_json(env: Env, document: dict[str, Any]) -> None:
+    env.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    env.stdout.flush()
+
+
+def write_problems(env: Env, problems: list[Problem]) -> None:
+    console = env.err_console()
+    for problem in problems:
+        console.print(f"[bold red]error:[/] {_escape(problem.line())}" if env.rich else f"error: {problem.line()}",
+                      markup=env.rich, soft_wrap=True)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

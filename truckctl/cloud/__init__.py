@@ -1,0 +1,1 @@
+"""The cloud tier: Pulumi stacks (aws target), offline plan under mocks, and CloudOutputs."""

@@ -1,0 +1,1 @@
+"""The race and stage configuration: typed model, loader and validation."""

@@ -1,0 +1,197 @@
+"""Typed configuration model: one race file and one file per stage (DESIGN section 3).
+
+Models only check what a single value can tell (types, ranges, formats). Rules that relate
+values to each other (uniqueness, containment, overlap, references) live in `rules.py`, so
+every problem is reported with its file and field path in one pass.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from ipaddress import IPv4Address, IPv4Network
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+DnsName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
+EnvVarName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]{0,63}$")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+VlanId = Annotated[int, Field(ge=2, le=4094)]
+Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,24}$")]
+SshPublicKey = Annotated[
+    str,
+    StringConstraints(pattern=r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/=]{16,}( .*)?$"),
+]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=80)]
+
+
+class Model(BaseModel):
+    """Base: unknown keys are errors, values are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class SecretRef(Model):
+    """A secret named by where it lives, never by value."""
+
+    env: EnvVarName
+
+
+class RaceInfo(Model):
+    name: ShortText
+    id: DnsName = Field(description="short slug used in cloud resource names")
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
+            raise ValueError(f"expected an IANA time zone such as Europe/Rome, got {value!r}") from None
+        except KeyError:
+            raise ValueError(f"expected an IANA time zone such as Europe/Rome, got {value!r}") from None
+        return value
+
+
+class Cloud(Model):
+    region: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")]
+    cidr: IPv4Network
+    vpn_port: Port = 51820
+
+    @field_validator("cidr")
+    @classmethod
+    def _cloud_cidr_size(cls, value: IPv4Network) -> IPv4Network:
+        if not 16 <= value.prefixlen <= 24:
+            raise ValueError(f"expected a prefix between /16 and /24, got /{value.prefixlen}")
+        if not value.is_private:
+            raise ValueError(f"expected a private range, got {value}")
+        return value
+
+
+class Alerts(Model):
+    email: list[Email] = Field(min_length=1)
+    webhook: SecretRef | None = None
+
+
+class Uplink(Model):
+    kind: Literal["cellular", "satellite", "fiber", "wifi"] = "cellular"
+    mtu: Annotated[int, Field(ge=576, le=9000)] = 1400
+
+
+class Telemetry(Model):
+    feed_port: Port = 1883
+    heartbeat_interval_s: Annotated[int, Field(ge=1, le=60)] = 5
+    stale_after_s: Annotated[int, Field(ge=5, le=600)] = 20
+    queue_messages: Annotated[int, Field(ge=1000, le=10_000_000)] = 1_000_000
+
+
+class Defaults(Model):
+    uplink: Uplink = Uplink()
+    telemetry: Telemetry = Telemetry()
+    ntp_servers: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9.-]{1,253}$")]] = Field(
+        default_factory=lambda: ["0.debian.pool.ntp.org", "1.debian.pool.ntp.org"]
+    )
+
+
+class RoleSpec(Model):
+    description: ShortText
+    gateway: bool = False
+    allow_tcp: list[Port] = Field(default_factory=list)
+    allow_udp: list[Port] = Field(default_factory=list)
+
+
+class OpsUser(Model):
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
+    ssh_public_key: SshPublicKey
+
+
+class Vlan(Model):
+    id: VlanId
+    name: DnsName
+    cidr: IPv4Network
+
+
+class Node(Model):
+    name: DnsName
+    role: DnsName
+    address: IPv4Address
+
+
+class Truck(Model):
+    name: DnsName
+    lan: IPv4Network
+    vlans: list[Vlan] = Field(default_factory=list)
+    nodes: list[Node] = Field(min_length=1, max_length=64)
+
+
+class Lab(Model):
+    """Addresses the lab of simulated trucks uses besides the trucks' own."""
+
+    uplink_cidr: IPv4Network = IPv4Network("100.64.10.0/24")
+
+
+class Race(Model):
+    race: RaceInfo
+    cloud: Cloud
+    alerts: Alerts
+    secrets: dict[DnsName, SecretRef] = Field(default_factory=dict)
+    ops_users: list[OpsUser] = Field(default_factory=list)
+    defaults: Defaults = Defaults()
+    roles: dict[DnsName, RoleSpec] = Field(min_length=1)
+    trucks: list[Truck] = Field(min_length=1, max_length=16)
+    lab: Lab = Lab()
+
+
+class NetworkOverride(Model):
+    """A stage's tech-zone network choice for one truck."""
+
+    lan: IPv4Network | None = None
+    vlans: list[Vlan] | None = None
+    addresses: dict[DnsName, IPv4Address] = Field(default_factory=dict)
+
+
+class StageInfo(Model):
+    number: Annotated[int, Field(ge=1, le=30)]
+    date: dt.date
+    start: ShortText
+    finish: ShortText
+    kind: Literal["flat", "hilly", "mountain", "itt", "ttt", "rest"] = "flat"
+    distance_km: Annotated[float, Field(ge=0, le=400)] = 0
+
+
+class TechZone(Model):
+    name: ShortText
+    trucks: list[DnsName] = Field(min_length=1)
+    networks: dict[DnsName, NetworkOverride] = Field(default_factory=dict)
+
+
+class StageFile(Model):
+    stage: StageInfo
+    tech_zone: TechZone
+    overrides: dict[str, object] = Field(default_factory=dict)
+
+
+class Stage(Model):
+    """A stage resolved against its race: the object every other part of truckctl consumes."""
+
+    name: str
+    info: StageInfo
+    tech_zone: ShortText
+    race: RaceInfo
+    cloud: Cloud
+    alerts: Alerts
+    secrets: dict[str, SecretRef]
+    ops_users: list[OpsUser]
+    defaults: Defaults
+    roles: dict[str, RoleSpec]
+    trucks: list[Truck]
+    lab: Lab
+
+    def nodes(self) -> list[tuple[Truck, Node]]:
+        return [(truck, node) for truck in self.trucks for node in truck.nodes]
+
+    def gateway(self, truck: Truck) -> Node:
+        return next(n for n in truck.nodes if self.roles[n.role].gateway)
+

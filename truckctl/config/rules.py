@@ -1,0 +1,132 @@
+"""Rules that relate values to each other: uniqueness, references, containment, overlap."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable
+from ipaddress import IPv4Network
+from itertools import combinations
+
+from truckctl.config.model import Race, Truck
+from truckctl.config.yamlfile import FieldPath
+from truckctl.errors import Problem
+
+# `where(truck_name, path_inside_truck)` gives the location of a truck's field in whichever
+# file set it (the race file, or the stage file that overrides that truck's network).
+TruckLocator = Callable[[str, FieldPath], str]
+
+
+def suggest(name: str, choices: Iterable[str]) -> str:
+    options = sorted(choices)
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
+    hint = f", did you mean {close[0]!r}?" if close else ""
+    return f"{hint} (defined: {', '.join(options)})" if not close else hint
+
+
+def race_rules(race: Race, where: Callable[[FieldPath], str]) -> list[Problem]:
+    """Rules on the race file alone (names, roles, gateways, reserved ranges)."""
+    problems: list[Problem] = []
+    seen_trucks: set[str] = set()
+    seen_nodes: dict[str, str] = {}
+    for ti, truck in enumerate(race.trucks):
+        if truck.name in seen_trucks:
+            problems.append(Problem("duplicate-name", f"truck name {truck.name!r} is used twice",
+                                    where(("trucks", ti, "name"))))
+        seen_trucks.add(truck.name)
+        gateways = []
+        for ni, node in enumerate(truck.nodes):
+            if node.name in seen_nodes:
+                problems.append(Problem(
+                    "duplicate-name",
+                    f"node name {node.name!r} is already used in truck {seen_nodes[node.name]!r}",
+                    where(("trucks", ti, "nodes", ni, "name"))))
+            seen_nodes[node.name] = truck.name
+            role = race.roles.get(node.role)
+            if role is None:
+                problems.append(Problem("unknown-role", f"role {node.role!r} is not defined in roles"
+                                        + suggest(node.role, race.roles), where(("trucks", ti, "nodes", ni, "role"))))
+            elif role.gateway:
+                gateways.append(node.name)
+        if len(gateways) != 1 and all(n.role in race.roles for n in truck.nodes):
+            problems.append(Problem(
+                "gateway-count",
+                f"truck {truck.name!r} needs exactly one node with a gateway role, found {len(gateways)}"
+                + (f" ({', '.join(gateways)})" if gateways else ""),
+                where(("trucks", ti, "nodes"))))
+    users = [u.name for u in race.ops_users]
+    for ui, name in enumerate(users):
+        if name in users[:ui]:
+            problems.append(Problem("duplicate-name", f"ops user {name!r} is listed twice",
+                                    where(("ops_users", ui, "name"))))
+    if race.lab.uplink_cidr.overlaps(race.cloud.cidr):
+        problems.append(Problem(
+            "network-overlap",
+            f"lab uplink {race.lab.uplink_cidr} overlaps the cloud CIDR {race.cloud.cidr}",
+            where(("lab", "uplink_cidr"))))
+    return problems
+
+
+def network_rules(race: Race, trucks: list[Truck], where: TruckLocator) -> list[Problem]:
+    """Rules on the networks of the trucks taking part in one stage."""
+    problems: list[Problem] = []
+    addresses: dict[str, str] = {}
+    for truck in trucks:
+        problems += _truck_network(truck, where, addresses)
+    named: list[tuple[str, FieldPath, IPv4Network]] = []
+    for truck in trucks:
+        named.append((truck.name, ("lan",), truck.lan))
+        named += [(truck.name, ("vlans", vi, "cidr"), v.cidr) for vi, v in enumerate(truck.vlans)]
+    for (ta, pa, na), (tb, pb, nb) in combinations(named, 2):
+        if ta != tb and na.overlaps(nb):
+            problems.append(Problem(
+                "network-overlap",
+                f"{na} of truck {ta!r} overlaps {nb} of truck {tb!r} ({where(tb, pb)})",
+                where(ta, pa)))
+    for name, path, net in named:
+        for other, label in ((race.cloud.cidr, "the cloud CIDR"), (race.lab.uplink_cidr, "the lab uplink")):
+            if net.overlaps(other):
+                problems.append(Problem(
+                    "network-overlap", f"{net} of truck {name!r} overlaps {label} {other}", where(name, path)))
+    return problems
+
+
+def _truck_network(truck: Truck, where: TruckLocator, addresses: dict[str, str]) -> list[Problem]:
+    problems: list[Problem] = []
+    for ni, node in enumerate(truck.nodes):
+        here = where(truck.name, ("nodes", ni, "address"))
+        if node.address not in truck.lan:
+            problems.append(Problem("address-outside-lan",
+                                    f"address {node.address} of node {node.name!r} is outside the truck LAN "
+                                    f"{truck.lan}", here))
+        elif node.address in (truck.lan.network_address, truck.lan.broadcast_address):
+            problems.append(Problem("reserved-address",
+                                    f"address {node.address} of node {node.name!r} is the network or broadcast "
+                                    f"address of {truck.lan}", here))
+        key = str(node.address)
+        if key in addresses:
+            problems.append(Problem("duplicate-address",
+                                    f"address {key} of node {node.name!r} is already used by node "
+                                    f"{addresses[key]!r}", here))
+        addresses[key] = node.name
+    ids: set[int] = set()
+    names: set[str] = set()
+    for vi, vlan in enumerate(truck.vlans):
+        if vlan.id in ids:
+            problems.append(Problem("duplicate-vlan", f"VLAN id {vlan.id} is used twice in truck {truck.name!r}",
+                                    where(truck.name, ("vlans", vi, "id"))))
+        if vlan.name in names:
+            problems.append(Problem("duplicate-vlan",
+                                    f"VLAN name {vlan.name!r} is used twice in truck {truck.name!r}",
+                                    where(truck.name, ("vlans", vi, "name"))))
+        ids.add(vlan.id)
+        names.add(vlan.name)
+        if vlan.cidr.overlaps(truck.lan):
+            problems.append(Problem("network-overlap",
+                                    f"VLAN {vlan.name!r} {vlan.cidr} overlaps the LAN {truck.lan} of truck "
+                                    f"{truck.name!r}", where(truck.name, ("vlans", vi, "cidr"))))
+        for other in truck.vlans[:vi]:
+            if vlan.cidr.overlaps(other.cidr) and vlan.name != other.name:
+                problems.append(Problem("network-overlap",
+                                        f"VLAN {vlan.name!r} {vlan.cidr} overlaps VLAN {other.name!r} {other.cidr} "
+                                        f"of truck {truck.name!r}", where(truck.name, ("vlans", vi, "cidr"))))
+    return problems

@@ -1,0 +1,89 @@
+"""Turn pydantic validation errors into one-line Problems with file, line and field path."""
+
+from __future__ import annotations
+
+import difflib
+import types
+from typing import Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from truckctl.config.yamlfile import FieldPath, YamlDoc
+from truckctl.errors import Problem
+
+
+def schema_problems(
+    exc: ValidationError, model: type[BaseModel], locate: Any, prefix: FieldPath = ()
+) -> list[Problem]:
+    """`locate(field_path) -> str` gives the location text for a path inside the validated data."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc: FieldPath = tuple(p for p in err["loc"] if isinstance(p, int | str))
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            problems.append(Problem("unknown-key", _unknown_key(model, loc), locate(prefix + loc)))
+        elif kind == "missing":
+            problems.append(Problem("missing-field", "required field is missing", locate(prefix + loc)))
+        else:
+            problems.append(Problem("invalid-value", _describe(err), locate(prefix + loc)))
+    return problems
+
+
+def doc_locator(doc: YamlDoc) -> Any:
+    return doc.where
+
+
+def _describe(err: Any) -> str:
+    msg = str(err["msg"])
+    for noise in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(noise)
+    msg = msg.replace("Input should be", "expected").replace("String should", "expected text to")
+    msg = msg[:1].lower() + msg[1:]
+    got = err.get("input")
+    if isinstance(got, str | int | float | bool) and "got " not in msg:
+        shown = repr(got)
+        msg += f", got {shown[:60] + '...' if len(shown) > 60 else shown}"
+    elif isinstance(got, dict | list) and "got " not in msg:
+        msg += f", got a {'mapping' if isinstance(got, dict) else 'list'}"
+    return msg
+
+
+def _unknown_key(model: type[BaseModel], loc: FieldPath) -> str:
+    key = str(loc[-1])
+    valid = _fields_at(model, loc[:-1])
+    if not valid:
+        return f"unknown key {key!r}"
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    if close:
+        return f"unknown key {key!r}, did you mean {close[0]!r}?"
+    return f"unknown key {key!r}, expected one of: {', '.join(sorted(valid))}"
+
+
+def _fields_at(model: type[BaseModel], loc: FieldPath) -> list[str]:
+    """The valid keys of the model found at `loc` (walking lists, dicts and optionals)."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return []
+            current = field.annotation
+        elif get_origin(current) in (list, tuple):
+            current = get_args(current)[0]
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    """Strip Optional[...] / X | None down to the interesting type."""
+    if get_origin(tp) in (Union, types.UnionType):
+        options = [a for a in get_args(tp) if a is not type(None)]
+        return options[0] if options else tp
+    return tp

@@ -1,0 +1,1 @@
+"""The core: operations that return results and raise only TruckctlError. No printing, no exits."""

@@ -1,0 +1,75 @@
+"""Render a stage's Ansible inventory (derived from the model, never hand-edited)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from truckctl.config.model import Stage, Truck
+
+
+def group_name(name: str) -> str:
+    """Ansible group names may not contain dashes."""
+    return name.replace("-", "_")
+
+
+def truck_vars(stage: Stage, truck: Truck) -> dict[str, Any]:
+    gateway = stage.gateway(truck)
+    return {
+        "truck_name": truck.name,
+        "truck_lan": str(truck.lan),
+        "truck_lan_prefix": truck.lan.prefixlen,
+        "truck_gateway_name": gateway.name,
+        "truck_gateway_address": str(gateway.address),
+        "truck_vlans": [{"id": v.id, "name": v.name, "cidr": str(v.cidr)} for v in truck.vlans],
+        "truck_nodes": [{"name": n.name, "address": str(n.address), "role": n.role} for n in truck.nodes],
+    }
+
+
+def stage_vars(stage: Stage) -> dict[str, Any]:
+    return {
+        "race_id": stage.race.id,
+        "race_name": stage.race.name,
+        "race_timezone": stage.race.timezone,
+        "stage_name": stage.name,
+        "stage_number": stage.info.number,
+        "stage_date": stage.info.date.isoformat(),
+        "uplink": stage.defaults.uplink.model_dump(),
+        "telemetry": stage.defaults.telemetry.model_dump(),
+        "ntp_servers": list(stage.defaults.ntp_servers),
+        "ops_users": [u.model_dump() for u in stage.ops_users],
+    }
+
+
+def render_inventory(stage: Stage) -> dict[str, Any]:
+    """The inventory as Ansible's YAML inventory structure: truck groups, role groups, all vars."""
+    trucks: dict[str, Any] = {}
+    roles: dict[str, Any] = {
+        group_name(name): {
+            "hosts": {},
+            "vars": {"role_name": name, "role_is_gateway": spec.gateway,
+                     "role_allow_tcp": sorted(set(spec.allow_tcp)), "role_allow_udp": sorted(set(spec.allow_udp))},
+        }
+        for name, spec in stage.roles.items()
+    }
+    for truck in stage.trucks:
+        hosts = {n.name: {"ansible_host": str(n.address), "node_role": n.role} for n in truck.nodes}
+        trucks[group_name(truck.name)] = {"hosts": hosts, "vars": truck_vars(stage, truck)}
+        for node in truck.nodes:
+            roles[group_name(node.role)]["hosts"][node.name] = {}
+    roles = {name: group for name, group in roles.items() if group["hosts"]}
+    return {
+        "all": {
+            "vars": stage_vars(stage),
+            "children": {
+                "trucks": {"children": trucks},
+                **roles,
+            },
+        }
+    }
+
+
+def inventory_yaml(stage: Stage) -> str:
+    import yaml
+
+    header = f"# Ansible inventory for {stage.name} ({stage.race.name}), rendered by truckctl: do not edit.\n"
+    return header + yaml.safe_dump(render_inventory(stage), sort_keys=False, default_flow_style=False)
