@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from truckctl import __version__
 from truckctl.cli.dispatch import Outcome, run
 from truckctl.cli.output import Env
+
+if TYPE_CHECKING:
+    from truckctl.project import Project
 
 app = typer.Typer(
     name="truckctl",
@@ -59,7 +62,7 @@ def _env(json_output: bool) -> Env:
     return Env(json=json_output, no_color=State.no_color)
 
 
-def _project():  # type: ignore[no-untyped-def]
+def _project() -> Project:
     from truckctl.project import find_project
 
     return find_project(State.project_dir)
@@ -106,6 +109,10 @@ def inventory(stage: StageArg, json_output: JsonOpt = False) -> None:
     env = _env(json_output)
     _finish(run(env, "inventory", stage, lambda: Outcome(configuration.inventory(_project(), stage)),
                 render.inventory))
+
+
+# Commands that live in their own modules register here (each module imports only typer at the top).
+# <command registrations>
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from truckctl.cli.output import Env
 def _table(env: Env, title: str, columns: list[str], rows: list[list[str]]) -> None:
     from rich.table import Table
 
-    table = Table(title=title, box=None if not env.rich else None, show_edge=False, pad_edge=False)
+    table = Table(title=title, box=None, show_edge=False, pad_edge=False)
     for column in columns:
         table.add_column(column)
     for row in rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,18 +207,17 @@ def _deep_merge(base: Any, top: Any) -> Any:
 
 def _has_path(data: Any, path: FieldPath) -> bool:
     for part in path:
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
-            data = data[part]
-        else:
+        in_dict = isinstance(data, dict) and part in data
+        in_list = isinstance(data, list) and isinstance(part, int) and part < len(data)
+        if not (in_dict or in_list):
             return False
+        data = data[part]
     return True
 
 
 def _race_order(stages: list[Stage], project: Project) -> list[Problem]:
     problems = []
-    for before, after in zip(stages, stages[1:], strict=False):
+    for before, after in itertools.pairwise(stages):
         if after.info.date < before.info.date:
             problems.append(Problem("stage-order", f"date {after.info.date} is before {before.name}'s "
                                     f"{before.info.date}", project.display(project.stages_dir / f"{after.name}.yaml")

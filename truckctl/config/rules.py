@@ -68,10 +68,8 @@ def race_rules(race: Race, where: Callable[[FieldPath], str]) -> list[Problem]:
 
 def network_rules(race: Race, trucks: list[Truck], where: TruckLocator) -> list[Problem]:
     """Rules on the networks of the trucks taking part in one stage."""
+    # Overlaps between trucks first: they explain the containment errors that often follow.
     problems: list[Problem] = []
-    addresses: dict[str, str] = {}
-    for truck in trucks:
-        problems += _truck_network(truck, where, addresses)
     named: list[tuple[str, FieldPath, IPv4Network]] = []
     for truck in trucks:
         named.append((truck.name, ("lan",), truck.lan))
@@ -87,6 +85,9 @@ def network_rules(race: Race, trucks: list[Truck], where: TruckLocator) -> list[
             if net.overlaps(other):
                 problems.append(Problem(
                     "network-overlap", f"{net} of truck {name!r} overlaps {label} {other}", where(name, path)))
+    addresses: dict[str, str] = {}
+    for truck in trucks:
+        problems += _truck_network(truck, where, addresses)
     return problems
 
 

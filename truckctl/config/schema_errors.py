@@ -8,6 +8,7 @@ from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from truckctl.config.model import SecretRef
 from truckctl.config.yamlfile import FieldPath, YamlDoc
 from truckctl.errors import Problem
 
@@ -26,7 +27,18 @@ def schema_problems(
             problems.append(Problem("missing-field", "required field is missing", locate(prefix + loc)))
         else:
             problems.append(Problem("invalid-value", _describe(err), locate(prefix + loc)))
-    return problems
+    return _drop_typo_twins(problems)
+
+
+def _drop_typo_twins(problems: list[Problem]) -> list[Problem]:
+    """A misspelt key shows up twice (unknown 'alert', missing 'alerts'): keep only the unknown key."""
+    suggested = {p.message.split("did you mean ")[1].rstrip("?") for p in problems
+                 if p.code == "unknown-key" and "did you mean " in p.message}
+    # Unknown keys first: they are usually the cause of the missing ones.
+    problems = sorted(problems, key=lambda p: p.code != "unknown-key")
+    return [p for p in problems
+            if not (p.code == "missing-field" and repr(str(p.location).rsplit(".", 1)[-1].rsplit(" ", 1)[-1])
+                    in suggested)]
 
 
 def doc_locator(doc: YamlDoc) -> Any:
@@ -50,6 +62,8 @@ def _describe(err: Any) -> str:
 
 def _unknown_key(model: type[BaseModel], loc: FieldPath) -> str:
     key = str(loc[-1])
+    if _model_at(model, loc[:-1]) is SecretRef:
+        return f"unknown key {key!r}: secrets are never written in these files, expected env: VARIABLE_NAME"
     valid = _fields_at(model, loc[:-1])
     if not valid:
         return f"unknown key {key!r}"
@@ -61,24 +75,27 @@ def _unknown_key(model: type[BaseModel], loc: FieldPath) -> str:
 
 def _fields_at(model: type[BaseModel], loc: FieldPath) -> list[str]:
     """The valid keys of the model found at `loc` (walking lists, dicts and optionals)."""
+    found = _model_at(model, loc)
+    return list(found.model_fields) if found is not None else []
+
+
+def _model_at(model: type[BaseModel], loc: FieldPath) -> type[BaseModel] | None:
     current: Any = model
     for part in loc:
         current = _unwrap(current)
         if isinstance(current, type) and issubclass(current, BaseModel):
             field = current.model_fields.get(str(part))
             if field is None:
-                return []
+                return None
             current = field.annotation
         elif get_origin(current) in (list, tuple):
             current = get_args(current)[0]
         elif get_origin(current) is dict:
             current = get_args(current)[1]
         else:
-            return []
+            return None
     current = _unwrap(current)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return []
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
 def _unwrap(tp: Any) -> Any:

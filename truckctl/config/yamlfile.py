@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ MAX_ALIASES = 100
 MAX_NODES = 50_000  # counted with aliases expanded, as the model will see them
 
 FieldPath = tuple[str | int, ...]
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,20 @@ class _Loader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+# Dates stay text until the model parses them, so a bad date is reported with its field path.
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)  # type: ignore[type-var]
+
+
 def format_path(field: FieldPath) -> str:
+    """`trucks[0].nodes[1].address`; odd keys quoted so a location is always one line."""
     out = ""
     for part in field:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _PLAIN_KEY.match(part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{part[:40]!r}]"
     return out
 
 
@@ -77,8 +89,9 @@ def read_yaml(path: Path, display: str) -> YamlDoc:
             [Problem("not-utf8", f"expected UTF-8 text, found byte 0x{raw[exc.start]:02x} at offset {exc.start}",
                      display)]
         ) from None
-    loader = _Loader(text)
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)  # the reader rejects control characters already here
         node = loader.get_single_node()
         lines: dict[FieldPath, int] = {}
         if node is not None:
@@ -87,12 +100,14 @@ def read_yaml(path: Path, display: str) -> YamlDoc:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
-        what = (exc.problem or exc.context or "malformed YAML").strip()
+        what = " ".join((exc.problem or exc.context or "malformed YAML").split())
         raise YamlProblems([Problem("yaml-syntax", f"malformed YAML: {what}", f"{display}{line}")]) from None
     except (yaml.YAMLError, RecursionError, ValueError, TypeError, OverflowError) as exc:
-        raise YamlProblems([Problem("yaml-syntax", f"malformed YAML: {str(exc)[:200]}", display)]) from None
+        what = " ".join(str(exc).split())[:200]  # one line, whatever the parser said
+        raise YamlProblems([Problem("yaml-syntax", f"malformed YAML: {what}", display)]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if data is None:
         raise YamlProblems([Problem("empty-file", "file is empty, expected a mapping of settings", display)])
     if not isinstance(data, dict):

@@ -1,0 +1,23 @@
+"""Shared fixtures: the repository, and throwaway copies of the example project."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def example_project(tmp_path: Path) -> Path:
+    """A copy of the shipped example configuration, safe to break."""
+    root = tmp_path / "project"
+    shutil.copytree(REPO / "inventory", root / "inventory")
+    return root
