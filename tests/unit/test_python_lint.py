@@ -1,0 +1,24 @@
+"""Lint is part of the tests: ruff and mypy over the Python code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False)
+
+
+def test_ruff() -> None:
+    proc = _run(str(BIN / "ruff"), "check", "--no-cache", ".")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mypy() -> None:
+    proc = _run(str(BIN / "mypy"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
