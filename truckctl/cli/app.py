@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from truckctl import __version__
+from truckctl.cli import cmd_runs
 from truckctl.cli.dispatch import Outcome, run
 from truckctl.cli.output import Env
 
@@ -121,6 +122,7 @@ def inventory(stage: StageArg, json_output: JsonOpt = False) -> None:
 
 # Commands that live in their own modules register here (each module imports only typer at the top).
 # <command registrations>
+cmd_runs.register(app, _env, _project)
 
 
 def main() -> None:

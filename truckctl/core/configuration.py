@@ -38,10 +38,15 @@ def validate(project: Project, names: list[str] | None) -> dict[str, Any]:
 
 
 def stages(project: Project) -> dict[str, Any]:
-    from truckctl.core.stage_state import stage_state
+    from truckctl.lifecycle.journal import last_run
 
     loaded = load_stages(project)
-    return {"stages": [{**stage_summary(s), "state": stage_state(project, s.name)} for s in loaded]}
+    out = []
+    for stage in loaded:
+        run = last_run(project, stage.name)
+        state = f"{run['command']} {run['status']}" if run else "never run"
+        out.append({**stage_summary(stage), "state": state, "last_run": run["run_id"] if run else None})
+    return {"stages": out}
 
 
 def inventory(project: Project, name: str) -> dict[str, Any]:

@@ -1,0 +1,65 @@
+"""`truckctl runs [STAGE]`, `truckctl runs show RUN_ID`, `truckctl unlock STAGE`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from truckctl.cli.dispatch import Outcome, run
+from truckctl.cli.output import Env
+
+if TYPE_CHECKING:
+    from truckctl.project import Project
+
+runs_app = typer.Typer(help="The run journal: what ran, per node and resource, and how it ended.",
+                       invoke_without_command=True, no_args_is_help=False)
+
+
+def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_factory: Callable[[], Project]) -> None:
+    @runs_app.callback()
+    def runs(ctx: typer.Context,
+             stage: Annotated[str | None, typer.Option("--stage", "-s", help="Only this stage.")] = None,
+             json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False) -> None:
+        """List runs, newest first (or `runs show RUN_ID`)."""
+        if ctx.invoked_subcommand is not None:
+            return
+        from truckctl.cli import render_lifecycle
+        from truckctl.config.loader import check_stage_name
+        from truckctl.lifecycle.journal import list_runs
+
+        def action() -> Outcome:
+            if stage is not None:
+                check_stage_name(stage)
+            return Outcome({"runs": list_runs(project_factory(), stage)})
+
+        raise typer.Exit(run(env_factory(json_output), "runs", stage, action, render_lifecycle.runs))
+
+    @runs_app.command("show")
+    def show(run_id: Annotated[str, typer.Argument(help="A run id from `truckctl runs`.")],
+             json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False) -> None:
+        """Show one run: its summary and every event."""
+        from truckctl.cli import render_lifecycle
+        from truckctl.lifecycle.journal import show_run
+
+        raise typer.Exit(run(env_factory(json_output), "runs show", None,
+                             lambda: Outcome(show_run(project_factory(), run_id)), render_lifecycle.run_detail))
+
+    @app.command()
+    def unlock(stage: Annotated[str, typer.Argument(help="Stage name, e.g. stage-1.")],
+               force: Annotated[bool, typer.Option("--force", help="Also clear a lock held on another host.")] = False,
+               json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False) -> None:
+        """Clear a stage's stale lock (left by a run that died)."""
+        from truckctl.cli import render_lifecycle
+        from truckctl.config.loader import check_stage_name
+        from truckctl.lifecycle.lock import unlock as clear
+
+        def action() -> Outcome:
+            check_stage_name(stage)
+            return Outcome(clear(project_factory(), stage, force))
+
+        raise typer.Exit(run(env_factory(json_output), "unlock", stage, action, render_lifecycle.message))
+
+    app.add_typer(runs_app, name="runs")
+
