@@ -1,0 +1,202 @@
+"""Prechecks: everything that must hold before a run changes anything, all reported at once.
+
+Configuration valid (done by loading the stage); tools present and supported; every node
+reachable over SSH with a known host key; clocks within bounds; no live address conflict on a
+truck LAN; on aws, the pulumi CLI, credentials and the secrets passphrase.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from truckctl.config.model import Node, Stage, Truck
+from truckctl.errors import Problem
+
+MAX_CLOCK_SKEW_S = 2.0
+SSH_TIMEOUT_S = 5
+ANSIBLE_SERIES = "2.19."
+
+
+@dataclass(frozen=True)
+class SshAccess:
+    """How to reach the nodes: user, key and the known_hosts that pins their host keys."""
+
+    user: str
+    private_key: Path | None
+    known_hosts: Path
+
+    def argv(self, address: str, command: str) -> list[str]:
+        key = ["-i", str(self.private_key), "-o", "IdentitiesOnly=yes"] if self.private_key else []
+        return ["ssh", *key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+                "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", f"ConnectTimeout={SSH_TIMEOUT_S}",
+                "-o", "LogLevel=ERROR", "-o", "ControlMaster=no", f"{self.user}@{address}", command]
+
+
+@dataclass
+class NodeProbe:
+    name: str
+    address: str
+    reachable: bool
+    detail: str
+    skew_s: float | None = None
+    mac: str | None = None
+
+
+@dataclass
+class PrecheckReport:
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    def add(self, name: str, problems: list[Problem], **detail: Any) -> None:
+        self.checks[name] = {"ok": not problems, **detail}
+        self.problems += problems
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": self.checks}
+
+
+def check_tools(target: str) -> list[Problem]:
+    problems = []
+    try:
+        version = metadata.version("ansible-core")
+        if not version.startswith(ANSIBLE_SERIES):
+            problems.append(Problem("tool-version", f"ansible-core {version} is installed, truckctl supports "
+                                    f"{ANSIBLE_SERIES}x", "tools"))
+    except metadata.PackageNotFoundError:
+        problems.append(Problem("tool-missing", "ansible-core is not installed (pip install -e .)", "tools"))
+    from truckctl.truck_paths import ansible_bin
+
+    if not (ansible_bin() / "ansible-playbook").exists():
+        problems.append(Problem("tool-missing", f"ansible-playbook not found in {ansible_bin()}", "tools"))
+    if shutil.which("ssh") is None:
+        problems.append(Problem("tool-missing", "the ssh client is not installed (apt-get install openssh-client)",
+                                "tools"))
+    if target == "aws" and shutil.which("pulumi") is None:
+        problems.append(Problem("tool-missing", "the pulumi CLI is not on PATH: install Pulumi 3.x "
+                                "(https://www.pulumi.com/docs/install/) to use --target aws", "tools"))
+    return problems
+
+
+def check_aws_access(stage: Stage) -> list[Problem]:
+    problems = []
+    has_keys = os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY")
+    has_profile = os.environ.get("AWS_PROFILE") or (Path.home() / ".aws" / "credentials").exists()
+    if not (has_keys or has_profile or os.environ.get("AWS_WEB_IDENTITY_TOKEN_FILE")):
+        problems.append(Problem("aws-credentials", "no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+                                "AWS_SECRET_ACCESS_KEY", "environment"))
+    for name, ref in stage.secrets.items():
+        if not os.environ.get(ref.env):
+            problems.append(Problem("secret-missing", f"secret {name!r} is referenced as environment variable "
+                                    f"{ref.env}, which is not set", "environment"))
+    return problems
+
+
+def probe_nodes(nodes: list[tuple[Truck, Node]], access: SshAccess) -> list[NodeProbe]:
+    """SSH to every node at once: host key pinned, clock read, MAC of the interface holding its address."""
+
+    def probe(node: Node) -> NodeProbe:
+        address = str(node.address)
+        command = ("date +%s.%N; for i in /sys/class/net/*; do "
+                   f"ip -4 -o addr show dev ${{i##*/}} 2>/dev/null | grep -q ' {address}/' && cat $i/address; done")
+        before = time.time()
+        try:
+            proc = subprocess.run(access.argv(address, command), capture_output=True, text=True,
+                                  timeout=SSH_TIMEOUT_S * 3, check=False)
+        except subprocess.TimeoutExpired:
+            return NodeProbe(node.name, address, False, "SSH timed out")
+        after = time.time()
+        if proc.returncode != 0:
+            return NodeProbe(node.name, address, False, _ssh_failure(proc.stderr))
+        lines = proc.stdout.split()
+        try:
+            skew = float(lines[0]) - (before + after) / 2
+        except (ValueError, IndexError):
+            return NodeProbe(node.name, address, True, "could not read the node's clock")
+        return NodeProbe(node.name, address, True, "ok", round(skew, 3), lines[1] if len(lines) > 1 else None)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(32, len(nodes)))) as pool:
+        return list(pool.map(probe, [node for _, node in nodes]))
+
+
+def _ssh_failure(stderr: str) -> str:
+    text = " ".join(stderr.split())
+    if "IDENTIFICATION HAS CHANGED" in text or "Host key verification failed" in text:
+        return "host key does not match the known_hosts entry (another machine on this address?)"
+    if "Permission denied" in text:
+        return "SSH key refused"
+    if "timed out" in text or "No route" in text or "unreachable" in text:
+        return "unreachable"
+    return text[:160] or "SSH failed"
+
+
+def ssh_problems(probes: list[NodeProbe]) -> list[Problem]:
+    return [Problem("node-unreachable", f"node {p.name} ({p.address}) is not reachable over SSH: {p.detail}",
+                    p.name) for p in probes if not p.reachable]
+
+
+def clock_problems(probes: list[NodeProbe]) -> list[Problem]:
+    return [Problem("clock-skew", f"node {p.name} clock is {p.skew_s:+.2f} s off this host's "
+                    f"(at most {MAX_CLOCK_SKEW_S} s allowed)", p.name)
+            for p in probes if p.skew_s is not None and abs(p.skew_s) > MAX_CLOCK_SKEW_S]
+
+
+def address_conflicts(stage: Stage, probes: list[NodeProbe]) -> tuple[list[Problem], dict[str, Any]]:
+    """Ask each truck LAN who answers for our addresses; anything but the node itself is a conflict."""
+    from truckctl.lifecycle.arp import arp_scan, route_to
+
+    expected = {p.address: p.mac for p in probes if p.mac}
+    problems: list[Problem] = []
+    seen: dict[str, Any] = {}
+    if os.geteuid() != 0:
+        return [], {"skipped": "needs root for raw ARP"}
+    for truck in stage.trucks:
+        addresses = [str(n.address) for n in truck.nodes]
+        route = route_to(addresses[0])
+        if route is None:
+            seen[truck.name] = "not on a LAN attached to this host"
+            continue
+        answers = arp_scan(route[0], route[1], addresses)
+        seen[truck.name] = {a: sorted(m) for a, m in answers.items()}
+        for node in truck.nodes:
+            address = str(node.address)
+            macs = answers.get(address, set())
+            mine = expected.get(address)
+            foreign = sorted(m for m in macs if m != mine) if mine else (sorted(macs) if len(macs) > 1 else [])
+            if foreign:
+                problems.append(Problem(
+                    "address-conflict",
+                    f"address {address} of node {node.name} (truck {truck.name}) is also answered by MAC "
+                    f"{', '.join(foreign)}" + (f"; the node's own MAC is {mine}" if mine else "")
+                    + ": another host on this LAN uses our address", node.name))
+    return problems, seen
+
+
+def run_prechecks(stage: Stage, target: str, access: SshAccess | None,
+                  nodes: list[tuple[Truck, Node]] | None = None) -> PrecheckReport:
+    report = PrecheckReport()
+    report.add("configuration", [], stage=stage.name)
+    report.add("tools", check_tools(target))
+    if target == "aws":
+        report.add("aws", check_aws_access(stage))
+    chosen = nodes if nodes is not None else stage.nodes()
+    if access is not None and chosen:
+        probes = probe_nodes(chosen, access)
+        by_node = {p.name: {"address": p.address, "reachable": p.reachable, "detail": p.detail,
+                            "clock_skew_s": p.skew_s} for p in probes}
+        report.add("ssh", ssh_problems(probes), nodes=by_node)
+        report.add("clock", clock_problems(probes), max_skew_s=MAX_CLOCK_SKEW_S)
+        conflicts, seen = address_conflicts(stage, probes)
+        report.add("address-conflicts", conflicts, answers=seen)
+    return report
