@@ -1,0 +1,64 @@
+"""The lab PKI: who may connect to the stand-in, and key hygiene."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import stat
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from truckctl.lab.pki import LabPki, client_id
+
+
+def load(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    key = ca.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    assert cert.signature_hash_algorithm is not None
+    key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
+    return cert.issuer == ca.subject
+
+
+def test_server_and_client_certificates(tmp_path: Path) -> None:
+    pki = LabPki(tmp_path / "pki")
+    server = pki.ensure_server("standin-server", "cloud-standin", "100.64.10.2", ["cloud-standin"])
+    client = pki.ensure_client("truck-truck-a", client_id("gdf27", "truck-a"))
+    ca = load(pki.ca.cert)
+    server_cert, client_cert = load(server.cert), load(client.cert)
+    assert signed_by(server_cert, ca) and signed_by(client_cert, ca)
+    sans = server_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("100.64.10.2")]
+    assert client_cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "gdf27-truck-a"
+    usage = client_cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+
+
+def test_private_keys_are_0600_in_a_0700_directory(tmp_path: Path) -> None:
+    pki = LabPki(tmp_path / "pki")
+    pki.ensure_client("truck-truck-a", "gdf27-truck-a")
+    pki.wireguard_public_key()
+    assert stat.S_IMODE((tmp_path / "pki").stat().st_mode) == 0o700
+    keys = list((tmp_path / "pki").glob("*.key"))
+    assert len(keys) == 3  # ca, client, vpn
+    assert all(stat.S_IMODE(k.stat().st_mode) == 0o600 for k in keys)
+
+
+def test_certificates_are_reissued_only_when_their_content_changes(tmp_path: Path) -> None:
+    pki = LabPki(tmp_path / "pki")
+    first = pki.ensure_server("standin-server", "cloud-standin", "100.64.10.2", []).serial
+    assert pki.ensure_server("standin-server", "cloud-standin", "100.64.10.2", []).serial == first
+    assert pki.ensure_server("standin-server", "cloud-standin", "100.64.20.2", []).serial != first
+
+
+def test_wireguard_key_is_stable_and_in_wireguard_format(tmp_path: Path) -> None:
+    pki = LabPki(tmp_path / "pki")
+    key = pki.wireguard_public_key()
+    assert len(base64.b64decode(key)) == 32 and len(key) == 44
+    assert pki.wireguard_public_key() == key

@@ -1,0 +1,133 @@
+"""`truckctl lab up|down|status`: the lab of simulated trucks (DESIGN section 6).
+
+Only typer is imported at module level so `truckctl --help` stays fast; the lab itself loads
+inside each command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from truckctl.cli.dispatch import Outcome
+    from truckctl.cli.output import Env
+    from truckctl.project import Project
+
+app = typer.Typer(name="lab", help="Build, inspect and remove the lab: a stage's trucks as local nodes (root).",
+                  no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
+
+
+def _progress(env: Env) -> Callable[[str], None]:
+    def say(message: str) -> None:
+        if not env.json:
+            env.err_console().print(f"lab: {message}", markup=False, highlight=False)
+
+    return say
+
+
+def register(parent: typer.Typer, env_factory: Callable[[bool], Env], project_factory: Callable[[], Project]) -> None:
+    @app.command("up")
+    def lab_up(
+        stage: Annotated[str, typer.Argument(help="Stage whose trucks to build.")] = "stage-1",
+        json_output: JsonOpt = False,
+    ) -> None:
+        """Bring up every node of the stage's trucks and the cloud stand-in (reuses a healthy lab).
+
+        A lab of another stage is never replaced on its own: `lab down` it first.
+        """
+        from truckctl.cli.dispatch import Outcome, run
+        from truckctl.lab import api
+
+        env = env_factory(json_output)
+        raise typer.Exit(run(env, "lab up", stage,
+                             lambda: Outcome(api.up(project_factory(), stage, _progress(env))), _render_up))
+
+    @app.command("down")
+    def lab_down(json_output: JsonOpt = False) -> None:
+        """Remove everything the lab made (keeps the rootfs and apt caches for the next run)."""
+        from truckctl.cli.dispatch import Outcome, run
+        from truckctl.lab import api
+
+        env = env_factory(json_output)
+        raise typer.Exit(run(env, "lab down", None,
+                             lambda: Outcome(api.down(project_factory(), _progress(env))), _render_down))
+
+    @app.command("status")
+    def lab_status(json_output: JsonOpt = False) -> None:
+        """Each node with its truck, address, systemd state and whether SSH answers; and the stand-in."""
+        from truckctl.cli.dispatch import Outcome, run
+        from truckctl.errors import ExitCode, Problem
+        from truckctl.lab import api
+
+        def action() -> Outcome:
+            result = api.status(project_factory())
+            if not result["up"] or result["healthy"]:
+                return Outcome(result)
+            bad = [n["name"] for n in [*result["nodes"], result["standin"]]
+                   if not (n["supervisor"] and n["systemd_running"] and n["ssh"])]
+            what = f"failing (supervisor, systemd or SSH): {', '.join(bad)}" if bad else "its stand-in is not serving"
+            hint = "" if result["complete"] else " (half-built: `truckctl lab down`, then `lab up`)"
+            return Outcome(result, ExitCode.ERROR, [Problem("lab-unhealthy", f"the lab is unhealthy, {what}{hint}")])
+
+        raise typer.Exit(run(env_factory(json_output), "lab status", result_stage(project_factory), action,
+                             _render_status))
+
+    parent.add_typer(app, name="lab")
+
+
+def result_stage(project_factory: Callable[[], Project]) -> str | None:
+    """The stage of the running lab, for the envelope's `stage` field (None when no lab is up)."""
+    from truckctl.errors import TruckctlError
+    from truckctl.lab import state
+
+    try:
+        current = state.load(project_factory().state_dir)
+    except TruckctlError:
+        return None
+    return current.stage if current else None
+
+
+def _table(env: Env, title: str, columns: list[str], rows: list[list[str]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, show_edge=False, pad_edge=False)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    env.console().print(table)
+
+
+def _render_up(env: Env, outcome: Outcome) -> None:
+    r = outcome.result
+    how = "reused (already up and healthy)" if r["reused"] else f"up in {r['seconds']}s"
+    rows = [[n["truck"] or "-", n["name"], n["address"], n["role"], n["uplink_address"] or ""] for n in r["nodes"]]
+    _table(env, f"lab {r['stage']}: {how}", ["truck", "node", "address", "role", "uplink"], rows)
+    ssh = r["ssh"]
+    env.console().print(f"ssh: {ssh['user']} with {ssh['private_key']}, known_hosts {ssh['known_hosts']}", markup=False)
+
+
+def _render_down(env: Env, outcome: Outcome) -> None:
+    r = outcome.result
+    if not r["was_up"]:
+        env.console().print("no lab was up: nothing to remove", markup=False)
+        return
+    what = ", ".join(f"{count} {kind}" for kind, count in r["removed"].items())
+    env.console().print(f"lab of {r['stage']} removed in {r['seconds']}s ({what}); caches kept", markup=False)
+
+
+def _render_status(env: Env, outcome: Outcome) -> None:
+    r = outcome.result
+    if not r["up"]:
+        env.console().print("no lab is up", markup=False)
+        return
+    rows = [[n["truck"] or "-", n["name"], n["address"], n["role"], "alive" if n["supervisor"] else "DEAD",
+             n["systemd"], "yes" if n["ssh"] else "NO", n.get("uplink", "")] for n in [*r["nodes"], r["standin"]]]
+    state = "healthy" if r["healthy"] else "NOT healthy"
+    _table(env, f"lab {r['stage']}: {state}",
+           ["truck", "node", "address", "role", "supervisor", "systemd", "ssh", "uplink"], rows)

@@ -1,0 +1,108 @@
+"""The lab's public API: what the CLI, the truck tier and tests call.
+
+- up / down / status: build, remove and inspect the lab (root only).
+- connection / lab_nodes: how the truck tier reaches the nodes (host-key checking on).
+- cloud_outputs: the `lab` target's CloudOutputs, built from the cloud stand-in.
+- set_uplink: "pull the cable" of a truck's gateway, and plug it back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+
+from truckctl.cloud.outputs import CloudOutputs, TruckAccess, topic_prefix
+from truckctl.config.model import Stage
+from truckctl.errors import ExitCode, TruckctlError
+from truckctl.lab import state as st
+from truckctl.lab.lifecycle import Progress, connection_for, down, status, up
+from truckctl.lab.network import link_exists, set_link
+from truckctl.lab.paths import LabPaths
+from truckctl.lab.pki import LabPki, client_id
+from truckctl.lab.plan import LAN_IF, STANDIN_HTTP_PORT, STANDIN_MQTT_PORT, UPLINK_IF, LabPlan
+from truckctl.lab.ssh import LabConnection
+from truckctl.lab.system import require_root
+from truckctl.project import Project
+
+__all__ = ["LabConnection", "LabNode", "Progress", "cloud_outputs", "connection", "down", "lab_nodes",
+           "set_uplink", "status", "up"]
+
+
+@dataclass(frozen=True)
+class LabNode:
+    """A truck node of the running lab, as the truck tier needs it."""
+
+    name: str
+    truck: str
+    address: str
+    role: str
+    lan_interface: str = LAN_IF
+    uplink_address: str | None = None  # gateways only: their address on the lab uplink
+    uplink_interface: str | None = None
+
+
+def _running_plan(project: Project, stage: str | None = None) -> LabPlan:
+    state = st.load(project.state_dir)
+    if state is None:
+        raise TruckctlError.single("lab-not-up", "no lab is up: run `truckctl lab up STAGE` first")
+    if stage is not None and state.stage != stage:
+        raise TruckctlError.single("lab-other-stage", f"the lab is up for {state.stage}, not {stage}: run "
+                                   f"`truckctl lab down` then `truckctl lab up {stage}`")
+    if not state.complete:
+        raise TruckctlError.single("lab-incomplete", "the lab is half-built: run `truckctl lab down`, then "
+                                   "`truckctl lab up` again")
+    return state.plan
+
+
+def connection(project: Project) -> LabConnection:
+    _running_plan(project)
+    return connection_for(LabPaths(project.state_dir))
+
+
+def lab_nodes(project: Project) -> list[LabNode]:
+    """The truck nodes (not the stand-in), with the stage configuration's names and addresses."""
+    return [LabNode(n.name, n.truck or "", n.address, n.role, uplink_address=n.uplink_address,
+                    uplink_interface=UPLINK_IF if n.uplink_address else None)
+            for n in _running_plan(project).truck_nodes]
+
+
+def cloud_outputs(project: Project, stage: Stage | str) -> CloudOutputs:
+    """The `lab` target's CloudOutputs. The VPN endpoint is described but not served: the lab has no
+    WireGuard (no kernel module on this machine kind), only a WireGuard-format public key."""
+    plan = _running_plan(project, stage if isinstance(stage, str) else stage.name)
+    pki = LabPki(LabPaths(project.state_dir).pki)
+    address = plan.uplink.standin_address
+    trucks = {}
+    for truck in plan.trucks:
+        issued = pki.leaf(f"truck-{truck.name}")
+        cid = client_id(plan.race_id, truck.name)
+        trucks[truck.name] = TruckAccess(
+            thing_name=cid, client_id=cid, topic_prefix=topic_prefix(plan.race_id, truck.name),
+            certificate_pem=issued.cert.read_text(), private_key_pem=SecretStr(issued.key.read_text()),
+            certificate_ref=f"lab-serial:{issued.serial}",
+        )
+    return CloudOutputs(
+        target="lab", region="lab", mqtt_host=address, mqtt_port=STANDIN_MQTT_PORT,
+        ca_pem=pki.ca.cert.read_text(), trucks=trucks,
+        telemetry_stream="lab:standin/telemetry", datalake_bucket="lab:standin/datalake",
+        alert_topic_arn="lab:standin/alerts",
+        alert_webhook_url=f"http://{address}:{STANDIN_HTTP_PORT}/alerts",
+        vpn_endpoint=f"{address}:{plan.vpn_port}", vpn_public_key=pki.wireguard_public_key(),
+    )
+
+
+def set_uplink(project: Project, truck: str, up: bool) -> None:
+    """Plug or pull a truck's uplink cable: the host side of its gateway's uplink veth, up or down."""
+    require_root("set_uplink")
+    plan = _running_plan(project)
+    gateways = [n for n in plan.truck_nodes if n.truck == truck and n.uplink_veth]
+    if not gateways:
+        known = ", ".join(t.name for t in plan.trucks)
+        raise TruckctlError.single("lab-unknown-truck", f"no gateway of truck {truck!r} in the lab (trucks: {known})",
+                                   exit_code=ExitCode.USAGE)
+    for gateway in gateways:
+        assert gateway.uplink_veth is not None
+        if not link_exists(gateway.uplink_veth):
+            raise TruckctlError.single("lab-link", f"{gateway.name}'s uplink {gateway.uplink_veth} is missing")
+        set_link(gateway.uplink_veth, up)

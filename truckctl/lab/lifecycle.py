@@ -1,0 +1,400 @@
+"""`lab up`, `lab down` and `lab status`: the order things are made in, and undone in.
+
+`up` records each resource in the state file before creating it, so `down` can undo a lab that
+crashed half-way; `down` removes exactly what the state recorded (never anything by name pattern,
+so other labs on this host, the scratch ones included, are left alone).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from truckctl.config.loader import load_stage
+from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.lab import aptcache, naming, network, node, rootfs, standin
+from truckctl.lab import state as st
+from truckctl.lab.paths import LabPaths
+from truckctl.lab.pki import LabPki
+from truckctl.lab.plan import STANDIN_HTTP_PORT, STANDIN_MQTT_PORT, LabPlan, check_host_routes, plan_lab
+from truckctl.lab.probe import READY, port_open, ssh_answers, systemd_state, wait_ready
+from truckctl.lab.ssh import USER, LabConnection, ensure_keypair, write_known_hosts
+from truckctl.lab.system import (
+    NSPAWN_RUNTIME,
+    alive,
+    cgroup_pids,
+    cgroup_roots,
+    kill_cgroup,
+    make_cgroup,
+    mount_points,
+    remove_cgroup,
+    remove_empty_parent,
+    remove_tree,
+    require_root,
+    require_tools,
+    run,
+    signal_process,
+    unmount_all,
+    wait_gone,
+)
+from truckctl.project import Project
+
+Progress = Callable[[str], None]
+BOOT_TIMEOUT_S = 120
+STOP_GRACE_S = 3.0
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def connection_for(paths: LabPaths) -> LabConnection:
+    return LabConnection(USER, paths.ssh_key, paths.known_hosts)
+
+
+# ---- up --------------------------------------------------------------------------------------
+
+def up(project: Project, stage_name: str, progress: Progress = _quiet) -> dict[str, Any]:
+    require_root("up")
+    started = time.monotonic()
+    stage = load_stage(project, stage_name)
+    paths = LabPaths(project.state_dir)
+    plan = plan_lab(stage, naming.lab_id(project.state_dir))
+    with st.locked(project.state_dir):
+        existing = st.load(project.state_dir)
+        own = {r.name for r in existing.of_kind(st.LINK)} if existing else set()
+        check_host_routes(plan, network.host_routes(), own)
+        if existing is not None:
+            if existing.stage != stage_name:
+                raise TruckctlError.single(
+                    "lab-other-stage", f"a lab for {existing.stage} is up: run `truckctl lab down` first "
+                    f"(the lab never replaces another stage's lab on its own)")
+            if existing.complete and existing.fingerprint == plan.fingerprint() and _healthy(existing, paths):
+                return _summary(existing, paths, reused=True, seconds=time.monotonic() - started, boot=[])
+            progress("a half-built, unhealthy or changed lab exists: tearing it down first")
+            _teardown(existing, progress)
+        require_tools(with_build=not rootfs.base_path().is_dir())
+        state = st.LabState(plan.lab_id, stage_name, plan, plan.fingerprint(), path=st.state_file(project.state_dir))
+        state.save()
+        boot = _build(state, plan, paths, progress)
+        state.complete = True
+        state.save()
+        return _summary(state, paths, reused=False, seconds=time.monotonic() - started, boot=boot)
+
+
+def _build(state: st.LabState, plan: LabPlan, paths: LabPaths, progress: Progress) -> list[dict[str, Any]]:
+    roots = cgroup_roots()
+    if not roots:
+        raise TruckctlError.single("lab-cgroups", "no usable cgroup hierarchy under /sys/fs/cgroup")
+    _identities(plan, paths)
+    if not NSPAWN_RUNTIME.is_dir() or str(NSPAWN_RUNTIME) not in mount_points():
+        # /run is on disk here and nspawn refuses to clean it otherwise; shared if someone mounted it already.
+        state.record(st.TMPFS, str(NSPAWN_RUNTIME))
+        NSPAWN_RUNTIME.mkdir(parents=True, exist_ok=True)
+        run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", str(NSPAWN_RUNTIME)], what="mount nspawn tmpfs")
+
+    progress("networks: one bridge per truck LAN and the lab uplink")
+    for truck in plan.trucks:
+        prefix = int(truck.cidr.split("/")[1])
+        network.make_bridge(state, truck.bridge, truck.host_address, prefix)
+    network.make_bridge(state, plan.uplink.bridge, plan.uplink.host_address, int(plan.uplink.cidr.split("/")[1]))
+
+    acng_cgroup = naming.cgroup(plan.lab_id, "apt-cacher-ng")
+    state.record(st.CGROUP, acng_cgroup, roots=[str(r) for r in roots])
+    aptcache.start(state, paths.acng, plan.host_addresses(), acng_cgroup, make_cgroup(acng_cgroup, roots))
+
+    build_cgroup = naming.cgroup(plan.lab_id, "build")
+    state.record(st.CGROUP, build_cgroup, roots=[str(r) for r in roots])
+    build_cgroups = make_cgroup(build_cgroup, roots)
+    base = rootfs.ensure_base(state, build_cgroups, progress)
+    layer = rootfs.ensure_standin_layer(state, base, aptcache.proxy_url(plan.uplink.host_address),
+                                        naming.machine(plan.lab_id, "build"), build_cgroups, progress)
+
+    progress(f"starting {len(plan.nodes)} nodes")
+    authorized = paths.ssh_key.with_name("id_ed25519.pub").read_text().strip()
+    pki = LabPki(paths.pki)
+    for item in plan.nodes:
+        network.make_node_network(state, plan, item)
+        lowers = [layer, base] if item.is_standin else [base]
+        merged = node.mount_overlay(state, paths.root, item, lowers)
+        node.write_identity(merged, plan, item, paths.host_key(item.name), authorized)
+        if item.is_standin:
+            standin.write_files(merged, plan, pki)
+        node.launch(state, paths.root, item, merged, roots)
+
+    deadline = time.monotonic() + BOOT_TIMEOUT_S
+    conn = connection_for(paths)
+    with ThreadPoolExecutor(max_workers=len(plan.nodes)) as pool:
+        boot = list(pool.map(lambda n: wait_ready(n, conn, plan, deadline), plan.nodes))
+    late = [b for b in boot if not b["ready"]]
+    if late:
+        raise TruckctlError(
+            [Problem("lab-boot", f"node {b['node']} is not ready (systemd: {b['systemd']}); its console log is "
+                     f"{node.node_dir(paths.root, next(n for n in plan.nodes if n.name == b['node']))}/console.log")
+             for b in late] + [Problem("lab-boot", "the half-built lab is left for inspection: "
+                                                   "`truckctl lab down` removes it")])
+    progress("all nodes ready")
+    return boot
+
+
+def _identities(plan: LabPlan, paths: LabPaths) -> None:
+    """The lab's login key, each node's host key + known_hosts, and the PKI (no side effect on the host)."""
+    ensure_keypair(paths.ssh_key, "truckctl-lab")
+    entries = []
+    for item in plan.nodes:
+        public = ensure_keypair(paths.host_key(item.name), f"root@{item.name}")
+        names = [item.name, item.address] + ([item.uplink_address] if item.uplink_address else [])
+        entries.append((names, public))
+    write_known_hosts(paths.known_hosts, entries)
+    pki = LabPki(paths.pki)
+    pki.ensure_ca()
+    standin.issue_certificates(pki, plan)
+    pki.wireguard_public_key()
+
+
+def _healthy(state: st.LabState, paths: LabPaths) -> bool:
+    procs = state.of_kind(st.PROCESS)
+    if not procs or not all(alive(p.data["pid"], p.data.get("start")) for p in procs):
+        return False
+    if not all(network.link_exists(b) for b in state.plan.bridges()):
+        return False
+    if not port_open(state.plan.uplink.standin_address, STANDIN_MQTT_PORT):
+        return False
+    conn = connection_for(paths)
+    with ThreadPoolExecutor(max_workers=len(state.plan.nodes)) as pool:
+        return all(pool.map(lambda n: ssh_answers(n, conn), state.plan.nodes))
+
+
+def _summary(state: st.LabState, paths: LabPaths, *, reused: bool, seconds: float,
+             boot: list[dict[str, Any]]) -> dict[str, Any]:
+    plan = state.plan
+    return {
+        "stage": plan.stage, "lab_id": plan.lab_id, "reused": reused, "seconds": round(seconds, 1),
+        "nodes": [_node_row(n) for n in plan.nodes],
+        "boot": boot,
+        "standin": {"address": plan.uplink.standin_address,
+                    "mqtt": f"{plan.uplink.standin_address}:{STANDIN_MQTT_PORT}",
+                    "http": f"http://{plan.uplink.standin_address}:{STANDIN_HTTP_PORT}"},
+        "ssh": {"user": USER, "private_key": str(paths.ssh_key), "known_hosts": str(paths.known_hosts)},
+    }
+
+
+def _node_row(n: node.NodePlan) -> dict[str, Any]:
+    return {"name": n.name, "truck": n.truck, "role": n.role, "address": n.address,
+            "uplink_address": n.uplink_address}
+
+
+# ---- down ------------------------------------------------------------------------------------
+
+def down(project: Project, progress: Progress = _quiet) -> dict[str, Any]:
+    require_root("down")
+    started = time.monotonic()
+    with st.locked(project.state_dir):
+        state = st.load(project.state_dir)
+        if state is None:
+            return {"was_up": False, "stage": None, "removed": {}, "seconds": 0.0}
+        state.path = st.state_file(project.state_dir)
+        removed = _teardown(state, progress)
+        return {"was_up": True, "stage": state.stage, "removed": removed,
+                "seconds": round(time.monotonic() - started, 1)}
+
+
+def _teardown(state: st.LabState, progress: Progress) -> dict[str, int]:
+    """Undo every recorded resource, kind by kind; keeps the state of what could not be undone."""
+    progress(f"tearing down the lab of {state.stage}")
+    problems: list[Problem] = []
+    removed: dict[str, int] = {}
+    undo = {st.PROCESS: _stop_processes, st.CGROUP: _remove_cgroups, st.RUNFILE: _remove_files, st.MOUNT: _unmount,
+            st.SCRATCH: _remove_scratch, st.NETNS: _remove_netns, st.LINK: _remove_links,
+            st.TMPFS: _unmount_tmpfs, st.DIR: _remove_dirs}
+    for kind in st.TEARDOWN_ORDER:
+        resources = state.of_kind(kind)
+        if not resources:
+            continue
+        failed = undo[kind](resources, state)
+        problems += failed
+        left = {p.location for p in failed}
+        state.resources = [r for r in state.resources if r.kind != kind or r.name in left]
+        removed[kind] = len(resources) - len(left)
+        state.save()
+    _remove_runtime_leftovers(state.plan)
+    if problems:
+        raise TruckctlError(problems, ExitCode.ERROR, {"removed": removed})
+    if state.path is not None:
+        state.path.unlink(missing_ok=True)
+    return removed
+
+
+def _cgroup_roots_of(resource: st.Resource) -> list[Path]:
+    return [Path(r) for r in resource.data.get("roots", [])] or cgroup_roots()
+
+
+def _stop_processes(resources: list[st.Resource], state: st.LabState) -> list[Problem]:
+    """SIGTERM the recorded processes (a supervisor stops its node cleanly), then SIGKILL whatever is
+    left in the lab's cgroups: that also catches a node whose supervisor was killed (orphaned nspawn)."""
+    recorded = [(int(r.data["pid"]), r.data.get("start")) for r in resources if "pid" in r.data]
+    for pid, start in recorded:
+        signal_process(pid, start, signal.SIGTERM)
+    cgroups = [(r.name, _cgroup_roots_of(r)) for r in state.of_kind(st.CGROUP)]
+    # Grace only where a recorded process was asked to stop (a node shutting down); builds are just killed.
+    stopping = {r.data.get("cgroup") for r in resources}
+    graceful = [(rel, roots) for rel, roots in cgroups if rel in stopping]
+    for rel, roots in graceful:  # also a node whose supervisor was killed: its nspawn stops the guest cleanly
+        for pid in cgroup_pids(rel, roots):
+            if _comm(pid) == "systemd-nspawn":
+                signal_process(pid, None, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    while time.monotonic() < deadline and any(cgroup_pids(rel, roots) for rel, roots in graceful):
+        time.sleep(0.05)
+    for rel, roots in cgroups:
+        kill_cgroup(rel, roots)
+    for pid, start in recorded:
+        signal_process(pid, start, signal.SIGKILL)  # a recorded process outside its cgroup, if ever
+    wait_gone(recorded, timeout=3)
+    return [Problem("lab-cleanup", f"process {pid} is still running", r.name)
+            for r in resources if "pid" in r.data for pid in [int(r.data["pid"])] if alive(pid, r.data.get("start"))]
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _remove_cgroups(resources: list[st.Resource], state: st.LabState) -> list[Problem]:
+    problems = []
+    for resource in resources:
+        roots = _cgroup_roots_of(resource)
+        kill_cgroup(resource.name, roots)
+        left = remove_cgroup(resource.name, roots)
+        if left:
+            problems.append(Problem("lab-cleanup", f"cgroup {left[0]} could not be removed", resource.name))
+        remove_empty_parent(resource.name.split("/")[0], roots)
+    return problems
+
+
+def _remove_files(resources: list[st.Resource], state: st.LabState) -> list[Problem]:
+    for resource in resources:
+        Path(resource.name).unlink(missing_ok=True)
+    return []
+
+
+def _unmount(resources: list[st.Resource], state: st.LabState) -> list[Problem]:
+    problems = []
+    for resource in resources:
+        if unmount_all(Path(resource.name)):
+            problems.append(Problem("lab-cleanup", f"{resource.name} is still mounted", resource.name))
+    return problems
+
+
+def _remove_scratch(resources: list[st.Resource], state: st.LabState) -> list[Problem]:
+    problems = []
+    for resource in resources:
+        path = Path(resource.name)
+        if not path.name.endswith(".partial"):  # only build directories, never a finished cache
+            continue
+        try:
+            unmount_all(path)
+            remove_tree(path)
+        except TruckctlError as exc:
+            problems.append(Problem("lab-cleanup", str(exc), resource.name))
+    return problems
+
+
+def _remove_netns(resources: list[st.Resource], state: st.LabState) -> list[Problem]:
+    problems = []
+    for resource in resources:
+        try:
+            network.delete_netns(resource.name)
+        except TruckctlError as exc:
+            problems.append(Problem("lab-cleanup", str(exc), resource.name))
+    return problems
+
+
+def _remove_links(resources: list[st.Resource], state: st.LabState) -> list[Problem]:
+    for resource in resources:
+        network.delete_link(resource.name)
+    return [Problem("lab-cleanup", f"link {r.name} still exists", r.name)
+            for r in resources if network.link_exists(r.name)]
+
+
+def _unmount_tmpfs(resources: list[st.Resource], state: st.LabState) -> list[Problem]:
+    """The nspawn tmpfs may be shared with nodes this lab did not start: then it stays."""
+    if _other_nspawn_running():
+        return []
+    return _unmount(resources, state)
+
+
+def _other_nspawn_running() -> bool:
+    return any(_comm(int(p.name)) == "systemd-nspawn" for p in Path("/proc").glob("[0-9]*"))
+
+
+def _remove_dirs(resources: list[st.Resource], state: st.LabState) -> list[Problem]:
+    problems = []
+    for resource in resources:
+        try:
+            remove_tree(Path(resource.name))
+        except TruckctlError as exc:
+            problems.append(Problem("lab-cleanup", str(exc), resource.name))
+    return problems
+
+
+def _remove_runtime_leftovers(plan: LabPlan) -> None:
+    """nspawn keys a few runtime directories by machine name; a killed nspawn leaves them behind."""
+    if not NSPAWN_RUNTIME.is_dir():
+        return
+    machines = {n.machine for n in plan.nodes} | {naming.machine(plan.lab_id, "build")}
+    for sub in NSPAWN_RUNTIME.iterdir():
+        for machine in machines:
+            leftover = sub / machine
+            if not leftover.exists() or unmount_all(leftover):
+                continue
+            if leftover.is_dir():
+                remove_tree(leftover)
+            else:
+                leftover.unlink(missing_ok=True)
+
+
+# ---- status ----------------------------------------------------------------------------------
+
+def status(project: Project) -> dict[str, Any]:
+    require_root("status")
+    state = st.load(project.state_dir)
+    if state is None:
+        return {"up": False, "stage": None, "nodes": []}
+    paths = LabPaths(project.state_dir)
+    plan = state.plan
+    conn = connection_for(paths)
+    processes = {r.name: r for r in state.of_kind(st.PROCESS)}
+    roots = cgroup_roots()
+
+    def one(n: node.NodePlan) -> dict[str, Any]:
+        proc = processes.get(n.name)
+        systemd = systemd_state(n, roots)
+        row = {**_node_row(n), "supervisor": bool(proc and alive(proc.data["pid"], proc.data.get("start"))),
+               "systemd": systemd, "systemd_running": systemd in READY, "ssh": ssh_answers(n, conn)}
+        if n.uplink_veth:
+            row["uplink"] = "up" if network.link_is_up(n.uplink_veth) else "down"
+        return row
+
+    with ThreadPoolExecutor(max_workers=len(plan.nodes)) as pool:
+        rows = list(pool.map(one, plan.nodes))
+    acng = processes.get("apt-cacher-ng")
+    stand = next(r for r in rows if r["name"] == plan.standin.name)
+    standin_info = {**stand, "mqtt_tls": port_open(plan.uplink.standin_address, STANDIN_MQTT_PORT),
+                    "http": port_open(plan.uplink.standin_address, STANDIN_HTTP_PORT)}
+    truck_rows = [r for r in rows if r["name"] != plan.standin.name]
+    healthy = state.complete and all(r["supervisor"] and r["systemd_running"] and r["ssh"] for r in rows) and \
+        standin_info["mqtt_tls"] and standin_info["http"]
+    return {
+        "up": True, "stage": state.stage, "lab_id": plan.lab_id, "complete": state.complete, "healthy": healthy,
+        "nodes": truck_rows, "standin": standin_info,
+        "apt_cache": {"running": bool(acng and alive(acng.data["pid"], acng.data.get("start"))),
+                      "proxies": [aptcache.proxy_url(a) for a in plan.host_addresses()]},
+        "ssh": {"user": USER, "private_key": str(paths.ssh_key), "known_hosts": str(paths.known_hosts)},
+    }

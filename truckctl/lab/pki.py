@@ -1,0 +1,167 @@
+"""The lab's PKI: a CA, the stand-in's server certificate and one client certificate per truck.
+
+Kept under <state_dir>/lab/pki (0700, keys 0600) across `down`, so CloudOutputs stay stable from one
+lab to the next; a certificate is re-issued only when what it must say changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_DAYS = 3650
+LEAF_DAYS = 825
+
+
+@dataclass(frozen=True)
+class Issued:
+    cert: Path
+    key: Path
+
+    @property
+    def serial(self) -> str:
+        return format(x509.load_pem_x509_certificate(self.cert.read_bytes()).serial_number, "x")
+
+
+def client_id(race_id: str, truck: str) -> str:
+    """A truck's identity at the ingest: the certificate CN, the MQTT client id and username."""
+    return f"{race_id}-{truck}"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chmod(path, 0o600)
+
+
+def _new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())  # P-256: what IoT Core and every TLS stack accept
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{path}: not an EC key")
+    return key
+
+
+class LabPki:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+
+    @property
+    def ca(self) -> Issued:
+        return Issued(self.dir / "ca.pem", self.dir / "ca.key")
+
+    def leaf(self, name: str) -> Issued:
+        return Issued(self.dir / f"{name}.pem", self.dir / f"{name}.key")
+
+    def ensure_dir(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.dir, 0o700)
+
+    def ensure_ca(self) -> None:
+        self.ensure_dir()
+        if self.ca.cert.exists() and self.ca.key.exists():
+            return
+        key = _new_key()
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "truckctl lab CA")])
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=CA_DAYS))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        _write_private(self.ca.key, _key_pem(key))
+        self.ca.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    def ensure_server(self, name: str, common_name: str, ip: str, dns: list[str]) -> Issued:
+        sans: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(ip)),
+                                        *(x509.DNSName(d) for d in dns)]
+        return self._ensure_leaf(name, common_name, sans, ExtendedKeyUsageOID.SERVER_AUTH)
+
+    def ensure_client(self, name: str, common_name: str) -> Issued:
+        return self._ensure_leaf(name, common_name, [], ExtendedKeyUsageOID.CLIENT_AUTH)
+
+    def _ensure_leaf(self, name: str, common_name: str, sans: list[x509.GeneralName],
+                     usage: x509.ObjectIdentifier) -> Issued:
+        self.ensure_ca()
+        issued = self.leaf(name)
+        if issued.cert.exists() and issued.key.exists() and self._still_valid(issued, common_name, sans):
+            return issued
+        ca_key = _load_key(self.ca.key)
+        ca_cert = x509.load_pem_x509_certificate(self.ca.cert.read_bytes())
+        key = _new_key()
+        now = dt.datetime.now(dt.UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=LEAF_DAYS))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        cert = builder.sign(ca_key, hashes.SHA256())
+        _write_private(issued.key, _key_pem(key))
+        issued.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return issued
+
+    def _still_valid(self, issued: Issued, common_name: str, sans: list[x509.GeneralName]) -> bool:
+        try:
+            cert = x509.load_pem_x509_certificate(issued.cert.read_bytes())
+            ca_cert = x509.load_pem_x509_certificate(self.ca.cert.read_bytes())
+        except (OSError, ValueError):
+            return False
+        cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        if not cns or cns[0].value != common_name or cert.issuer != ca_cert.subject:
+            return False
+        try:
+            current = list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+        except x509.ExtensionNotFound:
+            current = []
+        soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+        return set(current) == set(sans) and cert.not_valid_after_utc > soon
+
+    def wireguard_public_key(self) -> str:
+        """A WireGuard-format (base64 X25519) key for the stand-in's VPN endpoint.
+
+        The lab cannot run real WireGuard (no kernel module here), so nothing listens behind it:
+        it exists so the truck tier renders a complete, valid VPN configuration.
+        """
+        self.ensure_dir()
+        path = self.dir / "vpn.key"
+        if path.exists():
+            private = x25519.X25519PrivateKey.from_private_bytes(base64.b64decode(path.read_text().strip()))
+        else:
+            private = x25519.X25519PrivateKey.generate()
+            raw = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                        serialization.NoEncryption())
+            _write_private(path, base64.b64encode(raw) + b"\n")
+        public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return base64.b64encode(public).decode()

@@ -1,0 +1,78 @@
+"""SSH for the lab with host-key checking ON: the lab makes every node's host key, so it can vouch for it.
+
+Keys are generated in-process (no ssh-keygen round trips) and kept in the state directory across
+`down`, so a rebuilt lab presents the same host keys and the known_hosts stays valid.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+USER = "root"
+
+
+@dataclass(frozen=True)
+class LabConnection:
+    """How the truck tier reaches lab nodes: user, private key and the known_hosts to check against."""
+
+    user: str
+    private_key: Path
+    known_hosts: Path
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chmod(path, mode)
+
+
+def ensure_keypair(private: Path, comment: str) -> str:
+    """An ed25519 key in OpenSSH format (mode 0600) with its .pub; returns the public line."""
+    public = private.with_name(private.name + ".pub")
+    if private.exists() and public.exists():
+        return public.read_text().strip()
+    private.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(private.parent, 0o700)
+    key = ed25519.Ed25519PrivateKey.generate()
+    _write(private, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                      serialization.NoEncryption()), 0o600)
+    line = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                         serialization.PublicFormat.OpenSSH).decode() + f" {comment}"
+    _write(public, (line + "\n").encode(), 0o644)
+    return line
+
+
+def key_type_and_blob(public_line: str) -> str:
+    return " ".join(public_line.split()[:2])
+
+
+def write_known_hosts(path: Path, entries: list[tuple[list[str], str]]) -> None:
+    """One line per node: its name and address(es), then its host key (unhashed, readable)."""
+    lines = [f"{','.join(names)} {key_type_and_blob(public)}" for names, public in entries]
+    _write(path, ("\n".join(lines) + "\n").encode(), 0o644)
+
+
+def ssh_argv(conn: LabConnection, address: str, command: str, connect_timeout: int = 2) -> list[str]:
+    return [
+        "ssh", "-i", str(conn.private_key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+        "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={conn.known_hosts}",
+        "-o", "GlobalKnownHostsFile=/dev/null", "-o", f"ConnectTimeout={connect_timeout}",
+        "-o", "LogLevel=ERROR", "-F", "/dev/null", f"{conn.user}@{address}", command,
+    ]
+
+
+def ssh_run(conn: LabConnection, address: str, command: str, timeout: float = 15) -> tuple[int, str]:
+    """Run a command on a node; (255, message) when SSH itself fails or times out."""
+    try:
+        proc = subprocess.run(ssh_argv(conn, address, command), capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    except subprocess.TimeoutExpired:
+        return 255, "ssh timed out"
+    return proc.returncode, (proc.stdout if proc.returncode != 255 else proc.stderr).strip()
