@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from truckctl import __version__
-from truckctl.cli import cmd_runs
+from truckctl.cli import cmd_plan, cmd_runs
 from truckctl.cli.dispatch import Outcome, run
 from truckctl.cli.output import Env
 
@@ -122,6 +122,9 @@ def inventory(stage: StageArg, json_output: JsonOpt = False) -> None:
 
 # Commands that live in their own modules register here (each module imports only typer at the top).
 # <command registrations>
+cmd_plan.register(app)
+__import__("truckctl.cli.cmd_lab", fromlist=["register"]).register(app, _env, _project)
+__import__("truckctl.cli.cmd_up", fromlist=["register"]).register(app, _env, _project)
 cmd_runs.register(app, _env, _project)
 
 

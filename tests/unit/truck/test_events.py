@@ -1,0 +1,79 @@
+"""Result parsing from canned ansible-runner events: stats, changes with diffs, failures, progress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from truckctl.truck.events import EventCollector, HostEvent, HostStats, render_diff
+
+
+def ev(name: str, **data: Any) -> dict[str, Any]:
+    return {"event": name, "event_data": data}
+
+
+DIFF = {"before_header": "/etc/chrony/chrony.conf", "after_header": "/etc/chrony/chrony.conf",
+        "before": "server a\n", "after": "server b\n"}
+
+EVENTS = [
+    ev("playbook_on_start"),
+    ev("runner_on_start", host="gw", task="Configure chrony"),
+    ev("runner_on_ok", host="gw", task="Configure chrony", res={"changed": True, "diff": [DIFF]}),
+    ev("runner_on_start", host="hv1", task="Configure chrony"),
+    ev("runner_on_ok", host="hv1", task="Configure chrony", res={"changed": False}),
+    ev("runner_on_ok", host="hv1", task="Create users", res={"changed": True, "results": [
+        {"changed": True, "diff": {"before": {"state": "absent"}, "after": {"state": "directory"},
+                                   "before_header": "/home/ops", "after_header": "/home/ops"}},
+        {"changed": False, "diff": {"before": "x", "after": "x"}}]}),
+    ev("runner_on_failed", host="hv1", task="Probe", ignore_errors=True, res={"msg": "expected"}),
+    ev("runner_on_failed", host="hv2", task="Run chrony", res={"msg": "cannot start chrony: boom\nmore"}),
+    ev("runner_on_unreachable", host="gw2", task="Gathering", res={"msg": "ssh: connect timed out"}),
+    ev("runner_on_skipped", host="hv2", task="Gateway only"),
+    ev("playbook_on_stats", ok={"gw": 3, "hv1": 4, "hv2": 1}, changed={"gw": 1, "hv1": 1},
+       failures={"hv2": 1}, dark={"gw2": 1}, skipped={"hv2": 1}),
+]
+
+
+def collect() -> tuple[EventCollector, list[HostEvent]]:
+    seen: list[HostEvent] = []
+    collector = EventCollector(seen.append)
+    for event in EVENTS:
+        assert collector(event) is True  # events stay in the artifacts
+    return collector, seen
+
+
+def test_stats_come_from_the_recap() -> None:
+    collector, _ = collect()
+    assert collector.recap_seen
+    assert collector.hosts == {
+        "gw": HostStats(ok=3, changed=1), "hv1": HostStats(ok=4, changed=1),
+        "hv2": HostStats(ok=1, failed=1, skipped=1), "gw2": HostStats(unreachable=1)}
+    assert [collector.hosts[h].state for h in ("gw", "hv2", "gw2")] == ["changed", "failed", "unreachable"]
+
+
+def test_changes_carry_task_host_and_unified_diff() -> None:
+    collector, _ = collect()
+    assert [(c.host, c.task) for c in collector.changes] == [("gw", "Configure chrony"), ("hv1", "Create users")]
+    chrony = collector.changes[0].diff
+    assert "--- /etc/chrony/chrony.conf" in chrony and "-server a" in chrony and "+server b" in chrony
+    users = collector.changes[1].diff
+    assert "-state: absent" in users and "+state: directory" in users
+    assert users.count("--- /home/ops") == 1  # the unchanged loop item leaves no diff
+
+
+def test_failures_and_unreachables_are_reported_ignored_errors_are_not() -> None:
+    collector, _ = collect()
+    assert [(f.host, f.status, f.task, f.message) for f in collector.failures] == [
+        ("hv2", "failed", "Run chrony", "cannot start chrony: boom"),
+        ("gw2", "unreachable", "Gathering", "ssh: connect timed out")]
+
+
+def test_progress_callbacks_follow_every_host_step() -> None:
+    _, seen = collect()
+    assert [(e.host, e.status) for e in seen] == [
+        ("gw", "started"), ("gw", "changed"), ("hv1", "started"), ("hv1", "ok"), ("hv1", "changed"),
+        ("hv1", "ok"), ("hv2", "failed"), ("gw2", "unreachable"), ("hv2", "skipped")]
+
+
+def test_prepared_diffs_are_passed_through() -> None:
+    assert render_diff({"prepared": "+ new line"}) == "+ new line"
+    assert render_diff([]) == ""

@@ -1,0 +1,175 @@
+"""ansible-runner events -> per-node progress callbacks and a run result."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Status = Literal["started", "ok", "changed", "failed", "unreachable", "skipped"]
+
+_OUTCOMES: dict[str, Status] = {
+    "runner_on_ok": "ok",
+    "runner_on_failed": "failed",
+    "runner_on_unreachable": "unreachable",
+    "runner_on_skipped": "skipped",
+}
+
+
+@dataclass(frozen=True)
+class HostEvent:
+    """One step of one node, as a progress display needs it."""
+
+    host: str
+    task: str
+    status: Status
+    message: str = ""
+
+
+@dataclass
+class HostStats:
+    """Ansible's recap for one node (ok counts changed tasks too, as in Ansible)."""
+
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+
+    @property
+    def state(self) -> str:
+        if self.unreachable:
+            return "unreachable"
+        if self.failed:
+            return "failed"
+        return "changed" if self.changed else "ok"
+
+
+@dataclass(frozen=True)
+class Change:
+    """A change made, or in check mode one that would be made, with its diff when Ansible gave one."""
+
+    host: str
+    task: str
+    diff: str = ""
+
+
+@dataclass
+class TruckRunResult:
+    status: str  # ansible-runner's: successful, failed, timeout, canceled
+    rc: int
+    check: bool
+    hosts: dict[str, HostStats]
+    changes: list[Change]
+    failures: list[HostEvent]
+    duration_s: float
+    artifacts_dir: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and not any(h.failed or h.unreachable for h in self.hosts.values())
+
+    @property
+    def changed(self) -> int:
+        return sum(h.changed for h in self.hosts.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "rc": self.rc,
+            "check": self.check,
+            "ok": self.ok,
+            "changed": self.changed,
+            "hosts": {name: {**asdict(stats), "state": stats.state} for name, stats in self.hosts.items()},
+            "changes": [asdict(c) for c in self.changes],
+            "failures": [asdict(f) for f in self.failures],
+            "duration_s": round(self.duration_s, 2),
+            "artifacts_dir": self.artifacts_dir,
+        }
+
+
+def render_diff(diff: Any) -> str:
+    """Ansible's diff (a dict or a list of dicts with before/after or prepared) as unified text."""
+    parts = diff if isinstance(diff, list) else [diff]
+    out: list[str] = []
+    for part in parts:
+        if not isinstance(part, dict):
+            continue
+        if "prepared" in part:
+            out.append(str(part["prepared"]))
+            continue
+        before, after = part.get("before", ""), part.get("after", "")
+        if isinstance(before, dict) or isinstance(after, dict):  # e.g. file state/mode changes
+            before, after = _as_lines(before), _as_lines(after)
+        out.extend(difflib.unified_diff(str(before).splitlines(keepends=True), str(after).splitlines(keepends=True),
+                                        fromfile=str(part.get("before_header", "before")),
+                                        tofile=str(part.get("after_header", "after"))))
+    return "".join(out)
+
+
+def _as_lines(value: Any) -> str:
+    if isinstance(value, dict):
+        return "".join(f"{k}: {v}\n" for k, v in sorted(value.items()))
+    return str(value)
+
+
+def _message(res: dict[str, Any]) -> str:
+    text = res.get("msg") or res.get("stderr") or ""
+    return str(text).strip().splitlines()[0][:300] if text else ""
+
+
+@dataclass
+class EventCollector:
+    """An ansible-runner `event_handler`: forwards progress, gathers what the result needs."""
+
+    on_event: Callable[[HostEvent], None] = field(default=lambda event: None)
+    hosts: dict[str, HostStats] = field(default_factory=dict)
+    changes: list[Change] = field(default_factory=list)
+    failures: list[HostEvent] = field(default_factory=list)
+    recap_seen: bool = False
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        name = event.get("event", "")
+        data = event.get("event_data") or {}
+        if name == "playbook_on_stats":
+            self._recap(data)
+        elif name == "runner_on_start":
+            self.on_event(HostEvent(data.get("host", ""), _task(data), "started"))
+        elif name in _OUTCOMES:
+            self._outcome(name, data)
+        return True  # keep every event in the artifacts: they are the run's durable record
+
+    def _outcome(self, name: str, data: dict[str, Any]) -> None:
+        host, task, res = data.get("host", ""), _task(data), data.get("res") or {}
+        self.hosts.setdefault(host, HostStats())
+        status: Status = _OUTCOMES[name]
+        if status == "ok" and res.get("changed"):
+            status = "changed"
+        if name == "runner_on_failed" and data.get("ignore_errors"):
+            status = "ok"
+        event = HostEvent(host, task, status, _message(res) if status in ("failed", "unreachable") else "")
+        if status == "changed":
+            self.changes.append(Change(host, task, self._diffs(res)))
+        elif status in ("failed", "unreachable"):
+            self.failures.append(event)
+        self.on_event(event)
+
+    @staticmethod
+    def _diffs(res: dict[str, Any]) -> str:
+        if "diff" in res:
+            return render_diff(res["diff"])
+        items = res.get("results") or []  # loops: one diff per changed item
+        return "".join(render_diff(item["diff"]) for item in items
+                       if isinstance(item, dict) and item.get("changed") and "diff" in item)
+
+    def _recap(self, data: dict[str, Any]) -> None:
+        self.recap_seen = True
+        keys = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable", "skipped": "skipped"}
+        names = set().union(*(data.get(k) or {} for k in keys))
+        for host in names:
+            self.hosts[host] = HostStats(**{attr: int((data.get(k) or {}).get(host, 0)) for k, attr in keys.items()})
+
+
+def _task(data: dict[str, Any]) -> str:
+    return str(data.get("task") or data.get("task_action") or "")

@@ -1,0 +1,93 @@
+"""What a truck-tier run will do, decided without running anything (tests assert on this)."""
+
+from __future__ import annotations
+
+import copy
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from truckctl.cloud.outputs import CloudOutputs
+from truckctl.config.model import Stage
+from truckctl.errors import ExitCode, TruckctlError
+from truckctl.inventory import render_inventory
+from truckctl.truck.vars import check_cloud_outputs, cloud_vars, secret_vars, target_vars
+
+PLAYBOOK = "site.yml"
+
+
+class Connection(Protocol):
+    """How to reach the nodes (the lab's LabConnection has this shape)."""
+
+    @property
+    def user(self) -> str: ...
+
+    @property
+    def private_key(self) -> Path | str: ...
+
+    @property
+    def known_hosts(self) -> Path | str: ...
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One ansible-playbook run: everything but the secrets' values is inspectable here."""
+
+    project_dir: Path
+    playbook: str
+    inventory: dict[str, Any]
+    extravars: dict[str, Any]
+    limit: str | None
+    check: bool
+    forks: int
+    hosts: list[str]
+    secret_vars: dict[str, Any] = field(repr=False)
+
+    def cmdline(self, secrets_file: Path | None) -> str:
+        """ansible-playbook options. Check mode only works this way (not via extra vars)."""
+        args = ["--check", "--diff"] if self.check else []
+        if secrets_file is not None:
+            args += ["--ask-vault-pass", "--extra-vars", f"@{secrets_file}"]
+        return shlex.join(args)
+
+
+def connection_vars(connection: Connection) -> dict[str, Any]:
+    """Inventory vars to reach the nodes with host-key checking on against the given known_hosts."""
+    return {
+        "ansible_user": connection.user,
+        "ansible_ssh_private_key_file": str(connection.private_key),
+        "ansible_ssh_common_args": f"-o UserKnownHostsFile={connection.known_hosts} -o StrictHostKeyChecking=yes",
+    }
+
+
+def resolve_limit(stage: Stage, limit: str | None) -> list[str]:
+    """The nodes a run touches; an unknown --limit is an error, never an empty run."""
+    names = [node.name for _, node in stage.nodes()]
+    if limit is None:
+        return names
+    if limit not in names:
+        from truckctl.config.rules import suggest
+
+        raise TruckctlError.single("unknown-node", f"no node {limit!r} in {stage.name}" + suggest(limit, names),
+                                   "--limit", ExitCode.USAGE)
+    return [limit]
+
+
+def build_plan(project_dir: Path, stage: Stage, cloud: CloudOutputs, connection: Connection, target: str,
+               limit: str | None = None, check: bool = False) -> RunPlan:
+    check_cloud_outputs(stage, cloud, target)
+    hosts = resolve_limit(stage, limit)
+    inventory = copy.deepcopy(render_inventory(stage))
+    inventory["all"]["vars"].update(connection_vars(connection))
+    return RunPlan(
+        project_dir=project_dir,
+        playbook=PLAYBOOK,
+        inventory=inventory,
+        extravars={**cloud_vars(stage, cloud), **target_vars(target)},
+        limit=limit,
+        check=check,
+        forks=max(1, len(hosts)),
+        hosts=hosts,
+        secret_vars=secret_vars(stage, cloud),
+    )

@@ -1,0 +1,36 @@
+"""Hand secrets to ansible-playbook without writing them in clear anywhere.
+
+ansible-runner writes the whole job environment (its `envvars` included, even with
+suppress_env_files=True) into `artifacts/<ident>/command`, and extra vars end up on the
+command line, so neither may carry a secret. Instead the secrets are vault-encrypted with a
+random one-time password into a file of the run's private data dir; ansible-playbook asks for
+the password (`--ask-vault-pass`) and ansible-runner answers the prompt over the pty from
+memory. The password exists only in this process, so the file is useless once the run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+VAULT_PROMPT = r"Vault password:\s*?$"
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def write_encrypted_vars(path: Path, values: dict[str, Any], password: str) -> Path:
+    """Write `values` as a vault-encrypted vars file (mode 0600) for `-e @path`."""
+    from ansible.constants import DEFAULT_VAULT_ID_MATCH
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    vault = VaultLib([(DEFAULT_VAULT_ID_MATCH, VaultSecret(password.encode()))])
+    ciphertext = vault.encrypt(json.dumps(values))  # JSON is YAML: ansible loads it as vars
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(ciphertext)
+    return path
