@@ -7,23 +7,20 @@ Keys are generated in-process (no ssh-keygen round trips) and kept in the state 
 from __future__ import annotations
 
 import os
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from truckctl.remote import Connection, ssh_argv, ssh_run
+
+__all__ = ["LabConnection", "ensure_keypair", "ssh_argv", "ssh_run", "write_known_hosts"]
+
 USER = "root"
 
 
-@dataclass(frozen=True)
-class LabConnection:
-    """How the truck tier reaches lab nodes: user, private key and the known_hosts to check against."""
-
-    user: str
-    private_key: Path
-    known_hosts: Path
+# The lab's connection is the generic one: the truck tier cannot tell a lab node from a real one.
+LabConnection = Connection
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
@@ -57,22 +54,3 @@ def write_known_hosts(path: Path, entries: list[tuple[list[str], str]]) -> None:
     """One line per node: its name and address(es), then its host key (unhashed, readable)."""
     lines = [f"{','.join(names)} {key_type_and_blob(public)}" for names, public in entries]
     _write(path, ("\n".join(lines) + "\n").encode(), 0o644)
-
-
-def ssh_argv(conn: LabConnection, address: str, command: str, connect_timeout: int = 2) -> list[str]:
-    return [
-        "ssh", "-i", str(conn.private_key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-        "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={conn.known_hosts}",
-        "-o", "GlobalKnownHostsFile=/dev/null", "-o", f"ConnectTimeout={connect_timeout}",
-        "-o", "LogLevel=ERROR", "-F", "/dev/null", f"{conn.user}@{address}", command,
-    ]
-
-
-def ssh_run(conn: LabConnection, address: str, command: str, timeout: float = 15) -> tuple[int, str]:
-    """Run a command on a node; (255, message) when SSH itself fails or times out."""
-    try:
-        proc = subprocess.run(ssh_argv(conn, address, command), capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL, check=False)
-    except subprocess.TimeoutExpired:
-        return 255, "ssh timed out"
-    return proc.returncode, (proc.stdout if proc.returncode != 255 else proc.stderr).strip()

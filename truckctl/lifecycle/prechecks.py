@@ -19,25 +19,11 @@ from typing import Any
 
 from truckctl.config.model import Node, Stage, Truck
 from truckctl.errors import Problem
+from truckctl.remote import Connection, ssh_argv
 
 MAX_CLOCK_SKEW_S = 2.0
 SSH_TIMEOUT_S = 5
 ANSIBLE_SERIES = "2.19."
-
-
-@dataclass(frozen=True)
-class SshAccess:
-    """How to reach the nodes: user, key and the known_hosts that pins their host keys."""
-
-    user: str
-    private_key: Path | None
-    known_hosts: Path
-
-    def argv(self, address: str, command: str) -> list[str]:
-        key = ["-i", str(self.private_key), "-o", "IdentitiesOnly=yes"] if self.private_key else []
-        return ["ssh", *key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
-                "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", f"ConnectTimeout={SSH_TIMEOUT_S}",
-                "-o", "LogLevel=ERROR", "-o", "ControlMaster=no", f"{self.user}@{address}", command]
 
 
 @dataclass
@@ -103,7 +89,7 @@ def check_aws_access(stage: Stage) -> list[Problem]:
     return problems
 
 
-def probe_nodes(nodes: list[tuple[Truck, Node]], access: SshAccess) -> list[NodeProbe]:
+def probe_nodes(nodes: list[tuple[Truck, Node]], access: Connection) -> list[NodeProbe]:
     """SSH to every node at once: host key pinned, clock read, MAC of the interface holding its address."""
 
     def probe(node: Node) -> NodeProbe:
@@ -112,8 +98,8 @@ def probe_nodes(nodes: list[tuple[Truck, Node]], access: SshAccess) -> list[Node
                    f"ip -4 -o addr show dev ${{i##*/}} 2>/dev/null | grep -q ' {address}/' && cat $i/address; done")
         before = time.time()
         try:
-            proc = subprocess.run(access.argv(address, command), capture_output=True, text=True,
-                                  timeout=SSH_TIMEOUT_S * 3, check=False)
+            proc = subprocess.run(ssh_argv(access, address, command, SSH_TIMEOUT_S), capture_output=True,
+                                  text=True, timeout=SSH_TIMEOUT_S * 3, stdin=subprocess.DEVNULL, check=False)
         except subprocess.TimeoutExpired:
             return NodeProbe(node.name, address, False, "SSH timed out")
         after = time.time()
@@ -183,7 +169,7 @@ def address_conflicts(stage: Stage, probes: list[NodeProbe]) -> tuple[list[Probl
     return problems, seen
 
 
-def run_prechecks(stage: Stage, target: str, access: SshAccess | None,
+def run_prechecks(stage: Stage, target: str, access: Connection | None,
                   nodes: list[tuple[Truck, Node]] | None = None) -> PrecheckReport:
     report = PrecheckReport()
     report.add("configuration", [], stage=stage.name)

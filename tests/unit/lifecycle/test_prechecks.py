@@ -11,8 +11,9 @@ import pytest
 from truckctl.config.loader import load_stage
 from truckctl.config.model import Stage
 from truckctl.lifecycle import arp, prechecks
-from truckctl.lifecycle.prechecks import NodeProbe, SshAccess, _ssh_failure, clock_problems, ssh_problems
+from truckctl.lifecycle.prechecks import NodeProbe, _ssh_failure, clock_problems, ssh_problems
 from truckctl.project import Project
+from truckctl.remote import Connection, ssh_argv
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def stage(repo: Path) -> Stage:
 
 
 def test_ssh_argv_keeps_host_key_checking_on(tmp_path: Path) -> None:
-    argv = SshAccess("root", tmp_path / "key", tmp_path / "known_hosts").argv("10.31.1.11", "true")
+    argv = ssh_argv(Connection("root", tmp_path / "key", tmp_path / "known_hosts"), "10.31.1.11", "true")
     assert "StrictHostKeyChecking=yes" in argv and f"UserKnownHostsFile={tmp_path / 'known_hosts'}" in argv
     assert "BatchMode=yes" in argv and argv[-2:] == ["root@10.31.1.11", "true"]
 
