@@ -124,7 +124,9 @@ def lab(request: pytest.FixtureRequest) -> Lab:
     reason = lab_skip_reason()
     if reason:
         pytest.skip(reason)
-    project = find_project(REPO)
+    # TRUCKCTL_TEST_PROJECT: run the lab tests on another project (its own networks and state),
+    # e.g. to develop beside a lab that is already up.
+    project = find_project(Path(os.environ.get("TRUCKCTL_TEST_PROJECT") or REPO))
     recorded: list[lab_state.LabState] = []
 
     def teardown() -> None:
@@ -138,3 +140,16 @@ def lab(request: pytest.FixtureRequest) -> Lab:
     assert state is not None
     recorded.append(state)
     return Lab(project, STAGE, api.lab_nodes(project), api.connection(project), state.plan.uplink.standin_address)
+
+
+# The lab is shared by the whole session: build it (test_lab), converge it (test_truck_tier), then
+# run the lifecycle tests on converged nodes, whatever their file names.
+FIRST_MODULES = ("test_lab.py", "test_truck_tier.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return FIRST_MODULES.index(name) if name in FIRST_MODULES else len(FIRST_MODULES)
+
+    items.sort(key=rank)  # stable: keeps the order within each module
