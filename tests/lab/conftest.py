@@ -148,7 +148,11 @@ FIRST_MODULES = ("test_lab.py", "test_truck_tier.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+
     def rank(item: pytest.Item) -> int:
+        if item.path.parent != here:
+            return -1  # everything outside tests/lab keeps running first
         name = item.path.name
         return FIRST_MODULES.index(name) if name in FIRST_MODULES else len(FIRST_MODULES)
 
