@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from truckctl.config.loader import load_stage
+from truckctl.config.model import Stage
+from truckctl.project import Project
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -21,3 +25,9 @@ def example_project(tmp_path: Path) -> Path:
     root = tmp_path / "project"
     shutil.copytree(REPO / "inventory", root / "inventory")
     return root
+
+
+@pytest.fixture(scope="session")
+def stage() -> Stage:
+    """stage-1 of the shipped example race."""
+    return load_stage(Project(REPO), "stage-1")

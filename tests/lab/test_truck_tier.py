@@ -28,10 +28,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from typer.testing import CliRunner
 
-from tests.lab.conftest import REPO, STAGE, Lab
+from tests.lab.conftest import STAGE, Lab
 from truckctl.cli.app import app
-from truckctl.core.up import UpRequest, up
+from truckctl.config.loader import load_stage
+from truckctl.core.up import UpCallbacks, UpRequest, truck_tier
 from truckctl.lab import api
+from truckctl.lifecycle import targets
 
 pytestmark = pytest.mark.lab
 
@@ -47,9 +49,9 @@ class Runs:
     seconds: dict[str, float]
 
 
-def cli_up(*extra: str) -> tuple[dict[str, Any], str, float]:
+def cli_up(project_dir: str, *extra: str) -> tuple[dict[str, Any], str, float]:
     started = time.monotonic()
-    result = CliRunner().invoke(app, ["-C", str(REPO), "up", STAGE, "--target", "lab", "--tier", "truck",
+    result = CliRunner().invoke(app, ["-C", project_dir, "up", STAGE, "--target", "lab", "--tier", "truck",
                                       "--json", *extra])
     elapsed = time.monotonic() - started
     document = json.loads(result.stdout)
@@ -59,10 +61,13 @@ def cli_up(*extra: str) -> tuple[dict[str, Any], str, float]:
 
 @pytest.fixture(scope="module")
 def runs(lab: Lab) -> Runs:
-    first, out1, t1 = cli_up()
-    second, out2, t2 = cli_up()
+    first, out1, t1 = cli_up(str(lab.project.root))
+    second, out2, t2 = cli_up(str(lab.project.root))
     started = time.monotonic()
-    check = up(lab.project, UpRequest(STAGE, "lab", "truck", check=True)).as_dict()
+    stage = load_stage(lab.project, STAGE)
+    inputs = targets.inputs(lab.project, stage, "lab")
+    check = {"truck": truck_tier(lab.project, stage, UpRequest(STAGE, "lab", "truck", check=True), inputs.connection,
+                                 inputs.cloud, UpCallbacks()).as_dict()}
     t3 = time.monotonic() - started
     seconds = {"first run": round(t1, 1), "idempotent re-run": round(t2, 1), "check mode": round(t3, 1)}
     print(f"\ntruck tier on the lab, {STAGE}, {len(NODES)} nodes: {seconds}")

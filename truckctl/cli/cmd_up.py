@@ -1,4 +1,4 @@
-"""`truckctl up STAGE`: parse, call core.up, render live per-node progress and a summary.
+"""`truckctl up STAGE`: the whole environment of a stage, as one run (lifecycle.orchestrator).
 
 Only typer is imported at module level (`truckctl --help` stays fast); rich, the core and
 ansible-runner load when the command runs.
@@ -7,140 +7,59 @@ ansible-runner load when the command runs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.live import Live
-    from rich.table import Table
-
     from truckctl.cli.dispatch import Outcome
     from truckctl.cli.output import Env
-    from truckctl.core.up import UpCallbacks
     from truckctl.project import Project
-    from truckctl.truck.events import HostEvent
 
 StageArg = Annotated[str, typer.Argument(help="Stage name, e.g. stage-1.", show_default=False)]
-TargetOpt = Annotated[str, typer.Option("--target", help="Where to run: lab (simulated trucks) or aws.")]
+TargetOpt = Annotated[str, typer.Option("--target", help="lab (simulated trucks, offline cloud plan) or aws.")]
 TierOpt = Annotated[str, typer.Option("--tier", help="Which tier: cloud, truck or all.")]
 LimitOpt = Annotated[str | None, typer.Option("--limit", help="Only this node (truck tier).", show_default=False)]
-YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Never prompt (up on the lab has nothing to confirm).")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Never prompt (up asks nothing today; for scripts).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
 
 
 def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_factory: Callable[[], Project]) -> None:
     @app.command("up")
-    def up(stage: StageArg, target: TargetOpt = "aws", tier: TierOpt = "all", limit: LimitOpt = None,
+    def up(stage: StageArg, target: TargetOpt = "lab", tier: TierOpt = "all", limit: LimitOpt = None,
            yes: YesOpt = False, json_output: JsonOpt = False) -> None:
-        """Bring a stage's environment up. Available today: --target lab --tier truck."""
+        """Bring a stage's environment up: prechecks, cloud tier, truck tier, smoke check."""
         from truckctl.cli.dispatch import Outcome, run
-        from truckctl.core.up import UpRequest
-        from truckctl.core.up import up as core_up
+        from truckctl.cli.progress import NodeProgress
+        from truckctl.lifecycle import orchestrator
 
         env = env_factory(json_output)
-        request = UpRequest(stage=stage, target=target, tier=tier, limit=limit)
+        options = orchestrator.UpOptions(stage=stage, target=target, tier=tier, limit=limit)
 
         def action() -> Outcome:
             with NodeProgress(env) as progress:
-                result = core_up(project_factory(), request, progress.callbacks())
-            return Outcome(result.as_dict(), result.exit_code)
+                return Outcome(orchestrator.up(project_factory(), options, progress.progress()))
 
-        raise typer.Exit(run(env, "up", stage, action, render_summary))
-
-
-class NodeProgress:
-    """Per-node progress: a live table on a terminal, one line per change or failure otherwise,
-    nothing with --json (stdout then holds exactly the JSON document)."""
-
-    def __init__(self, env: Env) -> None:
-        self.env = env
-        self.rows: dict[str, dict[str, Any]] = {}
-        self.live: Live | None = None
-
-    def callbacks(self) -> UpCallbacks:
-        from truckctl.core.up import UpCallbacks
-
-        if self.env.json:
-            return UpCallbacks()
-        return UpCallbacks(on_phase=self.phase, on_hosts=self.hosts, on_host_event=self.event)
-
-    def __enter__(self) -> NodeProgress:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        if self.live is not None:
-            self.live.stop()
-            self.live = None
-
-    def phase(self, tier: str, message: str) -> None:
-        self._console().print(f"{tier}: {message}", markup=False, highlight=False)
-
-    def hosts(self, names: list[str]) -> None:
-        self.rows = {name: {"ok": 0, "changed": 0, "failed": 0, "task": "waiting"} for name in names}
-        if self.env.rich:
-            from rich.live import Live
-
-            self.live = Live(self._table(), console=self._console(), refresh_per_second=8, transient=True)
-            self.live.start()
-
-    def event(self, event: HostEvent) -> None:
-        row = self.rows.setdefault(event.host, {"ok": 0, "changed": 0, "failed": 0, "task": ""})
-        row["task"] = event.task
-        if event.status in ("ok", "changed"):
-            row["ok"] += 1
-        if event.status == "changed":
-            row["changed"] += 1
-        if event.status in ("failed", "unreachable"):
-            row["failed"] += 1
-            row["task"] = f"{event.status}: {event.task}"
-        if self.live is not None:
-            self.live.update(self._table())
-        elif event.status in ("changed", "failed", "unreachable"):
-            detail = f" ({event.message})" if event.message else ""
-            self._console().print(f"{event.host}: {event.status}: {event.task}{detail}", markup=False,
-                                  highlight=False, soft_wrap=True)
-
-    def _table(self) -> Table:
-        from rich.markup import escape
-        from rich.table import Table
-
-        table = Table(box=None, pad_edge=False)
-        for column in ("node", "ok", "changed", "failed", "task"):
-            table.add_column(column)
-        for name, row in self.rows.items():
-            style = "red" if row["failed"] else ("yellow" if row["changed"] else "green")
-            table.add_row(f"[{style}]{escape(name)}[/]", str(row["ok"]), str(row["changed"]), str(row["failed"]),
-                          escape(row["task"]))
-        return table
-
-    def _console(self) -> Console:
-        return self.env.console()
+        raise typer.Exit(run(env, "up", stage, action, render_up))
 
 
-def render_summary(env: Env, outcome: Outcome) -> None:
-    """The recap: one row per node, then (check mode) what would change."""
-    from rich.markup import escape
-    from rich.table import Table
+def render_up(env: Env, outcome: Outcome) -> None:
+    from truckctl.cli.progress import truck_summary
 
-    truck = outcome.result.get("truck")
-    if not truck:
-        return
+    result = outcome.result
     console = env.console()
-    table = Table(title=f"truck tier: {outcome.result['stage']} on {outcome.result['target']}"
-                  + (" (check mode)" if truck["check"] else ""), box=None, pad_edge=False)
-    for column in ("node", "state", "ok", "changed", "failed", "unreachable", "skipped"):
-        table.add_column(column)
-    for name, stats in sorted(truck["hosts"].items()):
-        table.add_row(name, stats["state"], *(str(stats[k]) for k in ("ok", "changed", "failed", "unreachable",
-                                                                        "skipped")))
-    console.print(table)
-    if truck["check"]:
-        for change in truck["changes"]:
-            console.print(f"would change: {escape(change['host'])}: {escape(change['task'])}", highlight=False)
-            if change["diff"]:
-                console.print(escape(change["diff"].rstrip()), highlight=False, soft_wrap=True)
-    verb = "would change" if truck["check"] else "changed"
-    console.print(f"{truck['changed']} task(s) {verb} on {len(truck['hosts'])} node(s) in {truck['duration_s']} s; "
-                  f"artifacts: {escape(truck['artifacts_dir'])}", highlight=False)
+    if result.get("cloud"):
+        cloud = result["cloud"]
+        console.print(f"cloud: {cloud.get('mode', 'pulumi up')}: {cloud.get('resources', '?')} resources, "
+                      f"{cloud.get('policy_violations', 0)} policy violations", markup=False, highlight=False)
+    if result.get("cloud_source"):
+        console.print(f"cloud outputs from {result['cloud_source']}", markup=False, highlight=False)
+    truck_summary(env, outcome)
+    smoke = result.get("smoke")
+    if smoke:
+        text = (f"smoke check: telemetry reached the cloud side from {', '.join(smoke['arrived_s'])}"
+                if smoke.get("checked") else f"smoke check: {smoke['note']}")
+        console.print(text, markup=False, highlight=False)
+    if result.get("run_id"):
+        console.print(f"run {result['run_id']} (truckctl runs show {result['run_id']})", markup=False,
+                      highlight=False)

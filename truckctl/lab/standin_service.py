@@ -14,6 +14,7 @@ import json
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 MAX_BODY = 64 * 1024
 MAX_ALERTS = 1000
 PAYLOAD_EXCERPT = 512
+RECENT = 20
 
 
 def _iso(ts: float | None) -> str | None:
@@ -35,15 +37,18 @@ class Seen:
         self.count = 0
         self.topic = ""
         self.payload = ""
+        self.recent: deque[str] = deque(maxlen=RECENT)  # so a marker is found despite a busy feed
         self.alarming = False
 
     def hit(self, now: float, topic: str, payload: str) -> None:
         self.last, self.topic, self.payload = now, topic, payload[:PAYLOAD_EXCERPT]
+        self.recent.append(self.payload)
         self.count += 1
 
     def view(self, now: float) -> dict[str, Any]:
         return {"last_seen": _iso(self.last), "age_s": None if self.last is None else round(now - self.last, 1),
                 "count": self.count, "last_topic": self.topic or None, "last_payload": self.payload or None,
+                "recent_payloads": list(self.recent),
                 "alarm": self.alarming}
 
 

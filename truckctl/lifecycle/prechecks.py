@@ -95,7 +95,8 @@ def probe_nodes(nodes: list[tuple[Truck, Node]], access: Connection) -> list[Nod
     def probe(node: Node) -> NodeProbe:
         address = str(node.address)
         command = ("date +%s.%N; for i in /sys/class/net/*; do "
-                   f"ip -4 -o addr show dev ${{i##*/}} 2>/dev/null | grep -q ' {address}/' && cat $i/address; done")
+                   f"ip -4 -o addr show dev ${{i##*/}} 2>/dev/null | grep -q ' {address}/' && cat $i/address; "
+                   "done; true")
         before = time.time()
         try:
             proc = subprocess.run(ssh_argv(access, address, command, SSH_TIMEOUT_S), capture_output=True,
@@ -103,7 +104,7 @@ def probe_nodes(nodes: list[tuple[Truck, Node]], access: Connection) -> list[Nod
         except subprocess.TimeoutExpired:
             return NodeProbe(node.name, address, False, "SSH timed out")
         after = time.time()
-        if proc.returncode != 0:
+        if proc.returncode == 255:  # ssh's own failure; anything else is the remote command's
             return NodeProbe(node.name, address, False, _ssh_failure(proc.stderr))
         lines = proc.stdout.split()
         try:

@@ -6,15 +6,12 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
-from truckctl.config.loader import load_stage
 from truckctl.config.model import Stage
 from truckctl.lifecycle.notify import Channel, channels, notify
-from truckctl.project import Project
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -39,11 +36,6 @@ def receiver() -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_address[1]}/alerts?token=s3cr3t-token"
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def stage(repo: Path) -> Stage:
-    return load_stage(Project(repo), "stage-1")
 
 
 def test_notification_delivered(receiver: str, stage: Stage) -> None:

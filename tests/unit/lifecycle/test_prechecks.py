@@ -8,17 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from truckctl.config.loader import load_stage
 from truckctl.config.model import Stage
 from truckctl.lifecycle import arp, prechecks
 from truckctl.lifecycle.prechecks import NodeProbe, _ssh_failure, clock_problems, ssh_problems
-from truckctl.project import Project
 from truckctl.remote import Connection, ssh_argv
-
-
-@pytest.fixture
-def stage(repo: Path) -> Stage:
-    return load_stage(Project(repo), "stage-1")
 
 
 def test_ssh_argv_keeps_host_key_checking_on(tmp_path: Path) -> None:

@@ -11,9 +11,7 @@ from pydantic import SecretStr
 
 from tests.keys import throwaway_private_key
 from truckctl.cloud.outputs import CloudOutputs, TruckAccess, topic_prefix
-from truckctl.config.loader import load_stage
 from truckctl.config.model import Stage
-from truckctl.project import Project
 
 REPO = Path(__file__).resolve().parents[3]
 # A throwaway key per truck, made for this test session (distinct, so a test can tell which key went
@@ -31,11 +29,6 @@ class FakeConnection:
     user: str = "root"
     private_key: Path = Path("/lab/ssh/id_ed25519")
     known_hosts: Path = Path("/lab/known_hosts")
-
-
-@pytest.fixture(scope="session")
-def stage() -> Stage:
-    return load_stage(Project(REPO), "stage-1")
 
 
 def make_cloud(stage: Stage, **changes: object) -> CloudOutputs:

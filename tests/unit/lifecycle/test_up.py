@@ -1,0 +1,195 @@
+"""`truckctl up` as one run, with the lab, SSH, Ansible and the offline plan replaced by fakes:
+step order, the journal, the lock, failures named by step, secrets scrubbed, Ctrl-C, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.unit.truck.conftest import KEY_BODY, REPO, FakeConnection, make_cloud
+from truckctl.cli.app import app
+from truckctl.config.model import Stage
+from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.lifecycle import orchestrator, smoke, targets
+from truckctl.lifecycle.journal import list_runs, show_run
+from truckctl.lifecycle.lock import read_holder, stage_lock
+from truckctl.project import Project
+from truckctl.truck.events import HostEvent, HostStats, TruckRunResult
+
+
+def truck_result(failed: bool = False) -> TruckRunResult:
+    hosts = {"truck-a-gw": HostStats(ok=20, changed=2), "truck-a-hv1": HostStats(ok=11, failed=int(failed))}
+    return TruckRunResult(status="failed" if failed else "successful", rc=2 if failed else 0, check=False,
+                          hosts=hosts, changes=[], duration_s=1.0, artifacts_dir="/state/truck/artifacts/run-1",
+                          failures=[HostEvent("truck-a-hv1", "Run chrony", "failed", "cannot start")] if failed
+                          else [])
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    monkeypatch.setenv("TRUCKCTL_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("TRUCKCTL_ALERT_WEBHOOK", raising=False)
+    return Project(REPO)
+
+
+@pytest.fixture
+def fakes(monkeypatch: pytest.MonkeyPatch, stage: Stage) -> dict[str, Any]:
+    calls: list[str] = []
+    seen: dict[str, Any] = {"calls": calls, "truck": truck_result(), "policy": [], "precheck_problems": []}
+
+    def lab_up(project: Project, stage_: Stage) -> dict[str, Any]:
+        calls.append("lab")
+        return {"stage": stage_.name, "reused": True}
+
+    def prechecks(stage_: Stage, options: Any, connection: Any) -> dict[str, Any]:
+        calls.append("prechecks")
+        if seen["precheck_problems"]:
+            raise TruckctlError(seen["precheck_problems"], ExitCode.ERROR, {})
+        return {"ok": True, "checks": {}}
+
+    def offline(project: Project, stage_: Stage) -> dict[str, Any]:
+        calls.append("cloud")
+        return {"policy": seen["policy"], "policy_rules": ["s3-encrypted"],
+                "counts": {"total": 67, "by_component": {"network": 20}}}
+
+    def run_plan(plan: Any, settings: Any, on_event: Any, cancel: Any) -> TruckRunResult:
+        calls.append("truck")
+        seen["plan"] = plan
+        if seen.get("interrupt"):
+            raise KeyboardInterrupt
+        on_event(HostEvent("truck-a-gw", "Install the key", "changed", f"wrote {KEY_BODY['truck-a']}"))
+        return seen["truck"]
+
+    def smoke_check(stage_: Stage, target: str, cloud: Any, run_id: str) -> dict[str, Any]:
+        calls.append("verify")
+        return {"checked": True, "arrived_s": {"truck-a": 1.0, "truck-b": 1.1}}
+
+    monkeypatch.setattr(orchestrator, "lab_up", lab_up)
+    monkeypatch.setattr(orchestrator, "prechecks", prechecks)
+    monkeypatch.setattr(orchestrator, "offline_cloud", offline)
+    monkeypatch.setattr(smoke, "check", smoke_check)
+    monkeypatch.setattr(targets, "connection", lambda project, stage_, target: FakeConnection())
+    monkeypatch.setattr(targets, "cloud_outputs", lambda project, stage_, target: make_cloud(stage_))
+    monkeypatch.setattr("truckctl.truck.runner.run_plan", run_plan)
+    return seen
+
+
+def test_up_runs_every_step_and_journals_it(project: Project, fakes: dict[str, Any]) -> None:
+    result = orchestrator.up(project, orchestrator.UpOptions("stage-1"))
+    assert fakes["calls"][:2] == ["lab", "prechecks"]
+    assert set(fakes["calls"][2:4]) == {"cloud", "truck"}  # the offline plan runs beside the truck tier
+    assert fakes["calls"][-1] == "verify"
+    assert result["cloud"]["resources"] == 67 and result["truck"]["changed"] == 2
+    assert "stand-in" in result["cloud_source"]
+    summary = show_run(project, result["run_id"])["summary"]
+    assert summary["status"] == "ok" and summary["command"] == "up" and summary["target"] == "lab"
+    assert list(summary["steps"]) == ["lab", "prechecks", "truck", "cloud", "verify"]
+    assert read_holder(project, "stage-1") is None  # lock released
+
+
+def test_secrets_never_reach_the_journal(project: Project, fakes: dict[str, Any]) -> None:
+    result = orchestrator.up(project, orchestrator.UpOptions("stage-1"))
+    run_dir = project.state_dir / "runs" / result["run_id"]
+    text = "".join(p.read_text() for p in run_dir.iterdir())
+    assert KEY_BODY["truck-a"] not in text and "[redacted]" in text
+    assert KEY_BODY["truck-a"] not in json.dumps(result)
+
+
+def test_failed_precheck_stops_before_any_change(project: Project, fakes: dict[str, Any]) -> None:
+    fakes["precheck_problems"] = [Problem("address-conflict", "address 10.31.1.11 is also answered by MAC x",
+                                          "truck-a-gw")]
+    with pytest.raises(TruckctlError) as caught:
+        orchestrator.up(project, orchestrator.UpOptions("stage-1"))
+    assert caught.value.exit_code == ExitCode.ERROR
+    assert fakes["calls"] == ["lab", "prechecks"]  # nothing after: no cloud, no truck
+    assert list_runs(project)[0]["failed_step"] == "prechecks"
+    assert read_holder(project, "stage-1") is None
+
+
+def test_failed_node_names_the_step_and_node(project: Project, fakes: dict[str, Any]) -> None:
+    fakes["truck"] = truck_result(failed=True)
+    with pytest.raises(TruckctlError) as caught:
+        orchestrator.up(project, orchestrator.UpOptions("stage-1"))
+    problem = caught.value.problems[0]
+    assert (problem.code, problem.location) == ("truck-failed", "truck-a-hv1")
+    assert caught.value.result["failed_step"] == "truck"
+    assert "verify" not in fakes["calls"]
+    assert list_runs(project)[0]["status"] == "failed"
+
+
+def test_policy_violation_fails_the_run(project: Project, fakes: dict[str, Any]) -> None:
+    fakes["policy"] = [{"rule": "s3-encrypted", "resource": "datalake", "message": "no SSE-KMS"}]
+    with pytest.raises(TruckctlError) as caught:
+        orchestrator.up(project, orchestrator.UpOptions("stage-1"))
+    assert caught.value.problems[0].code == "policy-violation"
+    assert caught.value.result["failed_step"] == "cloud"
+
+
+def test_locked_stage_exits_4_and_runs_nothing(project: Project, fakes: dict[str, Any]) -> None:
+    with stage_lock(project, "stage-1", "up stage-1 (another run)"), pytest.raises(TruckctlError) as caught:
+        orchestrator.up(project, orchestrator.UpOptions("stage-1"))
+    assert caught.value.exit_code == ExitCode.LOCKED and "another run" in caught.value.problems[0].message
+    assert fakes["calls"] == []
+
+
+def test_ctrl_c_exits_130_releases_the_lock_and_closes_the_journal(project: Project, fakes: dict[str, Any]
+                                                                   ) -> None:
+    fakes["interrupt"] = True
+    with pytest.raises(TruckctlError) as caught:
+        orchestrator.up(project, orchestrator.UpOptions("stage-1"))
+    assert caught.value.exit_code == ExitCode.INTERRUPTED
+    assert read_holder(project, "stage-1") is None
+    assert list_runs(project)[0]["status"] == "interrupted"
+
+
+def test_tier_truck_skips_the_cloud_and_limit_skips_the_smoke_check(project: Project, fakes: dict[str, Any]
+                                                                   ) -> None:
+    orchestrator.up(project, orchestrator.UpOptions("stage-1", tier="truck", limit="truck-a-gw"))
+    assert fakes["calls"] == ["lab", "prechecks", "truck"]
+    assert fakes["plan"].limit == "truck-a-gw"
+
+
+def test_aws_without_pulumi_writes_nothing(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shutil.which", lambda name, *a, **k: None)
+    with pytest.raises(TruckctlError) as caught:
+        orchestrator.up(project, orchestrator.UpOptions("stage-1", target="aws"))
+    assert caught.value.exit_code == ExitCode.ERROR
+    assert "pulumi" in caught.value.problems[0].message.lower()
+    assert not project.state_dir.exists()
+
+
+@pytest.mark.parametrize("args", [["--target", "gcp"], ["--tier", "trucks"]])
+def test_bad_target_or_tier_is_a_usage_error(project: Project, args: list[str]) -> None:
+    result = CliRunner().invoke(app, ["-C", str(REPO), "up", "stage-1", *args, "--json"])
+    assert result.exit_code == ExitCode.USAGE
+    assert json.loads(result.stdout)["exit_code"] == 2
+
+
+def test_cli_json_is_one_document(project: Project, fakes: dict[str, Any]) -> None:
+    result = CliRunner().invoke(app, ["-C", str(REPO), "up", "stage-1", "--json"])
+    assert result.exit_code == 0, result.stdout
+    document = json.loads(result.stdout)
+    assert document["ok"] is True and document["command"] == "up"
+    assert document["result"]["truck"]["hosts"]["truck-a-hv1"]["state"] == "ok"
+
+
+def test_cli_plain_output_has_steps_progress_and_summary(project: Project, fakes: dict[str, Any]) -> None:
+    result = CliRunner().invoke(app, ["-C", str(REPO), "up", "stage-1"])
+    assert result.exit_code == 0
+    out = result.stdout
+    assert "prechecks:" in out and "the cloud tier is the offline plan" in out
+    assert "truck-a-gw: changed: Install the key" in out
+    assert "truck-a-gw" in out and "truck-a-hv1" in out and "unreachable" in out  # the summary table
+    assert "smoke check: telemetry reached the cloud side" in out
+    assert KEY_BODY["truck-a"] not in out
+
+
+def test_cli_failure_shows_the_error_per_node(project: Project, fakes: dict[str, Any]) -> None:
+    fakes["truck"] = truck_result(failed=True)
+    result = CliRunner().invoke(app, ["-C", str(REPO), "up", "stage-1"])
+    assert result.exit_code == 1
+    assert "truck-a-hv1: Run chrony: cannot start" in result.stderr

@@ -1,0 +1,100 @@
+"""What every changing command shares: the stage lock, the run journal, notifications on failure,
+and a clean end on Ctrl-C (exit 130, lock released, journal closed)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from truckctl.config.model import Stage
+from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.lifecycle.journal import Journal, Redactor
+from truckctl.lifecycle.lock import stage_lock
+from truckctl.lifecycle.notify import Channel, channels, notify
+from truckctl.project import Project
+
+Step = Callable[[], dict[str, Any]]
+
+
+def env_secrets(stage: Stage) -> list[str]:
+    """Secret values the race references from the environment: never to be written anywhere."""
+    refs = [ref.env for ref in stage.secrets.values()]
+    if stage.alerts.webhook is not None:
+        refs.append(stage.alerts.webhook.env)
+    return [os.environ[name] for name in refs if os.environ.get(name)]
+
+
+@dataclass
+class Run:
+    """One locked, journaled run of a command on a stage."""
+
+    project: Project
+    stage: Stage
+    command: str
+    target: str
+    journal: Journal
+    lab_receiver: str | None = None  # the lab stand-in's alert receiver, once known
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+
+    def step(self, name: str, action: Step, **fields: Any) -> dict[str, Any]:
+        """Run one step, journaled with its timing; a failure names the step."""
+        self.journal.step_start(name, **fields)
+        try:
+            detail = action()
+        except TruckctlError as exc:
+            self.journal.step_end(name, "failed", errors=[p.as_dict() for p in exc.problems])
+            exc.result.setdefault("failed_step", name)
+            raise
+        except KeyboardInterrupt:
+            self.journal.step_end(name, "interrupted")
+            raise
+        summary = {k: detail.pop(k) for k in [k for k in detail if k.startswith("summary_")]}
+        self.journal.step_end(name, detail.pop("_status", "ok"), changed=int(detail.pop("_changed", 0)), **summary)
+        return detail
+
+    def secret(self, value: str) -> None:
+        self.journal.redactor.add(value)
+
+    def notify(self, kind: str, message: str, **details: Any) -> list[dict[str, Any]]:
+        targets: list[Channel] = channels(self.stage, self.lab_receiver)
+        sent = notify(targets, self.stage, kind, self.journal.redactor.scrub(message), run_id=self.journal.run_id,
+                      target=self.target, **details)
+        self.notifications += sent
+        self.journal.event("notification", "notify", notification=kind, deliveries=sent)
+        return sent
+
+
+@contextmanager
+def locked_run(project: Project, stage: Stage, command: str, target: str) -> Iterator[Run]:
+    """Lock the stage, open the journal; on failure notify, journal it, and re-raise as TruckctlError.
+
+    The caller ends a successful run with `finish_run`. KeyboardInterrupt becomes exit 130.
+    """
+    with stage_lock(project, stage.name, f"{command} {stage.name} --target {target}"):
+        journal = Journal(project, stage.name, command, target, Redactor(env_secrets(stage)))
+        run = Run(project, stage, command, target, journal)
+        try:
+            yield run
+        except TruckctlError as exc:
+            failed = exc.result.get("failed_step")
+            if exc.exit_code not in (ExitCode.INTERRUPTED, ExitCode.USAGE):
+                reason = exc.problems[0].message if exc.problems else "failed"
+                where = f" at step {failed}" if failed else ""
+                run.notify("run-failed", f"{command} {stage.name} on {target} failed{where}: {reason}")
+            exc.result.update(run_id=journal.run_id, notifications=run.notifications)
+            journal.finish(exc.exit_code, exc.problems, exc.result)
+            raise
+        except KeyboardInterrupt:
+            problem = Problem("interrupted", f"{command} interrupted; the stage lock is released, re-run to resume")
+            journal.finish(ExitCode.INTERRUPTED, [problem])
+            raise TruckctlError([problem], ExitCode.INTERRUPTED, {"run_id": journal.run_id}) from None
+
+
+def finish_run(run: Run, exit_code: ExitCode, result: dict[str, Any], problems: list[Problem] | None = None
+               ) -> dict[str, Any]:
+    result.update(run_id=run.journal.run_id, notifications=run.notifications)
+    run.journal.finish(exit_code, problems or [], result)
+    return result
