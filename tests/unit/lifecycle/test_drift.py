@@ -1,0 +1,140 @@
+"""`truckctl drift` with the lab and Ansible replaced by fakes: exit codes, --fix flow, confirmation,
+notifications, markdown, and the journal's record of drift for `status`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.unit.truck.conftest import REPO, FakeConnection, make_cloud
+from truckctl.cli.app import app
+from truckctl.config.model import Stage
+from truckctl.errors import ExitCode, TruckctlError
+from truckctl.lifecycle import drift as drift_module
+from truckctl.lifecycle import targets
+from truckctl.lifecycle.drift import DriftHooks, DriftOptions, drift
+from truckctl.lifecycle.journal import list_runs, show_run
+from truckctl.lifecycle.report import drift_markdown
+from truckctl.project import Project
+from truckctl.truck.events import Change, HostEvent, HostStats, TruckRunResult
+
+SSHD_DIFF = "--- before\n+++ after\n-PasswordAuthentication yes\n+PasswordAuthentication no\n"
+
+
+def result(check: bool, changes: list[Change], unreachable: bool = False) -> TruckRunResult:
+    hosts = {"truck-a-gw": HostStats(ok=30, changed=len(changes)),
+             "truck-a-hv1": HostStats(ok=17, unreachable=int(unreachable))}
+    return TruckRunResult(status="successful", rc=4 if unreachable else 0, check=check, hosts=hosts,
+                          changes=changes, duration_s=1.0, artifacts_dir="/a",
+                          failures=[HostEvent("truck-a-hv1", "Gathering", "unreachable", "timed out")]
+                          if unreachable else [])
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    monkeypatch.setenv("TRUCKCTL_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("TRUCKCTL_ALERT_WEBHOOK", raising=False)
+    return Project(REPO)
+
+
+@pytest.fixture
+def nodes(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A node whose sshd config was edited by hand: check mode sees it until a real run fixes it."""
+    state: dict[str, Any] = {"drifted": True, "runs": [], "unreachable": False}
+
+    def run_plan(plan: Any, settings: Any, on_event: Any, cancel: Any) -> TruckRunResult:
+        state["runs"].append("check" if plan.check else "apply")
+        changes = [Change("truck-a-gw", "Configure sshd", SSHD_DIFF)] if state["drifted"] else []
+        if not plan.check:
+            state["drifted"] = False
+        return result(plan.check, changes, state["unreachable"])
+
+    monkeypatch.setattr("truckctl.truck.runner.run_plan", run_plan)
+    monkeypatch.setattr(targets, "connection", lambda project, stage, target: FakeConnection())
+    monkeypatch.setattr(targets, "cloud_outputs", lambda project, stage, target: make_cloud(stage))
+    sent: list[tuple[str, str]] = []
+    monkeypatch.setattr("truckctl.lifecycle.run.notify",
+                        lambda channels, stage, kind, message, **details: sent.append((kind, message)) or [])
+    state["notifications"] = sent
+    return state
+
+
+def test_drift_found_exits_3_with_the_diff_and_notifies(project: Project, nodes: dict[str, Any]) -> None:
+    found, code = drift(project, DriftOptions("stage-1"))
+    assert code == ExitCode.CHANGES and nodes["runs"] == ["check"]
+    assert found["drift"] is True and found["fixed"] is False
+    assert found["items"] == [{"tier": "truck", "node": "truck-a-gw", "item": "Configure sshd", "diff": SSHD_DIFF}]
+    assert "offline plan" in found["cloud"]["note"]
+    assert nodes["notifications"][0][0] == "drift-found" and "truck-a-gw: 1" in nodes["notifications"][0][1]
+    summary = show_run(project, found["run_id"])["summary"]
+    assert summary["command"] == "drift" and summary["result"]["drift"] is True  # what `status` reads
+
+
+def test_fix_applies_and_rechecks_clean(project: Project, nodes: dict[str, Any]) -> None:
+    found, code = drift(project, DriftOptions("stage-1", fix=True))
+    assert code == ExitCode.OK and found["fixed"] is True
+    assert nodes["runs"] == ["check", "apply", "check"]
+    assert found["after"]["drift"] is False
+
+
+def test_clean_environment_exits_0_without_notifying(project: Project, nodes: dict[str, Any]) -> None:
+    nodes["drifted"] = False
+    found, code = drift(project, DriftOptions("stage-1", fix=True))
+    assert code == ExitCode.OK and found["drift"] is False and nodes["runs"] == ["check"]
+    assert nodes["notifications"] == []
+
+
+def test_unconfirmed_fix_changes_nothing(project: Project, nodes: dict[str, Any]) -> None:
+    found, code = drift(project, DriftOptions("stage-1", fix=True), DriftHooks(confirm=lambda drift: False))
+    assert code == ExitCode.CHANGES and nodes["runs"] == ["check"]
+    assert "not applied" in found["fix"]
+
+
+def test_unreachable_node_is_an_error_not_a_clean_result(project: Project, nodes: dict[str, Any]) -> None:
+    nodes["unreachable"] = True
+    with pytest.raises(TruckctlError) as caught:
+        drift(project, DriftOptions("stage-1"))
+    assert caught.value.exit_code == ExitCode.ERROR
+    assert caught.value.problems[0].location == "truck-a-hv1"
+    assert list_runs(project)[0]["failed_step"] == "check-truck"
+
+
+def test_cli_json_and_markdown(project: Project, nodes: dict[str, Any]) -> None:
+    runner = CliRunner()
+    as_json = runner.invoke(app, ["-C", str(REPO), "drift", "stage-1", "--json"])
+    assert as_json.exit_code == 3
+    document = json.loads(as_json.stdout)
+    assert document["ok"] is True and document["result"]["items"][0]["node"] == "truck-a-gw"
+    markdown = runner.invoke(app, ["-C", str(REPO), "drift", "stage-1", "--format", "markdown"])
+    assert markdown.exit_code == 3
+    assert markdown.stdout.startswith("## truckctl drift: stage-1 (lab)")
+    assert "| truck | truck-a-gw | Configure sshd |" in markdown.stdout and "```diff" in markdown.stdout
+
+
+def test_cli_fix_without_yes_and_without_terminal_changes_nothing(project: Project, nodes: dict[str, Any]) -> None:
+    outcome = CliRunner().invoke(app, ["-C", str(REPO), "drift", "stage-1", "--fix"])
+    assert outcome.exit_code == 3 and nodes["runs"] == ["check"]
+    assert "--yes" in outcome.stdout
+    fixed = CliRunner().invoke(app, ["-C", str(REPO), "drift", "stage-1", "--fix", "--yes", "--json"])
+    assert fixed.exit_code == 0 and json.loads(fixed.stdout)["result"]["fixed"] is True
+
+
+def test_json_and_markdown_together_is_a_usage_error(project: Project) -> None:
+    outcome = CliRunner().invoke(app, ["-C", str(REPO), "drift", "stage-1", "--json", "--format", "markdown"])
+    assert outcome.exit_code == 2
+
+
+def test_markdown_escapes_table_cells(stage: Stage) -> None:
+    text = drift_markdown({"stage": "stage-1", "target": "lab", "items": [
+        {"tier": "truck", "node": "truck-a-gw", "item": "a | b", "diff": ""}]})
+    assert "a \\| b" in text
+
+
+def test_drift_module_refuses_unknown_target(project: Project) -> None:
+    with pytest.raises(TruckctlError) as caught:
+        drift_module.drift(project, DriftOptions("stage-1", target="gcp"))
+    assert caught.value.exit_code == ExitCode.USAGE

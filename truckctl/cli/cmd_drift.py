@@ -1,0 +1,95 @@
+"""`truckctl drift STAGE [--fix] [--yes]`: find configuration drift, and put it back.
+
+Only typer is imported at module level; the lifecycle loads when the command runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from truckctl.cli.dispatch import Outcome
+    from truckctl.cli.output import Env
+    from truckctl.project import Project
+
+FORMATS = ("text", "markdown")
+
+
+def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_factory: Callable[[], Project]) -> None:
+    @app.command("drift")
+    def drift(
+        stage: Annotated[str, typer.Argument(help="Stage name, e.g. stage-1.", show_default=False)],
+        target: Annotated[str, typer.Option("--target", help="lab or aws.")] = "lab",
+        fix: Annotated[bool, typer.Option("--fix", help="Apply the configuration where it drifted.")] = False,
+        yes: Annotated[bool, typer.Option("--yes", "-y", help="Fix without asking (needed without a terminal).")
+                       ] = False,
+        limit: Annotated[str | None, typer.Option("--limit", help="Only this node.", show_default=False)] = None,
+        output_format: Annotated[str, typer.Option("--format", help="text, or markdown for a pull-request comment."
+                                                   )] = "text",
+        json_output: Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")
+                               ] = False,
+    ) -> None:
+        """Report drift (exit 3) or none (exit 0); with --fix, fix it and exit 0 once clean."""
+        from truckctl.cli.dispatch import Outcome, run
+        from truckctl.cli.progress import NodeProgress
+        from truckctl.lifecycle.drift import DriftHooks, DriftOptions
+        from truckctl.lifecycle.drift import drift as core_drift
+
+        if output_format not in FORMATS:
+            raise typer.BadParameter(f"expected one of {', '.join(FORMATS)}", param_hint="--format")
+        if json_output and output_format != "text":
+            raise typer.BadParameter("--json and --format markdown are two different outputs: pick one",
+                                     param_hint="--format")
+        markdown = output_format == "markdown"
+        env = env_factory(json_output)
+        quiet = json_output or markdown  # markdown output is the document: no progress lines in it
+
+        def confirm(found: dict[str, Any]) -> bool:
+            if yes:
+                return True
+            if not sys.stdin.isatty() or quiet:
+                return False
+            return typer.confirm(f"Fix {len(found['items'])} drifted item(s) on {stage}?", default=False)
+
+        def action() -> Outcome:
+            with NodeProgress(env if not quiet else env_factory(True)) as progress:
+                hooks = DriftHooks(confirm=confirm, on_step=progress.progress().on_step, truck=progress.callbacks())
+                result, code = core_drift(project_factory(), DriftOptions(stage, target, fix, limit), hooks)
+            return Outcome(result, code)
+
+        raise typer.Exit(run(env, "drift", stage, action, render_markdown if markdown else render_drift))
+
+
+def render_drift(env: Env, outcome: Outcome) -> None:
+    from rich.markup import escape
+
+    result = outcome.result
+    console = env.console()
+    after = result.get("after")
+    for item in result.get("items", []):
+        where = item["node"] or "cloud"
+        console.print(f"drift: {escape(where)}: {escape(item['item'])}", highlight=False)
+        if item["diff"]:
+            console.print(escape(item["diff"].rstrip()), highlight=False, soft_wrap=True)
+    cloud = result.get("cloud", {})
+    if not cloud.get("checked", True):
+        console.print(f"cloud: {cloud['note']}", markup=False, highlight=False)
+    if result.get("fixed"):
+        console.print(f"fixed: {len(result['items'])} item(s); a re-check finds no drift", highlight=False)
+    elif result.get("fix"):
+        console.print(result["fix"], markup=False, highlight=False)
+    elif not result.get("items"):
+        console.print(f"no drift on {result['stage']} ({result['target']})", highlight=False)
+    elif after:
+        console.print(f"drift remains after the fix on {len(after['items'])} item(s)", highlight=False)
+    console.print(f"run {result['run_id']}", markup=False, highlight=False)
+
+
+def render_markdown(env: Env, outcome: Outcome) -> None:
+    from truckctl.lifecycle.report import drift_markdown
+
+    env.stdout.write(drift_markdown(outcome.result))

@@ -1,0 +1,129 @@
+"""`truckctl drift`: what differs from the configuration, per tier, and (with --fix) putting it back.
+
+Truck tier: the playbooks in check mode with diff: every task that would change is drift, with
+its node and diff. Cloud tier: on aws, Pulumi's refresh (preview only) plus a preview that expects
+no changes; on the lab the cloud tier is an offline plan with no deployed state, so there is no
+cloud drift to measure (said plainly). Exit 0 clean, 3 drift found (or left after a fix).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from truckctl.config.loader import load_stage
+from truckctl.config.model import Stage
+from truckctl.core.up import UpCallbacks, UpRequest, truck_tier
+from truckctl.errors import ExitCode, TruckctlError
+from truckctl.lifecycle import targets
+from truckctl.lifecycle.orchestrator import truck_failures
+from truckctl.lifecycle.run import Run, finish_run, locked_run
+from truckctl.project import Project
+
+LAB_CLOUD_NOTE = ("lab target: the cloud tier is the offline plan, with no deployed state that could drift; "
+                  "cloud drift is measured on aws (pulumi refresh --preview-only + preview --expect-no-changes)")
+
+
+@dataclass(frozen=True)
+class DriftOptions:
+    stage: str
+    target: str = "lab"
+    fix: bool = False
+    limit: str | None = None
+
+
+@dataclass
+class DriftHooks:
+    """`confirm(drift)` decides whether found drift is fixed (the CLI asks, or --yes says yes)."""
+
+    confirm: Callable[[dict[str, Any]], bool] = lambda drift: True
+    on_step: Callable[[str, str], None] = lambda step, message: None
+    truck: UpCallbacks = field(default_factory=UpCallbacks)
+
+
+def drift(project: Project, options: DriftOptions, hooks: DriftHooks | None = None) -> tuple[dict[str, Any], ExitCode]:
+    hooks = hooks or DriftHooks()
+    targets.check_target(options.target)
+    stage = load_stage(project, options.stage)
+    if options.target == "aws":
+        from truckctl.cloud.engine import require_pulumi_cli
+
+        require_pulumi_cli()
+    with locked_run(project, stage, "drift", options.target) as run:
+        inputs = targets.inputs(project, stage, options.target)
+        for access in inputs.cloud.trucks.values():
+            run.secret(access.private_key_pem.get_secret_value())
+        run.lab_receiver = inputs.cloud.alert_webhook_url if options.target == "lab" else None
+        found = measure(project, stage, options, inputs, run, hooks, "check")
+        result: dict[str, Any] = {"stage": stage.name, "target": options.target, **found, "fixed": False}
+        if not found["drift"]:
+            return finish_run(run, ExitCode.OK, result), ExitCode.OK
+        run.notify("drift-found", f"drift on {stage.name} ({options.target}): {summary_line(found)}",
+                   items=found["items"][:50])
+        if not options.fix:
+            return finish_run(run, ExitCode.CHANGES, result), ExitCode.CHANGES
+        if not hooks.confirm(found):
+            result["fix"] = "not applied: not confirmed (give --yes where there is no terminal to confirm on)"
+            return finish_run(run, ExitCode.CHANGES, result), ExitCode.CHANGES
+        hooks.on_step("fix", f"applying the configuration to put back {len(found['items'])} drifted item(s)")
+        result["applied"] = run.step("fix", lambda: apply_fix(project, stage, options, inputs, run, hooks))
+        after = measure(project, stage, options, inputs, run, hooks, "recheck")
+        result.update(after=after, fixed=not after["drift"])
+        code = ExitCode.OK if not after["drift"] else ExitCode.CHANGES
+        return finish_run(run, code, result), code
+
+
+def measure(project: Project, stage: Stage, options: DriftOptions, inputs: targets.TargetInputs, run: Run,
+            hooks: DriftHooks, step: str) -> dict[str, Any]:
+    hooks.on_step(step, "truck tier in check mode with diff" + ("; cloud refresh and preview" if
+                                                                 options.target == "aws" else ""))
+    truck = run.step(f"{step}-truck", lambda: truck_check(project, stage, options, inputs, hooks))
+    cloud = run.step(f"{step}-cloud", lambda: cloud_check(project, stage, options.target))
+    items = [{"tier": "truck", "node": c["host"], "item": c["task"], "diff": c["diff"]} for c in truck["changes"]]
+    items += [{"tier": "cloud", "node": None, "item": name, "diff": ""} for name in cloud.get("drifted", [])]
+    return {"drift": bool(items), "items": items, "truck": truck, "cloud": cloud}
+
+
+def truck_check(project: Project, stage: Stage, options: DriftOptions, inputs: targets.TargetInputs,
+                hooks: DriftHooks) -> dict[str, Any]:
+    request = UpRequest(stage.name, options.target, "truck", options.limit, check=True)
+    result = truck_tier(project, stage, request, inputs.connection, inputs.cloud, hooks.truck).as_dict()
+    failures = truck_failures(result)
+    if failures:  # an unreachable node is not "no drift": the check itself failed
+        raise TruckctlError(failures, ExitCode.ERROR, {"truck": result})
+    return {**result, "_changed": result["changed"]}
+
+
+def cloud_check(project: Project, stage: Stage, target: str) -> dict[str, Any]:
+    if target == "lab":
+        return {"checked": False, "note": LAB_CLOUD_NOTE, "drifted": []}
+    from truckctl.cloud.engine import AwsEngine
+
+    operation = AwsEngine(project, stage).drift()
+    return {"checked": True, **operation.as_dict(), "_changed": len(operation.drifted)}
+
+
+def apply_fix(project: Project, stage: Stage, options: DriftOptions, inputs: targets.TargetInputs, run: Run,
+              hooks: DriftHooks) -> dict[str, Any]:
+    applied: dict[str, Any] = {}
+    if options.target == "aws":
+        from truckctl.cloud.engine import AwsEngine
+
+        _, operation = AwsEngine(project, stage).up()
+        applied["cloud"] = operation.as_dict()
+    request = UpRequest(stage.name, options.target, "truck", options.limit)
+    truck = truck_tier(project, stage, request, inputs.connection, inputs.cloud, hooks.truck).as_dict()
+    failures = truck_failures(truck)
+    if failures:
+        raise TruckctlError(failures, ExitCode.ERROR, {"applied": {"truck": truck}})
+    applied["truck"] = {"changed": truck["changed"], "hosts": truck["hosts"], "duration_s": truck["duration_s"]}
+    return {**applied, "_changed": truck["changed"]}
+
+
+def summary_line(found: dict[str, Any]) -> str:
+    by_node: dict[str, int] = {}
+    for item in found["items"]:
+        key = item["node"] or "cloud"
+        by_node[key] = by_node.get(key, 0) + 1
+    return ", ".join(f"{node}: {count}" for node, count in sorted(by_node.items()))
