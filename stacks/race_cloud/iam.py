@@ -1,0 +1,96 @@
+"""Least-privilege IAM: role and policy helpers, and the policy documents as pure functions.
+
+Every statement names the exact actions and resources it needs; where an API has no
+resource-level permissions (cloudwatch:PutMetricData) a condition scopes it instead.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from .component import Component
+
+Statement = dict[str, Any]
+
+SSM_MANAGED_INSTANCE_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+
+
+def allow(actions: list[str], resources: list[str], condition: dict[str, Any] | None = None) -> Statement:
+    statement: Statement = {"Effect": "Allow", "Action": actions, "Resource": resources}
+    if condition:
+        statement["Condition"] = condition
+    return statement
+
+
+def document(statements: list[Statement]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
+
+
+def trust_policy(service: str, account_id: str) -> str:
+    """Only the given service, acting for this account (confused-deputy guard), may assume the role."""
+    return document([{
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+    }])
+
+
+def ec2_trust_policy() -> str:
+    # EC2 does not send aws:SourceAccount when an instance profile assumes its role.
+    return document([{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}])
+
+
+def service_role(parent: Component, name: str, role_name: str, assume_role_policy: pulumi.Input[str],
+                 policy: pulumi.Input[str], description: str) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
+    role = aws.iam.Role(name, name=role_name, description=description, assume_role_policy=assume_role_policy,
+                        max_session_duration=3600, opts=parent.opts())
+    role_policy = aws.iam.RolePolicy(f"{name}-policy", role=role.id, policy=policy, opts=parent.opts())
+    return role, role_policy
+
+
+def iot_ingest_policy(stream_arn: str, key_arn: str, metric_namespace_prefix: str) -> str:
+    """IoT topic rules: put records on the one stream, count messages in our own namespaces."""
+    return document([
+        allow(["kinesis:PutRecord"], [stream_arn]),
+        allow(["kms:GenerateDataKey"], [key_arn]),
+        allow(["cloudwatch:PutMetricData"], ["*"],
+              {"StringLike": {"cloudwatch:namespace": f"{metric_namespace_prefix}/*"}}),
+    ])
+
+
+def firehose_policy(stream_arn: str, bucket_arn: str, key_arn: str, region: str, prefixes: list[str]) -> str:
+    """Firehose: read the one stream, write only its prefixes of the lake, use the key only via those services."""
+    return document([
+        allow(["kinesis:DescribeStream", "kinesis:GetShardIterator", "kinesis:GetRecords", "kinesis:ListShards"],
+              [stream_arn]),
+        allow(["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"], [bucket_arn]),
+        allow(["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"],
+              [f"{bucket_arn}/{prefix}*" for prefix in prefixes]),
+        allow(["kms:Decrypt"], [key_arn], {"StringEquals": {"kms:ViaService": f"kinesis.{region}.amazonaws.com"}}),
+        allow(["kms:GenerateDataKey", "kms:Decrypt"], [key_arn],
+              {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}),
+    ])
+
+
+def vpn_gateway_policy(private_key_parameter_arn: str, peers_path_arn: str, key_arn: str, region: str) -> str:
+    """The VPN gateway reads its own private key and the peers list, nothing else."""
+    return document([
+        allow(["ssm:GetParameter"], [private_key_parameter_arn]),
+        allow(["ssm:GetParametersByPath"], [peers_path_arn]),
+        allow(["kms:Decrypt"], [key_arn], {"StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com"}}),
+    ])
+
+
+def iot_thing_policy(region: str, account_id: str, client_id: str, prefix: str) -> str:
+    """A truck's certificate may connect as its own client id and use only its own topic prefix."""
+    base = f"arn:aws:iot:{region}:{account_id}"
+    return document([
+        allow(["iot:Connect"], [f"{base}:client/{client_id}"]),
+        allow(["iot:Publish", "iot:Receive"], [f"{base}:topic/{prefix}/*"]),
+        allow(["iot:Subscribe"], [f"{base}:topicfilter/{prefix}/*"]),
+    ])

@@ -1,0 +1,241 @@
+"""The stack program under Pulumi's mocks: assert the wiring between resources, not just presence."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from truckctl.cloud.offline import plan_offline
+from truckctl.cloud.offline_worker import placeholder_vpn_key
+from truckctl.cloud.outputs import CloudOutputs, heartbeat_topic, telemetry_topic
+from truckctl.cloud.stack_outputs import cloud_outputs_from_stack
+from truckctl.project import Project
+
+from .conftest import REPO, Plan
+
+RACE = "gdf27"
+TRUCKS = ("truck-a", "truck-b")
+ARN_PREFIX = "arn:aws:"
+
+
+def test_stage1_covers_every_concern(plan1: Plan) -> None:
+    types = {r.type for r in plan1.resources}
+    for expected in ("aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet", "aws:ec2/securityGroup:SecurityGroup",
+                     "aws:iot/thing:Thing", "aws:iot/certificate:Certificate", "aws:iot/policy:Policy",
+                     "aws:iot/topicRule:TopicRule", "aws:kinesis/stream:Stream",
+                     "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream", "aws:s3/bucket:Bucket",
+                     "aws:s3/bucketVersioning:BucketVersioning",
+                     "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+                     "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", "aws:kms/key:Key",
+                     "aws:glue/catalogTable:CatalogTable", "aws:cloudwatch/metricAlarm:MetricAlarm",
+                     "aws:sns/topic:Topic", "aws:sns/topicSubscription:TopicSubscription", "aws:ec2/instance:Instance",
+                     "aws:ec2/eip:Eip", "aws:iam/role:Role", "aws:iam/rolePolicy:RolePolicy"):
+        assert expected in types, expected
+    assert [s.inputs["endpoint"] for s in plan1.of_type("aws:sns/topicSubscription:TopicSubscription")] == [
+        "race-ops@giro-di-finzione.example", "telemetry-oncall@giro-di-finzione.example"]
+
+
+def test_vpc_spans_two_zones_with_public_and_private_subnets(plan1: Plan) -> None:
+    subnets = {s.name: s.inputs for s in plan1.of_type("aws:ec2/subnet:Subnet")}
+    assert sorted(subnets) == ["private-a", "private-b", "public-a", "public-b"]
+    assert {s["availability_zone"] for s in subnets.values()} == {"eu-south-1a", "eu-south-1b"}
+    assert all(s["map_public_ip_on_launch"] is False for s in subnets.values())
+    assert plan1.named("vpc").inputs["cidr_block"] == "10.100.0.0/17"
+
+
+def test_vpn_security_group_opens_only_the_wireguard_port(plan1: Plan) -> None:
+    ingress = plan1.named("vpn-sg").inputs["ingress"]
+    assert ingress == [{"cidr_blocks": ["0.0.0.0/0"], "description": "WireGuard from the trucks",
+                        "from_port": 51820, "protocol": "udp", "to_port": 51820}]
+    assert plan1.named("default-sg").inputs.get("ingress") in (None, [])
+
+
+def test_alarms_point_at_the_alert_topic(plan1: Plan, stage1: dict[str, Any]) -> None:
+    topic_arn = stage1["outputs_preview"]["alert_topic_arn"]
+    assert topic_arn.endswith(":gdf27-stage-1-alerts")
+    alarms = plan1.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    assert len(alarms) == 2 * len(TRUCKS) + 2
+    for alarm in alarms:
+        assert alarm.inputs["alarm_actions"] == [topic_arn], alarm.name
+        assert alarm.inputs["ok_actions"] == [topic_arn], alarm.name
+        assert "alerts-topic" in alarm.depends_on
+
+
+def test_per_truck_alarms_watch_the_metrics_the_topic_rules_publish(plan1: Plan) -> None:
+    for truck in TRUCKS:
+        for rule, alarm in ((f"{truck}-telemetry-rule", f"{truck}-telemetry-stopped"),
+                            (f"{truck}-heartbeat-rule", f"{truck}-heartbeat-missing")):
+            (metric,) = plan1.named(rule).inputs["cloudwatch_metrics"]
+            watched = plan1.named(alarm).inputs
+            assert (watched["namespace"], watched["metric_name"]) == (metric["metric_namespace"],
+                                                                       metric["metric_name"])
+            assert watched["namespace"] == f"truckctl/{RACE}/stage-1/{truck}"
+            # Silence is the failure: missing data must breach.
+            assert watched["treat_missing_data"] == "breaching"
+            assert watched["comparison_operator"] == "LessThanThreshold" and watched["threshold"] == 1
+    overall = plan1.named("ingest-stopped").inputs
+    assert overall["dimensions"] == {"StreamName": plan1.named("telemetry-stream").inputs["name"]}
+
+
+def test_topic_rule_targets_the_stream(plan1: Plan) -> None:
+    stream = plan1.named("telemetry-stream").inputs["name"]
+    role_arn = f"arn:aws:iam::123456789012:role/{plan1.named('iot-rule-role').inputs['name']}"
+    for truck in TRUCKS:
+        rule = plan1.named(f"{truck}-telemetry-rule")
+        assert rule.inputs["kineses"] == [{"partition_key": truck, "role_arn": role_arn, "stream_name": stream}]
+        assert rule.inputs["sql"].endswith(f"FROM '{telemetry_topic(RACE, truck)}'")
+        assert plan1.named(f"{truck}-heartbeat-rule").inputs["sql"] == f"SELECT * FROM '{heartbeat_topic(RACE, truck)}'"
+        assert {"telemetry-stream", "iot-rule-role-policy"} <= set(rule.depends_on)
+    # ...and the rule's role may put records on that stream, and only there.
+    statements = plan1.policy("iot-rule-role-policy")["Statement"]
+    put = next(s for s in statements if s["Action"] == ["kinesis:PutRecord"])
+    assert put["Resource"] == [f"arn:aws:kinesis:eu-south-1:123456789012:stream/{stream}"]
+
+
+def test_each_truck_iot_policy_names_only_its_own_topics(plan1: Plan) -> None:
+    for truck in TRUCKS:
+        other = next(t for t in TRUCKS if t != truck)
+        document = plan1.policy(f"{truck}-iot-policy")
+        resources = [r for s in document["Statement"] for r in s["Resource"]]
+        topics = [r for r in resources if ":topic/" in r or ":topicfilter/" in r]
+        assert topics and all(f"/{RACE}/{truck}/" in r for r in topics), topics
+        assert not any(other in r for r in resources)
+        assert [r for r in resources if ":client/" in r] == [
+            f"arn:aws:iot:eu-south-1:123456789012:client/{RACE}-stage-1-{truck}"]
+        attachment = plan1.named(f"{truck}-policy-attachment")
+        assert set(attachment.depends_on) == {f"{truck}-iot-policy", f"{truck}-cert"}
+        assert set(plan1.named(f"{truck}-thing-principal").depends_on) == {f"{truck}-cert", f"{truck}-thing"}
+
+
+def test_bucket_carries_kms_encryption_and_versioning(plan1: Plan) -> None:
+    bucket = plan1.named("datalake").inputs["bucket"]
+    key_arn = plan1.named("telemetry-stream").inputs["kms_key_id"]
+    assert key_arn.startswith("arn:aws:kms:eu-south-1:123456789012:key/")
+    encryption = plan1.named("datalake-encryption")
+    assert encryption.inputs["bucket"] == bucket and "key" in encryption.depends_on
+    assert encryption.inputs["rules"][0]["apply_server_side_encryption_by_default"] == {
+        "sse_algorithm": "aws:kms", "kms_master_key_id": key_arn}
+    versioning = plan1.named("datalake-versioning").inputs
+    assert versioning == {"bucket": bucket, "versioning_configuration": {"status": "Enabled"}}
+    block = plan1.named("datalake-public-access-block").inputs
+    assert all(block[f] is True for f in ("block_public_acls", "block_public_policy", "ignore_public_acls",
+                                          "restrict_public_buckets"))
+    for resource in plan1.resources:
+        if resource.component == "datalake":
+            assert resource.protect and resource.retain_on_delete, resource.name
+    assert plan1.named("key").protect and plan1.named("key").retain_on_delete  # the lake's data needs its key
+
+
+def test_firehose_reads_the_stream_and_writes_the_lake_with_the_key(plan1: Plan) -> None:
+    delivery = plan1.named("lake-delivery").inputs
+    stream = plan1.named("telemetry-stream").inputs["name"]
+    bucket = plan1.named("datalake").inputs["bucket"]
+    assert delivery["kinesis_source_configuration"]["kinesis_stream_arn"].endswith(f":stream/{stream}")
+    s3 = delivery["extended_s3_configuration"]
+    assert s3["bucket_arn"] == f"arn:aws:s3:::{bucket}"
+    assert s3["kms_key_arn"] == plan1.named("telemetry-stream").inputs["kms_key_id"]
+    assert s3["prefix"].startswith("telemetry/")
+    statements = plan1.policy("firehose-role-policy")["Statement"]
+    writes = next(s for s in statements if "s3:PutObject" in s["Action"])
+    assert writes["Resource"] == [f"arn:aws:s3:::{bucket}/telemetry/*", f"arn:aws:s3:::{bucket}/errors/*"]
+    assert "firehose-role-policy" in plan1.named("lake-delivery").depends_on
+
+
+def test_glue_table_reads_the_lake_prefix_firehose_writes(plan1: Plan) -> None:
+    table = plan1.named("glue-telemetry-table").inputs
+    bucket = plan1.named("datalake").inputs["bucket"]
+    assert table["storage_descriptor"]["location"] == f"s3://{bucket}/telemetry/"
+    assert table["parameters"]["projection.enabled"] == "true"
+    assert [k["name"] for k in table["partition_keys"]] == ["year", "month", "day"]
+
+
+def test_vpn_gateway_is_hardened(plan1: Plan) -> None:
+    instance = plan1.named("vpn-gateway")
+    assert instance.inputs["metadata_options"]["http_tokens"] == "required"
+    assert instance.inputs["root_block_device"]["encrypted"] is True
+    assert "key_name" not in instance.inputs  # no SSH key: SSM Session Manager instead
+    assert "vpn-sg" in instance.depends_on and "public-a" in instance.depends_on
+    # The key is fetched at boot from SSM by the instance role, never written into user data.
+    assert "PrivateKey = $key" in instance.inputs["user_data"]
+    assert plan1.named("vpn-eip").depends_on == ["vpn-gateway"]
+    assert plan1.named("vpn-private-key").inputs["value"] == "[secret]"
+
+
+def test_outputs_fill_every_cloud_outputs_field(stage1: dict[str, Any]) -> None:
+    preview = CloudOutputs.model_validate({k: v for k, v in stage1["outputs_preview"].items() if k != "note"})
+    assert preview.placeholder is True and preview.target == "aws"
+    for field in CloudOutputs.model_fields:
+        if field not in ("placeholder", "alert_webhook_url"):  # the webhook comes from race secrets
+            assert getattr(preview, field) not in (None, "", {}, 0), field
+    assert set(preview.trucks) == set(TRUCKS)
+    for name, access in preview.trucks.items():
+        assert access.topic_prefix == f"{RACE}/{name}" and access.thing_name == f"{RACE}-stage-1-{name}"
+        assert access.certificate_ref.startswith("arn:aws:iot:") and access.certificate_pem
+    assert preview.vpn_endpoint == "203.0.113.10:51820"
+    assert preview.mqtt_port == 8883 and "BEGIN CERTIFICATE" in preview.ca_pem
+
+
+def test_stack_outputs_map_with_secrets_and_webhook() -> None:
+    class OutputValue:  # the Automation API's shape
+        def __init__(self, value: Any, secret: bool = False) -> None:
+            self.value, self.secret = value, secret
+
+    truck = {"thingName": "t", "clientId": "t", "topicPrefix": "r/t", "certificatePem": "PEM", "certificateRef": "arn"}
+    outputs = {"region": "eu-south-1", "mqttHost": "h", "mqttPort": 8883.0, "caPem": "CA",
+               "trucks": OutputValue({"t": truck}), "truckPrivateKeys": OutputValue({"t": "KEY"}, secret=True),
+               "telemetryStream": "s", "datalakeBucket": "b", "alertTopicArn": "arn:sns", "vpnEndpoint": "1.2.3.4:1",
+               "vpnPublicKey": "pub"}
+    mapped = cloud_outputs_from_stack(outputs, alert_webhook_url="https://hook")
+    assert mapped.trucks["t"].private_key_pem.get_secret_value() == "KEY"
+    assert "KEY" not in repr(mapped) and mapped.mqtt_port == 8883 and mapped.alert_webhook_url == "https://hook"
+    assert mapped.placeholder is False
+
+
+def test_plan_never_shows_secrets(all_stages_envelope: dict[str, Any]) -> None:
+    text = json.dumps(all_stages_envelope)
+    assert "PRIVATE KEY" not in text
+    for number in range(1, 22):
+        assert placeholder_vpn_key(f"stage-{number}") not in text
+    cloud = all_stages_envelope["result"]["stages"][0]["cloud"]
+    assert cloud["outputs_preview"]["trucks"]["truck-a"]["private_key_pem"] == "**********"
+
+
+def test_all_21_stages_plan_cleanly(all_stages_envelope: dict[str, Any]) -> None:
+    result = all_stages_envelope["result"]
+    assert [s["stage"] for s in result["stages"]] == [f"stage-{i}" for i in range(1, 22)]
+    for stage in result["stages"]:
+        cloud = stage["cloud"]
+        assert cloud["policy"] == [], (stage["stage"], cloud["policy"])
+        assert cloud["counts"]["total"] == len(cloud["resources"]) >= 60
+        names = [r["name"] for r in cloud["resources"]]
+        assert len(names) == len(set(names)), "logical names must be unique: depends_on uses them"
+        assert cloud["warnings"] == []
+    assert result["totals"] == {"stages": 21, "resources": sum(s["cloud"]["counts"]["total"] for s in result["stages"]),
+                                "violations": 0}
+
+
+def test_stage_networks_follow_the_stage_file(all_stages_envelope: dict[str, Any]) -> None:
+    # Stage 7 moves truck-a to 10.33.x: physical names and topics stay per stage and truck.
+    stage7 = next(s["cloud"] for s in all_stages_envelope["result"]["stages"] if s["stage"] == "stage-7")
+    things = sorted(r["inputs"]["name"] for r in stage7["resources"] if r["type"] == "aws:iot/thing:Thing")
+    assert things == [f"{RACE}-stage-7-truck-a", f"{RACE}-stage-7-truck-b"]
+
+
+def test_program_uses_only_preloaded_aws_services(all_stages_envelope: dict[str, Any]) -> None:
+    sys.path.insert(0, str(REPO / "stacks"))
+    try:
+        from race_cloud.program import AWS_SERVICES
+    finally:
+        sys.path.remove(str(REPO / "stacks"))
+    used = {r["type"].split(":")[1].split("/")[0] for s in all_stages_envelope["result"]["stages"]
+            for r in s["cloud"]["resources"]}
+    assert used <= set(AWS_SERVICES), used - set(AWS_SERVICES)
+
+
+def test_delete_data_lifts_protection_and_the_policy_says_so() -> None:
+    (plan,) = plan_offline(Project(REPO), ["stage-1"], settings={"deleteData": "true"})
+    bucket = next(r for r in plan["resources"] if r["name"] == "datalake")
+    assert bucket["protect"] is False and bucket["retain_on_delete"] is False
+    assert bucket["inputs"]["force_destroy"] is True
+    assert {v["rule"] for v in plan["policy"]} == {"datalake-retained"}

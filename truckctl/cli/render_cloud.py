@@ -1,0 +1,93 @@
+"""Human rendering of cloud plans: a table per component, counts, the policy result."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from truckctl.cli.dispatch import Outcome
+from truckctl.cli.output import Env
+
+
+def _table(env: Env, title: str, columns: list[str], rows: list[list[str]]) -> None:
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD if env.rich else None,
+                  show_edge=False, pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    env.console().print(table)
+
+
+def _short(value: Any, limit: int = 70) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _key_inputs(resource: dict[str, Any]) -> str:
+    return " ".join(f"{k}={_short(v)}" for k, v in resource.get("key_inputs", {}).items())
+
+
+def _policy(env: Env, violations: list[dict[str, str]], rules: int, stage: str = "") -> None:
+    where = f" ({stage})" if stage else ""
+    if not violations:
+        env.console().print(f"policy{where}: {rules} rules, no violation")
+        return
+    _table(env, f"Policy violations{where}", ["rule", "resource", "message"],
+           [[v["rule"], v["resource"], v["message"]] for v in violations])
+
+
+def cloud_plan(env: Env, outcome: Outcome) -> None:
+    result = outcome.result
+    out = env.console()
+    out.print(result["note"], markup=False)
+    for entry in result.get("stages") or [{"stage": result["stage"], "cloud": result["cloud"]}]:
+        if "changes" in entry["cloud"]:
+            _preview(env, entry["stage"], entry["cloud"])
+        elif result.get("stages"):
+            continue  # --all: the summary table below, not 21 x 7 tables
+        else:
+            _stage_tables(env, entry["cloud"])
+    if result.get("stages"):
+        _all_summary(env, result)
+
+
+def _stage_tables(env: Env, cloud: dict[str, Any]) -> None:
+    out = env.console()
+    by_component: dict[str, list[dict[str, Any]]] = {}
+    for resource in cloud["resources"]:
+        by_component.setdefault(resource["component"], []).append(resource)
+    for component, resources in by_component.items():
+        rows = []
+        for r in resources:
+            flags = " [protect, retain]" if r["protect"] and r["retain_on_delete"] else ""
+            rows.append([r["type"].rsplit(":", 1)[-1] + flags, r["name"], _key_inputs(r), ", ".join(r["depends_on"])])
+        _table(env, f"{component} ({len(resources)})", ["type", "name", "key inputs", "depends on"], rows)
+    counts = cloud["counts"]
+    parts = ", ".join(f"{name} {n}" for name, n in counts["by_component"].items())
+    out.print(f"{cloud['stage']} ({cloud['region']}): {counts['total']} resources to create: {parts}", markup=False)
+    _policy(env, cloud["policy"], len(cloud["policy_rules"]))
+
+
+def _all_summary(env: Env, result: dict[str, Any]) -> None:
+    rows = []
+    for entry in result["stages"]:
+        cloud = entry["cloud"]
+        if "counts" in cloud:
+            rows.append([entry["stage"], str(cloud.get("region", "")), str(cloud["counts"]["total"]),
+                         str(len(cloud["policy"]))])
+    if rows:
+        _table(env, "Offline plan", ["stage", "region", "resources", "violations"], rows)
+    violations = [{**v, "resource": f"{e['stage']}:{v['resource']}"} for e in result["stages"]
+                  for v in e["cloud"].get("policy", [])]
+    rules = len(result["stages"][0]["cloud"].get("policy_rules", [])) if result["stages"] else 0
+    _policy(env, violations, rules, f"{len(result['stages'])} stages")
+
+
+def _preview(env: Env, stage: str, cloud: dict[str, Any]) -> None:
+    changes = ", ".join(f"{op} {n}" for op, n in cloud["changes"].items()) or "no changes"
+    env.console().print(f"{stage}: aws preview: {changes}", markup=False)

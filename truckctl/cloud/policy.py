@@ -1,0 +1,387 @@
+"""The project's policy rules: plain functions over planned resources, each returning violations.
+
+Used by the offline plan (over what the mock monitor captured) and by the CrossGuard pack in
+policypack/ (over the engine's resources). Inputs are normalised `PlannedResource.inputs`
+(snake_case keys). A rule never raises on odd input: what it cannot read, it reports.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from truckctl.cloud.resources import PlannedResource, by_type
+
+BUCKET = "aws:s3/bucket:Bucket"
+BUCKET_V2 = "aws:s3/bucketV2:BucketV2"
+SSE_CONFIG = ("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+              "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2")
+VERSIONING = ("aws:s3/bucketVersioning:BucketVersioning", "aws:s3/bucketVersioningV2:BucketVersioningV2")
+PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+BUCKET_ACL = ("aws:s3/bucketAcl:BucketAcl", "aws:s3/bucketAclV2:BucketAclV2")
+STREAM = "aws:kinesis/stream:Stream"
+FIREHOSE = "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream"
+TOPIC = "aws:sns/topic:Topic"
+KMS_KEY = "aws:kms/key:Key"
+IOT_POLICY = "aws:iot/policy:Policy"
+INSTANCE = "aws:ec2/instance:Instance"
+SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+SG_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
+SG_INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+IAM_POLICY_DOCS = {  # resource type -> where its policy documents are
+    "aws:iam/rolePolicy:RolePolicy": "policy",
+    "aws:iam/policy:Policy": "policy",
+    "aws:iam/userPolicy:UserPolicy": "policy",
+    "aws:iam/groupPolicy:GroupPolicy": "policy",
+    "aws:iam/role:Role": "inline_policies",
+}
+IAM_ATTACHMENTS = ("aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+                   "aws:iam/policyAttachment:PolicyAttachment",
+                   "aws:iam/userPolicyAttachment:UserPolicyAttachment",
+                   "aws:iam/groupPolicyAttachment:GroupPolicyAttachment")
+ADMIN_POLICIES = ("arn:aws:iam::aws:policy/AdministratorAccess", "arn:aws:iam::aws:policy/PowerUserAccess")
+DATA_TAG = "truckctl-data"  # buckets holding race data carry this tag (stacks/race_cloud/datalake.py)
+WORLD = ("0.0.0.0/0", "::/0")
+AWS_MANAGED_KEYS = ("alias/aws/", "aws/")
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    resource: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"rule": self.rule, "resource": self.resource, "message": self.message}
+
+
+Check = Callable[[Sequence[PlannedResource]], list[Violation]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    description: str
+    check: Check
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _get(data: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _items(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _customer_key(value: Any) -> bool:
+    return isinstance(value, str) and bool(value) and not value.startswith(AWS_MANAGED_KEYS)
+
+
+def _buckets(resources: Sequence[PlannedResource]) -> list[PlannedResource]:
+    return [r for r in resources if r.type in (BUCKET, BUCKET_V2)]
+
+
+def _for_bucket(bucket: PlannedResource, resources: Iterable[PlannedResource],
+                types: str | tuple[str, ...]) -> list[PlannedResource]:
+    """Resources configuring `bucket`: by its name/id when known, else by dependency (previews)."""
+    types = (types,) if isinstance(types, str) else types
+    names = {bucket.id, bucket.inputs.get("bucket"), bucket.name} - {None, ""}
+    found = []
+    for resource in resources:
+        if resource.type not in types:
+            continue
+        target = resource.inputs.get("bucket")
+        if target in names or (not isinstance(target, str) and bucket.name in resource.depends_on):
+            found.append(resource)
+    return found
+
+
+def _policy_document(raw: Any) -> dict[str, Any] | None:
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, str):
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, dict) else None
+    return None
+
+
+def _statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in _items(document.get("Statement")) if isinstance(s, dict)]
+
+
+def _documents(resource: PlannedResource) -> list[Any]:
+    field = IAM_POLICY_DOCS[resource.type]
+    if field == "inline_policies":
+        return [_get(p, "policy") for p in _items(resource.inputs.get("inline_policies"))]
+    return [resource.inputs.get(field)]
+
+
+def _unreadable(rule: str, resource: PlannedResource, what: str) -> Violation:
+    return Violation(rule, resource.name, f"{what} is not a readable JSON policy document")
+
+
+# --- rules -------------------------------------------------------------------------------------
+
+
+def s3_encryption(resources: Sequence[PlannedResource]) -> list[Violation]:
+    """Every bucket is encrypted at rest with a customer-managed KMS key."""
+    violations = []
+    for bucket in _buckets(resources):
+        keys = [_get(rule, "apply_server_side_encryption_by_default")
+                for config in _for_bucket(bucket, resources, SSE_CONFIG)
+                for rule in _items(config.inputs.get("rules"))]
+        keys += [_get(rule, "apply_server_side_encryption_by_default")
+                 for rule in _items(_get(bucket.inputs, "server_side_encryption_configuration", "rules"))]
+        if not any(isinstance(k, dict) and str(k.get("sse_algorithm", "")).startswith("aws:kms")
+                   and _customer_key(k.get("kms_master_key_id")) for k in keys):
+            violations.append(Violation("s3-encryption", bucket.name,
+                                        "bucket has no default SSE-KMS encryption with a customer key"))
+    return violations
+
+
+def kinesis_encryption(resources: Sequence[PlannedResource]) -> list[Violation]:
+    """Kinesis streams use server-side encryption with a customer-managed key."""
+    return [Violation("kinesis-encryption", s.name, "stream is not encrypted with a customer KMS key")
+            for s in by_type(list(resources), STREAM)
+            if s.inputs.get("encryption_type") != "KMS" or not _customer_key(s.inputs.get("kms_key_id"))]
+
+
+def sns_encryption(resources: Sequence[PlannedResource]) -> list[Violation]:
+    """SNS topics are encrypted with a customer-managed key (CloudWatch cannot use the AWS-managed one)."""
+    return [Violation("sns-encryption", t.name, "topic is not encrypted with a customer KMS key")
+            for t in by_type(list(resources), TOPIC) if not _customer_key(t.inputs.get("kms_master_key_id"))]
+
+
+def firehose_encryption(resources: Sequence[PlannedResource]) -> list[Violation]:
+    """Firehose encrypts what it holds (SSE, or an encrypted stream source) and what it writes (KMS)."""
+    violations = []
+    for stream in by_type(list(resources), FIREHOSE):
+        sse = stream.inputs.get("server_side_encryption") or {}
+        in_flight = bool(stream.inputs.get("kinesis_source_configuration")) or (
+            sse.get("enabled") is True and sse.get("key_type") == "CUSTOMER_MANAGED_CMK")
+        destination = stream.inputs.get("extended_s3_configuration") or {}
+        if not in_flight:
+            violations.append(Violation("firehose-encryption", stream.name,
+                                        "delivery stream has no server-side encryption with a customer key"))
+        if not _customer_key(destination.get("kms_key_arn")):
+            violations.append(Violation("firehose-encryption", stream.name,
+                                        "delivery stream writes to S3 without a customer KMS key"))
+    return violations
+
+
+def s3_no_public_access(resources: Sequence[PlannedResource]) -> list[Violation]:
+    """Every bucket blocks public access (all four switches), grants no public ACL, no public policy."""
+    violations = []
+    flags = ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets")
+    for bucket in _buckets(resources):
+        blocks = _for_bucket(bucket, resources, PUBLIC_ACCESS_BLOCK)
+        if not any(all(b.inputs.get(f) is True for f in flags) for b in blocks):
+            violations.append(Violation("s3-no-public-access", bucket.name,
+                                        "bucket lacks a public access block with all four settings on"))
+        acls = [bucket.inputs.get("acl")] + [a.inputs.get("acl") for a in _for_bucket(bucket, resources, BUCKET_ACL)]
+        if any(acl in ("public-read", "public-read-write", "authenticated-read") for acl in acls):
+            violations.append(Violation("s3-no-public-access", bucket.name, "bucket has a public ACL"))
+        for policy in _for_bucket(bucket, resources, BUCKET_POLICY):
+            document = _policy_document(policy.inputs.get("policy"))
+            if document is None:
+                violations.append(_unreadable("s3-no-public-access", policy, "bucket policy"))
+                continue
+            for statement in _statements(document):
+                principal = statement.get("Principal")
+                public = principal == "*" or (isinstance(principal, dict) and "*" in _items(principal.get("AWS")))
+                if statement.get("Effect") == "Allow" and public and not statement.get("Condition"):
+                    violations.append(Violation("s3-no-public-access", policy.name,
+                                                "bucket policy allows anyone (Principal *)"))
+    return violations
+
+
+def iam_no_wildcard_admin(resources: Sequence[PlannedResource]) -> list[Violation]:
+    """No IAM policy allows a wildcard action on every resource, or everything-but (NotAction)."""
+    violations = []
+    for resource in resources:
+        if resource.type in IAM_ATTACHMENTS and resource.inputs.get("policy_arn") in ADMIN_POLICIES:
+            violations.append(Violation("iam-no-wildcard-admin", resource.name,
+                                        f"attaches {resource.inputs['policy_arn']}"))
+        if resource.type not in IAM_POLICY_DOCS:
+            continue
+        for raw in _documents(resource):
+            document = _policy_document(raw)
+            if document is None:
+                violations.append(_unreadable("iam-no-wildcard-admin", resource, "IAM policy"))
+                continue
+            for statement in _statements(document):
+                if statement.get("Effect") != "Allow":
+                    continue
+                if "NotAction" in statement:
+                    violations.append(Violation("iam-no-wildcard-admin", resource.name,
+                                                "Allow with NotAction grants everything else"))
+                    continue
+                actions = [str(a) for a in _items(statement.get("Action"))]
+                wildcards = [a for a in actions if "*" in a]
+                if wildcards and "*" in _items(statement.get("Resource")):
+                    violations.append(Violation("iam-no-wildcard-admin", resource.name,
+                                                f"allows {', '.join(wildcards)} on Resource *"))
+    return violations
+
+
+def _ingress_rules(resource: PlannedResource) -> list[dict[str, Any]]:
+    """Every ingress rule of a resource as {protocol, from_port, to_port, cidrs}."""
+    if resource.type == SECURITY_GROUP:
+        return [{"protocol": r.get("protocol"), "from_port": r.get("from_port"), "to_port": r.get("to_port"),
+                 "cidrs": _items(r.get("cidr_blocks")) + _items(r.get("ipv6_cidr_blocks"))}
+                for r in _items(resource.inputs.get("ingress")) if isinstance(r, dict)]
+    if resource.type == SG_RULE and resource.inputs.get("type") == "ingress":
+        i = resource.inputs
+        return [{"protocol": i.get("protocol"), "from_port": i.get("from_port"), "to_port": i.get("to_port"),
+                 "cidrs": _items(i.get("cidr_blocks")) + _items(i.get("ipv6_cidr_blocks"))}]
+    if resource.type == SG_INGRESS_RULE:
+        i = resource.inputs
+        return [{"protocol": i.get("ip_protocol"), "from_port": i.get("from_port"), "to_port": i.get("to_port"),
+                 "cidrs": _items(i.get("cidr_ipv4")) + _items(i.get("cidr_ipv6"))}]
+    return []
+
+
+def no_world_ssh(resources: Sequence[PlannedResource]) -> list[Violation]:
+    """No security group lets the whole internet reach port 22."""
+    violations = []
+    for resource in resources:
+        for rule in _ingress_rules(resource):
+            protocol = str(rule["protocol"]).lower()
+            all_traffic = protocol in ("-1", "all")
+            try:
+                low, high = int(rule["from_port"] or 0), int(rule["to_port"] or 0)
+            except (TypeError, ValueError):
+                low, high = 0, 65535
+            covers_ssh = all_traffic or (protocol in ("tcp", "6") and low <= 22 <= high)
+            if covers_ssh and any(c in WORLD for c in rule["cidrs"]):
+                violations.append(Violation("no-world-ssh", resource.name,
+                                            "ingress opens SSH (port 22) to the whole internet"))
+    return violations
+
+
+def kms_rotation(resources: Sequence[PlannedResource]) -> list[Violation]:
+    """Symmetric customer keys rotate automatically."""
+    return [Violation("kms-rotation", k.name, "key rotation is off")
+            for k in by_type(list(resources), KMS_KEY)
+            if k.inputs.get("customer_master_key_spec", "SYMMETRIC_DEFAULT") == "SYMMETRIC_DEFAULT"
+            and k.inputs.get("enable_key_rotation") is not True]
+
+
+def iot_policy_scoped(resources: Sequence[PlannedResource]) -> list[Violation]:
+    """An IoT policy serves one truck: one client id and topics under one `race/truck/` prefix only."""
+    violations = []
+    for policy in by_type(list(resources), IOT_POLICY):
+        document = _policy_document(policy.inputs.get("policy"))
+        if document is None:
+            violations.append(_unreadable("iot-policy-scoped", policy, "IoT policy"))
+            continue
+        clients: set[str] = set()
+        prefixes: set[str] = set()
+        problems: list[str] = []
+        for statement in _statements(document):
+            if statement.get("Effect") != "Allow":
+                continue
+            for action in _items(statement.get("Action")):
+                if "*" in str(action):
+                    problems.append(f"wildcard action {action}")
+            for arn in (str(r) for r in _items(statement.get("Resource"))):
+                kind, _, path = arn.rpartition(":")[2].partition("/")
+                if arn == "*" or not path:
+                    problems.append(f"resource {arn} is not scoped")
+                elif kind == "client":
+                    clients.add(path)
+                    if "*" in path or "+" in path:
+                        problems.append(f"client {path} is a wildcard")
+                elif kind in ("topic", "topicfilter"):
+                    parts = path.split("/")
+                    if len(parts) < 3 or any(c in p for p in parts[:2] for c in "*+#"):
+                        problems.append(f"topic {path} is not under a race/truck/ prefix")
+                    prefixes.add("/".join(parts[:2]))
+                else:
+                    problems.append(f"resource {arn} is neither a client nor a topic")
+        if len(clients) > 1:
+            problems.append(f"{len(clients)} client ids ({', '.join(sorted(clients))})")
+        if len(prefixes) > 1:
+            problems.append(f"topics of {len(prefixes)} trucks ({', '.join(sorted(prefixes))})")
+        violations += [Violation("iot-policy-scoped", policy.name, p) for p in problems]
+    return violations
+
+
+def _data_buckets(resources: Sequence[PlannedResource]) -> list[PlannedResource]:
+    return [b for b in _buckets(resources) if DATA_TAG in (b.inputs.get("tags") or {})]
+
+
+def datalake_retained(resources: Sequence[PlannedResource]) -> list[Violation]:
+    """Race data survives a teardown: data buckets and their controls are protected and retained."""
+    violations = []
+    controls = (*SSE_CONFIG, *VERSIONING, PUBLIC_ACCESS_BLOCK, BUCKET_POLICY,
+                "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+                "aws:s3/bucketOwnershipControls:BucketOwnershipControls")
+    for bucket in _data_buckets(resources):
+        for resource in [bucket, *_for_bucket(bucket, resources, controls)]:
+            missing = ["protect"] if not resource.protect else []
+            if resource.retain_on_delete is False:  # None: not reported by the engine (CrossGuard)
+                missing.append("retain_on_delete")
+            if missing:
+                violations.append(Violation("datalake-retained", resource.name,
+                                            f"race data resource without {' and '.join(missing)}"))
+        if bucket.inputs.get("force_destroy") is True:
+            violations.append(Violation("datalake-retained", bucket.name, "force_destroy would delete race data"))
+    return violations
+
+
+def datalake_versioned(resources: Sequence[PlannedResource]) -> list[Violation]:
+    """Race data buckets keep object versions (an overwrite or delete is recoverable)."""
+    return [Violation("datalake-versioned", b.name, "race data bucket without versioning enabled")
+            for b in _data_buckets(resources)
+            if not any(_get(v.inputs, "versioning_configuration", "status") == "Enabled"
+                       for v in _for_bucket(b, resources, VERSIONING))]
+
+
+def ec2_hardened(resources: Sequence[PlannedResource]) -> list[Violation]:
+    """Instances require IMDSv2 and encrypt their root volume."""
+    violations = []
+    for instance in by_type(list(resources), INSTANCE):
+        if _get(instance.inputs, "metadata_options", "http_tokens") != "required":
+            violations.append(Violation("ec2-hardened", instance.name, "instance does not require IMDSv2"))
+        if _get(instance.inputs, "root_block_device", "encrypted") is not True:
+            violations.append(Violation("ec2-hardened", instance.name, "root volume is not encrypted"))
+    return violations
+
+
+RULES: tuple[Rule, ...] = tuple(
+    Rule(name, (check.__doc__ or "").strip(), check)
+    for name, check in (
+        ("s3-encryption", s3_encryption),
+        ("kinesis-encryption", kinesis_encryption),
+        ("sns-encryption", sns_encryption),
+        ("firehose-encryption", firehose_encryption),
+        ("s3-no-public-access", s3_no_public_access),
+        ("iam-no-wildcard-admin", iam_no_wildcard_admin),
+        ("no-world-ssh", no_world_ssh),
+        ("kms-rotation", kms_rotation),
+        ("iot-policy-scoped", iot_policy_scoped),
+        ("datalake-retained", datalake_retained),
+        ("datalake-versioned", datalake_versioned),
+        ("ec2-hardened", ec2_hardened),
+    )
+)
+
+
+def evaluate(resources: Sequence[PlannedResource], rules: Sequence[Rule] = RULES) -> list[Violation]:
+    return [v for rule in rules for v in rule.check(resources)]
