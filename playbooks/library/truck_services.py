@@ -78,7 +78,9 @@ def main() -> None:
         dead = [u for u in started if systemctl("is-active", "--quiet", u).returncode != 0]
         if dead:
             module.fail_json(msg=f"not running after start: {', '.join(dead)}", actions=actions)
-    module.exit_json(changed=bool(actions), actions=actions)
+    # With --diff (drift detection), say what differs: "start mosquitto" is the service's diff.
+    diff = {"prepared": "".join(f"{action}\n" for action in actions)} if module._diff and actions else None
+    module.exit_json(changed=bool(actions), actions=actions, **({"diff": diff} if diff else {}))
 
 
 if __name__ == "__main__":

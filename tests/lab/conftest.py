@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,17 @@ REPO = Path(__file__).resolve().parents[2]
 STAGE = "stage-1"
 HOST_TOOLS = {"systemd-nspawn": "systemd-container", "debootstrap": "debootstrap", "ip": "iproute2",
               "nsenter": "util-linux", "ssh": "openssh-client"}
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll until `check()` is truthy (generous timeouts: the lab shares 2 cores with everything)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def lab_skip_reason() -> str | None:

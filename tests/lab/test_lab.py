@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from typer.testing import CliRunner
 
-from tests.lab.conftest import REPO, STAGE, Lab, leftovers, nspawn_pids
+from tests.lab.conftest import REPO, STAGE, Lab, leftovers, nspawn_pids, wait_for
 from truckctl.cli.app import app
 from truckctl.cloud.outputs import CloudOutputs, heartbeat_topic, telemetry_topic
 from truckctl.errors import TruckctlError
@@ -42,14 +42,6 @@ from truckctl.project import Project
 pytestmark = pytest.mark.lab
 
 
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 # ---- nodes -----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from typer.testing import CliRunner
 
-from tests.lab.conftest import STAGE, Lab
+from tests.lab.conftest import STAGE, Lab, wait_for
 from truckctl.cli.app import app
 from truckctl.config.loader import load_stage
 from truckctl.core.up import UpCallbacks, UpRequest, truck_tier
@@ -74,14 +74,6 @@ def runs(lab: Lab) -> Runs:
     return Runs(first["result"], second["result"], check, out1 + out2, seconds)
 
 
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def gateways(lab: Lab) -> list[api.LabNode]:
