@@ -230,3 +230,22 @@ def spawn(argv: Sequence[str], cgroups: list[Path], log: Path,
     with open(log, "ab") as out:
         return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, preexec_fn=lambda: join_cgroups(cgroups), pass_fds=keep_fds)
+
+
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+INOTIFY_PER_NODE = 24  # systemd and its services in one node hold about 8; leave room for more labs
+
+
+def ensure_inotify_instances(nodes: int, path: Path = INOTIFY_INSTANCES) -> int | None:
+    """Every node's systemd runs as the host's root, so all nodes share root's inotify instances
+    (128 by default): past that, nodes boot without systemd's watches and never become ready.
+    Raise the limit when too low (never lower it); returns the old value when it was raised."""
+    try:
+        current = int(path.read_text())
+    except (OSError, ValueError):
+        return None
+    wanted = max(1024, nodes * INOTIFY_PER_NODE)
+    if current >= wanted:
+        return None
+    path.write_text(f"{wanted}\n")
+    return current
