@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from truckctl import __version__
-from truckctl.cli import cmd_plan, cmd_runs
+from truckctl.cli import cmd_down, cmd_drift, cmd_lab, cmd_plan, cmd_runs, cmd_status, cmd_up
 from truckctl.cli.dispatch import Outcome, run
 from truckctl.cli.output import Env
 
@@ -121,11 +121,14 @@ def inventory(stage: StageArg, json_output: JsonOpt = False) -> None:
 
 
 # Commands that live in their own modules register here (each module imports only typer at the top).
-# <command registrations>
+# In the order `truckctl --help` lists them: the stage's lifecycle, then the journal, then the lab.
 cmd_plan.register(app)
-__import__("truckctl.cli.cmd_lab", fromlist=["register"]).register(app, _env, _project)
-__import__("truckctl.cli.cmd_up", fromlist=["register"]).register(app, _env, _project)
+cmd_up.register(app, _env, _project)
+cmd_drift.register(app, _env, _project)
+cmd_status.register(app, _env, _project)
+cmd_down.register(app, _env, _project)
 cmd_runs.register(app, _env, _project)
+cmd_lab.register(app, _env, _project)
 
 
 def main() -> None:

@@ -4,29 +4,36 @@
 - connection / lab_nodes: how the truck tier reaches the nodes (host-key checking on).
 - cloud_outputs: the `lab` target's CloudOutputs, built from the cloud stand-in.
 - set_uplink: "pull the cable" of a truck's gateway, and plug it back.
+- stop_node / start_node: switch a truck node off, and on again (its disk kept), for fault tests.
+- revoke_truck: make the stand-in refuse a truck's certificate (what `truckctl down` does on the lab).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import SecretStr
 
 from truckctl.cloud.outputs import CloudOutputs, TruckAccess, topic_prefix
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
+from truckctl.lab import standin
 from truckctl.lab import state as st
-from truckctl.lab.lifecycle import Progress, connection_for, down, status, up
+from truckctl.lab.lifecycle import Progress, connection_for, down, start_node, status, stop_node, up
 from truckctl.lab.network import link_exists, set_link
+from truckctl.lab.node import merged_dir
 from truckctl.lab.paths import LabPaths
 from truckctl.lab.pki import LabPki, client_id
 from truckctl.lab.plan import LAN_IF, STANDIN_HTTP_PORT, STANDIN_MQTT_PORT, UPLINK_IF, LabPlan
-from truckctl.lab.ssh import LabConnection
+from truckctl.lab.probe import port_open
+from truckctl.lab.ssh import LabConnection, ssh_run
 from truckctl.lab.system import require_root
 from truckctl.project import Project
 
 __all__ = ["LabConnection", "LabNode", "Progress", "cloud_outputs", "connection", "down", "lab_nodes",
-           "set_uplink", "status", "up"]
+           "revoke_truck", "set_uplink", "start_node", "status", "stop_node", "up"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,45 @@ def cloud_outputs(project: Project, stage: Stage | str) -> CloudOutputs:
         alert_webhook_url=f"http://{address}:{STANDIN_HTTP_PORT}/alerts",
         vpn_endpoint=f"{address}:{plan.vpn_port}", vpn_public_key=pki.wireguard_public_key(),
     )
+
+
+def _lab_truck(plan: LabPlan, truck: str) -> None:
+    if truck not in {t.name for t in plan.trucks}:
+        known = ", ".join(t.name for t in plan.trucks)
+        raise TruckctlError.single("lab-unknown-truck", f"no truck {truck!r} in the lab (trucks: {known})",
+                                   exit_code=ExitCode.USAGE)
+
+
+def revoke_truck(project: Project, truck: str, timeout_s: float = 15.0) -> dict[str, Any]:
+    """Revoke the truck's certificate at the stand-in, as destroying its IoT certificate does on aws.
+
+    The serial goes into the lab CA's CRL, which is installed in the running stand-in, whose broker is
+    restarted: that also drops a bridge still connected with the revoked certificate. A replacement
+    certificate is issued at once (no node holds it) so a later `up` converges again. Idempotent in
+    effect: a re-run revokes that unused replacement too and leaves the truck refused.
+    """
+    require_root("revoke")
+    plan = _running_plan(project)
+    _lab_truck(plan, truck)
+    paths = LabPaths(project.state_dir)
+    pki = LabPki(paths.pki)
+    name = f"truck-{truck}"
+    serial = pki.revoke(name)
+    replacement = pki.ensure_client(name, client_id(plan.race_id, truck)).serial
+    standin.write_revocations(merged_dir(paths.root, plan.standin), plan, pki)
+    address = plan.uplink.standin_address
+    code, out = ssh_run(connection_for(paths), address, "systemctl restart mosquitto")
+    if code != 0:
+        raise TruckctlError.single("lab-standin", f"the stand-in's broker did not restart with the new CRL: {out}",
+                                   plan.standin.name)
+    deadline = time.monotonic() + timeout_s
+    while not port_open(address, STANDIN_MQTT_PORT):
+        if time.monotonic() > deadline:
+            raise TruckctlError.single("lab-standin", f"the stand-in's broker is not listening on "
+                                       f"{address}:{STANDIN_MQTT_PORT} after the restart", plan.standin.name)
+        time.sleep(0.1)
+    return {"truck": truck, "revoked_serial": serial, "replacement_serial": replacement,
+            "revoked_total": len(pki.revoked())}
 
 
 def set_uplink(project: Project, truck: str, up: bool) -> None:

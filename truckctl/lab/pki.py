@@ -1,7 +1,8 @@
 """The lab's PKI: a CA, the stand-in's server certificate and one client certificate per truck.
 
 Kept under <state_dir>/lab/pki (0700, keys 0600) across `down`, so CloudOutputs stay stable from one
-lab to the next; a certificate is re-issued only when what it must say changes.
+lab to the next; a certificate is re-issued only when what it must say changes, or once it is revoked.
+Revoked serials are kept in revoked.json and published as a CRL the stand-in's broker checks.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import ipaddress
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +72,47 @@ class LabPki:
 
     def leaf(self, name: str) -> Issued:
         return Issued(self.dir / f"{name}.pem", self.dir / f"{name}.key")
+
+    @property
+    def revoked_file(self) -> Path:
+        return self.dir / "revoked.json"
+
+    def revoked(self) -> dict[str, str]:
+        """Revoked serial (hex) -> the leaf name it was issued as."""
+        try:
+            data = json.loads(self.revoked_file.read_text())
+        except FileNotFoundError:
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def revoke(self, name: str) -> str | None:
+        """Revoke the leaf's current certificate and drop its files (the next ensure_* issues a new one).
+
+        Returns the revoked serial, or None when there was nothing to revoke (already done)."""
+        issued = self.leaf(name)
+        if not issued.cert.exists():
+            return None
+        serial = issued.serial
+        revoked = {**self.revoked(), serial: name}
+        tmp = self.revoked_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(revoked, indent=1, sort_keys=True) + "\n")
+        tmp.replace(self.revoked_file)  # recorded before the files go: a crash never un-revokes
+        issued.cert.unlink()
+        issued.key.unlink(missing_ok=True)
+        return serial
+
+    def crl_pem(self) -> bytes:
+        """The CA's CRL listing every revoked serial (valid as long as the CA: the lab never refreshes it)."""
+        self.ensure_ca()
+        ca_key = _load_key(self.ca.key)
+        ca_cert = x509.load_pem_x509_certificate(self.ca.cert.read_bytes())
+        now = dt.datetime.now(dt.UTC)
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
+                   .last_update(now - dt.timedelta(minutes=5)).next_update(ca_cert.not_valid_after_utc))
+        for serial in sorted(self.revoked()):
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(int(serial, 16)).revocation_date(now).build())
+        return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
     def ensure_dir(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -140,6 +183,8 @@ class LabPki:
             return False
         cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         if not cns or cns[0].value != common_name or cert.issuer != ca_cert.subject:
+            return False
+        if format(cert.serial_number, "x") in self.revoked():
             return False
         try:
             current = list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)

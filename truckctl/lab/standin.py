@@ -31,10 +31,12 @@ log_type information
 connection_messages true
 
 # What the trucks' bridges connect to: mutual TLS, the certificate CN is the MQTT username.
+# Revoked truck certificates (truckctl down) are refused at the handshake through the CA's CRL.
 listener {STANDIN_MQTT_PORT} {address}
 cafile /etc/mosquitto/certs/ca.pem
 certfile /etc/mosquitto/certs/server.pem
 keyfile /etc/mosquitto/certs/server.key
+crlfile /etc/mosquitto/certs/crl.pem
 tls_version tlsv1.2
 require_certificate true
 use_identity_as_username true
@@ -107,7 +109,7 @@ def write_files(root: Path, plan: LabPlan, pki: LabPki) -> None:
     key.write_bytes(server.key.read_bytes())
     os.chown(key, 0, _group_id(root, "mosquitto"))  # mosquitto reads it after dropping root
     os.chmod(key, 0o640)
-    (root / "etc/mosquitto/mosquitto.conf").write_text(mosquitto_conf(plan.uplink.standin_address))
+    write_revocations(root, plan, pki)
     (root / "etc/mosquitto/acl-trucks").write_text(acl_trucks(plan))
     (root / "etc/mosquitto/acl-local").write_text(ACL_LOCAL)
     lib = root / "usr/local/lib/truckctl-standin"
@@ -121,6 +123,17 @@ def write_files(root: Path, plan: LabPlan, pki: LabPki) -> None:
     wants.parent.mkdir(parents=True, exist_ok=True)
     if not wants.is_symlink():
         wants.symlink_to(f"/etc/systemd/system/{UNIT}")
+
+
+def write_revocations(root: Path, plan: LabPlan, pki: LabPki) -> None:
+    """The CRL and the broker config that checks it (also rewritten on a running stand-in by
+    `revoke_truck`, so a stand-in built before CRLs existed starts checking them too)."""
+    certs = root / "etc/mosquitto/certs"
+    tmp = certs / "crl.pem.tmp"
+    tmp.write_bytes(pki.crl_pem())
+    os.chmod(tmp, 0o644)
+    tmp.replace(certs / "crl.pem")
+    (root / "etc/mosquitto/mosquitto.conf").write_text(mosquitto_conf(plan.uplink.standin_address))
 
 
 def issue_certificates(pki: LabPki, plan: LabPlan) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 import stat
 from pathlib import Path
 
@@ -62,3 +63,32 @@ def test_wireguard_key_is_stable_and_in_wireguard_format(tmp_path: Path) -> None
     key = pki.wireguard_public_key()
     assert len(base64.b64decode(key)) == 32 and len(key) == 44
     assert pki.wireguard_public_key() == key
+
+
+def test_a_revoked_certificate_is_in_the_signed_crl_and_never_reissued(tmp_path: Path) -> None:
+    pki = LabPki(tmp_path / "pki")
+    issued = pki.ensure_client("truck-truck-a", "gdf27-truck-a")
+    serial = issued.serial
+    assert pki.revoke("truck-truck-a") == serial
+    assert not issued.cert.exists() and not issued.key.exists()
+    assert pki.revoke("truck-truck-a") is None  # nothing left to revoke: idempotent
+    replacement = pki.ensure_client("truck-truck-a", "gdf27-truck-a").serial
+    assert replacement != serial
+    crl = x509.load_pem_x509_crl(pki.crl_pem())
+    ca = load(pki.ca.cert)
+    assert crl.is_signature_valid(ca.public_key()) and crl.issuer == ca.subject
+    assert crl.get_revoked_certificate_by_serial_number(int(serial, 16)) is not None
+    assert crl.get_revoked_certificate_by_serial_number(int(replacement, 16)) is None
+    assert crl.next_update_utc == ca.not_valid_after_utc  # the lab never has to refresh it
+
+
+def test_a_certificate_listed_as_revoked_is_replaced_by_ensure(tmp_path: Path) -> None:
+    pki = LabPki(tmp_path / "pki")
+    serial = pki.ensure_client("truck-truck-b", "gdf27-truck-b").serial
+    pki.revoked_file.write_text(json.dumps({serial: "truck-truck-b"}))  # e.g. a crash right after recording it
+    assert pki.ensure_client("truck-truck-b", "gdf27-truck-b").serial != serial
+
+
+def test_the_crl_of_a_fresh_pki_lists_nothing(tmp_path: Path) -> None:
+    crl = x509.load_pem_x509_crl(LabPki(tmp_path / "pki").crl_pem())
+    assert len(crl) == 0

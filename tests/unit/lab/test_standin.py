@@ -101,3 +101,19 @@ def test_alert_receiver_records_posts_and_serves_status(http: tuple[str, Tracker
     with urllib.request.urlopen(f"{base}/status", timeout=5) as response:
         status = json.loads(response.read())
     assert status["alerts"] == 1 and status["trucks"]["truck-a"]["counts"]["telemetry"] == 1
+
+
+def test_the_broker_checks_the_lab_crl_and_revocations_are_written_with_the_config(example_project: Path,
+                                                                                  tmp_path: Path) -> None:
+    from truckctl.lab.pki import LabPki
+
+    conf = standin.mosquitto_conf("100.64.10.2")
+    tls = conf[conf.index("listener 8883"):conf.index("listener 1883")]
+    assert "crlfile /etc/mosquitto/certs/crl.pem" in tls  # on the trucks' listener, not the local one
+    plan = plan_lab(load_stage(Project(example_project), "stage-1"), "abc123")
+    root = tmp_path / "root"
+    (root / "etc/mosquitto/certs").mkdir(parents=True)
+    standin.write_revocations(root, plan, LabPki(tmp_path / "pki"))
+    assert (root / "etc/mosquitto/certs/crl.pem").read_bytes().startswith(b"-----BEGIN X509 CRL-----")
+    assert oct((root / "etc/mosquitto/certs/crl.pem").stat().st_mode & 0o777) == "0o644"
+    assert (root / "etc/mosquitto/mosquitto.conf").read_text() == standin.mosquitto_conf(plan.uplink.standin_address)

@@ -1,0 +1,359 @@
+"""`truckctl down` with Ansible, the lab and the Pulumi engine replaced by fakes: confirmation (a
+refusal changes nothing), the order truck -> revoke -> cloud, the data lake kept unless
+--delete-data, unreachable nodes, resuming an unfinished down, secrets, and the playbook itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.unit.truck.conftest import KEY_BODY, REPO, FakeConnection, make_cloud
+from truckctl.cli.app import app
+from truckctl.cloud.engine import OperationResult
+from truckctl.cloud.outputs import CloudOutputs
+from truckctl.config.model import Stage
+from truckctl.errors import ExitCode, TruckctlError
+from truckctl.lifecycle import down as core
+from truckctl.lifecycle.journal import list_runs, runs_dir, show_run
+from truckctl.lifecycle.lock import lock_path, stage_lock
+from truckctl.project import Project
+from truckctl.truck.events import HostEvent, HostStats, TruckRunResult
+from truckctl.truck.plan import RunPlan
+
+NODES = ["truck-a-gw", "truck-a-hv1", "truck-a-hv2", "truck-b-gw", "truck-b-hv1", "truck-b-hv2"]
+BIN = Path(sys.executable).parent
+REAL_BACKENDS = core.Backends  # the fixture below swaps core.Backends for the CLI path
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    monkeypatch.setenv("TRUCKCTL_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("TRUCKCTL_ALERT_WEBHOOK", raising=False)
+    return Project(REPO)
+
+
+def truck_result(unreachable: tuple[str, ...] = ()) -> TruckRunResult:
+    hosts = {name: HostStats(ok=0 if name in unreachable else 2, changed=0 if name in unreachable else 1,
+                             unreachable=int(name in unreachable)) for name in NODES}
+    return TruckRunResult(status="failed" if unreachable else "successful", rc=4 if unreachable else 0, check=False,
+                          hosts=hosts, changes=[], duration_s=1.5, artifacts_dir="/state/truck/artifacts/down-1",
+                          failures=[HostEvent(n, "Stop and disable the heartbeat, the feed and the bridge",
+                                              "unreachable", "Failed to connect to the host via ssh")
+                                    for n in unreachable])
+
+
+class FakeEngine:
+    def __init__(self, calls: list[str], stage: Stage, fail_destroy: BaseException | None = None) -> None:
+        self.calls, self.stage, self.fail_destroy = calls, stage, fail_destroy
+
+    def outputs(self) -> CloudOutputs:
+        self.calls.append("cloud-outputs")
+        return make_cloud(self.stage, target="aws", region="eu-south-1",
+                          datalake_bucket="gdf27-stage-1-datalake-123456789012")
+
+    def destroy(self, delete_data: bool = False) -> OperationResult:
+        self.calls.append(f"destroy(delete_data={delete_data})")
+        if self.fail_destroy is not None:
+            raise self.fail_destroy
+        return OperationResult("destroy", {"delete": 60, "same": 0})
+
+
+class Fakes:
+    """Backends that record the order of calls; nothing real runs."""
+
+    def __init__(self, stage: Stage) -> None:
+        self.stage = stage
+        self.calls: list[str] = []
+        self.plans: list[RunPlan] = []
+        self.truck = truck_result()
+        self.lab_up = True
+        self.fail_destroy: BaseException | None = None
+
+    def backends(self) -> core.Backends:
+        def run_truck(plan: RunPlan, project: Project, on_event: Any, cancel: Any) -> TruckRunResult:
+            self.calls.append("truck")
+            self.plans.append(plan)
+            on_event(HostEvent("truck-a-gw", "Remove the truck's certificate and key from the gateway", "changed"))
+            return self.truck
+
+        def revoke(project: Project, truck: str) -> dict[str, Any]:
+            self.calls.append(f"revoke {truck}")
+            return {"truck": truck, "revoked_serial": "abc", "replacement_serial": "def"}
+
+        def lab_outputs(project: Project, stage: Stage) -> CloudOutputs | None:
+            return make_cloud(stage, alert_webhook_url="http://100.64.10.2:8080/alerts") if self.lab_up else None
+
+        return REAL_BACKENDS(
+            run_truck=run_truck, revoke=revoke,
+            engine=lambda project, stage, on_event: FakeEngine(self.calls, stage, self.fail_destroy),
+            preflight=lambda target: self.calls.append(f"preflight {target}"),
+            lab_outputs=lab_outputs,
+            standin_seen=lambda outputs: {"trucks": {"truck-a": {"counts": {"telemetry": 812, "heartbeat": 300}},
+                                                     "truck-b": {"counts": {"telemetry": 790, "heartbeat": 301}}}},
+            connection=lambda project, stage, target: FakeConnection(),
+        )
+
+
+@pytest.fixture
+def fakes(stage: Stage, monkeypatch: pytest.MonkeyPatch) -> Fakes:
+    made = Fakes(stage)
+    monkeypatch.setattr(core, "Backends", made.backends)  # what the CLI path constructs
+    return made
+
+
+def run_down(project: Project, fakes: Fakes, target: str = "lab", delete_data: bool = False) -> dict[str, Any]:
+    return core.down(project, core.DownOptions("stage-1", target, delete_data), core.Confirmation(True, delete_data),
+                     backends=fakes.backends())
+
+
+def nothing_changed(project: Project, fakes: Fakes) -> None:
+    assert fakes.calls == []
+    assert not runs_dir(project).exists() or not any(runs_dir(project).iterdir())
+    assert not lock_path(project, "stage-1").exists()
+
+
+# ---- confirmation ----------------------------------------------------------------------------
+
+def never_asked(prompt: str) -> str:
+    raise AssertionError("must not prompt")
+
+
+def test_no_terminal_and_no_yes_is_refused_as_usage() -> None:
+    with pytest.raises(TruckctlError) as caught:
+        core.confirm("stage-1", "lab", yes=False, delete_data=False, confirm_delete_data=None, interactive=False,
+                     ask=never_asked)
+    assert caught.value.exit_code == ExitCode.USAGE
+    assert "pass --yes" in str(caught.value) and "nothing was changed" in str(caught.value)
+
+
+def test_yes_confirms_without_a_prompt() -> None:
+    assert core.confirm("stage-1", "aws", yes=True, delete_data=False, confirm_delete_data=None, interactive=True,
+                        ask=never_asked) == core.Confirmation(True, False)
+
+
+def test_on_a_terminal_the_stage_name_must_be_typed() -> None:
+    prompts: list[str] = []
+
+    def ask(prompt: str) -> str:
+        prompts.append(prompt)
+        return " stage-1 \n"
+
+    assert core.confirm("stage-1", "aws", yes=False, delete_data=False, confirm_delete_data=None, interactive=True,
+                        ask=ask) == core.Confirmation(True, False)
+    assert "keeps the data lake" in prompts[0] and "Type the stage name" in prompts[0]
+    with pytest.raises(TruckctlError) as caught:
+        core.confirm("stage-1", "aws", yes=False, delete_data=False, confirm_delete_data=None, interactive=True,
+                     ask=lambda prompt: "stage-2")
+    assert caught.value.exit_code == ExitCode.ERROR and "nothing was changed" in str(caught.value)
+
+
+def test_delete_data_needs_the_name_typed_even_with_yes() -> None:
+    prompts: list[str] = []
+    confirmation = core.confirm("stage-1", "aws", yes=True, delete_data=True, confirm_delete_data=None,
+                                interactive=True, ask=lambda prompt: prompts.append(prompt) or "stage-1")
+    assert confirmation == core.Confirmation(True, True) and "DELETES the data lake" in prompts[0]
+    with pytest.raises(TruckctlError) as caught:
+        core.confirm("stage-1", "aws", yes=True, delete_data=True, confirm_delete_data=None, interactive=False,
+                     ask=never_asked)
+    assert caught.value.exit_code == ExitCode.USAGE and "--confirm-delete-data stage-1" in str(caught.value)
+
+
+def test_ci_deletes_data_only_with_the_stage_name_repeated() -> None:
+    assert core.confirm("stage-1", "aws", yes=True, delete_data=True, confirm_delete_data="stage-1",
+                        interactive=False, ask=never_asked) == core.Confirmation(True, True)
+    for wrong in ("stage-2", ""):
+        with pytest.raises(TruckctlError) as caught:
+            core.confirm("stage-1", "aws", yes=True, delete_data=True, confirm_delete_data=wrong, interactive=False,
+                         ask=never_asked)
+        assert caught.value.exit_code == ExitCode.USAGE
+    with pytest.raises(TruckctlError, match="only goes with --delete-data"):
+        core.confirm("stage-1", "aws", yes=True, delete_data=False, confirm_delete_data="stage-1",
+                     interactive=False, ask=never_asked)
+
+
+def test_core_refuses_an_unconfirmed_down_before_any_lock_or_journal(project: Project, fakes: Fakes) -> None:
+    for confirmation, delete in ((core.Confirmation(False, False), False), (core.Confirmation(True, False), True)):
+        with pytest.raises(TruckctlError) as caught:
+            core.down(project, core.DownOptions("stage-1", "lab", delete), confirmation, backends=fakes.backends())
+        assert caught.value.exit_code == ExitCode.USAGE
+    nothing_changed(project, fakes)
+
+
+def test_cli_without_yes_and_without_a_terminal_changes_nothing(project: Project, fakes: Fakes) -> None:
+    result = CliRunner().invoke(app, ["down", "stage-1", "--json"])  # CliRunner's stdin is not a terminal
+    document = json.loads(result.stdout)
+    assert result.exit_code == 2 and document["errors"][0]["code"] == "not-confirmed"
+    nothing_changed(project, fakes)
+    result = CliRunner().invoke(app, ["down", "stage-1", "--target", "aws", "--yes", "--delete-data"])
+    assert result.exit_code == 2 and "--confirm-delete-data stage-1" in result.stderr
+    nothing_changed(project, fakes)
+
+
+# ---- order, journal, what is kept ------------------------------------------------------------
+
+def test_lab_tears_down_trucks_then_certificates_then_cloud(project: Project, fakes: Fakes) -> None:
+    result = run_down(project, fakes)
+    assert fakes.calls == ["preflight lab", "truck", "revoke truck-a", "revoke truck-b"]  # nothing to destroy
+    summary = show_run(project, result["run_id"])["summary"]
+    assert summary["command"] == "down" and summary["status"] == "ok"
+    assert list(summary["steps"]) == ["truck", "revoke", "cloud"]
+    assert all(step["status"] == "ok" for step in summary["steps"].values())
+    assert result["cloud"]["destroyed"] is False and "nothing is deployed" in result["cloud"]["note"]
+    kept = {item["what"]: item for item in result["kept"]}
+    assert "truck-a: 812 telemetry and 300 heartbeat messages" in kept[
+        "the stand-in's received data (the lab's data lake)"]["detail"]
+    assert {"gateway message store", "run journal"} <= set(kept) and result["deleted"] == []
+    assert not lock_path(project, "stage-1").exists()
+
+
+def test_the_teardown_plan_is_down_yml_without_cloud_values_or_secrets(project: Project, fakes: Fakes) -> None:
+    run_down(project, fakes)
+    plan = fakes.plans[0]
+    assert plan.playbook == "down.yml" and plan.project_dir == REPO / "playbooks"
+    assert plan.hosts == NODES and plan.limit is None and plan.check is False and plan.forks == 6
+    assert plan.secret_vars == {} and not any(key.startswith("cloud_") for key in plan.extravars)
+    assert plan.extravars["truck_target"] == "lab"
+    common = plan.inventory["all"]["vars"]["ansible_ssh_common_args"]
+    assert "StrictHostKeyChecking=yes" in common and "UserKnownHostsFile=/lab/known_hosts" in common
+
+
+def test_aws_destroys_the_cloud_after_the_trucks_and_keeps_the_data_lake(project: Project, fakes: Fakes) -> None:
+    result = run_down(project, fakes, target="aws")
+    assert fakes.calls == ["preflight aws", "truck", "cloud-outputs", "destroy(delete_data=False)"]
+    assert result["revoke"]["revoked"] == [] and "IoT certificates are deleted" in result["revoke"]["note"]
+    kept = {item["what"]: item["name"] for item in result["kept"]}
+    assert kept["data lake"] == "gdf27-stage-1-datalake-123456789012"
+    assert "KMS key" in kept["data lake key"] and "stage-1" in kept["data lake key"]
+    assert result["deleted"] == [] and result["cloud"]["operation"]["changes"] == {"delete": 60, "same": 0}
+
+
+def test_delete_data_is_passed_to_the_destroy_and_listed_as_deleted(project: Project, fakes: Fakes) -> None:
+    result = run_down(project, fakes, target="aws", delete_data=True)
+    assert fakes.calls[-1] == "destroy(delete_data=True)"
+    assert [item["what"] for item in result["deleted"]] == ["data lake", "data lake key"]
+    assert "data lake" not in {item["what"] for item in result["kept"]}
+
+
+def test_no_secret_reaches_the_journal(project: Project, fakes: Fakes) -> None:
+    result = run_down(project, fakes, target="aws")
+    text = "".join(p.read_text() for p in (runs_dir(project) / result["run_id"]).iterdir())
+    assert text and all(body not in text for body in KEY_BODY.values())
+    assert all(body not in json.dumps(result, default=str) for body in KEY_BODY.values())
+
+
+def test_a_missing_pulumi_cli_stops_aws_before_any_node_is_touched(project: Project, fakes: Fakes) -> None:
+    backends = fakes.backends()
+
+    def no_pulumi(target: str) -> None:
+        raise TruckctlError.single("pulumi-missing", "the aws target needs the Pulumi CLI")
+
+    backends.preflight = no_pulumi
+    with pytest.raises(TruckctlError, match="Pulumi CLI"):
+        core.down(project, core.DownOptions("stage-1", "aws"), core.Confirmation(True), backends=backends)
+    nothing_changed(project, fakes)
+
+
+def test_a_locked_stage_is_refused_with_exit_4_and_nothing_runs(project: Project, fakes: Fakes) -> None:
+    with stage_lock(project, "stage-1", "up stage-1"):
+        result = CliRunner().invoke(app, ["down", "stage-1", "--yes", "--json"])
+    assert result.exit_code == ExitCode.LOCKED and "truck" not in fakes.calls
+
+
+def test_no_lab_up_means_nothing_to_tear_down(project: Project, fakes: Fakes) -> None:
+    fakes.lab_up = False
+    result = run_down(project, fakes)
+    assert fakes.calls == ["preflight lab"] and "no lab is up" in result["note"]
+    assert show_run(project, result["run_id"])["summary"]["status"] == "ok"
+
+
+def test_cli_renders_what_was_kept(project: Project, fakes: Fakes) -> None:
+    result = CliRunner().invoke(app, ["down", "stage-1", "--target", "aws", "--yes"])
+    assert result.exit_code == 0, result.stderr
+    assert "truck tier: stage-1 on aws" in result.stdout
+    assert "kept: data lake: gdf27-stage-1-datalake-123456789012" in result.stdout
+    assert "cloud tier: destroyed (delete 60, same 0)" in result.stdout
+
+
+# ---- unreachable nodes, resume ---------------------------------------------------------------
+
+def test_an_unreachable_node_keeps_the_cloud_and_fails_then_a_rerun_completes(project: Project,
+                                                                            fakes: Fakes) -> None:
+    fakes.truck = truck_result(unreachable=("truck-b-gw",))
+    with pytest.raises(TruckctlError) as caught:
+        run_down(project, fakes, target="lab")
+    error = caught.value
+    assert error.exit_code == ExitCode.ERROR and error.problems[0].location == "truck-b-gw"
+    assert "cloud tier is left in place" in error.problems[0].message
+    assert fakes.calls == ["preflight lab", "truck", "revoke truck-a", "revoke truck-b"]  # revoked all the same
+    assert error.result["cloud"] == {"destroyed": False, "reason": "nodes were not taken down"}
+    first = list_runs(project, "stage-1")[0]
+    assert (first["status"], first["failed_step"]) == ("failed", "truck")
+
+    fakes.calls.clear()
+    fakes.truck = truck_result()
+    result = run_down(project, fakes, target="lab")
+    assert result["resumed_from"] == first["run_id"] and result["skipped_steps"] == ["revoke"]
+    assert fakes.calls == ["preflight lab", "truck"]  # the truck tier again; the revocation was done
+
+
+def test_aws_with_an_unreachable_node_never_destroys(project: Project, fakes: Fakes) -> None:
+    fakes.truck = truck_result(unreachable=("truck-a-hv2",))
+    with pytest.raises(TruckctlError) as caught:
+        run_down(project, fakes, target="aws")
+    assert not any(call.startswith("destroy") for call in fakes.calls)
+    kept = {item["what"]: item for item in caught.value.result["kept"]}
+    assert "not destroyed" in kept["cloud tier"]["detail"]
+
+
+def test_an_interrupted_down_resumes_where_it_stopped(project: Project, fakes: Fakes) -> None:
+    fakes.fail_destroy = KeyboardInterrupt()
+    with pytest.raises(TruckctlError) as caught:
+        run_down(project, fakes, target="aws")
+    assert caught.value.exit_code == ExitCode.INTERRUPTED
+    assert not lock_path(project, "stage-1").exists()
+    fakes.calls.clear()
+    fakes.fail_destroy = None
+    result = run_down(project, fakes, target="aws")
+    assert result["skipped_steps"] == ["revoke", "truck"]
+    assert fakes.calls == ["preflight aws", "cloud-outputs", "destroy(delete_data=False)"]
+
+
+def test_a_finished_down_or_another_command_is_not_resumed(project: Project, fakes: Fakes) -> None:
+    run_down(project, fakes)
+    assert run_down(project, fakes)["resumed_from"] is None  # a completed down: everything runs again
+    fakes.calls.clear()
+    fakes.truck = truck_result(unreachable=("truck-a-gw",))
+    with pytest.raises(TruckctlError):
+        run_down(project, fakes, target="lab")
+    fakes.truck = truck_result()
+    assert run_down(project, fakes, target="aws")["resumed_from"] is None  # another target
+
+
+def test_resume_redoes_a_destroy_that_kept_the_data_when_deletion_is_now_asked() -> None:
+    steps = {"truck": {"status": "ok"}, "revoke": {"status": "ok"},
+             "cloud": {"status": "ok", "summary_delete_data": False}}
+    assert core.steps_done(steps, delete_data=False) == {"truck", "revoke", "cloud"}
+    assert core.steps_done(steps, delete_data=True) == {"truck", "revoke"}
+    assert core.steps_done({"truck": {"status": "running"}, "revoke": {"status": "failed"}}, False) == set()
+
+
+# ---- the playbook ----------------------------------------------------------------------------
+
+def test_down_playbook_passes_the_syntax_check(tmp_path: Path) -> None:
+    from truckctl.config.loader import load_stage
+    from truckctl.inventory import inventory_yaml
+
+    inventory = tmp_path / "stage-1.yml"
+    inventory.write_text(inventory_yaml(load_stage(Project(REPO), "stage-1")))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+           "ANSIBLE_CONFIG": str(REPO / "playbooks" / "ansible.cfg")}
+    proc = subprocess.run([str(BIN / "ansible-playbook"), "--syntax-check", "-i", str(inventory), "down.yml"],
+                          cwd=REPO / "playbooks", capture_output=True, text=True, check=False, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

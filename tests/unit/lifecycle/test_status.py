@@ -1,0 +1,279 @@
+"""`truckctl status` from fake probes and fake stand-in data: what is healthy, what is STALE, the
+exit codes, --watch (plain blocks, Ctrl-C -> 130, refused with --json), and no secret in the output."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.unit.truck.conftest import KEY_BODY, REPO, FakeConnection, make_cloud
+from truckctl.cli import cmd_status
+from truckctl.cli.app import app
+from truckctl.cli.dispatch import Outcome
+from truckctl.cli.output import Env
+from truckctl.config.model import Stage
+from truckctl.errors import ExitCode, TruckctlError
+from truckctl.lifecycle import status as st
+from truckctl.lifecycle import targets
+from truckctl.lifecycle.journal import Journal
+from truckctl.lifecycle.lock import stage_lock
+from truckctl.project import Project
+
+NODES = ["truck-a-gw", "truck-a-hv1", "truck-a-hv2", "truck-b-gw", "truck-b-hv1", "truck-b-hv2"]
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    monkeypatch.setenv("TRUCKCTL_STATE_DIR", str(tmp_path / "state"))
+    return Project(REPO)
+
+
+def healthy_probes(nodes: list[st.NodeTarget], access: Any) -> list[st.NodeProbe]:
+    return [st.NodeProbe(n.name, True, "ok", dict.fromkeys(n.services, "active")) for n in nodes]
+
+
+def seen(age: float | None = 1.0, heartbeat_age: dict[str, float | None] | None = None) -> dict[str, Any]:
+    """A stand-in /status document: every truck's telemetry `age` s old, heartbeats 2 s old by default."""
+    ages = {name: 2.0 for name in NODES} | (heartbeat_age or {})
+
+    def view(value: float | None) -> dict[str, Any]:
+        return {"last_seen": None if value is None else "2027-05-08T10:00:00Z", "age_s": value,
+                "count": 0 if value is None else 40, "alarm": value is not None and value > 20}
+
+    return {"stale_after_s": 20, "mqtt_connected": True, "alerts": 0, "trucks": {
+        truck: {"telemetry": view(age), "heartbeats": {n: view(ages[n]) for n in NODES if n.startswith(truck)},
+                "counts": {"telemetry": 40, "heartbeat": 12}}
+        for truck in ("truck-a", "truck-b")}}
+
+
+def lab_side(document: dict[str, Any] | None) -> st.CloudSide:
+    return st.CloudSide({"state": "offline plan + cloud stand-in", "endpoint": "100.64.10.2:8883",
+                         "standin": "answering"}, document, None if document else "the stand-in does not answer")
+
+
+def assemble(stage: Stage, probes: list[st.NodeProbe] | None, cloud: st.CloudSide, target: str = "lab",
+             note: str | None = None) -> dict[str, Any]:
+    return st.assemble(stage, target, st.node_targets(stage), probes, note, cloud)
+
+
+# ---- what gets probed ------------------------------------------------------------------------
+
+def test_every_node_gets_its_role_services(stage: Stage) -> None:
+    nodes = {n.name: n for n in st.node_targets(stage)}
+    assert sorted(nodes) == NODES
+    assert nodes["truck-a-gw"].services == ("ssh", "nftables", "chrony", "prometheus-node-exporter",
+                                            "truck-heartbeat", "mosquitto", "dnsmasq")
+    assert nodes["truck-b-hv1"].services == ("ssh", "nftables", "chrony", "prometheus-node-exporter",
+                                             "truck-heartbeat")
+
+
+def test_probe_makes_one_short_ssh_call_per_node_with_pinned_host_keys(stage: Stage,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+
+    def fake_run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        calls.append(argv)
+        assert kwargs["timeout"] <= 5
+        address = argv[-2].split("@")[1]
+        if address == "10.32.1.13":
+            return subprocess.CompletedProcess(argv, 255, "", "ssh: connect to host 10.32.1.13 port 22: "
+                                                               "Connection timed out")
+        units = argv[-1].removeprefix("systemctl is-active ").removesuffix("; true").split()
+        states = ["inactive" if unit == "dnsmasq" and address == "10.31.1.11" else "active" for unit in units]
+        return subprocess.CompletedProcess(argv, 0, "\n".join(states) + "\n", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    probes = {p.name: p for p in st.probe_nodes(st.node_targets(stage), FakeConnection())}
+    assert len(calls) == 6
+    assert all("StrictHostKeyChecking=yes" in argv and "ConnectTimeout=2" in argv for argv in calls)
+    assert probes["truck-a-gw"].services["dnsmasq"] == "inactive"
+    assert probes["truck-a-gw"].services["mosquitto"] == "active"
+    assert (probes["truck-b-hv2"].reachable, probes["truck-b-hv2"].detail) == (False, "unreachable")
+
+
+def test_ssh_failures_are_named() -> None:
+    assert "host key does not match" in st.ssh_failure("Host key verification failed.")
+    assert st.ssh_failure("root@x: Permission denied (publickey).") == "SSH key refused"
+    assert st.ssh_failure("ssh: connect to host x port 22: No route to host") == "unreachable"
+
+
+# ---- assembly --------------------------------------------------------------------------------
+
+def test_all_nodes_reachable_and_fresh_streams_is_healthy(stage: Stage) -> None:
+    document = assemble(stage, healthy_probes(st.node_targets(stage), None), lab_side(seen()))
+    assert document["healthy"] is True and document["unhealthy"] == []
+    assert [t["name"] for t in document["trucks"]] == ["truck-a", "truck-b"]
+    assert all(t["telemetry"]["state"] == "ok" for t in document["trucks"])
+    assert all(n["heartbeat"]["state"] == "ok" and n["healthy"] for t in document["trucks"] for n in t["nodes"])
+
+
+def test_streams_older_than_stale_after_are_stale(stage: Stage) -> None:
+    assert stage.defaults.telemetry.stale_after_s == 20
+    document = assemble(stage, healthy_probes(st.node_targets(stage), None),
+                        lab_side(seen(age=45.0, heartbeat_age={"truck-a-gw": 21.0, "truck-a-hv1": 20.0})))
+    trucks = {t["name"]: t for t in document["trucks"]}
+    assert trucks["truck-a"]["telemetry"]["state"] == "stale"
+    nodes = {n["name"]: n for n in trucks["truck-a"]["nodes"]}
+    assert nodes["truck-a-gw"]["heartbeat"]["state"] == "stale"
+    assert nodes["truck-a-hv1"]["heartbeat"]["state"] == "ok"  # exactly stale_after_s old is not yet stale
+    assert document["healthy"] is False and trucks["truck-a"]["healthy"] is False
+    assert "truck-a: telemetry STALE (last seen 45 s ago) at the cloud side" in document["unhealthy"]
+    assert "truck-a-gw: heartbeat STALE (last seen 21 s ago) at the cloud side" in document["unhealthy"]
+
+
+def test_a_stream_never_seen_is_unhealthy(stage: Stage) -> None:
+    document = assemble(stage, healthy_probes(st.node_targets(stage), None),
+                        lab_side(seen(age=None, heartbeat_age={"truck-b-hv2": None})))
+    assert "truck-a: telemetry never seen at the cloud side" in document["unhealthy"]
+    assert "truck-b-hv2: heartbeat never seen at the cloud side" in document["unhealthy"]
+
+
+def test_an_inactive_service_or_an_unreachable_node_is_unhealthy(stage: Stage) -> None:
+    probes = healthy_probes(st.node_targets(stage), None)
+    probes[0].services["mosquitto"] = "failed"
+    probes[4] = st.NodeProbe("truck-b-hv1", False, "unreachable")
+    document = assemble(stage, probes, lab_side(seen()))
+    assert document["unhealthy"] == ["truck-a-gw: mosquitto failed", "truck-b-hv1: not reachable over SSH "
+                                                                      "(unreachable)"]
+
+
+def test_an_unreadable_standin_is_unhealthy_on_the_lab(stage: Stage) -> None:
+    document = assemble(stage, healthy_probes(st.node_targets(stage), None), lab_side(None))
+    assert document["unhealthy"] == ["cloud side: the stand-in does not answer"]
+    assert document["trucks"][0]["telemetry"]["state"] == "unknown"
+
+
+def test_no_connection_is_said_once_and_every_node_is_not_probed(stage: Stage) -> None:
+    document = assemble(stage, None, lab_side(seen()), note="no lab is up: run `truckctl lab up STAGE` first")
+    assert document["unhealthy"] == ["no node could be probed: no lab is up: run `truckctl lab up STAGE` first"]
+    assert all(n["detail"] == "not probed" and not n["reachable"] for t in document["trucks"] for n in t["nodes"])
+
+
+def test_on_aws_the_cloud_side_is_said_to_be_unavailable_not_faked(stage: Stage) -> None:
+    cloud = st.CloudSide({"state": "unknown", "note": "the stack's outputs cannot be read"}, None,
+                         st.AWS_CLOUDSIDE_NOTE)
+    document = assemble(stage, healthy_probes(st.node_targets(stage), None), cloud, target="aws")
+    assert document["healthy"] is True  # what cannot be measured is not reported as broken...
+    assert document["cloud"]["last_seen_note"] == st.AWS_CLOUDSIDE_NOTE  # ...but said plainly
+    assert "CloudWatch" in st.AWS_CLOUDSIDE_NOTE and "pulumi CLI" in st.AWS_CLOUDSIDE_NOTE
+    assert all(t["telemetry"]["state"] == "unknown" and t["telemetry"]["last_seen"] is None
+               for t in document["trucks"])
+
+
+def test_aws_tier_without_the_pulumi_cli_is_unknown_with_the_reason(project: Project, stage: Stage,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    side = st.read_cloud(project, stage, "aws")
+    assert side.tier["state"] == "unknown" and "Pulumi CLI" in side.tier["note"]
+    assert side.seen is None and side.note == st.AWS_CLOUDSIDE_NOTE
+
+
+def test_public_outputs_carry_no_private_key(stage: Stage) -> None:
+    text = json.dumps(st.public_outputs(make_cloud(stage)))
+    assert all(body not in text for body in KEY_BODY.values())
+    assert "PRIVATE" not in text and "100.64.10.2:8883" in text
+
+
+# ---- lock, last run, drift -------------------------------------------------------------------
+
+def test_status_shows_lock_last_run_and_the_newest_drift_result(project: Project, stage: Stage,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(targets, "connection", lambda project_, stage_, target: FakeConnection())
+    older = Journal(project, "stage-1", "drift", "lab", run_id="20270508T080000Z-stage-1-drift-0001")
+    older.finish(ExitCode.OK, [], {"drift": False})
+    drift = Journal(project, "stage-1", "drift", "lab", run_id="20270508T090000Z-stage-1-drift-0002")
+    drift.finish(ExitCode.CHANGES, [], {"drift": True, "truck": {"changed": 2}})
+    up = Journal(project, "stage-1", "up", "lab", run_id="20270508T100000Z-stage-1-up-0003")
+    up.finish(ExitCode.OK, [], {})
+    with stage_lock(project, "stage-1", "up stage-1 --target lab"):
+        document = st.status(project, "stage-1", "lab", prober=healthy_probes,
+                             cloud_reader=lambda p, s, t: lab_side(seen()))
+    assert document["lock"]["command"] == "up stage-1 --target lab" and document["lock"]["stale"] is False
+    assert document["last_run"]["run_id"] == up.run_id and document["last_run"]["status"] == "ok"
+    assert document["drift"] == {"run_id": drift.run_id, "started": drift.started, "status": "changes",
+                                 "exit_code": 3, "drift": True}
+    assert document["healthy"] is True and document["took_s"] < 5
+
+
+def test_no_drift_run_yet(project: Project) -> None:
+    assert st.last_drift(project, "stage-1") is None
+
+
+# ---- the command -----------------------------------------------------------------------------
+
+@pytest.fixture
+def fake_sources(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    state: dict[str, Any] = {"seen": seen()}
+    monkeypatch.setattr(targets, "connection", lambda project_, stage_, target: FakeConnection())
+    monkeypatch.setattr(st, "probe_nodes", healthy_probes)
+    monkeypatch.setattr(st, "read_cloud", lambda project_, stage_, target: lab_side(state["seen"]))
+    return state
+
+
+def test_cli_exit_0_when_healthy_and_1_when_something_is_stale(project: Project, fake_sources: dict[str, Any]
+                                                               ) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["status", "stage-1", "--json"])
+    document = json.loads(result.stdout)
+    assert result.exit_code == 0 and document["ok"] is True and document["result"]["healthy"] is True
+    fake_sources["seen"] = seen(age=60.0)
+    result = runner.invoke(app, ["status", "stage-1", "--json"])
+    document = json.loads(result.stdout)
+    assert result.exit_code == 1 and document["exit_code"] == 1 and document["ok"] is False
+    assert document["result"]["unhealthy"] == [
+        "truck-a: telemetry STALE (last seen 60 s ago) at the cloud side",
+        "truck-b: telemetry STALE (last seen 60 s ago) at the cloud side"]
+    result = runner.invoke(app, ["status", "stage-1"])  # plain: no TTY here
+    assert result.exit_code == 1
+    assert "stage-1 on lab: UNHEALTHY" in result.stdout and "STALE 60 s ago" in result.stdout
+    assert "truck-a-gw" in result.stdout and "all 7 active" in result.stdout and "lock: free" in result.stdout
+    assert "\x1b[" not in result.stdout
+
+
+def test_watch_with_json_is_a_usage_error(project: Project, fake_sources: dict[str, Any]) -> None:
+    result = CliRunner().invoke(app, ["status", "stage-1", "--watch", "--json"])
+    assert result.exit_code == 2
+    document = json.loads(result.stdout)  # still exactly one JSON document
+    assert document["exit_code"] == 2 and document["errors"][0]["location"] == "--watch/--json"
+
+
+def test_invalid_stage_is_a_configuration_error(project: Project) -> None:
+    result = CliRunner().invoke(app, ["status", "stage-99", "--json"])
+    assert result.exit_code == ExitCode.INVALID_CONFIG
+
+
+def test_watch_prints_plain_blocks_until_ctrl_c_then_exits_130(stage: Stage) -> None:
+    out = io.StringIO()
+    env = Env(stdout=out, stderr=io.StringIO())
+    calls = {"n": 0}
+
+    def action() -> Outcome:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        document = assemble(stage, healthy_probes(st.node_targets(stage), None),
+                            lab_side(seen(age=1.0 if calls["n"] == 1 else 30.0)))
+        document.update(lock=None, last_run=None, drift=None, checked_at=0, took_s=0.1)
+        return Outcome(document)
+
+    assert cmd_status.watch_loop(env, action, interval=0) == ExitCode.INTERRUPTED
+    text = out.getvalue()
+    assert text.count("stage-1 on lab:") == 2
+    assert text.index("HEALTHY") < text.index("UNHEALTHY") and "STALE 30 s ago" in text
+    assert "Ctrl-C to stop" in text
+
+
+def test_watch_stops_on_a_configuration_error() -> None:
+    err = io.StringIO()
+
+    def action() -> Outcome:
+        raise TruckctlError.single("unknown-stage", "no stage-99", exit_code=ExitCode.INVALID_CONFIG)
+
+    assert cmd_status.watch_loop(Env(stdout=io.StringIO(), stderr=err), action, interval=0) == 5
+    assert "no stage-99" in err.getvalue()

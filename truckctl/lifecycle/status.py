@@ -1,0 +1,293 @@
+"""`truckctl status STAGE`: one holistic view of a stage, as the team's monitoring portal gives it.
+
+Per truck and node: reachable over SSH (host keys pinned), key services active, last heartbeat and
+last telemetry seen at the cloud side; the cloud tier's state and non-secret outputs; the stage
+lock; the last run; drift last measured. Read-only: no lock, no journal, nothing changed.
+
+Fast by construction: one SSH call per node, all nodes at once, short timeouts; one HTTP call to
+the lab's stand-in. Healthy means every node reachable with every key service active, and (where
+the cloud side can be read) every heartbeat and every truck's telemetry fresh.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from truckctl.errors import TruckctlError
+from truckctl.lifecycle import journal
+from truckctl.lifecycle.lock import lock_status
+from truckctl.lifecycle.targets import check_target
+from truckctl.project import Project
+from truckctl.remote import Connection, ssh_argv
+
+if TYPE_CHECKING:
+    from truckctl.cloud.outputs import CloudOutputs
+    from truckctl.config.model import Stage
+
+# The units the roles run (roles/hardening, time, monitoring on every node; telemetry and the
+# gateway half of network on gateways). Debian names sshd's unit `ssh`.
+NODE_SERVICES = ("ssh", "nftables", "chrony", "prometheus-node-exporter", "truck-heartbeat")
+GATEWAY_SERVICES = ("mosquitto", "dnsmasq")
+CONNECT_TIMEOUT_S = 2
+PROBE_TIMEOUT_S = 4.0
+AWS_CLOUDSIDE_NOTE = ("cloud-side last-seen comes from CloudWatch (the ingest metrics and the telemetry-stopped / "
+                      "heartbeat-missing alarms of the cloud tier); it is not available without the pulumi CLI "
+                      "and AWS credentials, so it is not shown")
+
+OK, STALE, NONE, UNKNOWN = "ok", "stale", "none", "unknown"
+
+
+@dataclass(frozen=True)
+class NodeTarget:
+    """One node to probe: where it is and which units it must run."""
+
+    name: str
+    truck: str
+    role: str
+    address: str
+    services: tuple[str, ...]
+
+
+@dataclass
+class NodeProbe:
+    name: str
+    reachable: bool
+    detail: str
+    services: dict[str, str] = field(default_factory=dict)  # unit -> systemctl is-active answer
+
+
+Prober = Callable[[list[NodeTarget], Connection], list[NodeProbe]]
+
+
+@dataclass
+class CloudSide:
+    """What the cloud side knows: the tier's state and outputs, and (lab) the stand-in's /status."""
+
+    tier: dict[str, Any]
+    seen: dict[str, Any] | None  # the stand-in's /status document; None when it cannot be read
+    note: str | None = None  # why `seen` is missing, said plainly
+
+
+CloudReader = Callable[[Project, "Stage", str], CloudSide]
+
+
+def node_targets(stage: Stage) -> list[NodeTarget]:
+    targets = []
+    for truck, node in stage.nodes():
+        gateway = stage.roles[node.role].gateway
+        services = NODE_SERVICES + (GATEWAY_SERVICES if gateway else ())
+        targets.append(NodeTarget(node.name, truck.name, node.role, str(node.address), services))
+    return targets
+
+
+# ---- probes ----------------------------------------------------------------------------------
+
+def probe_nodes(nodes: list[NodeTarget], access: Connection) -> list[NodeProbe]:
+    """One SSH call per node, all at once: `systemctl is-active` of its key units."""
+
+    def probe(node: NodeTarget) -> NodeProbe:
+        command = "systemctl is-active " + " ".join(node.services) + "; true"
+        try:
+            proc = subprocess.run(ssh_argv(access, node.address, command, CONNECT_TIMEOUT_S), capture_output=True,
+                                  text=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False)
+        except subprocess.TimeoutExpired:
+            return NodeProbe(node.name, False, f"no answer within {PROBE_TIMEOUT_S:.0f} s")
+        if proc.returncode != 0:
+            return NodeProbe(node.name, False, ssh_failure(proc.stderr))
+        answers = proc.stdout.split()
+        if len(answers) != len(node.services):
+            return NodeProbe(node.name, True, f"unexpected answer from systemctl: {proc.stdout.strip()[:120]!r}",
+                             dict.fromkeys(node.services, UNKNOWN))
+        return NodeProbe(node.name, True, "ok", dict(zip(node.services, answers, strict=True)))
+
+    if not nodes:
+        return []
+    with ThreadPoolExecutor(max_workers=min(32, len(nodes))) as pool:
+        return list(pool.map(probe, nodes))
+
+
+def ssh_failure(stderr: str) -> str:
+    text = " ".join(stderr.split())
+    if "IDENTIFICATION HAS CHANGED" in text or "Host key verification failed" in text:
+        return "host key does not match the pinned one (another machine on this address?)"
+    if "Permission denied" in text:
+        return "SSH key refused"
+    if "timed out" in text or "No route" in text or "unreachable" in text or "refused" in text:
+        return "unreachable"
+    return text[:160] or "SSH failed"
+
+
+def read_cloud(project: Project, stage: Stage, target: str) -> CloudSide:
+    """The cloud tier's state and what the cloud side has seen; never raises for an unreadable side."""
+    if target == "lab":
+        return _lab_cloud(project, stage)
+    return _aws_cloud(project, stage)
+
+
+def _lab_cloud(project: Project, stage: Stage) -> CloudSide:
+    from truckctl.lab import api as lab_api
+    from truckctl.lifecycle import cloudside
+
+    tier: dict[str, Any] = {"state": "offline plan + cloud stand-in",
+                            "note": "on the lab target the cloud tier is the offline plan; the lab's cloud "
+                                    "stand-in plays the ingest and the alert receiver"}
+    try:
+        outputs = lab_api.cloud_outputs(project, stage)
+    except TruckctlError as exc:
+        return CloudSide({**tier, "standin": "down"}, None, str(exc))
+    tier.update(public_outputs(outputs))
+    try:
+        seen = cloudside.fetch(outputs, "/status")
+    except TruckctlError as exc:
+        return CloudSide({**tier, "standin": "not answering"}, None, str(exc))
+    tier["standin"] = "answering" + ("" if seen.get("mqtt_connected") else " (its MQTT reader is not connected)")
+    return CloudSide(tier, seen)
+
+
+def _aws_cloud(project: Project, stage: Stage) -> CloudSide:
+    from truckctl.cloud.engine import AwsEngine
+
+    try:
+        outputs = AwsEngine(project, stage).outputs()
+    except TruckctlError as exc:
+        tier = {"state": "unknown", "note": f"the stack's outputs cannot be read: {exc}"}
+    else:
+        tier = {"state": "deployed", **public_outputs(outputs)}
+    return CloudSide(tier, None, AWS_CLOUDSIDE_NOTE)
+
+
+def public_outputs(outputs: CloudOutputs) -> dict[str, Any]:
+    """CloudOutputs without anything secret (the trucks' private keys) or bulky (PEMs)."""
+    return {
+        "region": outputs.region,
+        "endpoint": f"{outputs.mqtt_host}:{outputs.mqtt_port}",
+        "telemetry_stream": outputs.telemetry_stream,
+        "datalake_bucket": outputs.datalake_bucket,
+        "alert_topic": outputs.alert_topic_arn,
+        "alert_receiver": outputs.alert_webhook_url if outputs.target == "lab" else None,  # aws: a secret URL
+        "vpn_endpoint": outputs.vpn_endpoint,
+        "trucks": {name: {"thing": access.thing_name, "certificate": access.certificate_ref}
+                   for name, access in outputs.trucks.items()},
+    }
+
+
+# ---- assembly (pure) -------------------------------------------------------------------------
+
+def stream(view: dict[str, Any] | None, stale_after_s: float) -> dict[str, Any]:
+    """One stream as seen at the cloud side: ok, STALE (older than stale_after_s) or none yet."""
+    if view is None:
+        return {"state": UNKNOWN, "last_seen": None, "age_s": None, "count": None}
+    age = view.get("age_s")
+    state = NONE if age is None else (STALE if float(age) > stale_after_s else OK)
+    return {"state": state, "last_seen": view.get("last_seen"), "age_s": age, "count": view.get("count"),
+            "alarm": bool(view.get("alarm"))}
+
+
+def assemble(stage: Stage, target: str, nodes: list[NodeTarget], probes: list[NodeProbe] | None,
+             connection_note: str | None, cloud: CloudSide) -> dict[str, Any]:
+    """The status document from what was measured; `unhealthy` lists every finding, one line each."""
+    stale_after = float(stage.defaults.telemetry.stale_after_s)
+    by_name = {p.name: p for p in probes or []}
+    seen_trucks = (cloud.seen or {}).get("trucks", {}) if cloud.seen is not None else None
+    unhealthy: list[str] = [] if probes is not None else [f"no node could be probed: {connection_note}"]
+    trucks = []
+    for truck in stage.trucks:
+        truck_seen = seen_trucks.get(truck.name, {}) if seen_trucks is not None else None
+        telemetry = stream(truck_seen.get("telemetry") if truck_seen is not None else None, stale_after)
+        if truck_seen is not None and telemetry["state"] == UNKNOWN:
+            telemetry["state"] = NONE  # the stand-in answered but does not know this truck: nothing seen
+        rows = []
+        for node in (n for n in nodes if n.truck == truck.name):
+            probe = by_name.get(node.name)
+            heartbeat = stream((truck_seen or {}).get("heartbeats", {}).get(node.name), stale_after) \
+                if truck_seen is not None else stream(None, stale_after)
+            if truck_seen is not None and heartbeat["state"] == UNKNOWN:
+                heartbeat["state"] = NONE
+            row = _node_row(node, probe, connection_note, heartbeat, unhealthy)
+            rows.append(row)
+        if telemetry["state"] in (STALE, NONE):
+            unhealthy.append(f"{truck.name}: telemetry {_stream_text(telemetry)} at the cloud side")
+        trucks.append({"name": truck.name, "telemetry": telemetry, "nodes": rows,
+                       "healthy": telemetry["state"] not in (STALE, NONE) and all(r["healthy"] for r in rows)})
+    if cloud.seen is None and target == "lab":
+        unhealthy.append(f"cloud side: {cloud.note or 'the stand-in cannot be read'}")
+    return {"stage": stage.name, "target": target, "stale_after_s": stale_after, "trucks": trucks,
+            "cloud": {**cloud.tier, "last_seen_note": cloud.note if cloud.seen is None else None,
+                      "alerts": (cloud.seen or {}).get("alerts")},
+            "unhealthy": unhealthy, "healthy": not unhealthy}
+
+
+def _node_row(node: NodeTarget, probe: NodeProbe | None, connection_note: str | None,
+              heartbeat: dict[str, Any], unhealthy: list[str]) -> dict[str, Any]:
+    if probe is None:  # no way to reach any node: said once for all of them by `assemble`
+        probe = NodeProbe(node.name, False, "not probed")
+    down = {unit: state for unit, state in probe.services.items() if state != "active"}
+    if not probe.reachable and connection_note is None:
+        unhealthy.append(f"{node.name}: not reachable over SSH ({probe.detail})")
+    elif down:
+        unhealthy.append(f"{node.name}: " + ", ".join(f"{unit} {state}" for unit, state in down.items()))
+    if heartbeat["state"] in (STALE, NONE):
+        unhealthy.append(f"{node.name}: heartbeat {_stream_text(heartbeat)} at the cloud side")
+    return {"name": node.name, "role": node.role, "address": node.address, "reachable": probe.reachable,
+            "detail": probe.detail, "services": probe.services, "heartbeat": heartbeat,
+            "healthy": probe.reachable and not down and heartbeat["state"] not in (STALE, NONE)}
+
+
+def _stream_text(view: dict[str, Any]) -> str:
+    if view["state"] == NONE:
+        return "never seen"
+    return f"STALE (last seen {view['age_s']:.0f} s ago)"
+
+
+# ---- runs, lock, drift -----------------------------------------------------------------------
+
+def last_drift(project: Project, stage: str) -> dict[str, Any] | None:
+    """The newest `drift` run: when, how it ended, and whether drift was found (its summary's result)."""
+    for run in journal.list_runs(project, stage):
+        if run["command"] != "drift":
+            continue
+        found: bool | None = None
+        try:
+            summary = json.loads((journal.runs_dir(project) / run["run_id"] / "summary.json").read_text())
+            value = (summary.get("result") or {}).get("drift")
+            found = value if isinstance(value, bool) else None
+        except (OSError, ValueError):
+            pass
+        return {"run_id": run["run_id"], "started": run["started"], "status": run["status"],
+                "exit_code": run["exit_code"], "drift": found}
+    return None
+
+
+# ---- the command -----------------------------------------------------------------------------
+
+def status(project: Project, stage_name: str, target: str = "lab", *, prober: Prober | None = None,
+           cloud_reader: CloudReader | None = None) -> dict[str, Any]:
+    """Measure everything at once and assemble the document (prober and cloud_reader: tests swap them)."""
+    from truckctl.config.loader import load_stage
+    from truckctl.lifecycle import targets
+
+    check_target(target)
+    stage = load_stage(project, stage_name)
+    started = time.monotonic()
+    nodes = node_targets(stage)
+    connection_note: str | None = None
+    try:
+        access: Connection | None = targets.connection(project, stage, target)
+    except TruckctlError as exc:
+        access, connection_note = None, str(exc)
+    prober, cloud_reader = prober or probe_nodes, cloud_reader or read_cloud
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the cloud side is read while the nodes are probed
+        cloud_future = pool.submit(cloud_reader, project, stage, target)
+        probes = prober(nodes, access) if access is not None else None
+        cloud = cloud_future.result()
+    document = assemble(stage, target, nodes, probes, connection_note, cloud)
+    document.update(lock=lock_status(project, stage.name), last_run=journal.last_run(project, stage.name),
+                    drift=last_drift(project, stage.name), checked_at=time.time(),
+                    took_s=round(time.monotonic() - started, 2))
+    return document
