@@ -33,3 +33,15 @@ def ssh_run(conn: Connection, address: str, command: str, timeout: float = 15) -
     except subprocess.TimeoutExpired:
         return 255, "ssh timed out"
     return proc.returncode, (proc.stdout if proc.returncode != 255 else proc.stderr).strip()
+
+
+def explain_ssh_failure(stderr: str) -> str:
+    """One short reason from ssh's own complaint (exit 255)."""
+    text = " ".join(stderr.split())
+    if "IDENTIFICATION HAS CHANGED" in text or "Host key verification failed" in text:
+        return "host key does not match the pinned one (another machine on this address?)"
+    if "Permission denied" in text:
+        return "SSH key refused"
+    if "timed out" in text or "No route" in text or "unreachable" in text or "refused" in text:
+        return "unreachable"
+    return text[:160] or "SSH failed"

@@ -138,6 +138,13 @@ def impostor(lab: Lab) -> Iterator[tuple[str, str, str]]:
     finally:
         subprocess.run(["ip", "link", "del", host_side], check=False, capture_output=True)
         subprocess.run(["ip", "netns", "del", namespace], check=False, capture_output=True)
+        # The impostor's MAC stays in ARP caches (the host's and the truck's nodes'): forget it, as an
+        # engineer would after unplugging the offending host, so the next runs reach the real node.
+        subprocess.run(["ip", "neigh", "flush", "dev", bridge], check=False, capture_output=True)
+        for node in lab.nodes:
+            if node.truck == "truck-a":
+                subprocess.run(["ip", "-n", f"tl-{state.lab_id}-{node.name}", "neigh", "flush", "all"], check=False,
+                               capture_output=True)
 
 
 def test_live_address_conflict_stops_up_in_prechecks(lab: Lab, converged: dict[str, Any],

@@ -19,7 +19,7 @@ from typing import Any
 
 from truckctl.config.model import Node, Stage, Truck
 from truckctl.errors import Problem
-from truckctl.remote import Connection, ssh_argv
+from truckctl.remote import Connection, explain_ssh_failure, ssh_argv
 
 MAX_CLOCK_SKEW_S = 2.0
 SSH_TIMEOUT_S = 5
@@ -105,7 +105,7 @@ def probe_nodes(nodes: list[tuple[Truck, Node]], access: Connection) -> list[Nod
             return NodeProbe(node.name, address, False, "SSH timed out")
         after = time.time()
         if proc.returncode == 255:  # ssh's own failure; anything else is the remote command's
-            return NodeProbe(node.name, address, False, _ssh_failure(proc.stderr))
+            return NodeProbe(node.name, address, False, explain_ssh_failure(proc.stderr))
         lines = proc.stdout.split()
         try:
             skew = float(lines[0]) - (before + after) / 2
@@ -115,17 +115,6 @@ def probe_nodes(nodes: list[tuple[Truck, Node]], access: Connection) -> list[Nod
 
     with ThreadPoolExecutor(max_workers=max(1, min(32, len(nodes)))) as pool:
         return list(pool.map(probe, [node for _, node in nodes]))
-
-
-def _ssh_failure(stderr: str) -> str:
-    text = " ".join(stderr.split())
-    if "IDENTIFICATION HAS CHANGED" in text or "Host key verification failed" in text:
-        return "host key does not match the known_hosts entry (another machine on this address?)"
-    if "Permission denied" in text:
-        return "SSH key refused"
-    if "timed out" in text or "No route" in text or "unreachable" in text:
-        return "unreachable"
-    return text[:160] or "SSH failed"
 
 
 def ssh_problems(probes: list[NodeProbe]) -> list[Problem]:

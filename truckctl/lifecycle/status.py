@@ -24,7 +24,7 @@ from truckctl.lifecycle import journal
 from truckctl.lifecycle.lock import lock_status
 from truckctl.lifecycle.targets import check_target
 from truckctl.project import Project
-from truckctl.remote import Connection, ssh_argv
+from truckctl.remote import Connection, explain_ssh_failure, ssh_argv
 
 if TYPE_CHECKING:
     from truckctl.cloud.outputs import CloudOutputs
@@ -99,7 +99,7 @@ def probe_nodes(nodes: list[NodeTarget], access: Connection) -> list[NodeProbe]:
         except subprocess.TimeoutExpired:
             return NodeProbe(node.name, False, f"no answer within {PROBE_TIMEOUT_S:.0f} s")
         if proc.returncode != 0:
-            return NodeProbe(node.name, False, ssh_failure(proc.stderr))
+            return NodeProbe(node.name, False, explain_ssh_failure(proc.stderr))
         answers = proc.stdout.split()
         if len(answers) != len(node.services):
             return NodeProbe(node.name, True, f"unexpected answer from systemctl: {proc.stdout.strip()[:120]!r}",
@@ -110,17 +110,6 @@ def probe_nodes(nodes: list[NodeTarget], access: Connection) -> list[NodeProbe]:
         return []
     with ThreadPoolExecutor(max_workers=min(32, len(nodes))) as pool:
         return list(pool.map(probe, nodes))
-
-
-def ssh_failure(stderr: str) -> str:
-    text = " ".join(stderr.split())
-    if "IDENTIFICATION HAS CHANGED" in text or "Host key verification failed" in text:
-        return "host key does not match the pinned one (another machine on this address?)"
-    if "Permission denied" in text:
-        return "SSH key refused"
-    if "timed out" in text or "No route" in text or "unreachable" in text or "refused" in text:
-        return "unreachable"
-    return text[:160] or "SSH failed"
 
 
 def read_cloud(project: Project, stage: Stage, target: str) -> CloudSide:

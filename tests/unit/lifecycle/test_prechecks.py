@@ -10,8 +10,8 @@ import pytest
 
 from truckctl.config.model import Stage
 from truckctl.lifecycle import arp, prechecks
-from truckctl.lifecycle.prechecks import NodeProbe, _ssh_failure, clock_problems, ssh_problems
-from truckctl.remote import Connection, ssh_argv
+from truckctl.lifecycle.prechecks import NodeProbe, clock_problems, ssh_problems
+from truckctl.remote import Connection, explain_ssh_failure, ssh_argv
 
 
 def test_ssh_argv_keeps_host_key_checking_on(tmp_path: Path) -> None:
@@ -25,9 +25,10 @@ def test_ssh_argv_keeps_host_key_checking_on(tmp_path: Path) -> None:
     ("Host key verification failed.", "host key does not match"),
     ("ssh: connect to host 10.31.1.11 port 22: Connection timed out", "unreachable"),
     ("root@10.31.1.11: Permission denied (publickey).", "SSH key refused"),
+    ("ssh: connect to host x port 22: No route to host", "unreachable"),
 ])
 def test_ssh_failures_are_explained(stderr: str, expected: str) -> None:
-    assert expected in _ssh_failure(stderr)
+    assert expected in explain_ssh_failure(stderr)
 
 
 def test_unreachable_and_skewed_nodes_are_reported() -> None:
