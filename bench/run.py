@@ -1,174 +1,146 @@
 """Run truckctl's benchmarks and write docs/BENCHMARKS.md.
 
-    python bench/run.py            # every benchmark this machine can run
-    python bench/run.py --quick    # fewer repeats, skips the slow ones
+    python bench/run.py            # every benchmark this machine can run (root for the lab ones)
+    python bench/run.py --quick    # 3 repeats, skips the slow ones
     python bench/run.py --only cli-help validate-all
+    python bench/run.py --list     # what there is
 
 Each benchmark runs a warm-up, then at least 5 timed repeats (3 in quick mode); the report
 gives median, min and max. Comparisons (A against B) run interleaved, A B A B ..., in the same
 session, and are reported as ratios. Goals are checked here, never by timed assertions in tests.
+
+Self-cleaning: every lab benchmark works on its own temporary project and takes its lab down when
+it ends, fails or is interrupted (Ctrl-C, SIGTERM, SIGHUP); temporary projects are removed at exit.
+Raw figures go to bench/results.json (`--merge` keeps earlier figures of benchmarks not re-run).
+Exit status: 0 when every chosen benchmark ran (goals met or not: see the report), 1 if one failed,
+130 when interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
-import platform
+import signal
 import statistics
-import subprocess
 import sys
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import (  # bench/ is not a package: run as a script, it imports its siblings
+    Benchmark,
+    Step,
+    load_results,
+    machine,
+    merge,
+    report,
+    save_results,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 TRUCKCTL = [str(BIN / "truckctl"), "-C", str(REPO)]
-
-
-@dataclass
-class Step:
-    """One timed action: a command line, or a Python callable for setup-dependent work."""
-
-    label: str
-    argv: list[str] | None = None
-    call: Callable[[], None] | None = None
-    goal_s: float | None = None  # this step's median must be at most this
-
-    def run(self) -> float:
-        start = time.perf_counter()
-        if self.argv is not None:
-            subprocess.run(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
-                           cwd=REPO)
-        elif self.call is not None:
-            self.call()
-        return time.perf_counter() - start
-
-
-@dataclass
-class Benchmark:
-    name: str
-    what: str
-    steps: list[Step]  # one step, or several run in turn (ratio = first / second)
-    goal_ratio: float | None = None  # first / second must be at most this
-    slow: bool = False
-    needs_root: bool = False
-    before: Callable[[], None] | None = None
-    after: Callable[[], None] | None = None
-    samples: dict[str, list[float]] = field(default_factory=dict)
-
-    def measure(self, repeats: int) -> None:
-        if self.before:
-            self.before()
-        try:
-            for step in self.steps:  # warm-up
-                step.run()
-            for _ in range(repeats):
-                for step in self.steps:  # interleaved
-                    self.samples.setdefault(step.label, []).append(step.run())
-        finally:
-            if self.after:
-                self.after()
-
-    def verdict(self) -> tuple[str, bool]:
-        first = statistics.median(self.samples[self.steps[0].label])
-        parts, met = [], True
-        for step in self.steps:
-            if step.goal_s is not None:
-                median = statistics.median(self.samples[step.label])
-                met &= median <= step.goal_s
-                parts.append(f"{step.label}: {median:.3f} s, goal <= {step.goal_s} s")
-        if self.goal_ratio is not None and len(self.steps) > 1:
-            ratio = first / statistics.median(self.samples[self.steps[1].label])
-            met &= ratio <= self.goal_ratio
-            parts.append(f"ratio {ratio:.2f}x, goal <= {self.goal_ratio}x")
-        return "; ".join(parts), met
+RESULTS = REPO / "bench" / "results.json"
 
 
 def benchmarks() -> list[Benchmark]:
+    import suites
+
     py = sys.executable
+    hello = [py, str(REPO / "bench" / "hello_typer.py"), "--help"]
     items = [
-        Benchmark("cli-help", "`truckctl --help` against a bare Typer app's `--help`",
+        Benchmark("cli-help", "`truckctl --help` against a bare Typer app's `--help`, output to a pipe",
                   [Step("truckctl --help", [*TRUCKCTL, "--help"], goal_s=0.150),
-                   Step("bare typer --help", [py, str(REPO / "bench" / "hello_typer.py"), "--help"])],
+                   Step("bare typer --help", hello)],
+                  goal_ratio=1.5,
+                  miss_reason="Start-up is Python plus typer/click imports; see `python -X importtime`."),
+        Benchmark("cli-help-tty", "the same on a terminal (a pseudo-terminal: rich help for both apps)",
+                  [Step("truckctl --help (tty)", call=suites.on_tty([*TRUCKCTL, "--help"])),
+                   Step("bare typer --help (tty)", call=suites.on_tty(hello))],
                   goal_ratio=1.5),
         Benchmark("validate-all", "`truckctl validate --all` (21 stages)",
-                  [Step("truckctl validate --all", [*TRUCKCTL, "validate", "--all"], goal_s=0.400)]),
+                  [Step("truckctl validate --all", [*TRUCKCTL, "validate", "--all"], goal_s=0.400)],
+                  miss_reason="Loading and validating 22 YAML files with pydantic; CPU-bound."),
     ]
-    extra = REPO / "bench" / "suites.py"
-    if extra.exists():  # later suites (plan, lab, truck tier) register themselves there
-        sys.path.insert(0, str(REPO / "bench"))
-        import suites  # type: ignore[import-not-found]
-
-        items += suites.benchmarks(TRUCKCTL, Step, Benchmark)
-    return items
+    return items + suites.benchmarks(TRUCKCTL)
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{platform.system()} {platform.release()}, {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, "
-            f"Python {platform.python_version()}")
+class Interrupted(KeyboardInterrupt):
+    pass
 
 
-def write_report(done: list[Benchmark], path: Path, repeats: int) -> None:
-    lines = [
-        "# Benchmarks",
-        "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {machine()}.",
-        "",
-        "Reproduce: `.venv/bin/python bench/run.py` (all; root is needed for the lab ones) or "
-        "`--quick`. Each figure: a warm-up, then "
-        f"{repeats} timed repeats; median (min - max). Comparisons ran interleaved in one session.",
-        "",
-        "| benchmark | what | step | median s | min s | max s | goal | met |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for bench in done:
-        text, met = bench.verdict()
-        for i, step in enumerate(bench.steps):
-            s = bench.samples[step.label]
-            lines.append(f"| {bench.name if i == 0 else ''} | {bench.what if i == 0 else ''} | {step.label} | "
-                         f"{statistics.median(s):.3f} | {min(s):.3f} | {max(s):.3f} | "
-                         f"{text if i == 0 else ''} | {('yes' if met else '**no**') if i == 0 else ''} |")
-    lines += ["", "Goals are per step (`goal <= N s`) and, for comparisons, on the ratio of the first step's "
-              "median to the second's."]
-    path.write_text("\n".join(lines) + "\n")
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signal.Signals(signum).name)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="3 repeats, skip slow benchmarks")
     parser.add_argument("--only", nargs="*", help="names of benchmarks to run")
-    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 5; 3 with --quick)")
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument("--report", type=Path, default=REPO / "docs" / "BENCHMARKS.md")
     parser.add_argument("--no-report", action="store_true", help="print only, leave docs/BENCHMARKS.md alone")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="raw figures (JSON), default bench/results.json")
+    parser.add_argument("--rewrite", action="store_true",
+                        help="run nothing: write the report again from the results file")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the figures of benchmarks not run now from the results file")
     args = parser.parse_args()
     repeats = args.repeats or (3 if args.quick else 5)
-    chosen = [b for b in benchmarks() if (not args.only or b.name in args.only) and not (args.quick and b.slow)]
-    done, missed = [], []
-    for bench in chosen:
-        if bench.needs_root and os.geteuid() != 0:
-            print(f"skip {bench.name}: needs root")
-            continue
-        bench.measure(repeats)
-        text, met = bench.verdict()
-        print(f"{bench.name}: {text} -> {'met' if met else 'MISSED'}", flush=True)
-        done.append(bench)
-        if not met:
-            missed.append(bench.name)
+    import suites
+
+    registry = benchmarks()
+    if args.list:
+        for bench in registry:
+            flags = ", ".join(f for f, on in (("slow", bench.slow), ("root", bench.needs_root)) if on)
+            print(f"{bench.name:22} {bench.what}" + (f" [{flags}]" if flags else ""))
+        return 0
+    if args.rewrite:
+        final = merge(load_results(args.results), [], [b.name for b in registry])
+        args.report.write_text(report(final, repeats, machine(), suites.SERIES_GOALS, suites.NOTES))
+        print(f"wrote {args.report} from {args.results}")
+        return 0
+    unknown = set(args.only or []) - {b.name for b in registry}
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))} (see --list)")
+    chosen = [b for b in registry if (not args.only or b.name in args.only) and not (args.quick and b.slow)]
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _on_signal)
+    done: list[Benchmark] = []
+    status = 0
+    try:
+        for bench in chosen:
+            if bench.needs_root and os.geteuid() != 0:
+                print(f"skip {bench.name}: needs root", flush=True)
+                continue
+            print(f"{bench.name}: running ({bench.what})", flush=True)
+            bench.measure(repeats)
+            text, met = bench.verdict()
+            outcome = {True: "met", False: "MISSED", None: "no goal"}[met] if bench.complete else (
+                "skipped" if bench.skipped else "FAILED")
+            print(f"{bench.name}: {text} -> {outcome}", flush=True)
+            if bench.error:
+                status = 1
+            done.append(bench)
+    except KeyboardInterrupt as exc:
+        print(f"interrupted ({exc or 'Ctrl-C'}): cleaning up, no report written", file=sys.stderr, flush=True)
+        return 130
+    finally:
+        suites.cleanup()  # labs down, temporary projects removed (also after Ctrl-C)
     if not args.no_report and done:
+        previous = load_results(args.results) if args.merge else []
+        final = merge(previous, done, [b.name for b in registry])
+        save_results(final, args.results)
         args.report.parent.mkdir(parents=True, exist_ok=True)
-        write_report(done, args.report, repeats)
-    results = {b.name: {k: statistics.median(v) for k, v in b.samples.items()} for b in done}
-    print(json.dumps({"results": results, "missed": missed}, indent=2))
-    return 0
+        args.report.write_text(report(final, repeats, machine(), suites.SERIES_GOALS, suites.NOTES))
+        print(f"wrote {args.report} and {args.results}")
+    for bench in done:
+        if bench.complete:
+            medians = ", ".join(f"{k}: {statistics.median(v):.2f} s" for k, v in bench.samples.items())
+            print(f"  {bench.name}: {medians}")
+    return status
 
 
 if __name__ == "__main__":

@@ -46,9 +46,11 @@ class Project:
     def display(self, path: Path) -> str:
         """A path as users should see it: relative to the project when inside it."""
         try:
-            return str(path.relative_to(self.root))
+            text = str(path.relative_to(self.root))
         except ValueError:
-            return str(path)
+            text = str(path)
+        # A hostile file name (newline, escape sequence) must not break a one-line error.
+        return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def find_project(explicit: Path | None = None, cwd: Path | None = None) -> Project:

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from truckctl.lab import api
 from truckctl.lab import state as lab_state
 from truckctl.lab.rootfs import base_path
 from truckctl.lab.ssh import ssh_argv
+from truckctl.lifecycle.arp import arp_scan, route_to
 from truckctl.project import Project
 
 pytestmark = pytest.mark.lab
@@ -249,11 +249,10 @@ def test_cloud_outputs_for_the_lab_target(lab: Lab) -> None:
 # ---- the uplink "cable" ----------------------------------------------------------------------
 
 def _reachable(address: str) -> bool:
-    try:
-        with socket.create_connection((address, 22), timeout=1):
-            return True
-    except OSError:
-        return False
+    """Does the node answer on that network at all? ARP: a pulled cable silences it, the node's
+    firewall does not (no port answers on a converged gateway's uplink)."""
+    route = route_to(address)
+    return route is not None and bool(arp_scan(route[0], route[1], [address], wait_s=0.6)[address])
 
 
 def test_pulling_a_trucks_uplink_cuts_only_that_gateway(lab: Lab) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from truckctl.cli.output import Env, envelope, write_json, write_problems
 from truckctl.errors import ExitCode, Problem, TruckctlError
+
+# A full or read-only disk is the machine's problem, not a bug: one clear line, never a traceback.
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 @dataclass
@@ -28,6 +32,12 @@ def run(env: Env, command: str, stage: str | None, action: Callable[[], Outcome]
         outcome = Outcome(dict(exc.result), exc.exit_code, exc.problems)
     except KeyboardInterrupt:
         outcome = Outcome({}, ExitCode.INTERRUPTED, [Problem("interrupted", "interrupted by the user")])
+    except OSError as exc:
+        if exc.errno not in _DISK_ERRORS:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        outcome = Outcome({}, ExitCode.ERROR, [Problem("disk", f"{exc.strerror}{where}: free space (or make it "
+                                                              "writable) and re-run")])
     if env.json:
         write_json(env, envelope(command, stage, outcome.exit_code, outcome.result, outcome.problems))
     else:

@@ -17,7 +17,7 @@ from truckctl.config.yamlfile import FieldPath, YamlDoc, YamlProblems, read_yaml
 from truckctl.errors import Problem, TruckctlError, config_error
 from truckctl.project import Project
 
-STAGE_NAME = re.compile(r"^stage-([1-9][0-9]?)$")
+STAGE_NAME = re.compile(r"stage-([1-9][0-9]?)")  # always fullmatch: `$` would accept "stage-1\n"
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class LoadedRace:
 
 def check_stage_name(name: str) -> str:
     """Stage names reach file paths, lock names and node commands: allow only `stage-N`."""
-    if not STAGE_NAME.match(name):
+    if not STAGE_NAME.fullmatch(name):
         shown = name if len(name) <= 40 else name[:40] + "..."
         raise config_error([Problem("bad-stage-name", f"expected a stage name like stage-1, got {shown!r}",
                                     "STAGE")])
@@ -56,7 +56,7 @@ def stage_names(project: Project) -> list[str]:
     if not names:
         raise config_error([Problem("no-stages", "no stage files, expected files like stage-1.yaml",
                                     project.display(project.stages_dir))])
-    bad = sorted(n for n in names if not STAGE_NAME.match(n))
+    bad = sorted(n for n in names if not STAGE_NAME.fullmatch(n))
     if bad:
         raise config_error([Problem("bad-stage-file", "expected a file name like stage-1.yaml",
                                     project.display(project.stages_dir / f"{n}.yaml")) for n in bad])
@@ -67,7 +67,7 @@ def load_stage(project: Project, name: str, loaded: LoadedRace | None = None) ->
     check_stage_name(name)
     loaded = loaded or load_race(project)
     path = project.stages_dir / f"{name}.yaml"
-    if not path.is_file():
+    if not _present(path):
         known = stage_names(project) if project.stages_dir.is_dir() else []
         raise config_error([Problem("unknown-stage", f"no stage {name!r}" + (suggest(name, known) if known else ""),
                                     project.display(path))])
@@ -95,11 +95,17 @@ def load_stages(project: Project, names: list[str] | None = None) -> list[Stage]
     return stages
 
 
+def _present(path: Path) -> bool:
+    """There is something at this name (a dangling link or a FIFO too: reading it says what is wrong)."""
+    return path.exists() or path.is_symlink()
+
+
 def _read(project: Project, path: Path) -> YamlDoc:
-    if not path.is_file():
+    """Read a configuration file; never one outside inventory/, even through a link."""
+    if not _present(path):
         raise config_error([Problem("missing-file", "file not found", project.display(path))])
     try:
-        return read_yaml(path, project.display(path))
+        return read_yaml(path, project.display(path), inside=project.inventory_dir)
     except YamlProblems as exc:
         raise config_error(exc.problems) from None
 

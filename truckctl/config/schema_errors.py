@@ -62,15 +62,16 @@ def _describe(err: Any) -> str:
 
 def _unknown_key(model: type[BaseModel], loc: FieldPath) -> str:
     key = str(loc[-1])
+    shown = repr(key) if len(key) <= 60 else repr(key[:60]) + f"... ({len(key)} characters)"
     if _model_at(model, loc[:-1]) is SecretRef:
-        return f"unknown key {key!r}: secrets are never written in these files, expected env: VARIABLE_NAME"
+        return f"unknown key {shown}: secrets are never written in these files, expected env: VARIABLE_NAME"
     valid = _fields_at(model, loc[:-1])
     if not valid:
-        return f"unknown key {key!r}"
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+        return f"unknown key {shown}"
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5) if len(key) <= 200 else []
     if close:
-        return f"unknown key {key!r}, did you mean {close[0]!r}?"
-    return f"unknown key {key!r}, expected one of: {', '.join(sorted(valid))}"
+        return f"unknown key {shown}, did you mean {close[0]!r}?"
+    return f"unknown key {shown}, expected one of: {', '.join(sorted(valid))}"
 
 
 def _fields_at(model: type[BaseModel], loc: FieldPath) -> list[str]:

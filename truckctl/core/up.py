@@ -33,6 +33,7 @@ class UpRequest:
     tier: str = "all"
     limit: str | None = None
     check: bool = False  # --check --diff: report what would change, change nothing
+    exclude: tuple[str, ...] = ()  # nodes left out (found unreachable by the prechecks)
 
 
 def _ignore(*_: Any) -> None:
@@ -55,7 +56,7 @@ def truck_tier(project: Project, stage: Stage, request: UpRequest, connection: C
     from truckctl.truck.runner import RunnerSettings, run_plan
 
     plan = build_plan(project.playbooks_dir, stage, cloud, connection, request.target, request.limit,
-                      request.check)
+                      request.check, request.exclude)
     callbacks.on_hosts(plan.hosts)
     result = run_plan(plan, RunnerSettings(project.state_dir), callbacks.on_host_event, callbacks.cancel)
     if result.status == "canceled":

@@ -58,7 +58,15 @@ def connection_for(paths: LabPaths) -> LabConnection:
 
 # ---- up --------------------------------------------------------------------------------------
 
-def up(project: Project, stage_name: str, progress: Progress = _quiet) -> dict[str, Any]:
+def up(project: Project, stage_name: str, progress: Progress = _quiet, keep_node_faults: bool = False
+       ) -> dict[str, Any]:
+    """Build the stage's lab, or reuse it when it is healthy (a dead apt cache is restarted).
+
+    keep_node_faults: reuse a complete lab whose infrastructure (bridges, stand-in) is up even when
+    truck nodes are down or cut off, and name them in `down_nodes`: `truckctl up` reports those as
+    unreachable, as it would on real trucks, instead of rebuilding the lab under them. Otherwise
+    an unhealthy lab is torn down and rebuilt.
+    """
     require_root("up")
     started = time.monotonic()
     stage = load_stage(project, stage_name)
@@ -73,8 +81,12 @@ def up(project: Project, stage_name: str, progress: Progress = _quiet) -> dict[s
                 raise TruckctlError.single(
                     "lab-other-stage", f"a lab for {existing.stage} is up: run `truckctl lab down` first "
                     f"(the lab never replaces another stage's lab on its own)")
-            if existing.complete and existing.fingerprint == plan.fingerprint() and _healthy(existing, paths):
-                return _summary(existing, paths, reused=True, seconds=time.monotonic() - started, boot=[])
+            if existing.complete and existing.fingerprint == plan.fingerprint() and _infrastructure_up(existing):
+                restarted = _ensure_apt_cache(existing, paths, progress)
+                down_nodes = _down_nodes(existing, paths)
+                if not down_nodes or keep_node_faults:
+                    return {**_summary(existing, paths, reused=True, seconds=time.monotonic() - started, boot=[]),
+                            "down_nodes": down_nodes, "restarted": restarted}
             progress("a half-built, unhealthy or changed lab exists: tearing it down first")
             _teardown(existing, progress)
         require_tools(with_build=not rootfs.base_path().is_dir())
@@ -156,17 +168,37 @@ def _identities(plan: LabPlan, paths: LabPaths) -> None:
     pki.wireguard_public_key()
 
 
-def _healthy(state: st.LabState, paths: LabPaths) -> bool:
-    procs = state.of_kind(st.PROCESS)
-    if not procs or not all(alive(p.data["pid"], p.data.get("start")) for p in procs):
-        return False
-    if not all(network.link_exists(b) for b in state.plan.bridges()):
-        return False
-    if not port_open(state.plan.uplink.standin_address, STANDIN_MQTT_PORT):
-        return False
+def _supervisor_alive(state: st.LabState, name: str) -> bool:
+    proc = next((r for r in state.of_kind(st.PROCESS) if r.name == name), None)
+    return proc is not None and alive(proc.data["pid"], proc.data.get("start"))
+
+
+def _infrastructure_up(state: st.LabState) -> bool:
+    """What the lab itself provides: its bridges and the cloud stand-in (node and broker)."""
+    return (all(network.link_exists(b) for b in state.plan.bridges())
+            and _supervisor_alive(state, state.plan.standin.name)
+            and port_open(state.plan.uplink.standin_address, STANDIN_MQTT_PORT))
+
+
+def _down_nodes(state: st.LabState, paths: LabPaths) -> list[str]:
+    """Truck nodes that are switched off (supervisor gone) or do not answer SSH (e.g. link down)."""
     conn = connection_for(paths)
-    with ThreadPoolExecutor(max_workers=len(state.plan.nodes)) as pool:
-        return all(pool.map(lambda n: ssh_answers(n, conn), state.plan.nodes))
+    nodes = state.plan.truck_nodes
+    with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+        answers = list(pool.map(lambda n: _supervisor_alive(state, n.name) and ssh_answers(n, conn), nodes))
+    return [n.name for n, ok in zip(nodes, answers, strict=True) if not ok]
+
+
+def _ensure_apt_cache(state: st.LabState, paths: LabPaths, progress: Progress) -> list[str]:
+    """The apt cache is the lab's stand-in for the Debian mirror: restart it if it died."""
+    if _supervisor_alive(state, "apt-cacher-ng"):
+        return []
+    progress("the apt cache is not running: restarting it")
+    rel = naming.cgroup(state.plan.lab_id, "apt-cacher-ng")
+    roots = cgroup_roots()
+    kill_cgroup(rel, roots)  # whatever is left of the old one
+    aptcache.start(state, paths.acng, state.plan.host_addresses(), rel, make_cgroup(rel, roots))
+    return ["apt-cacher-ng"]
 
 
 def _summary(state: st.LabState, paths: LabPaths, *, reused: bool, seconds: float,
@@ -358,6 +390,60 @@ def _remove_runtime_leftovers(plan: LabPlan) -> None:
                 remove_tree(leftover)
             else:
                 leftover.unlink(missing_ok=True)
+
+
+# ---- node power: a simulated node switched off, and on again ----------------------------------
+
+NODE_STOP_TIMEOUT_S = 30.0
+
+
+def _running_truck_node(project: Project, name: str) -> tuple[st.LabState, node.NodePlan]:
+    state = st.load(project.state_dir)
+    if state is None or not state.complete:
+        raise TruckctlError.single("lab-not-up", "no complete lab is up: run `truckctl lab up STAGE` first")
+    item = next((n for n in state.plan.truck_nodes if n.name == name), None)
+    if item is None:
+        known = ", ".join(n.name for n in state.plan.truck_nodes)
+        raise TruckctlError.single("lab-unknown-node", f"no truck node {name!r} in the lab (nodes: {known})",
+                                   exit_code=ExitCode.USAGE)
+    return state, item
+
+
+def stop_node(project: Project, name: str) -> dict[str, Any]:
+    """Switch a truck node off: its supervisor stops the guest cleanly (as a power button would).
+    Its overlay, namespace and links stay, so `start_node` boots it again with everything it had."""
+    require_root("stop_node")
+    started = time.monotonic()
+    with st.locked(project.state_dir):
+        state, item = _running_truck_node(project, name)
+        proc = next(r for r in state.of_kind(st.PROCESS) if r.name == name)
+        pid, start = int(proc.data["pid"]), proc.data.get("start")
+        signal_process(pid, start, signal.SIGTERM)
+        clean = wait_gone([(pid, start)], NODE_STOP_TIMEOUT_S)
+        kill_cgroup(item.cgroup, cgroup_roots())  # anything the stop left (or all of it, if it hung)
+    return {"node": name, "stopped": True, "clean": clean, "seconds": round(time.monotonic() - started, 1)}
+
+
+def start_node(project: Project, name: str, timeout_s: float = BOOT_TIMEOUT_S) -> dict[str, Any]:
+    """Switch a stopped truck node on again and wait until it is ready (SSH, systemd booted)."""
+    require_root("start_node")
+    started = time.monotonic()
+    paths = LabPaths(project.state_dir)
+    with st.locked(project.state_dir):
+        state, item = _running_truck_node(project, name)
+        if _supervisor_alive(state, name):
+            return {"node": name, "started": False, "note": "already running"}
+        roots = cgroup_roots()
+        kill_cgroup(item.cgroup, roots)
+        merged = node.merged_dir(paths.root, item)
+        image = merged.stat()
+        (NSPAWN_RUNTIME / "locks" / f"inode-{image.st_dev}:{image.st_ino}").unlink(missing_ok=True)
+        node.launch(state, paths.root, item, merged, roots)
+    boot = wait_ready(item, connection_for(paths), state.plan, time.monotonic() + timeout_s)
+    if not boot["ready"]:
+        raise TruckctlError.single("lab-boot", f"node {name} did not come back (systemd: {boot['systemd']}); its "
+                                   f"console log is {node.node_dir(paths.root, item)}/console.log")
+    return {"node": name, "started": True, "seconds": round(time.monotonic() - started, 1)}
 
 
 # ---- status ----------------------------------------------------------------------------------

@@ -29,6 +29,9 @@ log_type warning
 log_type notice
 log_type information
 connection_messages true
+# Like the cloud ingest, the stand-in does not drop a burst: a slower reader (the stand-in service,
+# a test's subscriber) gets this many QoS 1 messages queued (mosquitto's default, 1000, drops the rest).
+max_queued_messages 100000
 
 # What the trucks' bridges connect to: mutual TLS, the certificate CN is the MQTT username.
 # Revoked truck certificates (truckctl down) are refused at the handshake through the CA's CRL.

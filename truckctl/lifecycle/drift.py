@@ -20,6 +20,7 @@ from truckctl.lifecycle import targets
 from truckctl.lifecycle.orchestrator import truck_failures
 from truckctl.lifecycle.run import Run, finish_run, locked_run
 from truckctl.project import Project
+from truckctl.truck.plan import resolve_limit
 
 LAB_CLOUD_NOTE = ("lab target: the cloud tier is the offline plan, with no deployed state that could drift; "
                   "cloud drift is measured on aws (pulumi refresh --preview-only + preview --expect-no-changes)")
@@ -46,6 +47,7 @@ def drift(project: Project, options: DriftOptions, hooks: DriftHooks | None = No
     hooks = hooks or DriftHooks()
     targets.check_target(options.target)
     stage = load_stage(project, options.stage)
+    resolve_limit(stage, options.limit)  # an unknown --limit is a usage error before anything is written
     if options.target == "aws":
         from truckctl.cloud.engine import require_pulumi_cli
 

@@ -3,12 +3,20 @@
 Every step of a run, per node and per resource, with timings and changes, and how it ended.
 Bounded (per-run event cap, old runs pruned) and scrubbed: every string written passes through
 the redactor, so a secret value known to the run can never land here.
+
+A journal that cannot be started (disk full, read-only state directory) stops the run before it
+changes anything. One that fails later stops writing (what it holds stays whole: complete lines, an
+atomically replaced summary) and remembers why: the run goes on, since stopping a truck half-way
+through a playbook is worse than a short record, and ends with exit 1 saying its record is
+incomplete (`write_error`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -70,13 +78,36 @@ class Journal:
     _bytes: int = 0
     _truncated: bool = False
     _steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    write_error: str | None = None  # why the journal stopped writing, once it had to
 
     def __post_init__(self) -> None:
         self.run_id = self.run_id or new_run_id(self.stage, self.command)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.dir, 0o700)
-        self._write_summary("running", ExitCode.OK, [])
-        _prune(self.project)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.dir, 0o700)
+            self._write_summary("running", ExitCode.OK, [], strict=True)
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # leave no half-made run to list
+                (self.dir / "summary.json.tmp").unlink(missing_ok=True)
+                self.dir.rmdir()
+            raise TruckctlError.single(
+                "state-unwritable", f"cannot start the run journal: {exc.strerror}; free space in the state directory "
+                f"{self.project.state_dir} (or point TRUCKCTL_STATE_DIR elsewhere) and re-run: nothing was changed",
+                self.project.display(self.dir)) from None
+        with contextlib.suppress(OSError):  # best effort: old runs that cannot be removed stay
+            _prune(self.project)
+
+    def _failed(self, exc: OSError) -> None:
+        if self.write_error is None:
+            self.write_error = f"{exc.strerror} ({self.project.display(self.dir)})"
+
+    def incomplete(self) -> Problem | None:
+        """The problem a run ends with when its journal could not be written to the end."""
+        if self.write_error is None:
+            return None
+        return Problem("journal-incomplete", f"the run journal stopped being written: {self.write_error}; what "
+                       "it holds is complete up to then. Free space in the state directory and re-run",
+                       self.project.display(self.dir))
 
     @property
     def dir(self) -> Path:
@@ -94,14 +125,29 @@ class Journal:
                                    "only step boundaries follow"}) + "\n"
             else:
                 return
-        with open(self.dir / "events.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(line)
-            handle.flush()
+        if self.write_error is not None:
+            return
+        try:
+            with open(self.dir / "events.jsonl", "a", encoding="utf-8") as handle:
+                handle.write(line)
+                handle.flush()
+        except OSError as exc:
+            self._failed(exc)
+            self._drop_torn_line()
+            return
         self._bytes += len(line)
+
+    def _drop_torn_line(self) -> None:
+        """A line cut short by a full disk would be unreadable: keep the file at its last whole line."""
+        with contextlib.suppress(OSError):
+            path = self.dir / "events.jsonl"
+            if path.stat().st_size > self._bytes:
+                os.truncate(path, self._bytes)
 
     def step_start(self, step: str, **fields: Any) -> float:
         self._steps[step] = {"status": "running", "started": time.time()}
         self.event("step-start", step, **fields)
+        self._write_summary("running", ExitCode.OK, [])  # a run killed in this step shows where it died
         return time.time()
 
     def step_end(self, step: str, status: str, changed: int = 0, **fields: Any) -> None:
@@ -116,11 +162,14 @@ class Journal:
             exit_code, "failed")
         self.event("run-end", "run", status=status, exit_code=int(exit_code),
                    errors=[p.as_dict() for p in problems])
-        self._write_summary(status, exit_code, problems, result)
+        # The end of a run is worth one more try (space may have come back): it says how the run ended.
+        with contextlib.suppress(OSError):
+            self._write_summary(status, exit_code, problems, result, strict=True)
 
     def _write_summary(self, status: str, exit_code: ExitCode, problems: list[Problem],
-                       result: dict[str, Any] | None = None) -> None:
-        failed = next((name for name, s in self._steps.items() if s.get("status") in ("failed", "error")), None)
+                       result: dict[str, Any] | None = None, strict: bool = False) -> None:
+        failed = next((name for name, s in self._steps.items()
+                       if s.get("status") in ("failed", "error", "partial", "interrupted")), None)
         summary = {
             "run_id": self.run_id, "stage": self.stage, "command": self.command, "target": self.target,
             "status": status, "exit_code": int(exit_code), "started": self.started,
@@ -128,9 +177,19 @@ class Journal:
             "duration_s": round(time.time() - self.started, 3), "failed_step": failed,
             "steps": self._steps, "errors": [p.as_dict() for p in problems], "result": result or {},
         }
+        if self.write_error is not None and not strict:
+            return
+        if self.write_error is not None or any(p.code == "journal-incomplete" for p in problems):
+            summary["journal_incomplete"] = self.write_error
         tmp = self.dir / "summary.json.tmp"
-        tmp.write_text(json.dumps(self.redactor.scrub(summary), indent=2, default=str))
-        tmp.replace(self.dir / "summary.json")  # atomic: readers never see half a summary
+        try:
+            tmp.write_text(json.dumps(self.redactor.scrub(summary), indent=2, default=str))
+            tmp.replace(self.dir / "summary.json")  # atomic: readers never see half a summary
+        except OSError as exc:
+            if strict:
+                raise
+            self._failed(exc)
+            tmp.unlink(missing_ok=True)
 
 
 def list_runs(project: Project, stage: str | None = None) -> list[dict[str, Any]]:
@@ -143,16 +202,22 @@ def list_runs(project: Project, stage: str | None = None) -> list[dict[str, Any]
             continue
         if stage is None or data.get("stage") == stage:
             if data.get("status") == "running" and not _alive(data.get("pid")):
-                data["status"] = "died"  # killed (SIGKILL, power loss) before it could record its end
+                _died(data)  # killed (SIGKILL, power loss) before it could record its end
             out.append({k: data.get(k) for k in ("run_id", "stage", "command", "target", "status", "exit_code",
                                                   "started", "duration_s", "failed_step")})
     return out
 
 
+# What new_run_id makes: <UTC time>-<stage>-<command>-<4 hex digits>, ASCII only (str.isalnum would
+# let other scripts' letters and digits through to a path).
+RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-stage-[1-9][0-9]?-[a-z][a-z-]{0,30}-[0-9a-f]{4}")
+
+
 def show_run(project: Project, run_id: str) -> dict[str, Any]:
-    if not run_id.replace("-", "").replace("T", "").replace("Z", "").isalnum() or "/" in run_id:
-        raise TruckctlError.single("bad-run-id", f"expected a run id as listed by 'truckctl runs', got {run_id!r}",
-                                   exit_code=ExitCode.USAGE)
+    if not RUN_ID.fullmatch(run_id):
+        shown = repr(run_id if len(run_id) <= 60 else run_id[:60] + "...")
+        raise TruckctlError.single("bad-run-id", f"expected a run id as listed by 'truckctl runs', got {shown}",
+                                   "RUN_ID", ExitCode.USAGE)
     directory = runs_dir(project) / run_id
     if not (directory / "summary.json").is_file():
         raise TruckctlError.single("unknown-run", f"no run {run_id!r} (see 'truckctl runs')",
@@ -167,13 +232,22 @@ def show_run(project: Project, run_id: str) -> dict[str, Any]:
             except ValueError:
                 events.append({"kind": "unreadable", "line": line[:200]})  # torn last line after a kill
     if summary.get("status") == "running" and not _alive(summary.get("pid")):
-        summary["status"] = "died"
+        _died(summary)
     return {"summary": summary, "events": events}
 
 
 def last_run(project: Project, stage: str) -> dict[str, Any] | None:
     runs = list_runs(project, stage)
     return runs[0] if runs else None
+
+
+def _died(summary: dict[str, Any]) -> None:
+    """A run whose process is gone without recording its end: it died in the step still running."""
+    summary["status"] = "died"
+    steps = summary.get("steps")
+    running = [name for name, step in steps.items() if isinstance(step, dict) and step.get("status") == "running"] \
+        if isinstance(steps, dict) else []
+    summary["failed_step"] = summary.get("failed_step") or (running[-1] if running else None)
 
 
 def _alive(pid: object) -> bool:

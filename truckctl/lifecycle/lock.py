@@ -72,13 +72,19 @@ def stage_lock(project: Project, stage: str, command: str, run_id: str | None = 
     holder = LockHolder(pid=os.getpid(), host=socket.gethostname(), user=_user(), command=command,
                         started=time.time(), run_id=run_id, pid_start=_process_start(os.getpid()))
     path = lock_path(project, stage)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         raise _locked(stage, read_holder(project, stage)) from None
-    with os.fdopen(fd, "w") as handle:
-        json.dump(asdict(holder), handle)
+    except OSError as exc:
+        raise _unwritable(project, path, exc) from None
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(asdict(holder), handle)
+    except OSError as exc:  # e.g. disk full: an empty lock file would look like a stale lock later
+        path.unlink(missing_ok=True)
+        raise _unwritable(project, path, exc) from None
     try:
         yield holder
     finally:
@@ -102,6 +108,12 @@ def unlock(project: Project, stage: str, force: bool = False) -> dict[str, objec
     lock_path(project, stage).unlink(missing_ok=True)
     return {"stage": stage, "cleared": True, "holder": asdict(holder),
             "message": f"cleared the lock of {holder.describe()}"}
+
+
+def _unwritable(project: Project, path: Path, exc: OSError) -> TruckctlError:
+    return TruckctlError.single("state-unwritable", f"cannot take the stage lock: {exc.strerror}; free space in the "
+                                f"state directory {project.state_dir} (or point TRUCKCTL_STATE_DIR elsewhere) and "
+                                "re-run: nothing was changed", project.display(path))
 
 
 def _locked(stage: str, holder: LockHolder | None) -> TruckctlError:

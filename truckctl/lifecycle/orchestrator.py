@@ -26,6 +26,7 @@ from truckctl.lifecycle import smoke, targets
 from truckctl.lifecycle.prechecks import run_prechecks
 from truckctl.lifecycle.run import Run, finish_run, locked_run
 from truckctl.project import Project
+from truckctl.truck.plan import resolve_limit
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ def up(project: Project, options: UpOptions, progress: Progress | None = None) -
     progress = progress or Progress()
     check_options(options)
     stage = load_stage(project, options.stage)  # configuration valid: the first precheck
+    resolve_limit(stage, options.limit)  # an unknown --limit is a usage error before anything is written
     if options.target == "aws":
         from truckctl.cloud.engine import require_pulumi_cli
 
@@ -70,6 +72,10 @@ def up(project: Project, options: UpOptions, progress: Progress | None = None) -
         connection = targets.connection(project, stage, options.target) if wants_truck else None
         progress.on_step("prechecks", "configuration, tools, SSH with pinned host keys, clocks, address conflicts")
         result["prechecks"] = run.step("prechecks", lambda: prechecks(stage, options, connection))
+        # A node found unreachable is left out: the others converge, the run ends with exit 1 naming it.
+        left_out = unreachable_problems(result["prechecks"])
+        for problem in left_out:
+            run.journal.event("node", "prechecks", node=problem.location, state="unreachable", message=problem.message)
         cloud: CloudOutputs | None = None
         with ThreadPoolExecutor(max_workers=1) as pool:
             planned: Future[dict[str, Any]] | None = None
@@ -87,35 +93,59 @@ def up(project: Project, options: UpOptions, progress: Progress | None = None) -
                     run.secret(truck_access.private_key_pem.get_secret_value())
                 run.lab_receiver = inputs.cloud.alert_webhook_url if options.target == "lab" else None
                 progress.on_step("truck", f"converging the truck nodes of {stage.name} on {options.target}")
-                request = UpRequest(stage.name, options.target, "truck", options.limit)
+                request = UpRequest(stage.name, options.target, "truck", options.limit,
+                                    exclude=tuple(str(p.location) for p in left_out))
                 result["truck"] = run.step("truck", lambda: truck_step(project, stage, request, inputs, run,
                                                                        progress.truck))
             if planned is not None:
                 result["cloud"] = run.step("cloud", lambda: cloud_step_result(planned.result()))
         failures = truck_failures(result.get("truck"))
         if failures:
-            raise TruckctlError(failures, ExitCode.ERROR, {**result, "failed_step": "truck"})
+            raise TruckctlError(left_out + failures, ExitCode.ERROR, {**result, "failed_step": "truck"})
         if wants_truck and options.limit is None:
-            progress.on_step("verify", "smoke check: telemetry from each truck reaches the cloud side")
-            result["smoke"] = run.step("verify", lambda: smoke.check(stage, options.target, inputs.cloud,
-                                                                     run.journal.run_id))
+            # Trucks whose gateway was left out cannot be checked: they are already reported.
+            gateways_out = {p.location for p in left_out}
+            checked = stage.model_copy(update={"trucks": [t for t in stage.trucks
+                                                          if stage.gateway(t).name not in gateways_out]})
+            if checked.trucks:
+                progress.on_step("verify", "smoke check: telemetry from each truck reaches the cloud side")
+                result["smoke"] = run.step("verify", lambda: smoke.check(checked, options.target, inputs.cloud,
+                                                                         run.journal.run_id))
+        if left_out:
+            result["unreachable"] = [p.location for p in left_out]
+            raise TruckctlError(left_out, ExitCode.ERROR, {**result, "failed_step": "prechecks"})
         return finish_run(run, ExitCode.OK, result)
 
 
 def lab_up(project: Project, stage: Stage) -> dict[str, Any]:
+    """The lab under the run: built if missing, reused if its infrastructure is up. A truck node that is
+    down or cut off is not rebuilt away: the prechecks report it, as they would for a real truck."""
     from truckctl.lab import api as lab_api
 
-    return dict(lab_api.up(project, stage.name))
+    return dict(lab_api.up(project, stage.name, keep_node_faults=True))
 
 
 def prechecks(stage: Stage, options: UpOptions, connection: Any) -> dict[str, Any]:
+    """Every precheck must pass, except that some (not all) nodes may be unreachable: those are left
+    out of the run (step status `partial`) and the run ends with exit 1 naming them."""
     nodes = stage.nodes()
     if options.limit is not None:
         nodes = [(t, n) for t, n in nodes if n.name == options.limit]
     report = run_prechecks(stage, options.target, connection, nodes)
-    if not report.ok:
+    unreachable = [p for p in report.problems if p.code == "node-unreachable"]
+    if len(unreachable) < len(report.problems) or len(unreachable) == len(nodes):
         raise TruckctlError(report.problems, ExitCode.ERROR, {"prechecks": report.as_dict()})
-    return report.as_dict()
+    detail = report.as_dict()
+    if unreachable:
+        detail.update(_status="partial", unreachable=[p.as_dict() for p in unreachable],
+                      summary_unreachable=[p.location for p in unreachable])
+    return detail
+
+
+def unreachable_problems(prechecks_detail: dict[str, Any]) -> list[Problem]:
+    """The nodes the prechecks found unreachable, as the problems the run ends with."""
+    return [Problem("node-unreachable", f"{item['message']}; it was left out of this run: re-run once it is back",
+                    item["location"]) for item in prechecks_detail.get("unreachable", [])]
 
 
 def offline_cloud(project: Project, stage: Stage) -> dict[str, Any]:

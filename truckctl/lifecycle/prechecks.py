@@ -128,22 +128,37 @@ def clock_problems(probes: list[NodeProbe]) -> list[Problem]:
             for p in probes if p.skew_s is not None and abs(p.skew_s) > MAX_CLOCK_SKEW_S]
 
 
-def address_conflicts(stage: Stage, probes: list[NodeProbe]) -> tuple[list[Problem], dict[str, Any]]:
-    """Ask each truck LAN who answers for our addresses; anything but the node itself is a conflict."""
+def scan_lans(stage: Stage) -> dict[str, dict[str, set[str]]]:
+    """Raw ARP on each truck LAN attached to this host: truck -> address -> MACs that answered (root only)."""
     from truckctl.lifecycle.arp import arp_scan, route_to
 
+    lans = [(truck, route) for truck in stage.trucks if (route := route_to(str(truck.nodes[0].address)))]
+
+    def scan(lan: tuple[Truck, tuple[str, str]]) -> dict[str, set[str]]:
+        truck, (interface, source) = lan
+        return arp_scan(interface, source, [str(n.address) for n in truck.nodes])
+
+    # Each scan waits its full window for late or duplicate replies: one truck LAN at a time would
+    # cost that window per truck, so the LANs are scanned at once.
+    with ThreadPoolExecutor(max_workers=max(1, min(32, len(lans)))) as pool:
+        return dict(zip([truck.name for truck, _ in lans], pool.map(scan, lans), strict=True))
+
+
+def address_conflicts(stage: Stage, probes: list[NodeProbe], scans: dict[str, dict[str, set[str]]] | None = None
+                      ) -> tuple[list[Problem], dict[str, Any]]:
+    """Ask each truck LAN who answers for our addresses; anything but the node itself is a conflict.
+    `scans` is scan_lans' result when it already ran (beside the SSH probes)."""
     expected = {p.address: p.mac for p in probes if p.mac}
     problems: list[Problem] = []
     seen: dict[str, Any] = {}
     if os.geteuid() != 0:
         return [], {"skipped": "needs root for raw ARP"}
+    results = scans if scans is not None else scan_lans(stage)
     for truck in stage.trucks:
-        addresses = [str(n.address) for n in truck.nodes]
-        route = route_to(addresses[0])
-        if route is None:
+        if truck.name not in results:
             seen[truck.name] = "not on a LAN attached to this host"
             continue
-        answers = arp_scan(route[0], route[1], addresses)
+        answers = results[truck.name]
         seen[truck.name] = {a: sorted(m) for a, m in answers.items()}
         for node in truck.nodes:
             address = str(node.address)
@@ -168,11 +183,14 @@ def run_prechecks(stage: Stage, target: str, access: Connection | None,
         report.add("aws", check_aws_access(stage))
     chosen = nodes if nodes is not None else stage.nodes()
     if access is not None and chosen:
-        probes = probe_nodes(chosen, access)
+        with ThreadPoolExecutor(max_workers=1) as pool:  # the ARP window overlaps the SSH probes
+            scans = pool.submit(scan_lans, stage) if os.geteuid() == 0 else None
+            probes = probe_nodes(chosen, access)
+            scanned = scans.result() if scans is not None else None
         by_node = {p.name: {"address": p.address, "reachable": p.reachable, "detail": p.detail,
                             "clock_skew_s": p.skew_s} for p in probes}
         report.add("ssh", ssh_problems(probes), nodes=by_node)
         report.add("clock", clock_problems(probes), max_skew_s=MAX_CLOCK_SKEW_S)
-        conflicts, seen = address_conflicts(stage, probes)
+        conflicts, seen = address_conflicts(stage, probes, scanned)
         report.add("address-conflicts", conflicts, answers=seen)
     return report

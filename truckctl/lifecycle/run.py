@@ -45,7 +45,8 @@ class Run:
         try:
             detail = action()
         except TruckctlError as exc:
-            self.journal.step_end(name, "failed", errors=[p.as_dict() for p in exc.problems])
+            status = "interrupted" if exc.exit_code == ExitCode.INTERRUPTED else "failed"
+            self.journal.step_end(name, status, errors=[p.as_dict() for p in exc.problems])
             exc.result.setdefault("failed_step", name)
             raise
         except KeyboardInterrupt:
@@ -79,6 +80,9 @@ def locked_run(project: Project, stage: Stage, command: str, target: str) -> Ite
         try:
             yield run
         except TruckctlError as exc:
+            incomplete = journal.incomplete()
+            if incomplete is not None and incomplete not in exc.problems:
+                exc.problems.append(incomplete)
             failed = exc.result.get("failed_step")
             if exc.exit_code not in (ExitCode.INTERRUPTED, ExitCode.USAGE):
                 reason = exc.problems[0].message if exc.problems else "failed"
@@ -89,12 +93,18 @@ def locked_run(project: Project, stage: Stage, command: str, target: str) -> Ite
             raise
         except KeyboardInterrupt:
             problem = Problem("interrupted", f"{command} interrupted; the stage lock is released, re-run to resume")
-            journal.finish(ExitCode.INTERRUPTED, [problem])
-            raise TruckctlError([problem], ExitCode.INTERRUPTED, {"run_id": journal.run_id}) from None
+            problems = [problem, *filter(None, [journal.incomplete()])]
+            journal.finish(ExitCode.INTERRUPTED, problems)
+            raise TruckctlError(problems, ExitCode.INTERRUPTED, {"run_id": journal.run_id}) from None
 
 
 def finish_run(run: Run, exit_code: ExitCode, result: dict[str, Any], problems: list[Problem] | None = None
                ) -> dict[str, Any]:
+    """End a run that did what it was asked. If its journal could not be written to the end, the run
+    fails (exit 1) all the same: an unrecorded run must not look like a clean one."""
+    incomplete = run.journal.incomplete()
+    if incomplete is not None:
+        raise TruckctlError([*(problems or []), incomplete], ExitCode.ERROR, result)
     result.update(run_id=run.journal.run_id, notifications=run.notifications)
     run.journal.finish(exit_code, problems or [], result)
     return result

@@ -28,8 +28,8 @@ def publish(address: str, port: int, topic: str, payload: str, timeout_s: float 
         raise TruckctlError.single("smoke-publish", f"cannot publish to the broker at {address}:{port}: {exc}",
                                    address) from None
     finally:
+        client.disconnect()  # first: it wakes the network thread, which loop_stop() would wait up to 1 s for
         client.loop_stop()
-        client.disconnect()
 
 
 def check(stage: Stage, target: str, cloud: CloudOutputs, run_id: str, timeout_s: float = TIMEOUT_S

@@ -69,15 +69,21 @@ def resolve_limit(stage: Stage, limit: str | None) -> list[str]:
     if limit not in names:
         from truckctl.config.rules import suggest
 
-        raise TruckctlError.single("unknown-node", f"no node {limit!r} in {stage.name}" + suggest(limit, names),
-                                   "--limit", ExitCode.USAGE)
+        shown = repr(limit if len(limit) <= 40 else limit[:40] + "...")
+        raise TruckctlError.single("unknown-node", f"no node {shown} in {stage.name}"
+                                   + suggest(limit[:100], names), "--limit", ExitCode.USAGE)
     return [limit]
 
 
 def build_plan(project_dir: Path, stage: Stage, cloud: CloudOutputs, connection: Connection, target: str,
-               limit: str | None = None, check: bool = False) -> RunPlan:
+               limit: str | None = None, check: bool = False, exclude: tuple[str, ...] = ()) -> RunPlan:
+    """`exclude`: nodes to leave out (known unreachable); the run is then limited to the others."""
     check_cloud_outputs(stage, cloud, target)
-    hosts = resolve_limit(stage, limit)
+    hosts = [h for h in resolve_limit(stage, limit) if h not in exclude]
+    if not hosts:
+        raise TruckctlError.single("no-nodes", "every node of the run is excluded: nothing to converge")
+    if exclude:
+        limit = ",".join(hosts)
     inventory = copy.deepcopy(render_inventory(stage))
     inventory["all"]["vars"].update(connection_vars(connection))
     return RunPlan(

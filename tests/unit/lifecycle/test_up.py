@@ -193,3 +193,86 @@ def test_cli_failure_shows_the_error_per_node(project: Project, fakes: dict[str,
     result = CliRunner().invoke(app, ["-C", str(REPO), "up", "stage-1"])
     assert result.exit_code == 1
     assert "truck-a-hv1: Run chrony: cannot start" in result.stderr
+
+
+# ---- a node down before the run: left out, the others converge, exit 1 naming it ------------
+
+REAL_PRECHECKS = orchestrator.prechecks  # the fakes replace it; these tests use the real one
+
+
+def unreachable_report(*nodes: str) -> Any:
+    from truckctl.lifecycle.prechecks import PrecheckReport
+
+    report = PrecheckReport()
+    report.add("ssh", [Problem("node-unreachable", f"node {n} (10.0.0.1) is not reachable over SSH: unreachable", n)
+                       for n in nodes])
+    return report
+
+
+@pytest.fixture
+def down_nodes(fakes: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    nodes: list[str] = []
+    monkeypatch.setattr(orchestrator, "prechecks", REAL_PRECHECKS)
+    monkeypatch.setattr(orchestrator, "run_prechecks", lambda stage_, target, connection, chosen:
+                        unreachable_report(*[n.name for _, n in chosen if n.name in nodes]))
+    smoke_trucks: list[str] = []
+    fakes["smoke_trucks"] = smoke_trucks
+
+    def smoke_check(stage_: Stage, target: str, cloud: Any, run_id: str) -> dict[str, Any]:
+        fakes["calls"].append("verify")
+        smoke_trucks.extend(t.name for t in stage_.trucks)
+        return {"checked": True, "arrived_s": {t.name: 1.0 for t in stage_.trucks}}
+
+    monkeypatch.setattr(smoke, "check", smoke_check)
+    return nodes
+
+
+def test_an_unreachable_node_is_left_out_the_others_converge_and_the_run_fails_naming_it(
+        project: Project, fakes: dict[str, Any], down_nodes: list[str]) -> None:
+    down_nodes.append("truck-b-hv2")
+    with pytest.raises(TruckctlError) as caught:
+        orchestrator.up(project, orchestrator.UpOptions("stage-1"))
+    error = caught.value
+    assert error.exit_code == ExitCode.ERROR
+    assert [(p.code, p.location) for p in error.problems] == [("node-unreachable", "truck-b-hv2")]
+    assert "left out of this run" in error.problems[0].message
+    plan = fakes["plan"]
+    assert "truck-b-hv2" not in plan.hosts and len(plan.hosts) == 5
+    assert plan.limit == ",".join(plan.hosts)  # Ansible is told exactly which nodes to run on
+    assert fakes["calls"][-1] == "verify" and fakes["smoke_trucks"] == ["truck-a", "truck-b"]
+    run = show_run(project, error.result["run_id"])
+    summary = run["summary"]
+    assert summary["status"] == "failed" and summary["failed_step"] == "prechecks"
+    assert summary["steps"]["prechecks"]["status"] == "partial"
+    assert summary["steps"]["prechecks"]["summary_unreachable"] == ["truck-b-hv2"]
+    assert summary["steps"]["truck"]["status"] == "ok"
+    assert [e["node"] for e in run["events"] if e["kind"] == "node" and e.get("state") == "unreachable"] == [
+        "truck-b-hv2"]
+    assert read_holder(project, "stage-1") is None
+
+
+def test_a_truck_whose_gateway_is_unreachable_is_not_smoke_checked(project: Project, fakes: dict[str, Any],
+                                                                   down_nodes: list[str]) -> None:
+    down_nodes.append("truck-b-gw")
+    with pytest.raises(TruckctlError) as caught:
+        orchestrator.up(project, orchestrator.UpOptions("stage-1"))
+    assert caught.value.problems[0].location == "truck-b-gw"
+    assert fakes["smoke_trucks"] == ["truck-a"]
+
+
+def test_every_node_unreachable_stops_in_the_prechecks(project: Project, fakes: dict[str, Any],
+                                                       down_nodes: list[str]) -> None:
+    down_nodes.append("truck-a-hv1")
+    with pytest.raises(TruckctlError) as caught:
+        orchestrator.up(project, orchestrator.UpOptions("stage-1", limit="truck-a-hv1"))
+    assert caught.value.problems[0].code == "node-unreachable"
+    assert "truck" not in fakes["calls"]
+    assert list_runs(project)[0]["failed_step"] == "prechecks"
+
+
+def test_an_unknown_limit_is_refused_before_the_lock_and_the_journal(project: Project, fakes: dict[str, Any]
+                                                                     ) -> None:
+    with pytest.raises(TruckctlError) as caught:
+        orchestrator.up(project, orchestrator.UpOptions("stage-1", limit="truck-z-gw"))
+    assert caught.value.exit_code == ExitCode.USAGE and fakes["calls"] == []
+    assert not project.state_dir.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,19 @@ def test_vault_prompt_matches_ansible_playbook_prompt() -> None:
     import re
 
     assert re.search(VAULT_PROMPT, "Vault password: ", re.MULTILINE)
+
+
+def test_private_dirs_of_dead_runs_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
+    from truckctl.truck.runner import sweep_dead_runs
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    work = tmp_path / "work"
+    mine = work / f"20270508T060000-aaaa-p{os.getpid()}-x1"
+    gone = work / f"20270508T060001-bbbb-p{dead.pid}-x2"
+    legacy = work / "20270508T060002-cccc-x3"  # from before runs named their process: left alone
+    for directory in (mine, gone, legacy):
+        directory.mkdir(parents=True)
+        (directory / "secrets.vault").write_text("$ANSIBLE_VAULT;1.1;AES256\n")
+    assert sweep_dead_runs(work) == [gone]
+    assert mine.exists() and legacy.exists() and not gone.exists()

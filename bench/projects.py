@@ -1,0 +1,323 @@
+"""Throwaway truckctl projects for the lab benchmarks, and the stock-Ansible baseline.
+
+Every lab benchmark runs on its OWN temporary project (a copy of inventory/ with its own networks,
+its own state directory, playbooks/ and stacks/ symlinked to the repository's), never on the
+repository's project, whose lab other people use. Networks are chosen so they overlap neither the
+shipped example (10.31/10.32, uplink 100.64.10.0/24) nor the labs other engineers run on this
+machine (10.41-10.62, uplinks 100.64.20-40): 10.7X.*.0/24 and uplinks 100.64.5X.0/24.
+
+`TempProject.close()` always takes the lab down and removes the directory; `cleanup_all()` (run by
+bench/run.py at exit, on SIGTERM and on Ctrl-C) does it for every project still open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+TRUCKCTL = str(BIN / "truckctl")
+STAGE = "stage-1"
+NODE_ROLES = ("gateway", "compute", "storage")
+# Whatever runs ansible-playbook by hand inherits none of truckctl's tuning from the environment.
+_STRIPPED_ENV_PREFIXES = ("ANSIBLE_", "TRUCKCTL_", "RUNNER_")
+
+_open: list[TempProject] = []
+
+
+class BenchError(RuntimeError):
+    """A benchmark's command failed or did something it must not (e.g. a re-run that changed things)."""
+
+
+def run_quiet(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None,
+              timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    """Run argv in its own process group, output captured. On a timeout or an interruption (Ctrl-C,
+    SIGTERM turned into KeyboardInterrupt by run.py) the whole group (truckctl, ansible-playbook, its
+    ssh children) gets SIGTERM, then SIGKILL after 20 s: nothing of ours keeps running."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except BaseException:
+        _stop_group(proc)
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, None)
+
+
+def _stop_group(proc: subprocess.Popen[str]) -> None:
+    for sig, wait in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)  # the group we created for this child: its pid is the group id
+        try:
+            proc.communicate(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED_ENV_PREFIXES)}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
+    env.update(extra)
+    return env
+
+
+@dataclass
+class TempProject:
+    """A truckctl project in a temporary directory; `close()` takes its lab down and deletes it."""
+
+    label: str
+    root: Path
+    nodes: int
+    control_dir: Path = field(init=False)  # SSH ControlMaster sockets of this project's runs
+
+    def __post_init__(self) -> None:
+        self.control_dir = self.root / ".cp"
+        self.control_dir.mkdir(mode=0o700, exist_ok=True)
+        _open.append(self)
+
+    def argv(self, *args: str) -> list[str]:
+        return [TRUCKCTL, "-C", str(self.root), *args]
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        # ANSIBLE_SSH_CONTROL_PATH_DIR is only where the SSH multiplexing sockets live (truckctl keeps its
+        # ControlPersist setting): a directory per project lets the harness close them between samples.
+        return clean_env(ANSIBLE_SSH_CONTROL_PATH_DIR=str(self.control_dir), **(extra or {}))
+
+    def truckctl(self, *args: str, ok: tuple[int, ...] = (0,), timeout: float = 1800,
+                 env: dict[str, str] | None = None) -> dict[str, Any]:
+        """Run `truckctl -C root ARGS --json`; return its envelope, raise BenchError unless the exit code is ok."""
+        proc = run_quiet([*self.argv(*args), "--json"], env=self.env(env), timeout=timeout)
+        try:
+            envelope: dict[str, Any] = json.loads(proc.stdout[proc.stdout.index("{"):]) if "{" in proc.stdout else {}
+        except ValueError:
+            envelope = {}
+        if proc.returncode not in ok:
+            errors = "; ".join(e.get("message", "") for e in envelope.get("errors", [])) or tail(proc.stdout)
+            raise BenchError(f"truckctl {' '.join(args)} on {self.label}: exit {proc.returncode}: {errors}")
+        return envelope
+
+    def lab_up(self) -> None:
+        self.truckctl("lab", "up", STAGE)
+
+    def lab_down(self) -> None:
+        self.truckctl("lab", "down")
+
+    def converge(self, env: dict[str, str] | None = None) -> dict[str, Any]:
+        """`truckctl up stage-1 --tier truck` (lab, prechecks, truck tier, smoke check); the run's result."""
+        return dict(self.truckctl("up", STAGE, "--tier", "truck", env=env).get("result") or {})
+
+    def lab_cpu(self) -> float:
+        """CPU seconds used so far by the lab's nodes (their cgroup), 0 when no lab is up."""
+        try:
+            lab_id = json.loads((self.root / ".truckctl" / "lab" / "state.json").read_text())["plan"]["lab_id"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0.0
+        for base in (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup")):
+            stat = base / f"truckctl-lab-{lab_id}" / "cpu.stat"
+            try:
+                fields = dict(line.split() for line in stat.read_text().splitlines() if line.strip())
+                return int(fields["usage_usec"]) / 1e6
+            except (OSError, ValueError, KeyError):
+                continue
+        return 0.0
+
+    def close_ssh_masters(self) -> None:
+        """End the SSH ControlMaster processes left by earlier runs, so every sample starts cold."""
+        for sock in self.control_dir.glob("*"):
+            if sock.is_socket():
+                run_quiet(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "lab-node"], timeout=10)
+                with contextlib.suppress(OSError):
+                    sock.unlink()
+
+    def close(self) -> None:
+        """Take the lab down (retrying once) and remove the project. Never raises."""
+        try:
+            self.close_ssh_masters()
+            for attempt in range(2 if (self.root / ".truckctl" / "lab").exists() else 0):
+                try:
+                    self.lab_down()
+                    break
+                except (BenchError, subprocess.TimeoutExpired) as exc:
+                    print(f"warning: lab down of {self.label} failed (attempt {attempt + 1}): {exc}",
+                          file=sys.stderr)
+                    time.sleep(2)
+            state = self.root / ".truckctl" / "lab" / "state.json"
+            if state.exists() or mounted_under(self.root):  # keep it: else nobody could tear the rest down
+                print(f"warning: the lab of {self.label} is not fully down: kept {self.root}; run "
+                      f"`{TRUCKCTL} -C {self.root} lab down`", file=sys.stderr)
+                return
+            shutil.rmtree(self.root, ignore_errors=True)
+        finally:
+            with contextlib.suppress(ValueError):
+                _open.remove(self)
+
+
+def mounted_under(root: Path) -> bool:
+    """Whether anything is still mounted inside `root` (never rmtree through a live mount)."""
+    prefix = str(root.resolve()) + "/"
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return True
+    return any(line.split()[1].startswith(prefix) for line in mounts if len(line.split()) > 1)
+
+
+def cleanup_all() -> None:
+    for project in list(reversed(_open)):
+        project.close()
+
+
+def _new_root(label: str) -> Path:
+    root = Path(tempfile.mkdtemp(prefix=f"truckctl-bench-{label}-"))
+    for name in ("playbooks", "stacks"):
+        (root / name).symlink_to(REPO / name)
+    return root
+
+
+def stage1_clone(label: str, octet: int, uplink: int) -> TempProject:
+    """The shipped example (all 21 stages, 2 trucks of 3 nodes) with its networks moved:
+    10.31.* -> 10.<octet>.*, 10.32.* -> 10.<octet+1>.*, uplink 100.64.10.0/24 -> 100.64.<uplink>.0/24."""
+    root = _new_root(label)
+    shutil.copytree(REPO / "inventory", root / "inventory")
+    moves = {"10.31.": f"10.{octet}.", "10.32.": f"10.{octet + 1}.", "100.64.10.": f"100.64.{uplink}."}
+    pattern = re.compile(r"(?<![\d.])(" + "|".join(re.escape(k) for k in moves) + ")")
+    for path in (root / "inventory").rglob("*.yaml"):
+        text = path.read_text()
+        path.write_text(pattern.sub(lambda m: moves[m.group(1)], text))
+    return TempProject(label, root, nodes=6)
+
+
+def scaled(label: str, trucks: int, octet: int, uplink: int) -> TempProject:
+    """A generated race: `trucks` trucks of 3 nodes (gateway, compute, storage), stage-1 only, truck i's
+    LAN 10.<octet>.<10 i>.0/24 and VLANs 10.<octet>.<10 i + 1..3>.0/24, uplink 100.64.<uplink>.0/24."""
+    if not 1 <= trucks <= 24:
+        raise ValueError("1 to 24 trucks")
+    root = _new_root(label)
+    race = yaml.safe_load((REPO / "inventory" / "race.yaml").read_text())
+    stage = yaml.safe_load((REPO / "inventory" / "stages" / f"{STAGE}.yaml").read_text())
+    names = [f"truck-{chr(ord('a') + i)}" for i in range(trucks)]
+    race["trucks"] = []
+    for i, name in enumerate(names, start=1):
+        base = 10 * i
+        race["trucks"].append({
+            "name": name,
+            "lan": f"10.{octet}.{base}.0/24",
+            "vlans": [{"id": 100 + 10 * v, "name": vname, "cidr": f"10.{octet}.{base + v}.0/24"}
+                      for v, vname in enumerate(("telemetry", "storage", "mgmt"), start=1)],
+            "nodes": [{"name": f"{name}-{suffix}", "role": role, "address": f"10.{octet}.{base}.{11 + j}"}
+                      for j, (suffix, role) in enumerate(zip(("gw", "hv1", "hv2"), NODE_ROLES, strict=True))],
+        })
+    race.setdefault("lab", {})["uplink_cidr"] = f"100.64.{uplink}.0/24"
+    stage["tech_zone"]["trucks"] = names
+    stage["tech_zone"].pop("networks", None)
+    (root / "inventory" / "stages").mkdir(parents=True)
+    (root / "inventory" / "race.yaml").write_text(yaml.safe_dump(race, sort_keys=False))
+    (root / "inventory" / "stages" / f"{STAGE}.yaml").write_text(yaml.safe_dump(stage, sort_keys=False))
+    return TempProject(label, root, nodes=3 * trucks)
+
+
+# ---- stock Ansible: the same playbooks and inventory, ansible-playbook with its default configuration ----
+
+@dataclass
+class StockRun:
+    """`ansible-playbook` run by hand against a project's lab: no ansible.cfg (ANSIBLE_CONFIG is an empty
+    file), so default forks (5), fact gathering on (a copy of site.yml with `gather_facts: true`), no
+    pipelining and the default SSH arguments; host-key checking on against the lab's known_hosts.
+
+    The inventory, connection variables and extra vars are rendered by truckctl's own build_plan; the
+    secret vars are vault-encrypted as truckctl does, with the password in a 0600 file removed by close().
+    """
+
+    project: TempProject
+    dir: Path
+    argv: list[str]
+    env: dict[str, str]
+
+    @classmethod
+    def prepare(cls, project: TempProject, check: bool = False) -> StockRun:
+        from truckctl.config.loader import load_stage
+        from truckctl.lab import api as lab_api
+        from truckctl.project import Project
+        from truckctl.truck.plan import build_plan
+        from truckctl.truck.vault import new_password, write_encrypted_vars
+
+        proj = Project(project.root)
+        stage = load_stage(proj, STAGE)
+        plan = build_plan(proj.playbooks_dir, stage, lab_api.cloud_outputs(proj, stage),
+                          lab_api.connection(proj), "lab", check=check)
+        work = Path(tempfile.mkdtemp(prefix="stock-", dir=project.root))
+        os.chmod(work, 0o700)
+        playbooks = REPO / "playbooks"
+        for entry in playbooks.iterdir():  # roles/, library/ ... next to the playbook, as Ansible expects
+            if entry.name not in ("ansible.cfg", plan.playbook):
+                (work / entry.name).symlink_to(entry)
+        site = (playbooks / plan.playbook).read_text()
+        (work / plan.playbook).write_text(stock_playbook(site))
+        (work / "empty.cfg").write_text("")
+        (work / "inventory.json").write_text(json.dumps(plan.inventory))
+        (work / "extravars.json").write_text(json.dumps(plan.extravars))
+        password = new_password()
+        pw_file = work / "vault-password"
+        fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(password)
+        write_encrypted_vars(work / "secrets.vault", plan.secret_vars, password)
+        argv = [str(BIN / "ansible-playbook"), "-i", "inventory.json", "-e", "@extravars.json",
+                "-e", "@secrets.vault", "--vault-password-file", "vault-password", plan.playbook]
+        if check:
+            argv[1:1] = ["--check", "--diff"]
+        env = clean_env(ANSIBLE_CONFIG=str(work / "empty.cfg"), ANSIBLE_NOCOLOR="1",
+                        ANSIBLE_SSH_CONTROL_PATH_DIR=str(project.control_dir))
+        return cls(project, work, argv, env)
+
+    def run(self, expect_changes: bool | None = None) -> dict[str, int]:
+        """Run the playbook; raise BenchError if it fails (or changes something when it must not)."""
+        proc = run_quiet(self.argv, env=self.env, cwd=self.dir, timeout=3600)
+        recap = parse_recap(proc.stdout)
+        if proc.returncode != 0 or not recap:
+            raise BenchError(f"stock ansible-playbook on {self.project.label}: exit {proc.returncode}:\n"
+                             f"{tail(proc.stdout)}")
+        if expect_changes is False and recap.get("changed", 0):
+            raise BenchError(f"stock re-run on {self.project.label} changed {recap['changed']} task(s): not idempotent")
+        return recap
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def stock_playbook(site: str) -> str:
+    """site.yml with fact gathering back to Ansible's default (on) in every play."""
+    stock, count = re.subn(r"(?m)^(\s*)gather_facts:\s*(false|no|False)\s*(#.*)?$", r"\1gather_facts: true", site)
+    if count == 0:
+        raise BenchError("site.yml has no `gather_facts: false` to turn back to Ansible's default")
+    return stock
+
+
+def parse_recap(output: str) -> dict[str, int]:
+    """Totals of the PLAY RECAP (ok, changed, unreachable, failed...) over every host."""
+    totals: dict[str, int] = {}
+    recap = output.rsplit("PLAY RECAP", 1)
+    if len(recap) < 2:
+        return totals
+    for key, value in re.findall(r"\b(ok|changed|unreachable|failed|skipped|rescued|ignored)=(\d+)", recap[1]):
+        totals[key] = totals.get(key, 0) + int(value)
+    return totals
