@@ -66,7 +66,7 @@ def mitogen_env() -> dict[str, str]:
 
     Mitogen keeps one Python interpreter per node for the whole run instead of starting one per task:
     on the lab's idempotent re-run of stage-1 it cuts the nodes' CPU about 6x (19 -> 3 CPU-s) and
-    the run's time 2-3x (docs/BENCHMARKS.md). Host-key checking stays on (it uses the same ssh
+    the run's time about 1.7x (docs/BENCHMARKS.md). Host-key checking stays on (it uses the same ssh
     options and known_hosts). playbooks/ansible.cfg leaves the default strategy, so plain
     `ansible-playbook` works without Mitogen. Located without importing it (fast start-up).
     """
