@@ -16,7 +16,7 @@ from typing import Any
 
 from truckctl.config.loader import load_stage
 from truckctl.errors import ExitCode, Problem, TruckctlError
-from truckctl.lab import aptcache, naming, network, node, rootfs, standin
+from truckctl.lab import aptcache, naming, network, node, registry, rootfs, standin
 from truckctl.lab import state as st
 from truckctl.lab.paths import LabPaths
 from truckctl.lab.pki import LabPki
@@ -75,7 +75,7 @@ def up(project: Project, stage_name: str, progress: Progress = _quiet, keep_node
     with st.locked(project.state_dir):
         existing = st.load(project.state_dir)
         own = {r.name for r in existing.of_kind(st.LINK)} if existing else set()
-        check_host_routes(plan, network.host_routes(), own)
+        check_host_routes(plan, network.host_routes(), own, registry.other_labs(plan.lab_id))
         if existing is not None:
             if existing.stage != stage_name:
                 raise TruckctlError.single(
@@ -92,6 +92,8 @@ def up(project: Project, stage_name: str, progress: Progress = _quiet, keep_node
         require_tools(with_build=not rootfs.base_path().is_dir())
         state = st.LabState(plan.lab_id, stage_name, plan, plan.fingerprint(), path=st.state_file(project.state_dir))
         state.save()
+        state.record(st.RUNFILE, str(registry.entry(plan.lab_id)))
+        registry.register(plan.lab_id, project.root)
         boot = _build(state, plan, paths, progress)
         state.complete = True
         state.save()

@@ -7,6 +7,7 @@ name; namespaces, machines and cgroups can carry readable names.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 IFNAME_MAX = 15
@@ -20,6 +21,15 @@ def short_hash(*parts: str, length: int = 8) -> str:
 def lab_id(state_dir: Path) -> str:
     """One lab per state directory: its id prefixes every host-side name the lab owns."""
     return short_hash(str(state_dir.resolve()), length=6)
+
+
+LINK_KINDS = "buvw"  # truck bridge, uplink bridge, LAN veth, uplink veth
+_LAB_LINK = re.compile(rf"^tl[{LINK_KINDS}][0-9a-f]{{8}}$")
+
+
+def is_lab_link(name: str | None) -> bool:
+    """A host interface some truckctl lab made (ours or another project's)."""
+    return bool(name and _LAB_LINK.match(name))
 
 
 def _ifname(kind: str, lab: str, item: str) -> str:

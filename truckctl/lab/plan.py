@@ -9,6 +9,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 from typing import Any
 
 from truckctl.config.model import Stage
@@ -198,15 +199,28 @@ def parse_routes(ip_json: list[dict[str, Any]]) -> list[HostRoute]:
     return routes
 
 
-def check_host_routes(plan: LabPlan, routes: list[HostRoute], own_devices: set[str]) -> None:
+def check_host_routes(plan: LabPlan, routes: list[HostRoute], own_devices: set[str],
+                      other_labs: dict[str, Path] | None = None) -> None:
     """Refuse a lab whose networks would shadow or be shadowed by this host's own routes.
 
-    Routes on devices this lab already made (a re-run of `up`) are the lab's, not the host's.
+    Routes on devices this lab already made (a re-run of `up`) are the lab's, not the host's. A route
+    on another truckctl lab's device (another project, or a copy of this one) names how to clear it.
     """
     for purpose, network in plan.networks():
         for route in routes:
             if route.dev in own_devices:
                 continue
-            if network.overlaps(route.dst):
-                raise _refuse(f"{purpose} {network} overlaps this host's route '{route.text}': "
-                              f"change the stage's networks or remove that route")
+            if not network.overlaps(route.dst):
+                continue
+            if naming.is_lab_link(route.dev):
+                raise _refuse(f"{purpose} {network} is taken by another truckctl lab on this host (route "
+                              f"'{route.text}'): {_clear_other_labs(other_labs or {})}")
+            raise _refuse(f"{purpose} {network} overlaps this host's route '{route.text}': "
+                          f"change the stage's networks or remove that route")
+
+
+def _clear_other_labs(other_labs: dict[str, Path]) -> str:
+    commands = [f"`truckctl -C {project} lab down`" for project in other_labs.values()]
+    if not commands:
+        return "take it down with `truckctl lab down` in the project that brought it up"
+    return "take it down first: " + " or ".join(commands)

@@ -10,7 +10,7 @@ import pytest
 
 from truckctl.config.loader import load_stage
 from truckctl.errors import ExitCode, TruckctlError
-from truckctl.lab import naming
+from truckctl.lab import naming, registry
 from truckctl.lab.plan import LabPlan, check_host_routes, parse_routes, plan_lab
 from truckctl.project import Project
 
@@ -135,3 +135,22 @@ def test_interface_names_fit_and_never_collide(example_project: Path) -> None:
     assert not any(name.startswith(("trk", "scr")) for name in links)  # never the scratch lab's names
     other = plan_lab(load_stage(Project(example_project), "stage-1"), "zzz999")
     assert set(other.bridges()).isdisjoint(plan.bridges())
+
+
+def test_a_route_of_another_truckctl_lab_names_the_command_that_clears_it(example_project: Path) -> None:
+    plan = stage1(example_project)
+    other = parse_routes([{"dst": plan.trucks[0].cidr, "dev": naming.truck_bridge("0ther1", "truck-a")}])
+    with pytest.raises(TruckctlError) as err:
+        check_host_routes(plan, other, set(), {"0ther1": Path("/srv/race-copy")})
+    message = str(err.value)
+    assert "taken by another truckctl lab" in message and "`truckctl -C /srv/race-copy lab down`" in message
+    with pytest.raises(TruckctlError, match="in the project that brought it up"):
+        check_host_routes(plan, other, set(), {})
+
+
+def test_the_registry_lists_other_labs_with_their_projects(tmp_path: Path) -> None:
+    registry.register("aaaaaa", tmp_path / "one", tmp_path / "reg")
+    registry.register("bbbbbb", tmp_path / "two", tmp_path / "reg")
+    assert registry.other_labs("aaaaaa", tmp_path / "reg") == {"bbbbbb": (tmp_path / "two").resolve()}
+    assert registry.other_labs("aaaaaa", tmp_path / "missing") == {}
+    assert naming.is_lab_link(naming.uplink_bridge("aaaaaa")) and not naming.is_lab_link("eth0")
