@@ -24,7 +24,8 @@ from truckctl.lab import api
 from truckctl.lab import state as lab_state
 from truckctl.lab.plan import STANDIN_HTTP_PORT
 from truckctl.lab.ssh import ssh_run
-from truckctl.lab.system import alive, cgroup_roots, mount_points
+from truckctl.lab.system import cgroup_roots, mount_points
+from truckctl.processes import alive
 from truckctl.project import Project, find_project
 
 REPO = Path(__file__).resolve().parents[2]

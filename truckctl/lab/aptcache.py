@@ -11,7 +11,8 @@ from pathlib import Path
 from truckctl.errors import TruckctlError
 from truckctl.lab import state as st
 from truckctl.lab.rootfs import cache_root
-from truckctl.lab.system import ACNG, spawn, start_time
+from truckctl.lab.system import ACNG, spawn
+from truckctl.processes import start_time
 
 PORT = 3142
 

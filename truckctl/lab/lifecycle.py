@@ -25,7 +25,6 @@ from truckctl.lab.probe import READY, port_open, ssh_answers, systemd_state, wai
 from truckctl.lab.ssh import USER, LabConnection, ensure_keypair, write_known_hosts
 from truckctl.lab.system import (
     NSPAWN_RUNTIME,
-    alive,
     cgroup_pids,
     cgroup_roots,
     kill_cgroup,
@@ -41,6 +40,7 @@ from truckctl.lab.system import (
     unmount_all,
     wait_gone,
 )
+from truckctl.processes import alive
 from truckctl.project import Project
 
 Progress = Callable[[str], None]

@@ -13,7 +13,8 @@ from truckctl.lab import state as st
 from truckctl.lab.aptcache import proxy_url
 from truckctl.lab.network import NETNS_DIR
 from truckctl.lab.plan import LabPlan, NodePlan
-from truckctl.lab.system import NSPAWN_RUNTIME, make_cgroup, run, spawn, start_time
+from truckctl.lab.system import NSPAWN_RUNTIME, make_cgroup, run, spawn
+from truckctl.processes import start_time
 
 SUPERVISOR = r"""
 trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM INT

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from truckctl.errors import Problem, TruckctlError
+from truckctl.processes import alive, start_time
 
 CGROUP_FS = Path("/sys/fs/cgroup")
 NSPAWN_RUNTIME = Path("/run/systemd/nspawn")  # a tmpfs: /run is on disk here and nspawn must clean it
@@ -62,27 +63,6 @@ def run(argv: Sequence[str], *, check: bool = True, timeout: float = 120, input_
 
 
 # ---- processes -------------------------------------------------------------------------------
-
-def start_time(pid: int) -> int | None:
-    """The kernel's start time of a process (field 22 of /proc/PID/stat), None if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
-
-
-def alive(pid: int, start: int | None) -> bool:
-    """True only for the very process recorded: a reused pid has another start time."""
-    current = start_time(pid)
-    if current is None:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z" and (start is None or current == start)
-
 
 def signal_process(pid: int, start: int | None, sig: int) -> None:
     if start_time(pid) is not None and (start is None or start_time(pid) == start):

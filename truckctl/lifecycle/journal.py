@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.processes import alive
 from truckctl.project import Project
 
 MAX_EVENTS_BYTES = 4 * 2**20  # per run; past this only step boundaries are kept
@@ -201,7 +202,7 @@ def list_runs(project: Project, stage: str | None = None) -> list[dict[str, Any]
         except (OSError, ValueError):
             continue
         if stage is None or data.get("stage") == stage:
-            if data.get("status") == "running" and not _alive(data.get("pid")):
+            if data.get("status") == "running" and not alive(data.get("pid")):
                 _died(data)  # killed (SIGKILL, power loss) before it could record its end
             out.append({k: data.get(k) for k in ("run_id", "stage", "command", "target", "status", "exit_code",
                                                   "started", "duration_s", "failed_step")})
@@ -231,7 +232,7 @@ def show_run(project: Project, run_id: str) -> dict[str, Any]:
                 events.append(json.loads(line))
             except ValueError:
                 events.append({"kind": "unreadable", "line": line[:200]})  # torn last line after a kill
-    if summary.get("status") == "running" and not _alive(summary.get("pid")):
+    if summary.get("status") == "running" and not alive(summary.get("pid")):
         _died(summary)
     return {"summary": summary, "events": events}
 
@@ -248,18 +249,6 @@ def _died(summary: dict[str, Any]) -> None:
     running = [name for name, step in steps.items() if isinstance(step, dict) and step.get("status") == "running"] \
         if isinstance(steps, dict) else []
     summary["failed_step"] = summary.get("failed_step") or (running[-1] if running else None)
-
-
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _prune(project: Project) -> None:

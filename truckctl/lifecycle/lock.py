@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.processes import start_time
 from truckctl.project import Project
 
 
@@ -39,8 +40,8 @@ class LockHolder:
         """Only provable on this host: the process is gone or is another process now."""
         if self.host != socket.gethostname():
             return False
-        start = _process_start(self.pid)
-        return start is None or (self.pid_start is not None and start != self.pid_start)
+        start = start_time(self.pid)
+        return start is None or (self.pid_start is not None and str(start) != self.pid_start)
 
 
 def lock_path(project: Project, stage: str) -> Path:
@@ -70,7 +71,7 @@ def lock_status(project: Project, stage: str) -> dict[str, object] | None:
 def stage_lock(project: Project, stage: str, command: str, run_id: str | None = None) -> Iterator[LockHolder]:
     """Hold the stage's lock for the duration of the block, or raise LOCKED naming the holder."""
     holder = LockHolder(pid=os.getpid(), host=socket.gethostname(), user=_user(), command=command,
-                        started=time.time(), run_id=run_id, pid_start=_process_start(os.getpid()))
+                        started=time.time(), run_id=run_id, pid_start=str(start_time(os.getpid())))
     path = lock_path(project, stage)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,14 +129,6 @@ def _locked(stage: str, holder: LockHolder | None) -> TruckctlError:
     error = TruckctlError.single("lock-held", message, exit_code=ExitCode.LOCKED)
     error.result["lock"] = {**asdict(holder), "stale": holder.is_stale()}
     return error
-
-
-def _process_start(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22: start time in clock ticks since boot
 
 
 def _user() -> str:

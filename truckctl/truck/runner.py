@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from truckctl.errors import TruckctlError
+from truckctl.processes import alive
 from truckctl.truck.events import EventCollector, HostEvent, TruckRunResult
 from truckctl.truck.plan import RunPlan
 from truckctl.truck.vault import VAULT_PROMPT, new_password, write_encrypted_vars
@@ -146,21 +147,11 @@ def sweep_dead_runs(work_dir: Path) -> list[Path]:
     removed = []
     for directory in work_dir.iterdir() if work_dir.is_dir() else []:
         owner = _OWNER.search(directory.name)
-        if owner is None or _alive(int(owner.group(1))):
+        if owner is None or alive(int(owner.group(1))):
             continue
         shutil.rmtree(directory, ignore_errors=True)
         removed.append(directory)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _unwritable(settings: RunnerSettings, exc: OSError) -> TruckctlError:
