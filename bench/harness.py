@@ -80,6 +80,24 @@ def cpu_pressure_total() -> float | None:
         return None
 
 
+IDLE_PROBE_S = 3.0  # how long a benchmark first watches the machine doing nothing of ours
+BUSY_IDLE_PRESSURE = 10.0  # % of that time something else waited for a CPU: the machine is busy
+
+
+def idle_pressure(probe_s: float = IDLE_PROBE_S, pressure: Callable[[], float | None] = cpu_pressure_total,
+                  sleep: Callable[[float], None] = time.sleep) -> float | None:
+    """% of `probe_s` some task waited for a CPU while we run nothing: other people's load.
+
+    The load average cannot tell: it still carries the previous benchmark's own lab for minutes.
+    """
+    first = pressure()
+    sleep(probe_s)
+    last = pressure()
+    if first is None or last is None or probe_s <= 0:
+        return None
+    return min(100.0, 100 * (last - first) / probe_s)
+
+
 def schedule(steps: list[Step], repeats: int, warmup: int = 1) -> list[tuple[bool, Step]]:
     """The order steps run in: `warmup` rounds (untimed), then `repeats` interleaved rounds.
 
@@ -115,6 +133,7 @@ class Benchmark:
     parts: dict[str, list[float]] = field(default_factory=dict)  # sub-timings reported by the steps
     cpu: dict[str, list[float]] = field(default_factory=dict)  # CPU seconds per timed sample, by step
     pressure: float | None = None  # % of the timed phase some task waited for a CPU (PSI), None if unknown
+    idle: float | None = None  # the same while nothing of ours ran, just before the benchmark: others' load
     notes: list[str] = field(default_factory=list)
     load_before: tuple[float, float, float] | None = None
     load_after: tuple[float, float, float] | None = None
@@ -132,10 +151,12 @@ class Benchmark:
 
     def measure(self, repeats: int, clock: Clock = time.perf_counter,
                 loadavg: Callable[[], tuple[float, float, float]] = load,
-                pressure: Callable[[], float | None] = cpu_pressure_total) -> None:
+                pressure: Callable[[], float | None] = cpu_pressure_total, idle_probe_s: float = IDLE_PROBE_S
+                ) -> None:
         """Warm up, then time the steps interleaved. Failures are recorded, never raised (but Ctrl-C is)."""
         self.when = time.strftime("%Y-%m-%d %H:%M")
         self.load_before = loadavg()
+        self.idle = idle_pressure(idle_probe_s, pressure) if idle_probe_s > 0 else None
         phase: tuple[float, float | None] | None = None
         try:
             if self.before:
@@ -211,7 +232,7 @@ class Benchmark:
             "name": self.name, "what": self.what, "when": self.when, "series": self.series, "x": self.x,
             "steps": [{"label": s.label, "goal_s": s.goal_s} for s in self.steps], "goal_ratio": self.goal_ratio,
             "compare": self.compare,
-            "samples": self.samples, "parts": self.parts, "cpu": self.cpu, "pressure": self.pressure,
+            "samples": self.samples, "parts": self.parts, "cpu": self.cpu, "pressure": self.pressure, "idle": self.idle,
             "notes": self.notes, "miss_reason": self.miss_reason,
             "load_before": self.load_before, "load_after": self.load_after, "error": self.error,
             "skipped": self.skipped, "verdict": text, "met": met,
@@ -228,6 +249,7 @@ class Benchmark:
         bench.parts = {k: list(v) for k, v in data.get("parts", {}).items()}
         bench.cpu = {k: list(v) for k, v in data.get("cpu", {}).items()}
         bench.pressure = data.get("pressure")
+        bench.idle = data.get("idle")
         bench.notes = list(data.get("notes", []))
         bench.when = data.get("when", "")
         bench.error, bench.skipped = data.get("error"), data.get("skipped")
@@ -287,6 +309,10 @@ def _load(value: tuple[float, float, float] | None) -> str:
     return "/".join(f"{v:.2f}" for v in value) if value else "?"
 
 
+def _percent(value: float | None) -> str:
+    return "?" if value is None else f"{value:.0f}%"
+
+
 def _met(met: bool | None) -> str:
     return {True: "yes", False: "**no**", None: "-"}[met]
 
@@ -313,15 +339,19 @@ def report(done: list[Benchmark], repeats: int, machine_text: str, series_goals:
         "over the second's. Goals are checked here, never by timed assertions in tests.",
         "",
         "Load average (1/5/15 min) is recorded before and after each benchmark, and the CPU pressure "
-        "during its timed samples (Linux PSI: the share of time some runnable task waited for a CPU). On "
-        f"this {cores}-core machine, shared with other people's lab runs, a load above {cores} or a high "
-        "pressure means the wall-clock figures are inflated. The `CPU s` column (median CPU seconds per "
+        "(Linux PSI: the share of time some runnable task waited for a CPU) twice: *idle*, over "
+        f"{IDLE_PROBE_S:.0f} s with nothing of ours running just before the benchmark (other people's load: "
+        f"above {BUSY_IDLE_PRESSURE:.0f}% the machine was busy and the figures are inflated), and *run*, during "
+        "its timed samples (mostly the benchmark's own work: a lab's nodes and Ansible share "
+        f"{cores} cores). The load average after a lab benchmark still carries that benchmark's own work for "
+        "minutes, so it says little about other load on its own. The `CPU s` column (median CPU seconds per "
         "sample: our processes, plus the lab nodes' cgroup for lab runs) is what the work costs whatever "
         f"the load: with {cores} cores, a sample cannot take less than CPU s / {cores} of wall time.",
         "",
         "## Results",
         "",
-        "| benchmark | step | median | min | max | n | CPU s | goal | met | load before -> after, CPU pressure "
+        "| benchmark | step | median | min | max | n | CPU s | goal | met | load before -> after; CPU pressure "
+        "idle / run "
         "| when |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -331,8 +361,8 @@ def report(done: list[Benchmark], repeats: int, machine_text: str, series_goals:
         if met is False:
             missed.append(bench)
         title = f"`{bench.name}`<br>{bench.what}"
-        conditions = f"{_load(bench.load_before)} -> {_load(bench.load_after)}" + (
-            f", {bench.pressure:.0f}%" if bench.pressure is not None else "")
+        conditions = f"{_load(bench.load_before)} -> {_load(bench.load_after)}; {_percent(bench.idle)} / " \
+            f"{_percent(bench.pressure)}"
         if not bench.samples:
             lines.append(_row(title, "-", "-", "-", "-", 0, "-", text, _met(met), conditions, bench.when))
             continue
@@ -375,11 +405,11 @@ def report(done: list[Benchmark], repeats: int, machine_text: str, series_goals:
         lines.append("None: every goal measured in this report is met.")
     for bench in missed:
         text, _ = bench.verdict() if bench.steps else (bench.miss_reason, False)
-        busy = [v for v in (bench.load_before, bench.load_after) if v and v[0] > cores]
         why = bench.miss_reason if bench.steps else ""
-        if busy:
-            why = (why + " " if why else "") + (f"Measured while the machine was busy (load {_load(busy[0])} on "
-                                                f"{cores} cores): re-run on a quiet machine before concluding.")
+        if bench.idle is not None and bench.idle > BUSY_IDLE_PRESSURE:
+            why = (why + " " if why else "") + (f"Measured while the machine was busy with other work (CPU "
+                                                f"pressure {bench.idle:.0f}% before it started, with nothing of "
+                                                f"ours running): re-run on a quiet machine before concluding.")
         lines.append(f"- `{bench.name}`: {text}." + (f" {why}" if why else ""))
     return "\n".join(lines) + "\n"
 

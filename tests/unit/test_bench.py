@@ -68,7 +68,7 @@ def test_measure_runs_interleaved_and_records_only_timed_samples() -> None:
     frame: list[str] = []
     bench = Benchmark("x", "x", [recorder(log, "a"), recorder(log, "b")],
                       before=lambda: frame.append("before"), after=lambda: frame.append("after"))
-    bench.measure(5, clock=FakeClock(), loadavg=no_load)
+    bench.measure(5, clock=FakeClock(), loadavg=no_load, idle_probe_s=0)
     assert log == ["a", "b"] * 6  # warm-up + 5 rounds, A B A B ...
     assert {k: len(v) for k, v in bench.samples.items()} == {"a": 5, "b": 5}
     assert frame == ["before", "after"]
@@ -80,23 +80,37 @@ def test_cpu_and_pressure_are_recorded_per_timed_sample() -> None:
     external = iter(float(n) for n in range(100))  # the probe's cumulative CPU: +1 s between reads
     waited = iter([10.0, 12.0])
     bench = Benchmark("x", "x", [Step("a", call=lambda: None, cpu_probe=lambda: next(external))])
-    bench.measure(2, clock=FakeClock(), loadavg=no_load, pressure=lambda: next(waited))
+    bench.measure(2, clock=FakeClock(), loadavg=no_load, pressure=lambda: next(waited), idle_probe_s=0)
     assert [round(c) for c in bench.cpu["a"]] == [1, 1]  # (our children used ~0 s here)
     assert bench.pressure is not None and bench.pressure >= 0
+
+
+def test_idle_pressure_is_the_share_of_the_probe_something_else_waited_for_a_cpu() -> None:
+    slept: list[float] = []
+    waited = iter([100.0, 101.5])  # 1.5 s of waiting over a 3 s probe
+    assert harness.idle_pressure(3.0, lambda: next(waited), slept.append) == 50.0
+    assert slept == [3.0]
+    assert harness.idle_pressure(3.0, lambda: None, slept.append) is None
+
+
+def test_a_busy_machine_is_judged_by_idle_pressure_not_by_the_load_average() -> None:
+    miss = measured({"plan": [2.5, 2.6, 2.4]}, goals={"plan": 2.0})
+    miss.load_before, miss.idle = (9.0, 5.0, 4.0), 2.0  # high load left by our previous lab benchmark
+    assert "busy" not in harness.report([miss], 5, "m").split("## Goals missed", 1)[1]
 
 
 def test_setup_runs_before_every_sample_untimed() -> None:
     log: list[str] = []
     step = recorder(log, "a")
     step.setup = lambda: log.append("setup")
-    Benchmark("x", "x", [step]).measure(2, clock=FakeClock(), loadavg=no_load)
+    Benchmark("x", "x", [step]).measure(2, clock=FakeClock(), loadavg=no_load, idle_probe_s=0)
     assert log == ["setup", "a"] * 3
 
 
 def test_parts_recorded_during_warmup_are_dropped() -> None:
     bench = Benchmark("x", "x", [])
     bench.steps = [Step("a", call=lambda: bench.record("inner", 0.25))]
-    bench.measure(3, clock=FakeClock(), loadavg=no_load)
+    bench.measure(3, clock=FakeClock(), loadavg=no_load, idle_probe_s=0)
     assert bench.parts == {"inner": [0.25, 0.25, 0.25]}
 
 
@@ -108,7 +122,7 @@ def test_after_runs_even_when_before_fails_and_the_error_is_kept() -> None:
 
     bench = Benchmark("x", "x", [Step("a", call=lambda: frame.append("a"))], before=before,
                       after=lambda: frame.append("after"))
-    bench.measure(3, clock=FakeClock(), loadavg=no_load)
+    bench.measure(3, clock=FakeClock(), loadavg=no_load, idle_probe_s=0)
     assert frame == ["after"]
     assert bench.error == "RuntimeError: lab up failed"
     text, met = bench.verdict()
@@ -120,7 +134,7 @@ def test_skip_is_not_a_failure() -> None:
         raise Skip("no headroom")
 
     bench = Benchmark("x", "x", [Step("a", call=lambda: None)], before=before)
-    bench.measure(3, clock=FakeClock(), loadavg=no_load)
+    bench.measure(3, clock=FakeClock(), loadavg=no_load, idle_probe_s=0)
     assert bench.error is None and bench.skipped == "no headroom"
     assert bench.verdict() == ("skipped: no headroom", None)
 
@@ -133,7 +147,7 @@ def test_keyboard_interrupt_still_runs_after_and_propagates() -> None:
 
     bench = Benchmark("x", "x", [Step("a", call=step)], after=lambda: frame.append("after"))
     with pytest.raises(KeyboardInterrupt):
-        bench.measure(3, clock=FakeClock(), loadavg=no_load)
+        bench.measure(3, clock=FakeClock(), loadavg=no_load, idle_probe_s=0)
     assert frame == ["after"]
 
 
@@ -191,7 +205,7 @@ def test_report_lists_figures_loads_curve_and_misses() -> None:
                   goals={"truckctl --help": 0.15})
     ok.name = "cli-help"
     miss = measured({"plan": [2.5, 2.6, 2.4]}, goals={"plan": 2.0}, miss_reason="imports dominate.")
-    miss.name, miss.load_before = "offline-plan-one", (9.0, 5.0, 4.0)
+    miss.name, miss.load_before, miss.idle = "offline-plan-one", (9.0, 5.0, 4.0), 35.0
     points = []
     for nodes, seconds in ((3, 10.0), (6, 14.0), (12, 30.0)):
         point = measured({f"re-run {nodes}": [seconds] * 3}, series="scaling", x=nodes)
@@ -202,11 +216,11 @@ def test_report_lists_figures_loads_curve_and_misses() -> None:
     text = harness.report([ok, miss, *points, failed], 5, "test machine", {"scaling": "curve goal"}, ["- a note"])
     assert "Machine: test machine" in text and ".venv/bin/python bench/run.py" in text
     assert "| truckctl --help | 0.11 | 0.10 | 0.12 | 3 |  | <= 0.15 s |" in text
-    assert "0.10/0.10/0.10 -> 0.10/0.10/0.10" in text and "CPU pressure" in text
+    assert "0.10/0.10/0.10 -> 0.10/0.10/0.10; ? / ?" in text and "CPU pressure" in text
     assert "## Curve: scaling" in text and "curve goal" in text and "NOT sub-linear" in text
     missed = text.split("## Goals missed", 1)[1]
     assert "`offline-plan-one`: plan: 2.50 s, goal <= 2 s. imports dominate." in missed
-    assert "busy (load 9.00/5.00/4.00" in missed
+    assert "busy with other work (CPU pressure 35% before it started" in missed
     assert "`scaling (curve)`" in missed and "`drift`: failed: BenchError: lab up failed" in missed
     assert "`cli-help`" not in missed
     assert "- a note" in text
