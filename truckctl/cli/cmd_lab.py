@@ -92,22 +92,13 @@ def result_stage(project_factory: Callable[[], Project]) -> str | None:
     return current.stage if current else None
 
 
-def _table(env: Env, title: str, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.table import Table
-
-    table = Table(title=title, show_edge=False, pad_edge=False)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    env.console().print(table)
-
-
 def _render_up(env: Env, outcome: Outcome) -> None:
+    from truckctl.cli.render import table
+
     r = outcome.result
     how = "reused (already up and healthy)" if r["reused"] else f"up in {r['seconds']}s"
     rows = [[n["truck"] or "-", n["name"], n["address"], n["role"], n["uplink_address"] or ""] for n in r["nodes"]]
-    _table(env, f"lab {r['stage']}: {how}", ["truck", "node", "address", "role", "uplink"], rows)
+    table(env, f"lab {r['stage']}: {how}", ["truck", "node", "address", "role", "uplink"], rows)
     ssh = r["ssh"]
     env.console().print(f"ssh: {ssh['user']} with {ssh['private_key']}, known_hosts {ssh['known_hosts']}", markup=False)
 
@@ -122,6 +113,8 @@ def _render_down(env: Env, outcome: Outcome) -> None:
 
 
 def _render_status(env: Env, outcome: Outcome) -> None:
+    from truckctl.cli.render import table
+
     r = outcome.result
     if not r["up"]:
         env.console().print("no lab is up", markup=False)
@@ -129,5 +122,5 @@ def _render_status(env: Env, outcome: Outcome) -> None:
     rows = [[n["truck"] or "-", n["name"], n["address"], n["role"], "alive" if n["supervisor"] else "DEAD",
              n["systemd"], "yes" if n["ssh"] else "NO", n.get("uplink", "")] for n in [*r["nodes"], r["standin"]]]
     state = "healthy" if r["healthy"] else "NOT healthy"
-    _table(env, f"lab {r['stage']}: {state}",
-           ["truck", "node", "address", "role", "supervisor", "systemd", "ssh", "uplink"], rows)
+    table(env, f"lab {r['stage']}: {state}",
+          ["truck", "node", "address", "role", "supervisor", "systemd", "ssh", "uplink"], rows)

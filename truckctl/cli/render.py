@@ -6,15 +6,19 @@ from truckctl.cli.dispatch import Outcome
 from truckctl.cli.output import Env
 
 
-def _table(env: Env, title: str, columns: list[str], rows: list[list[str]]) -> None:
+def table(env: Env, title: str, columns: list[str], rows: list[list[str]]) -> None:
+    """The one table style of human output: cells are text, never rich markup; long cells fold."""
+    from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title, box=None, show_edge=False, pad_edge=False)
+    grid = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD if env.rich else None,
+                 show_edge=False, pad_edge=False)
     for column in columns:
-        table.add_column(column)
+        grid.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*row)
-    env.console().print(table)
+        grid.add_row(*(escape(cell) for cell in row))
+    env.console().print(grid)
 
 
 def validation(env: Env, outcome: Outcome) -> None:
@@ -25,7 +29,7 @@ def validation(env: Env, outcome: Outcome) -> None:
 def stages(env: Env, outcome: Outcome) -> None:
     rows = [[s["name"], s["date"], f"{s['start']} - {s['finish']}", s["kind"], s["tech_zone"],
              ", ".join(s["trucks"]), s["state"]] for s in outcome.result["stages"]]
-    _table(env, "Stages", ["stage", "date", "route", "kind", "tech zone", "trucks", "state"], rows)
+    table(env, "Stages", ["stage", "date", "route", "kind", "tech zone", "trucks", "state"], rows)
 
 
 def inventory(env: Env, outcome: Outcome) -> None:

@@ -7,20 +7,7 @@ from typing import Any
 
 from truckctl.cli.dispatch import Outcome
 from truckctl.cli.output import Env
-
-
-def _table(env: Env, title: str, columns: list[str], rows: list[list[str]]) -> None:
-    from rich import box
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD if env.rich else None,
-                  show_edge=False, pad_edge=False)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(escape(cell) for cell in row))
-    env.console().print(table)
+from truckctl.cli.render import table
 
 
 def _short(value: Any, limit: int = 70) -> str:
@@ -37,7 +24,7 @@ def _policy(env: Env, violations: list[dict[str, str]], rules: int, stage: str =
     if not violations:
         env.console().print(f"policy{where}: {rules} rules, no violation")
         return
-    _table(env, f"Policy violations{where}", ["rule", "resource", "message"],
+    table(env, f"Policy violations{where}", ["rule", "resource", "message"],
            [[v["rule"], v["resource"], v["message"]] for v in violations])
 
 
@@ -66,7 +53,7 @@ def _stage_tables(env: Env, cloud: dict[str, Any]) -> None:
         for r in resources:
             flags = " [protect, retain]" if r["protect"] and r["retain_on_delete"] else ""
             rows.append([r["type"].rsplit(":", 1)[-1] + flags, r["name"], _key_inputs(r), ", ".join(r["depends_on"])])
-        _table(env, f"{component} ({len(resources)})", ["type", "name", "key inputs", "depends on"], rows)
+        table(env, f"{component} ({len(resources)})", ["type", "name", "key inputs", "depends on"], rows)
     counts = cloud["counts"]
     parts = ", ".join(f"{name} {n}" for name, n in counts["by_component"].items())
     out.print(f"{cloud['stage']} ({cloud['region']}): {counts['total']} resources to create: {parts}", markup=False)
@@ -81,7 +68,7 @@ def _all_summary(env: Env, result: dict[str, Any]) -> None:
             rows.append([entry["stage"], str(cloud.get("region", "")), str(cloud["counts"]["total"]),
                          str(len(cloud["policy"]))])
     if rows:
-        _table(env, "Offline plan", ["stage", "region", "resources", "violations"], rows)
+        table(env, "Offline plan", ["stage", "region", "resources", "violations"], rows)
     violations = [{**v, "resource": f"{e['stage']}:{v['resource']}"} for e in result["stages"]
                   for v in e["cloud"].get("policy", [])]
     rules = len(result["stages"][0]["cloud"].get("policy_rules", [])) if result["stages"] else 0

@@ -6,7 +6,7 @@ import time
 
 from truckctl.cli.dispatch import Outcome
 from truckctl.cli.output import Env
-from truckctl.cli.render import _table
+from truckctl.cli.render import table
 
 
 def _when(ts: float | None) -> str:
@@ -21,7 +21,7 @@ def runs(env: Env, outcome: Outcome) -> None:
     rows = [[r["run_id"], r["stage"], r["command"], r["target"] or "-", r["status"], str(r["exit_code"]),
              _when(r["started"]), f"{r['duration_s']:.1f}s" if r["duration_s"] is not None else "-",
              r["failed_step"] or ""] for r in items]
-    _table(env, "Runs", ["run", "stage", "command", "target", "status", "exit", "started", "took", "failed step"],
+    table(env, "Runs", ["run", "stage", "command", "target", "status", "exit", "started", "took", "failed step"],
            rows)
 
 
@@ -35,7 +35,7 @@ def run_detail(env: Env, outcome: Outcome) -> None:
     rows = [[name, s.get("status", "?"), str(s.get("changed", 0)), f"{s.get('duration_s', 0):.1f}s"]
             for name, s in summary.get("steps", {}).items()]
     if rows:
-        _table(env, "Steps", ["step", "status", "changed", "took"], rows)
+        table(env, "Steps", ["step", "status", "changed", "took"], rows)
     for error in summary.get("errors", []):
         console.print(f"error: {error.get('location') + ': ' if error.get('location') else ''}{error['message']}")
     console.print(f"{len(outcome.result['events'])} events in events.jsonl")

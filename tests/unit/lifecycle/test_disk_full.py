@@ -31,11 +31,9 @@ pytestmark = pytest.mark.skipif(not FULL.exists(), reason="needs /dev/full")
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
-    monkeypatch.setenv("TRUCKCTL_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.delenv("TRUCKCTL_ALERT_WEBHOOK", raising=False)
+def project(project: Project, monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.setattr(journal_module, "new_run_id", lambda stage, command: RUN_ID)
-    return Project(REPO)
+    return project
 
 
 def run_dir(project: Project) -> Path:

@@ -32,13 +32,6 @@ BIN = Path(sys.executable).parent
 REAL_BACKENDS = core.Backends  # the fixture below swaps core.Backends for the CLI path
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
-    monkeypatch.setenv("TRUCKCTL_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.delenv("TRUCKCTL_ALERT_WEBHOOK", raising=False)
-    return Project(REPO)
-
-
 def truck_result(unreachable: tuple[str, ...] = ()) -> TruckRunResult:
     hosts = {name: HostStats(ok=0 if name in unreachable else 2, changed=0 if name in unreachable else 1,
                              unreachable=int(name in unreachable)) for name in NODES}

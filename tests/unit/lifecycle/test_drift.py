@@ -4,7 +4,6 @@ notifications, markdown, and the journal's record of drift for `status`."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,13 +31,6 @@ def result(check: bool, changes: list[Change], unreachable: bool = False) -> Tru
                           changes=changes, duration_s=1.0, artifacts_dir="/a",
                           failures=[HostEvent("truck-a-hv1", "Gathering", "unreachable", "timed out")]
                           if unreachable else [])
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
-    monkeypatch.setenv("TRUCKCTL_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.delenv("TRUCKCTL_ALERT_WEBHOOK", raising=False)
-    return Project(REPO)
 
 
 @pytest.fixture

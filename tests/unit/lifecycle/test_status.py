@@ -6,13 +6,12 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from tests.unit.truck.conftest import KEY_BODY, REPO, FakeConnection, make_cloud
+from tests.unit.truck.conftest import KEY_BODY, FakeConnection, make_cloud
 from truckctl.cli import cmd_status
 from truckctl.cli.app import app
 from truckctl.cli.dispatch import Outcome
@@ -26,12 +25,6 @@ from truckctl.lifecycle.lock import stage_lock
 from truckctl.project import Project
 
 NODES = ["truck-a-gw", "truck-a-hv1", "truck-a-hv2", "truck-b-gw", "truck-b-hv1", "truck-b-hv2"]
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
-    monkeypatch.setenv("TRUCKCTL_STATE_DIR", str(tmp_path / "state"))
-    return Project(REPO)
 
 
 def healthy_probes(nodes: list[st.NodeTarget], access: Any) -> list[st.NodeProbe]:

@@ -35,11 +35,9 @@ TYPED = (STAGE, f" {STAGE} ", "", "stage-2", "yes", "y", "stage-1 --delete-data"
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
-    monkeypatch.setenv("TRUCKCTL_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.delenv("TRUCKCTL_ALERT_WEBHOOK", raising=False)
+def project(project: Project, monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.setattr("shutil.which", lambda name, *a, **k: f"/usr/bin/{name}")  # a pulumi CLI "is there"
-    return Project(REPO)
+    return project
 
 
 def expected(yes: bool, delete_data: bool, confirm: str | None, interactive: bool, typed: str) -> str | None:

@@ -4,7 +4,6 @@ step order, the journal, the lock, failures named by step, secrets scrubbed, Ctr
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,13 +26,6 @@ def truck_result(failed: bool = False) -> TruckRunResult:
                           hosts=hosts, changes=[], duration_s=1.0, artifacts_dir="/state/truck/artifacts/run-1",
                           failures=[HostEvent("truck-a-hv1", "Run chrony", "failed", "cannot start")] if failed
                           else [])
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
-    monkeypatch.setenv("TRUCKCTL_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.delenv("TRUCKCTL_ALERT_WEBHOOK", raising=False)
-    return Project(REPO)
 
 
 @pytest.fixture

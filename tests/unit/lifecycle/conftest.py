@@ -1,0 +1,18 @@
+"""The lifecycle's pure tests run on the example race, with state in a temporary directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.unit.truck.conftest import REPO
+from truckctl.project import Project
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    """The example race; its state directory is temporary and no webhook is configured."""
+    monkeypatch.setenv("TRUCKCTL_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("TRUCKCTL_ALERT_WEBHOOK", raising=False)
+    return Project(REPO)
