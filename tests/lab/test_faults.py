@@ -76,6 +76,14 @@ def truck_step_started(lab: Lab, known: set[str]) -> str | None:
     return run["run_id"] if any(e.get("kind") == "step-start" and e.get("step") == "truck" for e in events) else None
 
 
+def up_reaching_its_truck_step(lab: Lab) -> tuple[Any, str]:
+    """`truckctl up --tier truck` started in the background; returned with its run id once it is in its
+    truck step (Ansible at work), the moment each fault below strikes."""
+    known = run_ids(lab)
+    process = start(lab, "up", STAGE, "--tier", "truck")
+    return process, wait_for(lambda: truck_step_started(lab, known), 300, "the run to reach its truck step")
+
+
 def journal(lab: Lab, run_id: str, ended: bool = True) -> dict[str, Any]:
     """The run's record, checked whole: every line parses (a kill may tear only the last one), every
     step that started before the last one also ended, and (if the run could end) a run-end event."""
@@ -158,10 +166,8 @@ def test_a_node_down_before_the_run_is_left_out_and_the_others_converge(converge
 
 def test_a_node_switched_off_mid_run_is_lost_and_the_others_converge(converged: Lab) -> None:
     lab, victim = converged, "truck-a-hv2"
-    known = run_ids(lab)
     with timed("node off mid-run", "faulty run"):
-        process = start(lab, "up", STAGE, "--tier", "truck")
-        run_id = wait_for(lambda: truck_step_started(lab, known), 300, "the run to reach its truck step")
+        process, run_id = up_reaching_its_truck_step(lab)
         time.sleep(3)  # Ansible is at work on every node
         api.stop_node(lab.project, victim)
         code, document, stderr = finish(process)
@@ -187,10 +193,8 @@ def test_ssh_dropping_mid_run(converged: Lab) -> None:
     """One node's SSH connections are cut again and again for 6 s: it is lost (exit 1 naming it).
     Another node's cable is pulled for those 6 s: it rides that out in the same run."""
     lab, cut, blip = converged, "truck-a-hv1", "truck-b-hv1"
-    known = run_ids(lab)
     with timed("SSH dropping mid-run", "faulty run"):
-        process = start(lab, "up", STAGE, "--tier", "truck")
-        wait_for(lambda: truck_step_started(lab, known), 300, "the run to reach its truck step")
+        process, _ = up_reaching_its_truck_step(lab)
         time.sleep(3)
         set_lan_cable(lab, blip, False)
         try:
@@ -216,10 +220,8 @@ def test_the_apt_proxy_going_away_fails_only_the_node_that_needs_a_package(conve
     code, out = lab.ssh(node_of(lab, needy).address, "dpkg -r mosquitto-clients >/dev/null && apt-get clean && "
                                                      "echo removed")
     assert (code, out) == (0, "removed"), out
-    known = run_ids(lab)
     with timed("apt proxy unavailable", "faulty run"):
-        process = start(lab, "up", STAGE, "--tier", "truck")
-        wait_for(lambda: truck_step_started(lab, known), 300, "the run to reach its truck step")
+        process, _ = up_reaching_its_truck_step(lab)
         state = lab_state.load(lab.project.state_dir)
         assert state is not None
         cache = next(r for r in state.of_kind(lab_state.PROCESS) if r.name == "apt-cacher-ng")
@@ -292,9 +294,7 @@ def test_a_full_disk_under_the_truck_tier_fails_the_step_and_the_journal_says_so
 
 def test_sigkilled_mid_run_leaves_a_whole_journal_and_a_stale_lock_that_unlock_clears(converged: Lab) -> None:
     lab = converged
-    known = run_ids(lab)
-    process = start(lab, "up", STAGE, "--tier", "truck")
-    run_id = wait_for(lambda: truck_step_started(lab, known), 300, "the run to reach its truck step")
+    process, run_id = up_reaching_its_truck_step(lab)
     time.sleep(2)
     os.killpg(process.pid, signal.SIGKILL)  # truckctl and the Ansible it started: a power cut, an OOM kill
     process.wait(timeout=60)
@@ -314,9 +314,7 @@ def test_sigkilled_mid_run_leaves_a_whole_journal_and_a_stale_lock_that_unlock_c
 
 def test_ctrl_c_mid_run_exits_130_releases_the_lock_and_closes_the_journal(converged: Lab) -> None:
     lab = converged
-    known = run_ids(lab)
-    process = start(lab, "up", STAGE, "--tier", "truck")
-    run_id = wait_for(lambda: truck_step_started(lab, known), 300, "the run to reach its truck step")
+    process, run_id = up_reaching_its_truck_step(lab)
     time.sleep(2)
     with timed("Ctrl-C mid-run", "stop after SIGINT"):
         os.killpg(process.pid, signal.SIGINT)  # a terminal sends it to the whole foreground group
