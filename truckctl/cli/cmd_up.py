@@ -34,7 +34,7 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
         from truckctl.lifecycle import orchestrator
 
         env = env_factory(json_output)
-        options = orchestrator.UpOptions(stage=stage, target=target, tier=tier, limit=limit)
+        options = orchestrator.UpRequest(stage=stage, target=target, tier=tier, limit=limit)
 
         def action() -> Outcome:
             with NodeProgress(env) as progress:

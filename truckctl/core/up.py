@@ -28,8 +28,10 @@ TIERS: tuple[str, ...] = ("cloud", "truck", "all")
 
 @dataclass(frozen=True)
 class UpRequest:
+    """What `truckctl up` was asked for; the truck tier gets it with the nodes the prechecks left out."""
+
     stage: str
-    target: str = "aws"
+    target: str = "lab"  # the embedded default, as on the command line
     tier: str = "all"
     limit: str | None = None
     check: bool = False  # --check --diff: report what would change, change nothing

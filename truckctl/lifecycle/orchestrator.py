@@ -29,14 +29,6 @@ from truckctl.project import Project
 from truckctl.truck.plan import resolve_limit
 
 
-@dataclass(frozen=True)
-class UpOptions:
-    stage: str
-    target: str = "lab"
-    tier: str = "all"
-    limit: str | None = None
-
-
 @dataclass
 class Progress:
     """How the caller hears about the run: steps, and the truck tier's per-node events."""
@@ -45,14 +37,14 @@ class Progress:
     truck: UpCallbacks = field(default_factory=UpCallbacks)
 
 
-def check_options(options: UpOptions) -> None:
+def check_options(options: UpRequest) -> None:
     targets.check_target(options.target)
     if options.tier not in TIERS:
         raise TruckctlError.single("unknown-tier", f"expected --tier cloud, truck or all, got {options.tier!r}",
                                    "--tier", ExitCode.USAGE)
 
 
-def up(project: Project, options: UpOptions, progress: Progress | None = None) -> dict[str, Any]:
+def up(project: Project, options: UpRequest, progress: Progress | None = None) -> dict[str, Any]:
     progress = progress or Progress()
     check_options(options)
     stage = load_stage(project, options.stage)  # configuration valid: the first precheck
@@ -93,8 +85,8 @@ def up(project: Project, options: UpOptions, progress: Progress | None = None) -
                     run.secret(truck_access.private_key_pem.get_secret_value())
                 run.lab_receiver = inputs.cloud.alert_webhook_url if options.target == "lab" else None
                 progress.on_step("truck", f"converging the truck nodes of {stage.name} on {options.target}")
-                request = UpRequest(stage.name, options.target, "truck", options.limit,
-                                    exclude=tuple(str(p.location) for p in left_out))
+                request = dataclasses.replace(options, tier="truck",
+                                              exclude=tuple(str(p.location) for p in left_out))
                 result["truck"] = run.step("truck", lambda: truck_step(project, stage, request, inputs, run,
                                                                        progress.truck))
             if planned is not None:
@@ -125,7 +117,7 @@ def lab_up(project: Project, stage: Stage) -> dict[str, Any]:
     return dict(lab_api.up(project, stage.name, keep_node_faults=True))
 
 
-def prechecks(stage: Stage, options: UpOptions, connection: Any) -> dict[str, Any]:
+def prechecks(stage: Stage, options: UpRequest, connection: Any) -> dict[str, Any]:
     """Every precheck must pass, except that some (not all) nodes may be unreachable: those are left
     out of the run (step status `partial`) and the run ends with exit 1 naming them."""
     nodes = stage.nodes()

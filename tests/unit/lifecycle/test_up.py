@@ -71,7 +71,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch, stage: Stage) -> dict[str, Any]:
 
 
 def test_up_runs_every_step_and_journals_it(project: Project, fakes: dict[str, Any]) -> None:
-    result = orchestrator.up(project, orchestrator.UpOptions("stage-1"))
+    result = orchestrator.up(project, orchestrator.UpRequest("stage-1"))
     assert fakes["calls"][:2] == ["lab", "prechecks"]
     assert set(fakes["calls"][2:4]) == {"cloud", "truck"}  # the offline plan runs beside the truck tier
     assert fakes["calls"][-1] == "verify"
@@ -84,7 +84,7 @@ def test_up_runs_every_step_and_journals_it(project: Project, fakes: dict[str, A
 
 
 def test_secrets_never_reach_the_journal(project: Project, fakes: dict[str, Any]) -> None:
-    result = orchestrator.up(project, orchestrator.UpOptions("stage-1"))
+    result = orchestrator.up(project, orchestrator.UpRequest("stage-1"))
     run_dir = project.state_dir / "runs" / result["run_id"]
     text = "".join(p.read_text() for p in run_dir.iterdir())
     assert KEY_BODY["truck-a"] not in text and "[redacted]" in text
@@ -95,7 +95,7 @@ def test_failed_precheck_stops_before_any_change(project: Project, fakes: dict[s
     fakes["precheck_problems"] = [Problem("address-conflict", "address 10.31.1.11 is also answered by MAC x",
                                           "truck-a-gw")]
     with pytest.raises(TruckctlError) as caught:
-        orchestrator.up(project, orchestrator.UpOptions("stage-1"))
+        orchestrator.up(project, orchestrator.UpRequest("stage-1"))
     assert caught.value.exit_code == ExitCode.ERROR
     assert fakes["calls"] == ["lab", "prechecks"]  # nothing after: no cloud, no truck
     assert list_runs(project)[0]["failed_step"] == "prechecks"
@@ -105,7 +105,7 @@ def test_failed_precheck_stops_before_any_change(project: Project, fakes: dict[s
 def test_failed_node_names_the_step_and_node(project: Project, fakes: dict[str, Any]) -> None:
     fakes["truck"] = truck_result(failed=True)
     with pytest.raises(TruckctlError) as caught:
-        orchestrator.up(project, orchestrator.UpOptions("stage-1"))
+        orchestrator.up(project, orchestrator.UpRequest("stage-1"))
     problem = caught.value.problems[0]
     assert (problem.code, problem.location) == ("truck-failed", "truck-a-hv1")
     assert caught.value.result["failed_step"] == "truck"
@@ -116,14 +116,14 @@ def test_failed_node_names_the_step_and_node(project: Project, fakes: dict[str, 
 def test_policy_violation_fails_the_run(project: Project, fakes: dict[str, Any]) -> None:
     fakes["policy"] = [{"rule": "s3-encrypted", "resource": "datalake", "message": "no SSE-KMS"}]
     with pytest.raises(TruckctlError) as caught:
-        orchestrator.up(project, orchestrator.UpOptions("stage-1"))
+        orchestrator.up(project, orchestrator.UpRequest("stage-1"))
     assert caught.value.problems[0].code == "policy-violation"
     assert caught.value.result["failed_step"] == "cloud"
 
 
 def test_locked_stage_exits_4_and_runs_nothing(project: Project, fakes: dict[str, Any]) -> None:
     with stage_lock(project, "stage-1", "up stage-1 (another run)"), pytest.raises(TruckctlError) as caught:
-        orchestrator.up(project, orchestrator.UpOptions("stage-1"))
+        orchestrator.up(project, orchestrator.UpRequest("stage-1"))
     assert caught.value.exit_code == ExitCode.LOCKED and "another run" in caught.value.problems[0].message
     assert fakes["calls"] == []
 
@@ -132,7 +132,7 @@ def test_ctrl_c_exits_130_releases_the_lock_and_closes_the_journal(project: Proj
                                                                    ) -> None:
     fakes["interrupt"] = True
     with pytest.raises(TruckctlError) as caught:
-        orchestrator.up(project, orchestrator.UpOptions("stage-1"))
+        orchestrator.up(project, orchestrator.UpRequest("stage-1"))
     assert caught.value.exit_code == ExitCode.INTERRUPTED
     assert read_holder(project, "stage-1") is None
     assert list_runs(project)[0]["status"] == "interrupted"
@@ -140,7 +140,7 @@ def test_ctrl_c_exits_130_releases_the_lock_and_closes_the_journal(project: Proj
 
 def test_tier_truck_skips_the_cloud_and_limit_skips_the_smoke_check(project: Project, fakes: dict[str, Any]
                                                                    ) -> None:
-    orchestrator.up(project, orchestrator.UpOptions("stage-1", tier="truck", limit="truck-a-gw"))
+    orchestrator.up(project, orchestrator.UpRequest("stage-1", tier="truck", limit="truck-a-gw"))
     assert fakes["calls"] == ["lab", "prechecks", "truck"]
     assert fakes["plan"].limit == "truck-a-gw"
 
@@ -148,7 +148,7 @@ def test_tier_truck_skips_the_cloud_and_limit_skips_the_smoke_check(project: Pro
 def test_aws_without_pulumi_writes_nothing(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("shutil.which", lambda name, *a, **k: None)
     with pytest.raises(TruckctlError) as caught:
-        orchestrator.up(project, orchestrator.UpOptions("stage-1", target="aws"))
+        orchestrator.up(project, orchestrator.UpRequest("stage-1", target="aws"))
     assert caught.value.exit_code == ExitCode.ERROR
     assert "pulumi" in caught.value.problems[0].message.lower()
     assert not project.state_dir.exists()
@@ -223,7 +223,7 @@ def test_an_unreachable_node_is_left_out_the_others_converge_and_the_run_fails_n
         project: Project, fakes: dict[str, Any], down_nodes: list[str]) -> None:
     down_nodes.append("truck-b-hv2")
     with pytest.raises(TruckctlError) as caught:
-        orchestrator.up(project, orchestrator.UpOptions("stage-1"))
+        orchestrator.up(project, orchestrator.UpRequest("stage-1"))
     error = caught.value
     assert error.exit_code == ExitCode.ERROR
     assert [(p.code, p.location) for p in error.problems] == [("node-unreachable", "truck-b-hv2")]
@@ -247,7 +247,7 @@ def test_a_truck_whose_gateway_is_unreachable_is_not_smoke_checked(project: Proj
                                                                    down_nodes: list[str]) -> None:
     down_nodes.append("truck-b-gw")
     with pytest.raises(TruckctlError) as caught:
-        orchestrator.up(project, orchestrator.UpOptions("stage-1"))
+        orchestrator.up(project, orchestrator.UpRequest("stage-1"))
     assert caught.value.problems[0].location == "truck-b-gw"
     assert fakes["smoke_trucks"] == ["truck-a"]
 
@@ -256,7 +256,7 @@ def test_every_node_unreachable_stops_in_the_prechecks(project: Project, fakes: 
                                                        down_nodes: list[str]) -> None:
     down_nodes.append("truck-a-hv1")
     with pytest.raises(TruckctlError) as caught:
-        orchestrator.up(project, orchestrator.UpOptions("stage-1", limit="truck-a-hv1"))
+        orchestrator.up(project, orchestrator.UpRequest("stage-1", limit="truck-a-hv1"))
     assert caught.value.problems[0].code == "node-unreachable"
     assert "truck" not in fakes["calls"]
     assert list_runs(project)[0]["failed_step"] == "prechecks"
@@ -265,6 +265,6 @@ def test_every_node_unreachable_stops_in_the_prechecks(project: Project, fakes: 
 def test_an_unknown_limit_is_refused_before_the_lock_and_the_journal(project: Project, fakes: dict[str, Any]
                                                                      ) -> None:
     with pytest.raises(TruckctlError) as caught:
-        orchestrator.up(project, orchestrator.UpOptions("stage-1", limit="truck-z-gw"))
+        orchestrator.up(project, orchestrator.UpRequest("stage-1", limit="truck-z-gw"))
     assert caught.value.exit_code == ExitCode.USAGE and fakes["calls"] == []
     assert not project.state_dir.exists()
