@@ -18,6 +18,7 @@ from typing import Any
 
 from truckctl.errors import Problem, TruckctlError
 from truckctl.lab.plan import LabPlan
+from truckctl.processes import alive
 
 STATE_VERSION = 1
 
@@ -124,18 +125,35 @@ def forget(state_dir: Path) -> None:
     state_file(state_dir).unlink(missing_ok=True)
 
 
+DEAD_HOLDER_WAIT_S = 5.0
+
+
+def _take(handle: Any) -> bool:
+    """The lock, at once; or, when its recorded holder is dead, as soon as the last copy of the dead
+    holder's descriptor goes (a child it was forking when it was killed holds one until its exec)."""
+    deadline = time.monotonic() + DEAD_HOLDER_WAIT_S
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            handle.seek(0)
+            pid = handle.read().strip().removeprefix("pid ")
+            if (pid.isdigit() and alive(int(pid))) or time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+
+
 @contextmanager
 def locked(state_dir: Path) -> Iterator[None]:
     """One lab command at a time per state directory (up and down must never interleave)."""
     directory = lab_dir(state_dir)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     with open(directory / "lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _take(handle):
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise TruckctlError.single("lab-busy", f"another truckctl lab command is running ({holder})") from None
+            raise TruckctlError.single("lab-busy", f"another truckctl lab command is running ({holder})")
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()}")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,3 +74,25 @@ def test_lock_refuses_a_second_holder(tmp_path: Path) -> None:
         pass
     with st.locked(tmp_path):  # released after use
         pass
+
+
+def test_a_dead_holders_lock_is_waited_for_not_refused(tmp_path: Path) -> None:
+    """A holder killed while forking leaves its lock with a child until that child's exec: `down`
+    right after the kill must wait for it, not report a lab command that no longer runs."""
+    lock = st.lab_dir(tmp_path) / "lock"
+    lock.parent.mkdir(parents=True)
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time\n"
+        f"handle = open({str(lock)!r}, 'a+')\n"
+        "fcntl.flock(handle, fcntl.LOCK_EX)\n"
+        "handle.write('pid 999999999'); handle.flush()\n"  # a holder that is gone
+        "print('held', flush=True)\n"
+        "time.sleep(1.0)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        with st.locked(tmp_path):
+            waited = time.monotonic() - started
+        assert 0.5 < waited < st.DEAD_HOLDER_WAIT_S  # taken once the child let go (it held it for 1 s)
+    finally:
+        child.wait(timeout=10)
