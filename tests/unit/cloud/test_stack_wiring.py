@@ -6,11 +6,14 @@ import json
 import sys
 from typing import Any
 
+import pytest
+
 from truckctl.cloud.iam_policy import allows
 from truckctl.cloud.offline import plan_offline
 from truckctl.cloud.offline_worker import placeholder_vpn_key
 from truckctl.cloud.outputs import CloudOutputs, heartbeat_topic, telemetry_topic
-from truckctl.cloud.stack_outputs import cloud_outputs_from_stack
+from truckctl.cloud.stack_outputs import cloud_outputs_from_stack, truck_certificates
+from truckctl.errors import TruckctlError
 from truckctl.project import Project
 
 from .conftest import REPO, Plan
@@ -317,3 +320,28 @@ def test_delete_data_lifts_protection_and_the_policy_says_so() -> None:
     assert bucket["protect"] is False and bucket["retain_on_delete"] is False
     assert bucket["inputs"]["force_destroy"] is True
     assert {v["rule"] for v in plan["policy"]} == {"datalake-retained"}
+
+
+def test_the_stack_exports_each_truck_certificate_id_for_revocation() -> None:
+    """`down --target aws` revokes from the outputs alone: the program exports every certificate's id."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "truckctl.cloud.offline_worker", "--project", str(REPO), "stage-1"],
+                          capture_output=True, text=True, check=True, cwd=REPO)
+    (document,) = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    region, certificates = truck_certificates(document["outputs"])
+    assert region == "eu-south-1" and sorted(certificates) == list(TRUCKS)
+    for name, ident in certificates.items():
+        assert document["outputs"]["trucks"][name]["certificateRef"].endswith(f":cert/{ident}")
+
+
+def test_certificate_ids_from_older_outputs_and_from_no_stack() -> None:
+    ref = "arn:aws:iot:eu-south-1:123456789012:cert/" + "c" * 64
+    assert truck_certificates({"region": "eu-south-1", "trucks": {"t": {"certificateRef": ref}}}) == (
+        "eu-south-1", {"t": "c" * 64})  # deployed before the certificateId output existed
+    assert truck_certificates({}) == ("", {})  # never deployed, or destroyed: nothing to revoke
+    for bad in ({"region": "eu-south-1", "trucks": {"t": {"certificateRef": "arn"}}},
+                {"region": "eu-south-1", "trucks": ["t"]}, {"trucks": {"t": {"certificateId": "x"}}}):
+        with pytest.raises(TruckctlError) as caught:
+            truck_certificates(bad)
+        assert caught.value.problems[0].code == "cloud-outputs-invalid"
