@@ -20,7 +20,7 @@ MQTT_PORT = 8883  # AWS IoT Core MQTT over TLS with client certificates
 class TruckSpec:
     name: str
     thing_name: str  # also the MQTT client id: one connection per truck bridge
-    topic_prefix: str
+    topic_prefix: str  # race/stage/truck: the thing name with "/" for "-" (the IoT policy rule checks it)
     telemetry_topic: str
     heartbeat_topic: str
     lan: IPv4Network
@@ -62,9 +62,9 @@ def from_stage(stage: Stage, *, race_trucks: list[str], delete_data: bool,
         TruckSpec(
             name=truck.name,
             thing_name=f"{stage.race.id}-{stage.name}-{truck.name}",
-            topic_prefix=topic_prefix(stage.race.id, truck.name),
-            telemetry_topic=telemetry_topic(stage.race.id, truck.name),
-            heartbeat_topic=heartbeat_topic(stage.race.id, truck.name),
+            topic_prefix=topic_prefix(stage.race.id, truck.name, stage.name),
+            telemetry_topic=telemetry_topic(stage.race.id, truck.name, stage.name),
+            heartbeat_topic=heartbeat_topic(stage.race.id, truck.name, stage.name),
             lan=truck.lan,
             vpn_address=str(layout.vpn_truck_address(race_trucks.index(truck.name))),
             metric_namespace=f"truckctl/{stage.race.id}/{stage.name}/{truck.name}",

@@ -16,7 +16,10 @@ from .component import Component
 
 Statement = dict[str, Any]
 
-SSM_MANAGED_INSTANCE_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+# What the SSM agent needs for Session Manager (AWS's "custom instance profile" list): the channel
+# actions have no resource types, so they take "*"; none of them reads data.
+SESSION_CHANNEL_ACTIONS = ["ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+                           "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"]
 
 
 def allow(actions: list[str], resources: list[str], condition: dict[str, Any] | None = None) -> Statement:
@@ -77,20 +80,38 @@ def firehose_policy(stream_arn: str, bucket_arn: str, key_arn: str, region: str,
     ])
 
 
-def vpn_gateway_policy(private_key_parameter_arn: str, peers_path_arn: str, key_arn: str, region: str) -> str:
-    """The VPN gateway reads its own private key and the peers list, nothing else."""
+def vpn_gateway_policy(private_key_parameter_arn: str, peers_path_arn: str, key_arn: str, region: str,
+                       vpn_path_arn: str) -> str:
+    """The VPN gateway reads its own private key and the peers list, nothing else.
+
+    The key decrypts only SSM parameters under the stage's own VPN path (SSM passes the
+    parameter's ARN as encryption context), so this role cannot decrypt anything else of the race.
+    """
     return document([
         allow(["ssm:GetParameter"], [private_key_parameter_arn]),
         allow(["ssm:GetParametersByPath"], [peers_path_arn]),
-        allow(["kms:Decrypt"], [key_arn], {"StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com"}}),
+        allow(["kms:Decrypt"], [key_arn], {
+            "StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com"},
+            "StringLike": {"kms:EncryptionContext:PARAMETER_ARN": f"{vpn_path_arn}/*"}}),
+    ])
+
+
+def session_manager_policy(instance_arn: str) -> str:
+    """SSM Session Manager on one instance (administration without SSH), instead of the AWS-managed
+    AmazonSSMManagedInstanceCore, which also reads every SSM parameter of the account."""
+    return document([
+        allow(["ssm:UpdateInstanceInformation"], [instance_arn]),
+        allow(SESSION_CHANNEL_ACTIONS, ["*"]),
     ])
 
 
 def iot_thing_policy(region: str, account_id: str, client_id: str, prefix: str) -> str:
-    """A truck's certificate may connect as its own client id and use only its own topic prefix."""
+    """What a truck's bridge does, nothing more: connect as its own client id (only while the
+    certificate is attached to its own thing) and publish under its own topic prefix. The bridge only
+    sends (mosquitto `topic ... out`): no Subscribe, no Receive."""
     base = f"arn:aws:iot:{region}:{account_id}"
     return document([
-        allow(["iot:Connect"], [f"{base}:client/{client_id}"]),
-        allow(["iot:Publish", "iot:Receive"], [f"{base}:topic/{prefix}/*"]),
-        allow(["iot:Subscribe"], [f"{base}:topicfilter/{prefix}/*"]),
+        allow(["iot:Connect"], [f"{base}:client/{client_id}"],
+              {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}),
+        allow(["iot:Publish"], [f"{base}:topic/{prefix}/*"]),
     ])

@@ -69,6 +69,8 @@ def build_stack(project_dir: Path, stage_name: str) -> None:
             # A certificate is public; the provider marks it secret only because it ships with the key.
             "certificatePem": pulumi.Output.unsecret(t.certificate.certificate_pem),
             "certificateRef": t.certificate.arn,
+            # What `down` deactivates first (UpdateCertificate takes the id, not the ARN).
+            "certificateId": t.certificate.id,
         }
         for t in feed.trucks
     })

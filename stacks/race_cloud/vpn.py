@@ -81,8 +81,13 @@ class Vpn:
     public_key: pulumi.Output[str]
 
 
+def vpn_path(config: StackConfig) -> str:
+    """Every SSM parameter of the stage's VPN gateway lives under this path, and only the gateway reads it."""
+    return f"/truckctl/{config.race_id}/{config.stage}/vpn"
+
+
 def peers_path(config: StackConfig) -> str:
-    return f"/truckctl/{config.race_id}/{config.stage}/vpn/peers/"
+    return f"{vpn_path(config)}/peers/"
 
 
 def user_data(config: StackConfig, key_parameter: str) -> str:
@@ -96,7 +101,7 @@ def build(config: StackConfig, provider: pulumi.ProviderResource, kms: Kms, netw
           account_id: pulumi.Output[str]) -> Vpn:
     component = Component("Vpn", "vpn", provider)
     opts = component.opts
-    key_parameter = f"/truckctl/{config.race_id}/{config.stage}/vpn/private-key"
+    key_parameter = f"{vpn_path(config)}/private-key"
     parameter = aws.ssm.Parameter("vpn-private-key", name=key_parameter, type="SecureString",
                                   value=config.vpn_private_key, key_id=kms.key.arn,
                                   description="WireGuard private key of the management VPN gateway", opts=opts())
@@ -104,10 +109,9 @@ def build(config: StackConfig, provider: pulumi.ProviderResource, kms: Kms, netw
     role, role_policy = iam.service_role(
         component, "vpn-role", config.name("vpn-gateway"), iam.ec2_trust_policy(),
         pulumi.Output.all(parameter.arn, ssm_arn, kms.key.arn).apply(
-            lambda a: iam.vpn_gateway_policy(a[0], a[1] + peers_path(config).rstrip("/"), a[2], config.region)),
-        "Management VPN gateway: its own key and peer list, SSM Session Manager")
-    aws.iam.RolePolicyAttachment("vpn-role-ssm-core", role=role.name, policy_arn=iam.SSM_MANAGED_INSTANCE_CORE,
-                                 opts=opts())
+            lambda a: iam.vpn_gateway_policy(a[0], a[1] + peers_path(config).rstrip("/"), a[2], config.region,
+                                             a[1] + vpn_path(config))),
+        "Management VPN gateway: its own key and peer list, SSM Session Manager on itself")
     profile = aws.iam.InstanceProfile("vpn-instance-profile", name=config.name("vpn-gateway"), role=role.name,
                                       opts=opts())
     ami = aws.ec2.get_ami_output(most_recent=True, owners=["amazon"],
@@ -123,6 +127,9 @@ def build(config: StackConfig, provider: pulumi.ProviderResource, kms: Kms, netw
         user_data=user_data(config, key_parameter), user_data_replace_on_change=True,
         tags={"Name": config.name("vpn-gateway")},
         opts=opts(depends_on=[role_policy]))  # the first boot reads the key with this role
+    # Session Manager needs the instance's ARN: a policy of its own, added once the instance exists.
+    aws.iam.RolePolicy("vpn-role-session-manager", role=role.id, policy=instance.arn.apply(iam.session_manager_policy),
+                       opts=opts())
     eip = aws.ec2.Eip("vpn-eip", domain="vpc", instance=instance.id, tags={"Name": config.name("vpn")}, opts=opts())
     # Hosts in the VPC reach trucks through the tunnel; the tunnel network is outside the VPC CIDR.
     for kind, table in (("private", network.private_route_table), ("public", network.public_route_table)):

@@ -80,7 +80,10 @@ def render(env: Env, outcome: Outcome) -> None:
     for item in (result.get("truck") or {}).get("not_down", []):
         console.print(f"NOT taken down: {escape(item['node'])}: {escape(item['reason'])}", highlight=False)
     revoke = result.get("revoke")
-    if revoke:
+    if revoke and revoke.get("certificates"):  # aws: the IoT certificates, first
+        states = ", ".join(f"{item['truck']} {item['after']}" for item in revoke["certificates"])
+        console.print(f"certificates (first): {escape(states)}: {escape(revoke.get('note', ''))}", highlight=False)
+    elif revoke:
         trucks = ", ".join(item["truck"] for item in revoke.get("revoked", []))
         console.print(f"certificates: {'revoked for ' + trucks if trucks else escape(revoke.get('note', ''))}",
                       highlight=False)

@@ -160,6 +160,13 @@ class AwsEngine:
         with self._stack() as stack:
             return cloud_outputs_from_stack(stack.outputs(), alert_webhook_url=self._webhook())
 
+    def certificates(self) -> tuple[str, dict[str, str]]:
+        """The region and each truck's IoT certificate id, from the stack outputs (for revocation)."""
+        from truckctl.cloud.stack_outputs import truck_certificates
+
+        with self._stack() as stack:
+            return truck_certificates(stack.outputs())
+
     # --- plumbing ------------------------------------------------------------------------------
 
     def _webhook(self) -> str | None:

@@ -93,8 +93,10 @@ class PlanMocks(mocks.Mocks):
         if typ == "aws:ssm/parameter:Parameter":
             return physical, {"arn": f"arn:aws:ssm:{region}:{account}:parameter{physical}"}
         if typ == "aws:ec2/instance:Instance":
-            return f"i-{_digest(name)}", {"primaryNetworkInterfaceId": f"eni-{_digest(name, 'eni')}",
-                                          "privateIp": "192.0.2.10"}
+            instance_id = f"i-{_digest(name)}"
+            return instance_id, {"arn": f"arn:aws:ec2:{region}:{account}:instance/{instance_id}",
+                                 "primaryNetworkInterfaceId": f"eni-{_digest(name, 'eni')}",
+                                 "privateIp": "192.0.2.10"}
         if typ == "aws:ec2/eip:Eip":
             return f"eipalloc-{_digest(name)}", {"publicIp": "203.0.113.10"}  # TEST-NET-3
         rid = f"{name}-{_digest(typ, name, length=8)}"

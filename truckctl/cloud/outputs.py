@@ -12,17 +12,21 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 
-def topic_prefix(race_id: str, truck: str) -> str:
-    """The MQTT topic space of one truck: only this truck's certificate may publish under it."""
-    return f"{race_id}/{truck}"
+def topic_prefix(race_id: str, truck: str, stage: str | None = None) -> str:
+    """The MQTT topic space of one truck: only this truck's certificate may publish under it.
+
+    On aws every stage's stack has its own certificates and topic rules, so the prefix carries the
+    stage: a stage's certificate can never feed another stage's rules (the lab has one stand-in).
+    """
+    return f"{race_id}/{stage}/{truck}" if stage else f"{race_id}/{truck}"
 
 
-def telemetry_topic(race_id: str, truck: str) -> str:
-    return f"{topic_prefix(race_id, truck)}/telemetry"
+def telemetry_topic(race_id: str, truck: str, stage: str | None = None) -> str:
+    return f"{topic_prefix(race_id, truck, stage)}/telemetry"
 
 
-def heartbeat_topic(race_id: str, truck: str) -> str:
-    return f"{topic_prefix(race_id, truck)}/heartbeat"
+def heartbeat_topic(race_id: str, truck: str, stage: str | None = None) -> str:
+    return f"{topic_prefix(race_id, truck, stage)}/heartbeat"
 
 
 class TruckAccess(BaseModel):
@@ -35,7 +39,7 @@ class TruckAccess(BaseModel):
     topic_prefix: str
     certificate_pem: str
     private_key_pem: SecretStr
-    certificate_ref: str  # IoT certificate id/ARN on aws; certificate serial on lab
+    certificate_ref: str  # IoT certificate ARN on aws; certificate serial on lab
 
 
 class CloudOutputs(BaseModel):

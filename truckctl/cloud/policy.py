@@ -12,6 +12,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from truckctl.cloud import iam_policy as iamdoc
+from truckctl.cloud.iam_policy import items as _items
+from truckctl.cloud.iam_policy import policy_document as _policy_document
+from truckctl.cloud.iam_policy import statements as _statements
 from truckctl.cloud.resources import PlannedResource, by_type
 
 BUCKET = "aws:s3/bucket:Bucket"
@@ -42,7 +46,14 @@ IAM_ATTACHMENTS = ("aws:iam/rolePolicyAttachment:RolePolicyAttachment",
                    "aws:iam/policyAttachment:PolicyAttachment",
                    "aws:iam/userPolicyAttachment:UserPolicyAttachment",
                    "aws:iam/groupPolicyAttachment:GroupPolicyAttachment")
-ADMIN_POLICIES = ("arn:aws:iam::aws:policy/AdministratorAccess", "arn:aws:iam::aws:policy/PowerUserAccess")
+RESOURCE_POLICY_DOCS = {  # resource policies parliament reads too (their Principal is part of the grant)
+    "aws:s3/bucketPolicy:BucketPolicy": "policy",
+    "aws:sns/topicPolicy:TopicPolicy": "policy",
+    "aws:kms/key:Key": "policy",
+    "aws:sqs/queuePolicy:QueuePolicy": "policy",
+}
+IOT_BRIDGE_ACTIONS = {"iot:connect": "client", "iot:publish": "topic"}  # what a truck's bridge does
+IOT_ATTACHED = "iot:Connection.Thing.IsAttached"
 DATA_TAG = "truckctl-data"  # buckets holding race data carry this tag (stacks/race_cloud/datalake.py)
 WORLD = ("0.0.0.0/0", "::/0")
 AWS_MANAGED_KEYS = ("alias/aws/", "aws/")
@@ -79,12 +90,6 @@ def _get(data: Any, *path: str) -> Any:
     return data
 
 
-def _items(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list | tuple) else [value]
-
-
 def _customer_key(value: Any) -> bool:
     return isinstance(value, str) and bool(value) and not value.startswith(AWS_MANAGED_KEYS)
 
@@ -106,22 +111,6 @@ def _for_bucket(bucket: PlannedResource, resources: Iterable[PlannedResource],
         if target in names or (not isinstance(target, str) and bucket.name in resource.depends_on):
             found.append(resource)
     return found
-
-
-def _policy_document(raw: Any) -> dict[str, Any] | None:
-    if isinstance(raw, dict):
-        return raw
-    if isinstance(raw, str):
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            return None
-        return parsed if isinstance(parsed, dict) else None
-    return None
-
-
-def _statements(document: dict[str, Any]) -> list[dict[str, Any]]:
-    return [s for s in _items(document.get("Statement")) if isinstance(s, dict)]
 
 
 def _documents(resource: PlannedResource) -> list[Any]:
@@ -210,32 +199,106 @@ def s3_no_public_access(resources: Sequence[PlannedResource]) -> list[Violation]
     return violations
 
 
-def iam_no_wildcard_admin(resources: Sequence[PlannedResource]) -> list[Violation]:
-    """No IAM policy allows a wildcard action on every resource, or everything-but (NotAction)."""
-    violations = []
+def _iam_documents(resources: Sequence[PlannedResource], rule: str,
+                   violations: list[Violation]) -> list[tuple[PlannedResource, dict[str, Any]]]:
+    """Every identity policy document of the plan; an unreadable one is reported as a violation."""
+    found = []
     for resource in resources:
-        if resource.type in IAM_ATTACHMENTS and resource.inputs.get("policy_arn") in ADMIN_POLICIES:
-            violations.append(Violation("iam-no-wildcard-admin", resource.name,
-                                        f"attaches {resource.inputs['policy_arn']}"))
         if resource.type not in IAM_POLICY_DOCS:
             continue
         for raw in _documents(resource):
             document = _policy_document(raw)
             if document is None:
-                violations.append(_unreadable("iam-no-wildcard-admin", resource, "IAM policy"))
-                continue
-            for statement in _statements(document):
-                if statement.get("Effect") != "Allow":
-                    continue
-                if "NotAction" in statement:
-                    violations.append(Violation("iam-no-wildcard-admin", resource.name,
-                                                "Allow with NotAction grants everything else"))
-                    continue
-                actions = [str(a) for a in _items(statement.get("Action"))]
-                wildcards = [a for a in actions if "*" in a]
-                if wildcards and "*" in _items(statement.get("Resource")):
-                    violations.append(Violation("iam-no-wildcard-admin", resource.name,
-                                                f"allows {', '.join(wildcards)} on Resource *"))
+                violations.append(_unreadable(rule, resource, "IAM policy"))
+            else:
+                found.append((resource, document))
+    return found
+
+
+def iam_no_wildcard_actions(resources: Sequence[PlannedResource]) -> list[Violation]:
+    """No IAM policy allows `*`, every action of a service (`s3:*`, `iam:*`), or a wildcard of actions
+    (`s3:Get*`) on a sensitive service."""
+    violations: list[Violation] = []
+    for resource, document in _iam_documents(resources, "iam-no-wildcard-actions", violations):
+        for statement in iamdoc.allow_statements(document):
+            for action in iamdoc.actions(statement):
+                problem = iamdoc.wildcard_action_problem(action)
+                if problem:
+                    violations.append(Violation("iam-no-wildcard-actions", resource.name, problem))
+    return violations
+
+
+def iam_sensitive_resources(resources: Sequence[PlannedResource]) -> list[Violation]:
+    """Sensitive actions (reading secrets and data, decrypting, passing or assuming roles) name their
+    resources: never `*` nor every resource of a kind, whatever the condition."""
+    violations: list[Violation] = []
+    for resource, document in _iam_documents(resources, "iam-sensitive-resources", violations):
+        for statement in iamdoc.allow_statements(document):
+            broad = [r for r in iamdoc.resources(statement) if iamdoc.unscoped(r)]
+            sensitive = sorted({s for a in iamdoc.actions(statement) for s in iamdoc.sensitive_actions(a)})
+            if broad and sensitive:
+                violations.append(Violation("iam-sensitive-resources", resource.name,
+                                            f"allows {', '.join(sensitive)} on {', '.join(broad)}"))
+    return violations
+
+
+def iam_no_not_grants(resources: Sequence[PlannedResource]) -> list[Violation]:
+    """No Allow with NotAction or NotResource: it grants everything but a list, now and as AWS adds more."""
+    violations: list[Violation] = []
+    for resource, document in _iam_documents(resources, "iam-no-not-grants", violations):
+        for statement in iamdoc.allow_statements(document):
+            for element in ("NotAction", "NotResource"):
+                if element in statement:
+                    violations.append(Violation("iam-no-not-grants", resource.name,
+                                                f"Allow with {element} grants everything else"))
+    return violations
+
+
+def iam_no_broad_managed_policies(resources: Sequence[PlannedResource]) -> list[Violation]:
+    """No AWS-managed policy is attached anywhere (AdministratorAccess, PowerUserAccess, *FullAccess,
+    ReadOnlyAccess, AmazonSSMManagedInstanceCore...): they grant on every resource of the account."""
+    violations = []
+    for resource in resources:
+        arns: list[Any] = []
+        if resource.type in IAM_ATTACHMENTS:
+            arns = [resource.inputs.get("policy_arn")]
+        elif resource.type == "aws:iam/role:Role":
+            arns = _items(resource.inputs.get("managed_policy_arns"))
+        elif resource.type == "aws:iam/rolePolicyAttachmentsExclusive:RolePolicyAttachmentsExclusive":
+            arns = _items(resource.inputs.get("policy_arns"))
+        for arn in arns:
+            problem = iamdoc.managed_policy_problem(str(arn))
+            if problem:
+                violations.append(Violation("iam-no-broad-managed-policies", resource.name, problem))
+    return violations
+
+
+def lintable_documents(resources: Sequence[PlannedResource]) -> list[tuple[PlannedResource, str, Any]]:
+    """(resource, kind, raw document) for every policy document parliament reads."""
+    found: list[tuple[PlannedResource, str, Any]] = []
+    for resource in resources:
+        if resource.type in IAM_POLICY_DOCS:
+            found += [(resource, "identity", raw) for raw in _documents(resource)]
+        elif resource.type == IOT_POLICY:
+            found.append((resource, "iot", resource.inputs.get("policy")))
+        elif resource.type in RESOURCE_POLICY_DOCS and resource.inputs.get(RESOURCE_POLICY_DOCS[resource.type]):
+            found.append((resource, f"resource:{resource.type}", resource.inputs[RESOURCE_POLICY_DOCS[resource.type]]))
+    return found
+
+
+def iam_parliament(resources: Sequence[PlannedResource]) -> list[Violation]:
+    """Parliament, an independent IAM policy linter, finds nothing in any policy document (identity,
+    IoT, bucket, topic and key policies; role trust policies have no Resource for it to read)."""
+    from truckctl.cloud import lint
+
+    violations = []
+    for resource, kind, raw in lintable_documents(resources):
+        document = _policy_document(raw)
+        if document is None:
+            violations.append(_unreadable("iam-parliament", resource, "policy"))
+            continue
+        text = raw if isinstance(raw, str) else json.dumps(raw)
+        violations += [Violation("iam-parliament", resource.name, f.message()) for f in lint.lint(text, kind)]
     return violations
 
 
@@ -282,43 +345,64 @@ def kms_rotation(resources: Sequence[PlannedResource]) -> list[Violation]:
             and k.inputs.get("enable_key_rotation") is not True]
 
 
+def _iot_problems(document: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    clients: set[str] = set()
+    topics: list[str] = []
+    for statement in _statements(document):
+        if statement.get("Effect") != "Allow":
+            continue
+        for element in ("NotAction", "NotResource"):
+            if element in statement:
+                problems.append(f"Allow with {element}")
+        actions = iamdoc.actions(statement)
+        for action in actions:
+            if action.lower() not in IOT_BRIDGE_ACTIONS:
+                problems.append(f"action {action} is not one the bridge uses (iot:Connect, iot:Publish)")
+        if any(a.lower() == "iot:connect" for a in actions) and \
+                str(_get(statement, "Condition", "Bool", IOT_ATTACHED)).lower() != "true":
+            problems.append(f"iot:Connect without the condition {IOT_ATTACHED}: any certificate holding the "
+                            "policy could connect as its client id")
+        wanted = {IOT_BRIDGE_ACTIONS[a.lower()] for a in actions if a.lower() in IOT_BRIDGE_ACTIONS}
+        for arn in iamdoc.resources(statement):
+            kind, _, path = arn.rpartition(":")[2].partition("/")
+            if arn == "*" or not path or not arn.startswith("arn:"):
+                problems.append(f"resource {arn} is not scoped")
+            elif kind not in wanted:
+                problems.append(f"resource {arn} is not a {' or '.join(sorted(wanted)) or 'bridge'} resource")
+            elif kind == "client":
+                clients.add(path)
+                if any(c in path for c in "*?+#"):
+                    problems.append(f"client {path} is a wildcard")
+            else:
+                topics.append(path)
+    if len(clients) != 1:
+        problems.append(f"{len(clients)} client ids ({', '.join(sorted(clients))}): expected exactly one")
+    for topic in topics:
+        base = topic.removesuffix("/*")
+        if any(c in base for c in "*?+#"):
+            problems.append(f"topic {topic} has a wildcard before its last level")
+        elif len(clients) == 1 and not _under_own_prefix(base, next(iter(clients))):
+            problems.append(f"topic {topic} is not under the client's own prefix (its id with / for -)")
+    return problems
+
+
+def _under_own_prefix(topic: str, client: str) -> bool:
+    levels = topic.split("/")
+    return any("-".join(levels[:n]) == client for n in range(1, len(levels) + 1))
+
+
 def iot_policy_scoped(resources: Sequence[PlannedResource]) -> list[Violation]:
-    """An IoT policy serves one truck: one client id and topics under one `race/truck/` prefix only."""
+    """An IoT policy serves one truck's bridge and nothing more: iot:Connect as one client id (the
+    thing's name, the certificate attached to that thing) and iot:Publish under that client's own topic
+    prefix (race/stage/truck for race-stage-truck): no other action, no wildcard across trucks or stages."""
     violations = []
     for policy in by_type(list(resources), IOT_POLICY):
         document = _policy_document(policy.inputs.get("policy"))
         if document is None:
             violations.append(_unreadable("iot-policy-scoped", policy, "IoT policy"))
             continue
-        clients: set[str] = set()
-        prefixes: set[str] = set()
-        problems: list[str] = []
-        for statement in _statements(document):
-            if statement.get("Effect") != "Allow":
-                continue
-            for action in _items(statement.get("Action")):
-                if "*" in str(action):
-                    problems.append(f"wildcard action {action}")
-            for arn in (str(r) for r in _items(statement.get("Resource"))):
-                kind, _, path = arn.rpartition(":")[2].partition("/")
-                if arn == "*" or not path:
-                    problems.append(f"resource {arn} is not scoped")
-                elif kind == "client":
-                    clients.add(path)
-                    if "*" in path or "+" in path:
-                        problems.append(f"client {path} is a wildcard")
-                elif kind in ("topic", "topicfilter"):
-                    parts = path.split("/")
-                    if len(parts) < 3 or any(c in p for p in parts[:2] for c in "*+#"):
-                        problems.append(f"topic {path} is not under a race/truck/ prefix")
-                    prefixes.add("/".join(parts[:2]))
-                else:
-                    problems.append(f"resource {arn} is neither a client nor a topic")
-        if len(clients) > 1:
-            problems.append(f"{len(clients)} client ids ({', '.join(sorted(clients))})")
-        if len(prefixes) > 1:
-            problems.append(f"topics of {len(prefixes)} trucks ({', '.join(sorted(prefixes))})")
-        violations += [Violation("iot-policy-scoped", policy.name, p) for p in problems]
+        violations += [Violation("iot-policy-scoped", policy.name, p) for p in _iot_problems(document)]
     return violations
 
 
@@ -372,7 +456,11 @@ RULES: tuple[Rule, ...] = tuple(
         ("sns-encryption", sns_encryption),
         ("firehose-encryption", firehose_encryption),
         ("s3-no-public-access", s3_no_public_access),
-        ("iam-no-wildcard-admin", iam_no_wildcard_admin),
+        ("iam-no-wildcard-actions", iam_no_wildcard_actions),
+        ("iam-sensitive-resources", iam_sensitive_resources),
+        ("iam-no-not-grants", iam_no_not_grants),
+        ("iam-no-broad-managed-policies", iam_no_broad_managed_policies),
+        ("iam-parliament", iam_parliament),
         ("no-world-ssh", no_world_ssh),
         ("kms-rotation", kms_rotation),
         ("iot-policy-scoped", iot_policy_scoped),

@@ -62,3 +62,29 @@ def cloud_outputs_from_stack(outputs: Mapping[str, Any], placeholder: bool = Fal
         detail = f"missing {exc}" if isinstance(exc, KeyError) else type(exc).__name__
         raise TruckctlError.single("cloud-outputs-invalid",
                                    f"the cloud stack outputs do not match what truckctl expects ({detail})") from None
+
+
+def truck_certificates(outputs: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+    """The region and each truck's IoT certificate id, from the stack outputs alone (nothing else of
+    them needs to be readable: `down` revokes even a stack whose other outputs are missing).
+
+    No `trucks` output (never deployed, or destroyed): no certificate. Stacks deployed before the
+    `certificateId` output carry the id at the end of `certificateRef` (arn:...:cert/ID).
+    """
+    values = {name: _plain(value) for name, value in outputs.items()}
+    trucks = values.get("trucks") or {}
+    region = values.get("region")
+    if not isinstance(trucks, dict) or (trucks and not isinstance(region, str)):
+        raise TruckctlError.single("cloud-outputs-invalid", "the cloud stack's trucks or region output is not "
+                                   "what truckctl expects: cannot find the certificates to revoke")
+    certificates = {}
+    for name, truck in trucks.items():
+        ident = truck.get("certificateId") if isinstance(truck, dict) else None
+        ref = truck.get("certificateRef") if isinstance(truck, dict) else None
+        if not ident and isinstance(ref, str) and ":cert/" in ref:
+            ident = ref.rsplit(":cert/", 1)[1]
+        if not isinstance(ident, str) or not ident:
+            raise TruckctlError.single("cloud-outputs-invalid", f"the cloud stack names no certificate for truck "
+                                       f"{name}: cannot revoke it", name)
+        certificates[str(name)] = ident
+    return str(region or ""), certificates

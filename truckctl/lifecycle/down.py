@@ -3,10 +3,15 @@
 Order, one locked and journaled run (steps `truck`, `revoke`, `cloud`):
 1. truck: playbooks/down.yml on every node: heartbeats, the lab's simulated feed and the telemetry
    bridge stopped and disabled, the truck's certificate and key removed from the gateway;
-2. revoke: the trucks' certificates refused at the cloud side (lab: the stand-in's CRL; aws: the
-   IoT certificates are deleted by the cloud tier's destroy, step 3);
-3. cloud: aws: the Pulumi destroy, which keeps the data lake and its KMS key unless delete_data;
-   lab: nothing to destroy (the cloud tier is an offline plan; the stand-in lives until `lab down`).
+2. revoke: the trucks' certificates refused at the cloud side (lab: the stand-in's CRL; aws: every
+   truck's IoT certificate set INACTIVE through the IoT API, truckctl/cloud/revoke.py);
+3. cloud: aws: the Pulumi destroy, which keeps the data lake and its KMS key unless delete_data
+   (it deletes the certificates); lab: nothing to destroy (the cloud tier is an offline plan; the
+   stand-in lives until `lab down`).
+
+On aws the revocation comes FIRST, before the truck tier is touched: a stolen or unreachable truck is
+refused by the cloud whatever else fails. If it fails, nothing else is done: the run stops (exit 1)
+saying which certificates are still trusted and how to deactivate them, and a re-run resumes there.
 
 A node that cannot be taken down (unreachable, or a task failed): the others are, the certificates
 are still revoked (so a truck that could not be stopped is refused at the cloud side), but the
@@ -97,6 +102,8 @@ def confirm(stage: str, target: str, *, yes: bool, delete_data: bool, confirm_de
 class Engine(Protocol):
     def outputs(self) -> CloudOutputs: ...
 
+    def certificates(self) -> tuple[str, dict[str, str]]: ...
+
     def destroy(self, delete_data: bool = False) -> OperationResult: ...
 
 
@@ -111,6 +118,12 @@ def _revoke(project: Project, truck: str) -> dict[str, Any]:
     from truckctl.lab import api as lab_api
 
     return lab_api.revoke_truck(project, truck)
+
+
+def _iot_client(region: str) -> Any:
+    from truckctl.cloud.revoke import iot_client
+
+    return iot_client(region)
 
 
 def _engine(project: Project, stage: Stage, on_event: OnEvent) -> Engine:
@@ -163,6 +176,7 @@ class Backends:
     lab_outputs: Callable[[Project, Stage], CloudOutputs | None] = _lab_outputs
     standin_seen: Callable[[CloudOutputs], dict[str, Any] | None] = _standin_seen
     connection: Callable[[Project, Stage, str], Connection] = _connection
+    iot_client: Callable[[str], Any] = _iot_client  # a boto3 IoT client for the region (aws revocation)
 
 
 def _no_step(step: str, message: str) -> None:
@@ -260,6 +274,16 @@ def down(project: Project, options: DownOptions, confirmation: Confirmation, pro
             for secret in lab_outputs.secret_values():
                 run.secret(secret)
 
+        if options.target == "aws" and "revoke" not in done:
+            progress.on_step("revoke", "deactivating every truck's IoT certificate first, whatever else fails")
+            try:
+                result["revoke"] = run.step("revoke", lambda: aws_revoke_step(project, stage, run, backends))
+            except TruckctlError as exc:
+                exc.result = {**result, **exc.result, "cloud": {"destroyed": False, "reason": "the revocation failed"},
+                              "note": "down stopped at the revocation: no truck node and no cloud resource was "
+                                      "touched; re-run `truckctl down` once every certificate can be deactivated"}
+                raise
+
         if "truck" not in done:
             progress.on_step("truck", "stopping the heartbeats and the telemetry bridge, removing the trucks' "
                              "certificates from the gateways")
@@ -267,7 +291,7 @@ def down(project: Project, options: DownOptions, confirmation: Confirmation, pro
                                                                    backends))
         left = list(result.get("truck", {}).get("not_down", []))
 
-        if "revoke" not in done:
+        if options.target == "lab" and "revoke" not in done:
             progress.on_step("revoke", "revoking the trucks' certificates at the cloud side")
             result["revoke"] = run.step("revoke", lambda: revoke_step(project, stage, options.target, backends))
 
@@ -335,10 +359,34 @@ def truck_step(project: Project, stage: Stage, target: str, run: Run, progress: 
     return detail
 
 
+def aws_revoke_step(project: Project, stage: Stage, run: Run, backends: Backends) -> dict[str, Any]:
+    """Every truck's IoT certificate INACTIVE, from the certificate ids in the stack outputs."""
+    from truckctl.cloud.revoke import deactivate_all
+
+    engine = backends.engine(project, stage, lambda event: None)
+    region, certificates = engine.certificates()
+    if not certificates:
+        return {"certificates": [], "note": "the stack has no truck certificates (never deployed, or already "
+                "destroyed): nothing to revoke", "summary_trucks": []}
+    try:
+        client = backends.iot_client(region)
+    except Exception as exc:  # no region, no botocore data: nothing was tried
+        raise TruckctlError.single("revoke-failed", f"no AWS IoT client for {region!r} ({type(exc).__name__}): no "
+                                   "certificate was deactivated and nothing else was torn down; fix the AWS "
+                                   "setup and re-run `truckctl down`") from None
+    states, problems = deactivate_all(client, certificates)
+    for state in states:
+        run.journal.event("certificate", "revoke", **state.as_dict())
+    if problems:
+        raise TruckctlError(problems, ExitCode.ERROR, {"revoke": {"certificates": [s.as_dict() for s in states]}})
+    changed = [s for s in states if s.changed]
+    return {"certificates": [s.as_dict() for s in states], "region": region,
+            "note": f"{len(changed)} IoT certificate(s) set INACTIVE, {len(states) - len(changed)} already not "
+                    "trusted: AWS IoT refuses and disconnects them; the cloud destroy deletes them",
+            "summary_trucks": [s.truck for s in states], "_changed": len(changed)}
+
+
 def revoke_step(project: Project, stage: Stage, target: str, backends: Backends) -> dict[str, Any]:
-    if target == "aws":
-        return {"revoked": [], "note": "on aws the trucks' IoT certificates are deleted by the cloud tier's "
-                "destroy; until it runs they stay active"}
     revoked = [backends.revoke(project, truck.name) for truck in stage.trucks]
     return {"revoked": revoked, "note": "the lab CA's CRL now lists the trucks' certificates and the stand-in "
             "refuses them; fresh certificates wait for the next `up`",

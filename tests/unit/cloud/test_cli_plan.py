@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from truckctl.cli.app import app
+from truckctl.cloud import policy
 from truckctl.errors import ExitCode
 
 from .conftest import REPO
@@ -42,7 +43,7 @@ def test_plan_human_output_on_the_lab_target_says_it_is_the_offline_plan() -> No
     assert out.startswith("offline plan:") and "lab" in out.splitlines()[0]
     for component in ("kms", "network", "datalake", "ingest", "analytics", "alerting", "vpn"):
         assert f"\n{component} (" in out
-    assert "resources to create" in out and "policy: 12 rules, no violation" in out
+    assert "resources to create" in out and f"policy: {len(policy.RULES)} rules, no violation" in out
     assert "\x1b[" not in out  # plain when not a terminal
 
 
@@ -97,3 +98,14 @@ def test_help_stays_free_of_pulumi() -> None:
     code = "import sys, truckctl.cli.app; print(sorted(m for m in ('pulumi', 'pulumi_aws') if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_help_imports_neither_boto3_nor_parliament() -> None:
+    """Both load large catalogues (botocore's service models, parliament's IAM actions): only `down
+    --target aws` and the plan's policy check import them, inside the function that needs them."""
+    probe = ("import sys\nfrom truckctl.cli.app import main\nsys.argv = ['truckctl', '--help']\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print(','.join(m for m in ('boto3', 'botocore', 'parliament', 'jsoncfg') if m in sys.modules), "
+             "file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert "Usage" in proc.stdout and proc.stderr.strip() == ""

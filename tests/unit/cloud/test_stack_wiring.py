@@ -6,10 +6,14 @@ import json
 import sys
 from typing import Any
 
+import pytest
+
+from truckctl.cloud.iam_policy import allows
 from truckctl.cloud.offline import plan_offline
 from truckctl.cloud.offline_worker import placeholder_vpn_key
 from truckctl.cloud.outputs import CloudOutputs, heartbeat_topic, telemetry_topic
-from truckctl.cloud.stack_outputs import cloud_outputs_from_stack
+from truckctl.cloud.stack_outputs import cloud_outputs_from_stack, truck_certificates
+from truckctl.errors import TruckctlError
 from truckctl.project import Project
 
 from .conftest import REPO, Plan
@@ -84,8 +88,9 @@ def test_topic_rule_targets_the_stream(plan1: Plan) -> None:
     for truck in TRUCKS:
         rule = plan1.named(f"{truck}-telemetry-rule")
         assert rule.inputs["kineses"] == [{"partition_key": truck, "role_arn": role_arn, "stream_name": stream}]
-        assert rule.inputs["sql"].endswith(f"FROM '{telemetry_topic(RACE, truck)}'")
-        assert plan1.named(f"{truck}-heartbeat-rule").inputs["sql"] == f"SELECT * FROM '{heartbeat_topic(RACE, truck)}'"
+        assert rule.inputs["sql"].endswith(f"FROM '{telemetry_topic(RACE, truck, 'stage-1')}'")
+        assert plan1.named(f"{truck}-heartbeat-rule").inputs["sql"] == \
+            f"SELECT * FROM '{heartbeat_topic(RACE, truck, 'stage-1')}'"
         assert {"telemetry-stream", "iot-rule-role-policy"} <= set(rule.depends_on)
     # ...and the rule's role may put records on that stream, and only there.
     statements = plan1.policy("iot-rule-role-policy")["Statement"]
@@ -99,13 +104,89 @@ def test_each_truck_iot_policy_names_only_its_own_topics(plan1: Plan) -> None:
         document = plan1.policy(f"{truck}-iot-policy")
         resources = [r for s in document["Statement"] for r in s["Resource"]]
         topics = [r for r in resources if ":topic/" in r or ":topicfilter/" in r]
-        assert topics and all(f"/{RACE}/{truck}/" in r for r in topics), topics
+        assert topics and all(f"/{RACE}/stage-1/{truck}/" in r for r in topics), topics
         assert not any(other in r for r in resources)
         assert [r for r in resources if ":client/" in r] == [
             f"arn:aws:iot:eu-south-1:123456789012:client/{RACE}-stage-1-{truck}"]
         attachment = plan1.named(f"{truck}-policy-attachment")
         assert set(attachment.depends_on) == {f"{truck}-iot-policy", f"{truck}-cert"}
         assert set(plan1.named(f"{truck}-thing-principal").depends_on) == {f"{truck}-cert", f"{truck}-thing"}
+
+
+IOT = "arn:aws:iot:eu-south-1:123456789012"
+
+
+def test_a_truck_certificate_feeds_only_its_own_truck_and_stage(plan1: Plan) -> None:
+    """What the bridge does and no more: connect as itself, publish under its own race/stage/truck prefix."""
+    document = plan1.policy("truck-a-iot-policy")
+    own = f"{IOT}:topic/{telemetry_topic(RACE, 'truck-a', 'stage-1')}"
+    assert allows(document, "iot:Publish", own)
+    assert allows(document, "iot:Publish", f"{IOT}:topic/{heartbeat_topic(RACE, 'truck-a', 'stage-1')}/truck-a-gw")
+    assert allows(document, "iot:Connect", f"{IOT}:client/{RACE}-stage-1-truck-a")
+    refused = [
+        ("iot:Publish", f"{IOT}:topic/{telemetry_topic(RACE, 'truck-b', 'stage-1')}"),  # another truck
+        ("iot:Publish", f"{IOT}:topic/{telemetry_topic(RACE, 'truck-a', 'stage-2')}"),  # another stage's rules
+        ("iot:Publish", f"{IOT}:topic/{telemetry_topic(RACE, 'truck-a')}"),  # the lab's stage-less prefix
+        ("iot:Connect", f"{IOT}:client/{RACE}-stage-1-truck-b"),
+        ("iot:Connect", f"{IOT}:client/{RACE}-stage-2-truck-a"),
+        ("iot:Subscribe", f"{IOT}:topicfilter/{RACE}/stage-1/truck-a/#"),  # the bridge only sends
+        ("iot:Receive", own),
+        ("iot:UpdateThingShadow", f"{IOT}:thing/{RACE}-stage-1-truck-a"),
+    ]
+    assert [(action, arn) for action, arn in refused if allows(document, action, arn)] == []
+    connect = next(s for s in document["Statement"] if s["Action"] == ["iot:Connect"])
+    assert connect["Condition"] == {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}
+    # ...and each stage's topic rules read only that stage's topics.
+    for truck in TRUCKS:
+        assert f"FROM '{RACE}/stage-1/{truck}/" in plan1.named(f"{truck}-telemetry-rule").inputs["sql"]
+
+
+def test_vpn_gateway_role_reads_only_its_own_parameters(plan1: Plan) -> None:
+    """No AWS-managed policy (AmazonSSMManagedInstanceCore reads every SSM parameter of the account)."""
+    role = "gdf27-stage-1-vpn-gateway"
+    attachments = [r for r in plan1.resources if r.type.startswith("aws:iam/") and "Attachment" in r.type]
+    assert attachments == []
+    policies = [r for r in plan1.of_type("aws:iam/rolePolicy:RolePolicy") if r.inputs["role"] == role]
+    assert sorted(r.name for r in policies) == ["vpn-role-policy", "vpn-role-session-manager"]
+    documents = [plan1.policy(r.name) for r in policies]
+    ssm = "arn:aws:ssm:eu-south-1:123456789012:parameter"
+    key = plan1.named("telemetry-stream").inputs["kms_key_id"]
+    mine = f"{ssm}/truckctl/{RACE}/stage-1/vpn/private-key"
+    assert any(allows(d, "ssm:GetParameter", mine) for d in documents)
+    for action, arn in [("ssm:GetParameter", f"{ssm}/truckctl/{RACE}/stage-2/vpn/private-key"),
+                        ("ssm:GetParameter", f"{ssm}/other/secret"), ("ssm:GetParameters", f"{ssm}/other/secret"),
+                        ("ssm:GetParametersByPath", f"{ssm}/truckctl"), ("kms:Decrypt", "arn:aws:kms:eu-south-1:"
+                                                                         "123456789012:key/other"),
+                        ("s3:GetObject", "arn:aws:s3:::gdf27-stage-1-datalake-123456789012/telemetry/x")]:
+        assert not any(allows(d, action, arn) for d in documents), (action, arn)
+    decrypt = next(s for s in documents[0]["Statement"] if s["Action"] == ["kms:Decrypt"])
+    assert decrypt["Resource"] == [key]
+    assert decrypt["Condition"]["StringLike"] == {
+        "kms:EncryptionContext:PARAMETER_ARN": f"{ssm}/truckctl/{RACE}/stage-1/vpn/*"}
+    session = plan1.policy("vpn-role-session-manager")["Statement"][0]
+    (instance,) = session["Resource"]  # Session Manager on this one instance
+    assert session["Action"] == ["ssm:UpdateInstanceInformation"]
+    assert instance.startswith("arn:aws:ec2:eu-south-1:123456789012:instance/i-")
+
+
+def test_parliament_reads_every_policy_document_of_every_stage(all_stages_envelope: dict[str, Any]) -> None:
+    """The linter ran beside the project's rules, over every policy document, and found nothing
+    (beyond its written allow-list)."""
+    from truckctl.cloud.policy import lintable_documents
+    from truckctl.cloud.resources import PlannedResource
+
+    result = all_stages_envelope["result"]
+    checked = 0
+    for stage in result["stages"]:
+        assert "iam-parliament" in stage["cloud"]["policy_rules"]
+        lintable = lintable_documents([PlannedResource(r["type"], r["name"], r["inputs"])
+                                       for r in stage["cloud"]["resources"]])
+        kinds = {kind for _, kind, _ in lintable}
+        assert {"identity", "iot", "resource:aws:kms/key:Key", "resource:aws:s3/bucketPolicy:BucketPolicy",
+                "resource:aws:sns/topicPolicy:TopicPolicy"} <= kinds
+        checked += len(lintable)
+    assert checked >= 21 * 8
+    assert result["totals"]["violations"] == 0
 
 
 def test_bucket_carries_kms_encryption_and_versioning(plan1: Plan) -> None:
@@ -170,7 +251,7 @@ def test_outputs_fill_every_cloud_outputs_field(stage1: dict[str, Any]) -> None:
             assert getattr(preview, field) not in (None, "", {}, 0), field
     assert set(preview.trucks) == set(TRUCKS)
     for name, access in preview.trucks.items():
-        assert access.topic_prefix == f"{RACE}/{name}" and access.thing_name == f"{RACE}-stage-1-{name}"
+        assert access.topic_prefix == f"{RACE}/stage-1/{name}" and access.thing_name == f"{RACE}-stage-1-{name}"
         assert access.certificate_ref.startswith("arn:aws:iot:") and access.certificate_pem
     assert preview.vpn_endpoint == "203.0.113.10:51820"
     assert preview.mqtt_port == 8883 and "BEGIN CERTIFICATE" in preview.ca_pem
@@ -239,3 +320,28 @@ def test_delete_data_lifts_protection_and_the_policy_says_so() -> None:
     assert bucket["protect"] is False and bucket["retain_on_delete"] is False
     assert bucket["inputs"]["force_destroy"] is True
     assert {v["rule"] for v in plan["policy"]} == {"datalake-retained"}
+
+
+def test_the_stack_exports_each_truck_certificate_id_for_revocation() -> None:
+    """`down --target aws` revokes from the outputs alone: the program exports every certificate's id."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "truckctl.cloud.offline_worker", "--project", str(REPO), "stage-1"],
+                          capture_output=True, text=True, check=True, cwd=REPO)
+    (document,) = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    region, certificates = truck_certificates(document["outputs"])
+    assert region == "eu-south-1" and sorted(certificates) == list(TRUCKS)
+    for name, ident in certificates.items():
+        assert document["outputs"]["trucks"][name]["certificateRef"].endswith(f":cert/{ident}")
+
+
+def test_certificate_ids_from_older_outputs_and_from_no_stack() -> None:
+    ref = "arn:aws:iot:eu-south-1:123456789012:cert/" + "c" * 64
+    assert truck_certificates({"region": "eu-south-1", "trucks": {"t": {"certificateRef": ref}}}) == (
+        "eu-south-1", {"t": "c" * 64})  # deployed before the certificateId output existed
+    assert truck_certificates({}) == ("", {})  # never deployed, or destroyed: nothing to revoke
+    for bad in ({"region": "eu-south-1", "trucks": {"t": {"certificateRef": "arn"}}},
+                {"region": "eu-south-1", "trucks": ["t"]}, {"trucks": {"t": {"certificateId": "x"}}}):
+        with pytest.raises(TruckctlError) as caught:
+            truck_certificates(bad)
+        assert caught.value.problems[0].code == "cloud-outputs-invalid"

@@ -1,6 +1,8 @@
 """`truckctl down` with Ansible, the lab and the Pulumi engine replaced by fakes: confirmation (a
-refusal changes nothing), the order truck -> revoke -> cloud, the data lake kept unless
---delete-data, unreachable nodes, resuming an unfinished down, secrets, and the playbook itself."""
+refusal changes nothing), the order truck -> revoke -> cloud (aws: revoke -> truck -> cloud), the
+data lake kept unless --delete-data, unreachable nodes, resuming an unfinished down, secrets, and
+the playbook itself. On aws the IoT API is real boto3 client code under botocore's Stubber: the
+requests are built and validated against AWS's service model; no response comes from the network."""
 
 from __future__ import annotations
 
@@ -42,9 +44,70 @@ def truck_result(unreachable: tuple[str, ...] = ()) -> TruckRunResult:
                                     for n in unreachable])
 
 
+REGION = "eu-south-1"
+CERTIFICATES = {"truck-a": "a1" * 32, "truck-b": "b2" * 32}  # IoT certificate ids: 64 hex digits
+
+
+class StubbedIot:
+    """A real boto3 IoT client (made by down's own factory) whose answers come from botocore's Stubber.
+
+    Each call is recorded in `calls` as "iot Operation truck" when botocore builds its request, so
+    the order against the truck tier and the destroy is visible. An unexpected call fails the test.
+    """
+
+    def __init__(self, calls: list[str]) -> None:
+        from botocore.stub import Stubber
+
+        self.calls = calls
+        self.regions: list[str] = []
+        self.client = core.Backends().iot_client(REGION)
+        self.stubber = Stubber(self.client)
+        self.stubber.activate()
+        self.client.meta.events.register_first("before-parameter-build.iot", self._record)
+        self.trucks = {ident: truck for truck, ident in CERTIFICATES.items()}
+        self.pending = 0  # answers queued and not yet asked for
+
+    def _record(self, params: dict[str, Any], model: Any, **kwargs: Any) -> None:
+        self.pending -= 1
+        self.calls.append(f"iot {model.name} {self.trucks.get(params.get('certificateId', ''), '?')}")
+
+    def factory(self, region: str) -> Any:
+        self.regions.append(region)
+        return self.client
+
+    def status(self, truck: str, status: str) -> None:
+        ident = CERTIFICATES[truck]
+        self.pending += 1
+        self.stubber.add_response("describe_certificate", {"certificateDescription": {
+            "certificateId": ident, "certificateArn": f"arn:aws:iot:{REGION}:123456789012:cert/{ident}",
+            "status": status}}, {"certificateId": ident})
+
+    def deactivates(self, truck: str) -> None:
+        self.status(truck, "ACTIVE")
+        self.pending += 1
+        self.stubber.add_response("update_certificate", {},
+                                  {"certificateId": CERTIFICATES[truck], "newStatus": "INACTIVE"})
+
+    def refuses(self, truck: str, code: str = "AccessDeniedException") -> None:
+        self.status(truck, "ACTIVE")
+        self.pending += 1
+        self.stubber.add_client_error("update_certificate", code, "not authorized to perform iot:UpdateCertificate",
+                                      403, expected_params={"certificateId": CERTIFICATES[truck],
+                                                            "newStatus": "INACTIVE"})
+
+
 class FakeEngine:
     def __init__(self, calls: list[str], stage: Stage, fail_destroy: BaseException | None = None) -> None:
         self.calls, self.stage, self.fail_destroy = calls, stage, fail_destroy
+
+    def certificates(self) -> tuple[str, dict[str, str]]:
+        """What AwsEngine.certificates reads from the stack outputs, through the same mapping."""
+        from truckctl.cloud.stack_outputs import truck_certificates
+
+        self.calls.append("certificates")
+        return truck_certificates({"region": REGION, "trucks": {
+            name: {"certificateId": ident, "certificateRef": f"arn:aws:iot:{REGION}:123456789012:cert/{ident}"}
+            for name, ident in CERTIFICATES.items()}})
 
     def outputs(self) -> CloudOutputs:
         self.calls.append("cloud-outputs")
@@ -68,8 +131,16 @@ class Fakes:
         self.truck = truck_result()
         self.lab_up = True
         self.fail_destroy: BaseException | None = None
+        self.iot = StubbedIot(self.calls)
+
+    def iot_deactivates_all(self) -> None:
+        for truck in CERTIFICATES:
+            self.iot.deactivates(truck)
 
     def backends(self) -> core.Backends:
+        if not self.iot.pending:  # the test queued no IoT answer: both certificates are ACTIVE
+            self.iot_deactivates_all()
+
         def run_truck(plan: RunPlan, project: Project, on_event: Any, cancel: Any) -> TruckRunResult:
             self.calls.append("truck")
             self.plans.append(plan)
@@ -91,6 +162,7 @@ class Fakes:
             standin_seen=lambda outputs: {"trucks": {"truck-a": {"counts": {"telemetry": 812, "heartbeat": 300}},
                                                      "truck-b": {"counts": {"telemetry": 790, "heartbeat": 301}}}},
             connection=lambda project, stage, target: FakeConnection(),
+            iot_client=self.iot.factory,
         )
 
 
@@ -99,6 +171,10 @@ def fakes(stage: Stage, monkeypatch: pytest.MonkeyPatch) -> Fakes:
     made = Fakes(stage)
     monkeypatch.setattr(core, "Backends", made.backends)  # what the CLI path constructs
     return made
+
+
+REVOKED = ["certificates", "iot DescribeCertificate truck-a", "iot UpdateCertificate truck-a",
+           "iot DescribeCertificate truck-b", "iot UpdateCertificate truck-b"]
 
 
 def run_down(project: Project, fakes: Fakes, target: str = "lab", delete_data: bool = False) -> dict[str, Any]:
@@ -219,8 +295,9 @@ def test_the_teardown_plan_is_down_yml_without_cloud_values_or_secrets(project: 
 
 def test_aws_destroys_the_cloud_after_the_trucks_and_keeps_the_data_lake(project: Project, fakes: Fakes) -> None:
     result = run_down(project, fakes, target="aws")
-    assert fakes.calls == ["preflight aws", "truck", "cloud-outputs", "destroy(delete_data=False)"]
-    assert result["revoke"]["revoked"] == [] and "IoT certificates are deleted" in result["revoke"]["note"]
+    assert fakes.calls == ["preflight aws", *REVOKED, "truck", "cloud-outputs", "destroy(delete_data=False)"]
+    assert [(c["truck"], c["before"], c["after"]) for c in result["revoke"]["certificates"]] == [
+        ("truck-a", "ACTIVE", "INACTIVE"), ("truck-b", "ACTIVE", "INACTIVE")]
     kept = {item["what"]: item["name"] for item in result["kept"]}
     assert kept["data lake"] == "gdf27-stage-1-datalake-123456789012"
     assert "KMS key" in kept["data lake key"] and "stage-1" in kept["data lake key"]
@@ -272,6 +349,8 @@ def test_cli_renders_what_was_kept(project: Project, fakes: Fakes) -> None:
     assert "truck tier: stage-1 on aws" in result.stdout
     assert "kept: data lake: gdf27-stage-1-datalake-123456789012" in result.stdout
     assert "cloud tier: destroyed (delete 60, same 0)" in result.stdout
+    assert "certificates (first): truck-a INACTIVE, truck-b INACTIVE: 2 IoT certificate(s) set INACTIVE" \
+        in result.stdout
 
 
 # ---- unreachable nodes, resume ---------------------------------------------------------------
@@ -316,6 +395,97 @@ def test_an_interrupted_down_resumes_where_it_stopped(project: Project, fakes: F
     result = run_down(project, fakes, target="aws")
     assert result["skipped_steps"] == ["revoke", "truck"]
     assert fakes.calls == ["preflight aws", "cloud-outputs", "destroy(delete_data=False)"]
+
+
+# ---- aws: the trucks' IoT certificates first ---------------------------------------------------
+
+def journal_events(project: Project, run_id: str, kind: str) -> list[dict[str, Any]]:
+    return [e for e in show_run(project, run_id)["events"] if e["kind"] == kind]
+
+
+def test_aws_deactivates_every_certificate_first_even_with_a_node_unreachable(project: Project,
+                                                                               fakes: Fakes) -> None:
+    """The docstring's promise: a truck that cannot be stopped (unreachable, stolen) is refused by the
+    cloud all the same, before anything else happens; the cloud tier stays (nodes were not down)."""
+    fakes.truck = truck_result(unreachable=("truck-b-gw",))
+    with pytest.raises(TruckctlError) as caught:
+        run_down(project, fakes, target="aws")
+    assert fakes.calls == ["preflight aws", *REVOKED, "truck"]  # IoT before the truck tier, no destroy
+    assert fakes.iot.regions == [REGION] and fakes.iot.pending == 0
+    result = caught.value.result
+    assert [(c["truck"], c["after"], c["changed"]) for c in result["revoke"]["certificates"]] == [
+        ("truck-a", "INACTIVE", True), ("truck-b", "INACTIVE", True)]
+    assert result["cloud"] == {"destroyed": False, "reason": "nodes were not taken down"}
+    run = show_run(project, list_runs(project, "stage-1")[0]["run_id"])
+    ends = {e["step"]: e["status"] for e in run["events"] if e["kind"] == "step-end"}
+    assert ends == {"revoke": "ok", "truck": "failed"}
+    starts = [e["step"] for e in run["events"] if e["kind"] == "step-start"]
+    assert starts == ["revoke", "truck"]
+    assert [(e["truck"], e["certificate_id"], e["before"], e["after"])
+            for e in journal_events(project, run["summary"]["run_id"], "certificate")] == [
+        ("truck-a", CERTIFICATES["truck-a"], "ACTIVE", "INACTIVE"),
+        ("truck-b", CERTIFICATES["truck-b"], "ACTIVE", "INACTIVE")]
+
+    fakes.calls.clear()  # the node is back: the re-run does not touch the certificates again
+    fakes.truck = truck_result()
+    result = run_down(project, fakes, target="aws")
+    assert result["skipped_steps"] == ["revoke"]
+    assert fakes.calls == ["preflight aws", "truck", "cloud-outputs", "destroy(delete_data=False)"]
+
+
+def test_aws_stops_before_the_trucks_and_the_destroy_when_revocation_fails(project: Project, fakes: Fakes) -> None:
+    fakes.iot.deactivates("truck-a")
+    fakes.iot.refuses("truck-b")
+    with pytest.raises(TruckctlError) as caught:
+        run_down(project, fakes, target="aws")
+    error = caught.value
+    assert fakes.calls == ["preflight aws", *REVOKED]  # both tried; nothing after
+    assert error.exit_code == ExitCode.ERROR and [p.code for p in error.problems] == ["revoke-failed"]
+    (problem,) = error.problems
+    assert problem.location == "truck-b" and "AccessDeniedException" in problem.message
+    assert "still trusted" in problem.message and "re-run `truckctl down`" in problem.message
+    assert f"aws iot update-certificate --certificate-id {CERTIFICATES['truck-b']} --new-status INACTIVE" \
+        in problem.message
+    assert error.result["failed_step"] == "revoke" and error.result["cloud"]["destroyed"] is False
+    assert "no truck node and no cloud resource was touched" in error.result["note"]
+    assert [c["truck"] for c in error.result["revoke"]["certificates"]] == ["truck-a"]  # what did happen
+    first = list_runs(project, "stage-1")[0]
+    assert (first["status"], first["failed_step"]) == ("failed", "revoke")
+    assert [e["truck"] for e in journal_events(project, first["run_id"], "certificate")] == ["truck-a"]
+
+    # The resumed down asks again and changes only what is still trusted: truck-a is INACTIVE already.
+    fakes.calls.clear()
+    fakes.iot.status("truck-a", "INACTIVE")
+    fakes.iot.deactivates("truck-b")
+    result = run_down(project, fakes, target="aws")
+    assert result["resumed_from"] == first["run_id"] and result["skipped_steps"] == []
+    assert fakes.calls == ["preflight aws", "certificates", "iot DescribeCertificate truck-a",
+                           "iot DescribeCertificate truck-b", "iot UpdateCertificate truck-b", "truck",
+                           "cloud-outputs", "destroy(delete_data=False)"]
+    assert [(c["truck"], c["before"], c["changed"]) for c in result["revoke"]["certificates"]] == [
+        ("truck-a", "INACTIVE", False), ("truck-b", "ACTIVE", True)]
+    assert fakes.iot.pending == 0
+
+
+def test_aws_revocation_counts_revoked_and_deleted_certificates_as_done(project: Project, fakes: Fakes) -> None:
+    fakes.iot.status("truck-a", "REVOKED")
+    fakes.iot.pending += 1
+    fakes.iot.stubber.add_client_error("describe_certificate", "ResourceNotFoundException", "gone", 404,
+                                       expected_params={"certificateId": CERTIFICATES["truck-b"]})
+    result = run_down(project, fakes, target="aws")
+    assert [(c["truck"], c["before"], c["after"]) for c in result["revoke"]["certificates"]] == [
+        ("truck-a", "REVOKED", "REVOKED"), ("truck-b", "absent", "absent")]
+    assert not any("UpdateCertificate" in call for call in fakes.calls)
+    assert fakes.calls[-1] == "destroy(delete_data=False)"
+
+
+def test_aws_cli_says_the_revocation_failed_and_what_to_do(project: Project, fakes: Fakes) -> None:
+    fakes.iot.refuses("truck-a", "ThrottlingException")
+    fakes.iot.deactivates("truck-b")
+    result = CliRunner().invoke(app, ["down", "stage-1", "--target", "aws", "--yes"])
+    assert result.exit_code == ExitCode.ERROR
+    assert "truck truck-a's IoT certificate" in result.stderr and "update-certificate" in result.stderr
+    assert "truck" not in fakes.calls and not any(c.startswith("destroy") for c in fakes.calls)
 
 
 def test_a_finished_down_or_another_command_is_not_resumed(project: Project, fakes: Fakes) -> None:

@@ -1,0 +1,151 @@
+"""Reading AWS policy documents (IAM and IoT share the grammar): statements, wildcards, what a
+document allows, and which grants are too broad. Pure functions; the rules in policy.py use them.
+
+Action and resource patterns follow AWS's matching: `*` any run of characters (`/` included),
+`?` one character, actions case-insensitively, resources case-sensitively.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from fnmatch import fnmatchcase
+from typing import Any
+
+# Services whose grants read data or secrets, or hand out identities: no prefix wildcard (`s3:Get*`) there.
+SENSITIVE_SERVICES = frozenset({"iam", "sts", "kms", "ssm", "secretsmanager", "s3", "iot", "ec2", "lambda",
+                                "dynamodb", "organizations", "cloudformation"})
+
+# Actions that read secrets or data, decrypt, or pass and assume roles: they must name their resources.
+SENSITIVE_ACTIONS = ("iam:PassRole", "iam:CreateAccessKey", "iam:AttachRolePolicy", "iam:PutRolePolicy",
+                     "sts:AssumeRole", "kms:Decrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom", "kms:CreateGrant",
+                     "ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:SendCommand",
+                     "ssm:StartSession", "s3:GetObject", "s3:PutObject", "s3:DeleteObject",
+                     "secretsmanager:GetSecretValue", "lambda:InvokeFunction", "iot:Connect", "iot:Publish")
+
+# AWS-managed policies are written for every account: they grant on Resource "*". Named ones say why.
+AWS_MANAGED_POLICY = re.compile(r"^arn:aws[a-z-]*:iam::aws:policy/(?:.*/)?(?P<name>[^/]+)$")
+BROAD_MANAGED_POLICIES = {
+    "AdministratorAccess": "every action on every resource",
+    "PowerUserAccess": "every action but IAM's on every resource",
+    "IAMFullAccess": "every IAM action: it can make itself an administrator",
+    "ReadOnlyAccess": "reads every resource of the account, secrets and data included",
+    "ViewOnlyAccess": "lists every resource of the account",
+    "AmazonSSMManagedInstanceCore": "ssm:GetParameter(s) on every SSM parameter of the account",
+    "AmazonEC2RoleforSSM": "ssm:GetParameter(s) and s3:GetObject on every resource",
+    "AmazonSSMReadOnlyAccess": "reads every SSM parameter of the account",
+}
+
+
+def policy_document(raw: Any) -> dict[str, Any] | None:
+    """A document from a dict or its JSON text; None when it is neither."""
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, str):
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, dict) else None
+    return None
+
+
+def items(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in items(document.get("Statement")) if isinstance(s, dict)]
+
+
+def allow_statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in statements(document) if s.get("Effect") == "Allow"]
+
+
+def actions(statement: dict[str, Any]) -> list[str]:
+    return [str(a) for a in items(statement.get("Action"))]
+
+
+def resources(statement: dict[str, Any]) -> list[str]:
+    return [str(r) for r in items(statement.get("Resource"))]
+
+
+def action_matches(pattern: str, action: str) -> bool:
+    return fnmatchcase(action.lower(), pattern.lower().replace("[", "[[]"))
+
+
+def resource_matches(pattern: str, resource: str) -> bool:
+    return fnmatchcase(resource, pattern.replace("[", "[[]"))
+
+
+def wildcard_action_problem(action: str) -> str | None:
+    """Why an allowed action pattern is too broad, or None: `*`, `SERVICE:*` of any service, and
+    prefix wildcards (`s3:Get*`) on a sensitive service."""
+    if action.strip() == "*":
+        return "allows every action (*)"
+    service, _, name = action.partition(":")
+    if not any(c in action for c in "*?"):
+        return None
+    if name.strip("*?") == "" or "*" in service or "?" in service:
+        return f"allows every action of a service ({action})"
+    if service.lower() in SENSITIVE_SERVICES:
+        return f"allows a wildcard of actions on the sensitive service {service} ({action})"
+    return None
+
+
+def unscoped(resource: str) -> bool:
+    """True for `*` and for ARNs naming every resource of a kind (`arn:aws:ssm:r:a:parameter/*`,
+    `arn:aws:s3:::*`); a resource under one named parent (`bucket/prefix*`) is scoped."""
+    if resource.strip() == "*":
+        return True
+    parts = resource.split(":", 5)
+    if len(parts) < 6:
+        return False
+    service, name = parts[2], parts[5]
+    if service == "s3":
+        return name.split("/", 1)[0].strip("*?") == ""
+    head, sep, rest = (name.partition("/") if "/" in name else name.partition(":"))
+    return name.strip("*?") == "" or (bool(sep) and rest.strip("*?") == "" and head.strip("*?") != "")
+
+
+def sensitive_actions(action: str) -> list[str]:
+    """The sensitive actions an allowed action pattern covers."""
+    return [s for s in SENSITIVE_ACTIONS if action_matches(action, s)]
+
+
+def managed_policy_problem(arn: str) -> str | None:
+    """Why attaching this policy ARN is too broad, or None for a customer-managed policy (its own
+    document is checked where it is defined)."""
+    match = AWS_MANAGED_POLICY.match(arn)
+    if match is None:
+        return None
+    name = match.group("name")
+    if name in BROAD_MANAGED_POLICIES:
+        return f"attaches the AWS-managed {name}: {BROAD_MANAGED_POLICIES[name]}"
+    if name.endswith("FullAccess"):
+        return f"attaches the AWS-managed {name}: every action of a service on every resource"
+    return f"attaches the AWS-managed {name}: written for every account, it grants on Resource *; " \
+           "write the few statements the role needs instead"
+
+
+def allows(document: dict[str, Any], action: str, resource: str) -> bool:
+    """Whether the document lets `action` on `resource` (conditions taken as met, so this errs on the
+    side of allowing): some Allow matches and no Deny does."""
+
+    def matches(statement: dict[str, Any]) -> bool:
+        if "NotAction" in statement:
+            acted = not any(action_matches(str(p), action) for p in items(statement["NotAction"]))
+        else:
+            acted = any(action_matches(p, action) for p in actions(statement))
+        if "NotResource" in statement:
+            placed = not any(resource_matches(str(p), resource) for p in items(statement["NotResource"]))
+        else:
+            placed = any(resource_matches(p, resource) for p in resources(statement))
+        return acted and placed
+
+    listed = statements(document)
+    if any(s.get("Effect") == "Deny" and matches(s) for s in listed):
+        return False
+    return any(s.get("Effect") == "Allow" and matches(s) for s in listed)
