@@ -72,13 +72,13 @@ def connection_vars(connection: Connection) -> dict[str, Any]:
 
 
 def ssh_path(path: Path | str, what: str) -> str:
-    """A path as ssh reads it in an option: `%` escaped (ssh expands %-tokens in key and known_hosts paths);
-    a double quote or a control character has no safe spelling there and is refused."""
+    """A path ssh can take in an option. A double quote or a control character has no safe spelling there,
+    and ssh expands %-tokens in key and known_hosts paths (but checks `-i`'s path unexpanded): refused."""
     text = str(path)
-    if '"' in text or not text.isprintable():
-        raise TruckctlError.single("unusable-path", f"{what} path {text!r} holds a double quote or a control "
+    if '"' in text or "%" in text or not text.isprintable():
+        raise TruckctlError.single("unusable-path", f"{what} path {text!r} holds a double quote, a % or a control "
                                    "character, which SSH options cannot carry: move it", what)
-    return text.replace("%", "%%")
+    return text
 
 
 def ssh_path_option(name: str, path: Path | str) -> str:
