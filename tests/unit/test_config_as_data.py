@@ -206,3 +206,26 @@ def test_trucks_and_roles_never_share_an_inventory_group(example_project: Path) 
         assert any(p.code == "reserved-name" and re.match(r"inventory/race\.yaml:[0-9]+: " + where + "$",
                                                           str(p.location)) for p in caught.value.problems), \
             [p.line() for p in caught.value.problems]
+
+
+def test_human_output_never_passes_markup_or_escape_sequences(example_project: Path) -> None:
+    """Accepted text that looks like rich markup prints as written (it raised MarkupError before); control
+    characters from any source (a node's diff, a journal) are shown as escapes, in tables too."""
+    import io
+
+    from tests.unit.test_cli_config import invoke
+    from truckctl.cli.output import Env
+    from truckctl.cli.render import table
+
+    race_file = example_project / "inventory" / "race.yaml"
+    race_file.write_text(race_file.read_text().replace("  name: Giro di Finzione 2027", '  name: "Giro [/] [bold]x"'))
+    code, out = invoke("-C", str(example_project), "validate")
+    assert code == 0 and "Giro [/] [bold]x: 21 stage(s) valid" in out
+
+    stream = io.StringIO()
+    env = Env(stdout=stream, stderr=stream, no_color=True)
+    table(env, "t", ["cell"], [["a\x1b[2Jb\u202ec\x07"]])
+    env.console().print("d\x1b]0;title\x07e", markup=False)
+    shown = stream.getvalue()
+    assert "\x1b" not in shown and "\u202e" not in shown and "\x07" not in shown
+    assert "a\\x1b[2Jb\\u202ec\\x07" in shown and "d\\x1b]0;title\\x07e" in shown
