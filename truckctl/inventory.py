@@ -1,4 +1,8 @@
-"""Render a stage's Ansible inventory (derived from the model, never hand-edited)."""
+"""Render a stage's Ansible inventory (derived from the model, never hand-edited).
+
+Every key of the rendered inventory is truckctl's own or a validated name (host, truck and role names
+are DNS labels); every value from the configuration is data (`inventory_yaml` marks it `!unsafe`).
+"""
 
 from __future__ import annotations
 
@@ -69,7 +73,9 @@ def render_inventory(stage: Stage) -> dict[str, Any]:
 
 
 def inventory_yaml(stage: Stage) -> str:
-    import yaml
+    """The inventory as Ansible YAML: every string value `!unsafe` (never a template, see ansible_data).
+    The header names only validated identifiers: free text stays out of comments."""
+    from truckctl.ansible_data import dump
 
-    header = f"# Ansible inventory for {stage.name} ({stage.race.name}), rendered by truckctl: do not edit.\n"
-    return header + yaml.safe_dump(render_inventory(stage), sort_keys=False, default_flow_style=False)
+    header = f"# Ansible inventory for {stage.name} of race {stage.race.id}, rendered by truckctl: do not edit.\n"
+    return header + dump(render_inventory(stage))

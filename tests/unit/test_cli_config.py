@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
-from truckctl import __version__
+from truckctl import __version__, ansible_data
 from truckctl.cli.app import app
 from truckctl.errors import ExitCode
 
@@ -72,8 +71,9 @@ def test_inventory_is_accepted_by_ansible_inventory(repo: Path, tmp_path: Path) 
     assert hosts == {f"truck-{t}-{n}" for t in "ab" for n in ("gw", "hv1", "hv2")}
     assert set(listed["gateway"]["hosts"]) == {"truck-a-gw", "truck-b-gw"}
     assert set(listed["truck_a"]["hosts"]) == {"truck-a-gw", "truck-a-hv1", "truck-a-hv2"}
-    assert listed["_meta"]["hostvars"]["truck-b-hv1"]["ansible_host"] == "10.32.1.12"
-    assert listed["_meta"]["hostvars"]["truck-b-hv1"]["truck_gateway_address"] == "10.32.1.11"
+    # Every string is data to Ansible: marked unsafe (ansible_data), which --list shows as __ansible_unsafe.
+    assert listed["_meta"]["hostvars"]["truck-b-hv1"]["ansible_host"] == {"__ansible_unsafe": "10.32.1.12"}
+    assert listed["_meta"]["hostvars"]["truck-b-hv1"]["truck_gateway_address"] == {"__ansible_unsafe": "10.32.1.11"}
     assert "[WARNING]" not in proc.stderr
 
 
@@ -84,7 +84,7 @@ def test_inventory_json_and_stage_override(repo: Path) -> None:
     truck_a = doc["result"]["inventory"]["all"]["children"]["trucks"]["children"]["truck_a"]
     assert truck_a["hosts"]["truck-a-gw"]["ansible_host"] == "10.33.1.11"  # the stage's tech-zone choice
     assert truck_a["vars"]["truck_lan"] == "10.33.1.0/24"
-    assert yaml.safe_load(doc["result"]["yaml"]) == doc["result"]["inventory"]
+    assert ansible_data.load(doc["result"]["yaml"]) == doc["result"]["inventory"]
 
 
 def test_stage_overrides_race_defaults(repo: Path) -> None:

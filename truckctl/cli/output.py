@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -43,13 +44,35 @@ class Env:
         return self._err_console
 
 
+def visible(text: str) -> str:
+    """Text safe for a terminal: control, format (bidi, zero-width) and line/paragraph separator characters,
+    which could move the cursor, retitle the window or reorder what is shown, are shown as escapes
+    (`\\x1b`, `\\u202e`); newlines and tabs stay."""
+    if text.isprintable():
+        return text
+    return "".join(char if char in "\n\t" or not _hidden(char) else char.encode("unicode_escape").decode("ascii")
+                   for char in text)
+
+
+def _hidden(char: str) -> bool:
+    category = unicodedata.category(char)
+    return category[0] == "C" or category in ("Zl", "Zp")
+
+
 def _make_console(stream: TextIO, rich: bool) -> Console:
+    """A rich console whose every string (printed text, table cells) passes through `visible` first: no text
+    from the configuration, a node or a journal drives the terminal. Markup stays opt-in per call site."""
     from rich.console import Console
+    from rich.text import Text
+
+    class _Console(Console):
+        def render_str(self, text: str, **kwargs: Any) -> Text:
+            return super().render_str(visible(text), **kwargs)
 
     if rich:
-        return Console(file=stream, highlight=False)
-    return Console(file=stream, no_color=True, highlight=False, force_terminal=False, width=200,
-                   emoji=False, color_system=None)
+        return _Console(file=stream, highlight=False)
+    return _Console(file=stream, no_color=True, highlight=False, force_terminal=False, width=200,
+                    emoji=False, color_system=None)
 
 
 def envelope(command: str, stage: str | None, exit_code: ExitCode, result: dict[str, Any],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from truckctl.cli.dispatch import Outcome
-from truckctl.cli.output import Env
+from truckctl.cli.output import Env, visible
 
 
 def table(env: Env, title: str, columns: list[str], rows: list[list[str]]) -> None:
@@ -23,7 +23,7 @@ def table(env: Env, title: str, columns: list[str], rows: list[list[str]]) -> No
 
 def validation(env: Env, outcome: Outcome) -> None:
     result = outcome.result
-    env.console().print(f"{result['race_file']}: {result['race']}: {result['count']} stage(s) valid")
+    env.console().print(f"{result['race_file']}: {result['race']}: {result['count']} stage(s) valid", markup=False)
 
 
 def stages(env: Env, outcome: Outcome) -> None:
@@ -33,4 +33,4 @@ def stages(env: Env, outcome: Outcome) -> None:
 
 
 def inventory(env: Env, outcome: Outcome) -> None:
-    env.stdout.write(outcome.result["yaml"])
+    env.stdout.write(visible(outcome.result["yaml"]))  # ASCII already (ansible_data escapes): a second guard

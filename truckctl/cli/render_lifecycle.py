@@ -29,17 +29,18 @@ def run_detail(env: Env, outcome: Outcome) -> None:
     summary = outcome.result["summary"]
     console = env.console()
     console.print(f"run {summary['run_id']}: {summary['command']} {summary['stage']} on {summary['target']} -> "
-                  f"{summary['status']} (exit {summary['exit_code']}, {summary['duration_s']:.1f}s)")
+                  f"{summary['status']} (exit {summary['exit_code']}, {summary['duration_s']:.1f}s)", markup=False)
     if summary.get("failed_step"):
-        console.print(f"failed step: {summary['failed_step']} (re-run the same command to resume)")
+        console.print(f"failed step: {summary['failed_step']} (re-run the same command to resume)", markup=False)
     rows = [[name, s.get("status", "?"), str(s.get("changed", 0)), f"{s.get('duration_s', 0):.1f}s"]
             for name, s in summary.get("steps", {}).items()]
     if rows:
         table(env, "Steps", ["step", "status", "changed", "took"], rows)
     for error in summary.get("errors", []):
-        console.print(f"error: {error.get('location') + ': ' if error.get('location') else ''}{error['message']}")
+        where = f"{error['location']}: " if error.get("location") else ""
+        console.print(f"error: {where}{error['message']}", markup=False)
     console.print(f"{len(outcome.result['events'])} events in events.jsonl")
 
 
 def message(env: Env, outcome: Outcome) -> None:
-    env.console().print(outcome.result["message"])
+    env.console().print(outcome.result["message"], markup=False)

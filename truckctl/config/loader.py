@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from truckctl.config.model import Defaults, NetworkOverride, Race, Stage, StageFile, Truck
+from truckctl.config.names import inventory_group_problems
 from truckctl.config.rules import network_rules, race_rules, suggest
 from truckctl.config.schema_errors import schema_problems
 from truckctl.config.yamlfile import FieldPath, YamlDoc, YamlProblems, read_yaml
@@ -41,7 +42,7 @@ def load_race(project: Project) -> LoadedRace:
         race = Race.model_validate(doc.data)
     except ValidationError as exc:
         raise config_error(schema_problems(exc, Race, doc.where)) from None
-    problems = race_rules(race, doc.where)
+    problems = race_rules(race, doc.where) + inventory_group_problems(race, doc.where)
     if problems:
         raise config_error(problems)
     return LoadedRace(race, doc)

@@ -8,22 +8,49 @@ every problem is reported with its file and field path in one pass.
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from truckctl.config.names import reserved_account
+
+
+def printable_text(value: str) -> str:
+    """Free text is data: no control, format (bidi, zero-width), separator or unassigned characters,
+    however they were written (raw, or as a YAML escape such as "\\e", "\\n" or "\\u2028"). They
+    would end a line in a rendered file, or drive the terminal that shows the value."""
+    for index, char in enumerate(value):
+        category = unicodedata.category(char)
+        if category[0] == "C" or category in ("Zl", "Zp"):
+            raise ValueError(f"expected printable text, found the control or formatting character U+{ord(char):04X} "
+                             f"at position {index + 1}")
+    return value
+
+
+def _not_system_account(value: str) -> str:
+    if reserved_account(value):
+        raise ValueError(f"expected a person's user name, {value!r} is an account or group of the nodes' base "
+                         "system or of the packages truckctl installs")
+    return value
+
 
 DnsName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
 EnvVarName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]{0,63}$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 VlanId = Annotated[int, Field(ge=2, le=4094)]
-Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,24}$")]
+Email = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,24}$")]
 SshPublicKey = Annotated[
     str,
-    StringConstraints(pattern=r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/=]{16,}( .*)?$"),
+    StringConstraints(pattern=r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/=]{16,}( .*)?$",
+                      max_length=16_384),
+    AfterValidator(printable_text),
 ]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=80)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=80), AfterValidator(printable_text)]
+UserName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$"), AfterValidator(_not_system_account)]
+TimeZone = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_+-]{1,30}(/[A-Za-z0-9_+-]{1,30}){0,2}$")]
 
 
 class Model(BaseModel):
@@ -41,7 +68,7 @@ class SecretRef(Model):
 class RaceInfo(Model):
     name: ShortText
     id: DnsName = Field(description="short slug used in cloud resource names")
-    timezone: str = "UTC"
+    timezone: TimeZone = "UTC"
 
     @field_validator("timezone")
     @classmethod
@@ -103,7 +130,7 @@ class RoleSpec(Model):
 
 
 class OpsUser(Model):
-    name: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
+    name: UserName
     ssh_public_key: SshPublicKey
 
 

@@ -44,21 +44,47 @@ class RunPlan:
     hosts: list[str]
     secret_vars: dict[str, Any] = field(repr=False)
 
-    def cmdline(self, secrets_file: Path | None) -> str:
-        """ansible-playbook options. Check mode only works this way (not via extra vars)."""
+    def cmdline(self, secrets_file: Path | None, extravars_file: Path | None = None) -> str:
+        """ansible-playbook options. Check mode only works this way (not via extra vars). The extra vars
+        come from a file written by `ansible_data.dump` (every string `!unsafe`), never inline."""
         args = ["--check", "--diff"] if self.check else []
+        if extravars_file is not None:
+            args += ["--extra-vars", f"@{extravars_file}"]
         if secrets_file is not None:
             args += ["--ask-vault-pass", "--extra-vars", f"@{secrets_file}"]
         return shlex.join(args)
 
 
 def connection_vars(connection: Connection) -> dict[str, Any]:
-    """Inventory vars to reach the nodes with host-key checking on against the given known_hosts."""
+    """Inventory vars to reach the nodes the way truckctl's own SSH does (remote.py): no ssh_config (the
+    user's or the system's), host keys checked against truckctl's known_hosts only, only the given key.
+    Ansible's ssh plugin and Mitogen both split ansible_ssh_common_args with shlex, then ssh splits an
+    option's value on spaces: each path is quoted for both (see `ssh_path_option`)."""
+    key = ssh_path(connection.private_key, "the SSH private key")
     return {
         "ansible_user": connection.user,
-        "ansible_ssh_private_key_file": str(connection.private_key),
-        "ansible_ssh_common_args": f"-o UserKnownHostsFile={connection.known_hosts} -o StrictHostKeyChecking=yes",
+        "ansible_ssh_private_key_file": key,
+        "ansible_ssh_common_args": " ".join([
+            "-F /dev/null", ssh_path_option("UserKnownHostsFile", connection.known_hosts),
+            "-o GlobalKnownHostsFile=/dev/null", "-o StrictHostKeyChecking=yes", "-o IdentitiesOnly=yes",
+        ]),
     }
+
+
+def ssh_path(path: Path | str, what: str) -> str:
+    """A path ssh can take in an option. A double quote or a control character has no safe spelling there,
+    and ssh expands %-tokens in key and known_hosts paths (but checks `-i`'s path unexpanded): refused."""
+    text = str(path)
+    if '"' in text or "%" in text or not text.isprintable():
+        raise TruckctlError.single("unusable-path", f"{what} path {text!r} holds a double quote, a % or a control "
+                                   "character, which SSH options cannot carry: move it", what)
+    return text
+
+
+def ssh_path_option(name: str, path: Path | str) -> str:
+    """`-o 'Name="path"'`: double quotes for ssh's own option parser, shlex quoting for Ansible's split."""
+    value = ssh_path(path, name).replace("\\", "\\\\")
+    return "-o " + shlex.quote(f'{name}="{value}"')
 
 
 def resolve_limit(stage: Stage, limit: str | None) -> list[str]:

@@ -111,11 +111,12 @@ def run_plan(plan: RunPlan, settings: RunnerSettings, on_event: Callable[[HostEv
         password = new_password() if plan.secret_vars else None
         secrets_file = (write_encrypted_vars(private_dir / "secrets.vault", plan.secret_vars, password)
                         if password else None)
+        inventory, extravars = write_data_files(private_dir, plan)
         kwargs: dict[str, Any] = dict(
             private_data_dir=str(private_dir), project_dir=str(plan.project_dir),
             artifact_dir=str(settings.artifacts_dir), ident=ident, rotate_artifacts=settings.keep_artifacts,
-            playbook=plan.playbook, inventory=plan.inventory, extravars=plan.extravars, limit=plan.limit,
-            forks=plan.forks, cmdline=plan.cmdline(secrets_file), envvars=env, suppress_env_files=True,
+            playbook=plan.playbook, inventory=str(inventory), limit=plan.limit,
+            forks=plan.forks, cmdline=plan.cmdline(secrets_file, extravars), envvars=env, suppress_env_files=True,
             passwords={VAULT_PROMPT: password} if password else {}, quiet=True,
             event_handler=collector,
         )
@@ -135,6 +136,21 @@ def run_plan(plan: RunPlan, settings: RunnerSettings, on_event: Callable[[HostEv
         hosts=collector.hosts, changes=collector.changes, failures=collector.failures,
         duration_s=time.monotonic() - started, artifacts_dir=str(settings.artifacts_dir / ident),
     )
+
+
+def write_data_files(private_dir: Path, plan: RunPlan) -> tuple[Path, Path]:
+    """The inventory and the extra vars as files of the run's private dir (mode 0600), every string in them
+    `!unsafe`: ansible-runner's own dict inventory and extravars are JSON, which Ansible templates."""
+    from truckctl.ansible_data import dump
+
+    paths = []
+    for name, data in (("inventory.yml", plan.inventory), ("extravars.yml", plan.extravars)):
+        path = private_dir / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(dump(data))
+        paths.append(path)
+    return paths[0], paths[1]
 
 
 _OWNER = re.compile(r"-p([0-9]+)-")

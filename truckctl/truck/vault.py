@@ -10,7 +10,6 @@ memory. The password exists only in this process, so the file is useless once th
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 from pathlib import Path
@@ -29,7 +28,9 @@ def write_encrypted_vars(path: Path, values: dict[str, Any], password: str) -> P
     from ansible.parsing.vault import VaultLib, VaultSecret
 
     vault = VaultLib([(DEFAULT_VAULT_ID_MATCH, VaultSecret(password.encode()))])
-    ciphertext = vault.encrypt(json.dumps(values))  # JSON is YAML: ansible loads it as vars
+    from truckctl.ansible_data import dump
+
+    ciphertext = vault.encrypt(dump(values))  # every string `!unsafe`: a secret is never a template
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(ciphertext)

@@ -290,7 +290,7 @@ def test_the_teardown_plan_is_down_yml_without_cloud_values_or_secrets(project: 
     assert plan.secret_vars == {} and not any(key.startswith("cloud_") for key in plan.extravars)
     assert plan.extravars["truck_target"] == "lab"
     common = plan.inventory["all"]["vars"]["ansible_ssh_common_args"]
-    assert "StrictHostKeyChecking=yes" in common and "UserKnownHostsFile=/lab/known_hosts" in common
+    assert "StrictHostKeyChecking=yes" in common and """'UserKnownHostsFile="/lab/known_hosts"'""" in common
 
 
 def test_aws_destroys_the_cloud_after_the_trucks_and_keeps_the_data_lake(project: Project, fakes: Fakes) -> None:

@@ -93,7 +93,7 @@ def test_inventory_is_the_rendered_one_plus_connection_vars(stage: Stage, cloud:
     assert variables["stage_name"] == "stage-1"
     assert variables["ansible_user"] == "root"
     assert variables["ansible_ssh_private_key_file"] == "/lab/ssh/id_ed25519"
-    assert "UserKnownHostsFile=/lab/known_hosts" in variables["ansible_ssh_common_args"]
+    assert """-o 'UserKnownHostsFile="/lab/known_hosts"'""" in variables["ansible_ssh_common_args"]
     assert "StrictHostKeyChecking=yes" in variables["ansible_ssh_common_args"]
     trucks = inventory["all"]["children"]["trucks"]["children"]
     assert trucks["truck_a"]["hosts"]["truck-a-gw"]["ansible_host"] == "10.31.1.11"
