@@ -254,6 +254,7 @@ class StockRun:
 
     @classmethod
     def prepare(cls, project: TempProject, check: bool = False) -> StockRun:
+        from truckctl.ansible_data import dump
         from truckctl.config.loader import load_stage
         from truckctl.lab import api as lab_api
         from truckctl.project import Project
@@ -273,15 +274,16 @@ class StockRun:
         site = (playbooks / plan.playbook).read_text()
         (work / plan.playbook).write_text(stock_playbook(site))
         (work / "empty.cfg").write_text("")
-        (work / "inventory.json").write_text(json.dumps(plan.inventory))
-        (work / "extravars.json").write_text(json.dumps(plan.extravars))
+        # written as truckctl writes them (every string !unsafe): the baseline must not template config text
+        (work / "inventory.yml").write_text(dump(plan.inventory))
+        (work / "extravars.yml").write_text(dump(plan.extravars))
         password = new_password()
         pw_file = work / "vault-password"
         fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(password)
         write_encrypted_vars(work / "secrets.vault", plan.secret_vars, password)
-        argv = [str(BIN / "ansible-playbook"), "-i", "inventory.json", "-e", "@extravars.json",
+        argv = [str(BIN / "ansible-playbook"), "-i", "inventory.yml", "-e", "@extravars.yml",
                 "-e", "@secrets.vault", "--vault-password-file", "vault-password", plan.playbook]
         if check:
             argv[1:1] = ["--check", "--diff"]
