@@ -176,7 +176,10 @@ def exchange(target: Target, method: str, body: bytes | None = None, *, headers:
                     socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)
         raise ExchangeFailed(f"no complete answer within {deadline_s:g} s")
     if "error" in box:
-        raise ExchangeFailed(_reason(box["error"]))  # type: ignore[arg-type]
+        error = box["error"]
+        if isinstance(error, TimeoutError):  # every socket timeout is what was left of the one deadline
+            raise ExchangeFailed(f"no complete answer within {deadline_s:g} s")
+        raise ExchangeFailed(_reason(error))  # type: ignore[arg-type]
     reply = box["reply"]
     assert isinstance(reply, Reply)
     return reply
