@@ -7,11 +7,9 @@ Tests marked `lab` are skipped, with the reason, where the lab cannot run (not r
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +20,9 @@ import pytest
 from truckctl.cloud.outputs import CloudOutputs
 from truckctl.lab import api
 from truckctl.lab import state as lab_state
-from truckctl.lab.plan import STANDIN_HTTP_PORT
 from truckctl.lab.ssh import ssh_run
 from truckctl.lab.system import cgroup_roots, mount_points
+from truckctl.lifecycle import cloudside
 from truckctl.processes import alive
 from truckctl.project import Project, find_project
 
@@ -85,9 +83,8 @@ class Lab:
         return api.cloud_outputs(self.project, self.stage)
 
     def standin(self, path: str) -> Any:
-        url = f"http://{self.standin_address}:{STANDIN_HTTP_PORT}{path}"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return json.loads(response.read())
+        """GET from the stand-in's HTTPS API as truckctl (its own client certificate): sees every truck."""
+        return cloudside.fetch(self.cloud_outputs(), path, timeout_s=10)
 
 
 def leftovers(state: lab_state.LabState) -> list[str]:

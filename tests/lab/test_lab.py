@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,6 +36,7 @@ from truckctl.lab import state as lab_state
 from truckctl.lab.rootfs import base_path
 from truckctl.lab.ssh import ssh_argv
 from truckctl.lifecycle.arp import arp_scan, route_to
+from truckctl.lifecycle.webhttp import exchange, parse_url
 from truckctl.project import Project
 
 pytestmark = pytest.mark.lab
@@ -208,27 +208,34 @@ def test_alert_receiver_records_a_post(lab: Lab) -> None:
     url = lab.cloud_outputs().alert_webhook_url
     assert url is not None
     marker = f"test-{os.getpid()}-{time.time()}"
-    request = urllib.request.Request(url, data=json.dumps({"alarm": marker}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 202
+    reply = exchange(parse_url(url), "POST", json.dumps({"alarm": marker}).encode(), deadline_s=10,
+                     max_bytes=4096, tls=api.operator_tls(lab.project))
+    assert reply.status == 202
     alerts = lab.standin("/alerts")["alerts"]
     assert any(a["source"] == "post" and a["body"] == {"alarm": marker} for a in alerts)
 
 
 def test_a_silent_heartbeat_raises_the_standins_own_alarm(lab: Lab, truck_a: Mqtt) -> None:
+    """One of truck-a's nodes (its own heartbeat unit stopped, if a converge installed it) heartbeats once,
+    then falls silent: the stand-in raises its alarm. Only configured nodes are streams at all."""
     race = lab.cloud_outputs().trucks["truck-a"].topic_prefix.split("/")[0]
-    node = f"probe-{os.getpid()}"
-    truck_a.publish(f"{heartbeat_topic(race, 'truck-a')}/{node}", {"node": node})
-    stale = lab.standin("/status")["stale_after_s"]
+    node = lab.node("truck-a-hv2")
+    _, was = lab.ssh(node.address, "systemctl is-active truck-heartbeat; systemctl stop truck-heartbeat; true")
+    try:
+        after = max([a["index"] for a in lab.standin("/alerts")["alerts"]], default=-1)
+        truck_a.publish(f"{heartbeat_topic(race, 'truck-a')}/{node.name}", {"node": node.name})
+        stale = lab.standin("/status")["stale_after_s"]
 
-    def alarm() -> Any:
-        return [a for a in lab.standin("/alerts")["alerts"]
-                if a["source"] == "standin" and a["body"].get("node") == node
-                and a["body"]["alarm"] == "heartbeat-missing"]
+        def alarm() -> Any:
+            return [a for a in lab.standin("/alerts")["alerts"]
+                    if a["index"] > after and a["source"] == "standin" and a["body"].get("node") == node.name
+                    and a["body"]["alarm"] == "heartbeat-missing"]
 
-    raised = wait_for(alarm, stale + 10, f"a heartbeat-missing alarm for {node}")
-    assert raised[0]["body"]["truck"] == "truck-a" and raised[0]["body"]["silent_for_s"] >= stale
+        raised = wait_for(alarm, stale + 15, f"a heartbeat-missing alarm for {node.name}")
+        assert raised[0]["body"]["truck"] == "truck-a" and raised[0]["body"]["silent_for_s"] >= stale
+    finally:
+        if was.startswith("active"):
+            lab.ssh(node.address, "systemctl start truck-heartbeat")
 
 
 def test_cloud_outputs_for_the_lab_target(lab: Lab) -> None:
@@ -240,7 +247,7 @@ def test_cloud_outputs_for_the_lab_target(lab: Lab) -> None:
     assert access.client_id == "gdf27-truck-b" and access.topic_prefix == "gdf27/truck-b"
     assert "PRIVATE KEY" in access.private_key_pem.get_secret_value()
     assert "PRIVATE KEY" not in repr(outputs) and "PRIVATE KEY" not in outputs.model_dump_json()
-    assert outputs.alert_webhook_url == f"http://{lab.standin_address}:8080/alerts"
+    assert outputs.alert_webhook_url == f"https://{lab.standin_address}:8080/alerts"
     assert outputs.vpn_endpoint == f"{lab.standin_address}:51820" and len(outputs.vpn_public_key) == 44
     with pytest.raises(TruckctlError, match="stage-2"):
         api.cloud_outputs(lab.project, "stage-2")

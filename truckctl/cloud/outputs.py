@@ -56,6 +56,8 @@ class CloudOutputs(BaseModel):
     datalake_bucket: str
     alert_topic_arn: str
     alert_webhook_url: str | None = None  # lab stand-in's alert receiver; on aws from the race secrets
+    # lab only: truckctl's client certificate and key (files) for the stand-in's HTTPS API
+    standin_client_files: tuple[str, str] | None = None
     vpn_endpoint: str  # host:port of the management VPN gateway
     vpn_public_key: str
 

@@ -25,15 +25,16 @@ from truckctl.lab.lifecycle import Progress, connection_for, down, start_node, s
 from truckctl.lab.network import link_exists, set_link
 from truckctl.lab.node import merged_dir
 from truckctl.lab.paths import LabPaths
-from truckctl.lab.pki import LabPki, client_id
+from truckctl.lab.pki import OPERATOR_LEAF, LabPki, client_id
 from truckctl.lab.plan import LAN_IF, STANDIN_HTTP_PORT, STANDIN_MQTT_PORT, UPLINK_IF, LabPlan
 from truckctl.lab.probe import port_open
 from truckctl.lab.ssh import LabConnection, ssh_run
 from truckctl.lab.system import require_root
+from truckctl.lifecycle.webhttp import ClientTls
 from truckctl.project import Project
 
 __all__ = ["LabConnection", "LabNode", "Progress", "cloud_outputs", "connection", "down", "lab_nodes",
-           "revoke_truck", "set_uplink", "start_node", "status", "stop_node", "up"]
+           "operator_tls", "revoke_truck", "set_uplink", "start_node", "status", "stop_node", "up"]
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,19 @@ def cloud_outputs(project: Project, stage: Stage | str) -> CloudOutputs:
         ca_pem=pki.ca.cert.read_text(), trucks=trucks,
         telemetry_stream="lab:standin/telemetry", datalake_bucket="lab:standin/datalake",
         alert_topic_arn="lab:standin/alerts",
-        alert_webhook_url=f"http://{address}:{STANDIN_HTTP_PORT}/alerts",
+        alert_webhook_url=f"https://{address}:{STANDIN_HTTP_PORT}/alerts",
+        standin_client_files=(str(pki.leaf(OPERATOR_LEAF).cert), str(pki.leaf(OPERATOR_LEAF).key)),
         vpn_endpoint=f"{address}:{plan.vpn_port}", vpn_public_key=pki.wireguard_public_key(),
     )
+
+
+def operator_tls(project: Project) -> ClientTls | None:
+    """truckctl's credential for the stand-in's API (the lab CA pinned, its own client certificate),
+    or None when the lab's PKI does not hold one (then the stand-in cannot be called)."""
+    try:
+        return standin.operator_tls(LabPki(LabPaths(project.state_dir).pki))
+    except OSError:
+        return None
 
 
 def _lab_truck(plan: LabPlan, truck: str) -> None:

@@ -143,7 +143,8 @@ def _build(state: st.LabState, plan: LabPlan, paths: LabPaths, progress: Progres
     deadline = time.monotonic() + BOOT_TIMEOUT_S
     conn = connection_for(paths)
     with ThreadPoolExecutor(max_workers=len(plan.nodes)) as pool:
-        boot = list(pool.map(lambda n: wait_ready(n, conn, plan, deadline), plan.nodes))
+        tls = standin.operator_tls(pki)
+        boot = list(pool.map(lambda n: wait_ready(n, conn, plan, deadline, tls), plan.nodes))
     late = [b for b in boot if not b["ready"]]
     if late:
         raise TruckctlError(
@@ -212,7 +213,8 @@ def _summary(state: st.LabState, paths: LabPaths, *, reused: bool, seconds: floa
         "boot": boot,
         "standin": {"address": plan.uplink.standin_address,
                     "mqtt": f"{plan.uplink.standin_address}:{STANDIN_MQTT_PORT}",
-                    "http": f"http://{plan.uplink.standin_address}:{STANDIN_HTTP_PORT}"},
+                    "http": f"https://{plan.uplink.standin_address}:{STANDIN_HTTP_PORT}",
+                    "http_access": "client certificates only: each truck's (its own data), truckctl's (all)"},
         "ssh": {"user": USER, "private_key": str(paths.ssh_key), "known_hosts": str(paths.known_hosts)},
     }
 

@@ -6,9 +6,9 @@ systemd-nspawn only when the guest rebooted (exit 133) and forwards SIGTERM for 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from truckctl.lab import rootwrite
 from truckctl.lab import state as st
 from truckctl.lab.aptcache import proxy_url
 from truckctl.lab.network import NETNS_DIR
@@ -49,28 +49,22 @@ def mount_overlay(state: st.LabState, lab_dir: Path, node: NodePlan, lowers: lis
     return merged
 
 
-def _write(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(path, mode)
-
-
 def write_identity(root: Path, plan: LabPlan, node: NodePlan, host_key: Path, authorized_key: str) -> None:
-    """Hostname, hosts, its own SSH host key, the lab's login key and the apt proxy on its network."""
-    _write(root / "etc/hostname", node.name + "\n")
+    """Hostname, hosts, its own SSH host key, the lab's login key and the apt proxy on its network
+    (written without following links: see rootwrite)."""
+    rootwrite.write_file(root, "etc/hostname", node.name + "\n")
     hosts = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
     hosts += [f"{n.address} {n.name}" for n in plan.nodes]
-    _write(root / "etc/hosts", "\n".join(hosts) + "\n")
-    _write(root / "etc/resolv.conf", "# truckctl lab: no DNS; /etc/hosts names every lab node, apt uses a proxy\n")
-    (root / "root/.ssh").mkdir(mode=0o700, parents=True, exist_ok=True)
-    _write(root / "root/.ssh/authorized_keys", authorized_key + "\n", 0o600)
-    ssh_dir = root / "etc/ssh"
-    _write(ssh_dir / "ssh_host_ed25519_key", host_key.read_text(), 0o600)
-    _write(ssh_dir / "ssh_host_ed25519_key.pub", host_key.with_name(host_key.name + ".pub").read_text())
-    _write(root / "etc/apt/apt.conf.d/02truckctl-lab-proxy",
-           f'Acquire::http::Proxy "{proxy_url(node.host_address)}";\n')
+    rootwrite.write_file(root, "etc/hosts", "\n".join(hosts) + "\n")
+    rootwrite.write_file(root, "etc/resolv.conf",
+                         "# truckctl lab: no DNS; /etc/hosts names every lab node, apt uses a proxy\n")
+    rootwrite.make_dirs(root, "root/.ssh", 0o700)
+    rootwrite.write_file(root, "root/.ssh/authorized_keys", authorized_key + "\n", 0o600)
+    rootwrite.write_file(root, "etc/ssh/ssh_host_ed25519_key", host_key.read_text(), 0o600)
+    public = host_key.with_name(host_key.name + ".pub")
+    rootwrite.write_file(root, "etc/ssh/ssh_host_ed25519_key.pub", public.read_text())
+    rootwrite.write_file(root, "etc/apt/apt.conf.d/02truckctl-lab-proxy",
+                         f'Acquire::http::Proxy "{proxy_url(node.host_address)}";\n')
 
 
 def nspawn_argv(node: NodePlan, root: Path) -> list[str]:

@@ -22,6 +22,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_DAYS = 3650
 LEAF_DAYS = 825
+# truckctl's own client certificate for the stand-in's HTTP API: a CN no truck can have (client_id
+# is race-truck, both [a-z0-9-]), so the stand-in can tell the operator from every truck.
+OPERATOR_LEAF = "truckctl-operator"
+OPERATOR_CN = "truckctl operator"
 
 
 @dataclass(frozen=True)

@@ -107,8 +107,11 @@ class LabPlan:
         )
 
     def fingerprint(self) -> str:
-        """Changes whenever anything the running lab was built from changes."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        """Changes whenever anything the running lab was built from changes (the stand-in's service
+        included: a lab built with another version of it is rebuilt, not reused)."""
+        digest = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode())
+        digest.update(Path(__file__).with_name("standin_service.py").read_bytes())
+        return digest.hexdigest()[:16]
 
 
 def _refuse(message: str, location: str | None = None) -> TruckctlError:

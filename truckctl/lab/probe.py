@@ -6,13 +6,13 @@ import json
 import socket
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from truckctl.lab.plan import STANDIN_HTTP_PORT, STANDIN_MQTT_PORT, LabPlan, NodePlan
 from truckctl.lab.ssh import LabConnection, ssh_run
 from truckctl.lab.system import cgroup_pids
+from truckctl.lifecycle.webhttp import ClientTls, ExchangeFailed, Target, exchange
 
 READY = ("running", "degraded")
 
@@ -53,16 +53,15 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def http_json(url: str, timeout: float = 2.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # lab-internal http only
-        return json.loads(response.read())
+def standin_json(plan: LabPlan, tls: ClientTls, path: str, timeout: float = 2.0) -> Any:
+    """GET from the stand-in's HTTPS API with truckctl's client certificate, bounded."""
+    target = Target("https", plan.uplink.standin_address, STANDIN_HTTP_PORT, path)
+    reply = exchange(target, "GET", deadline_s=timeout, max_bytes=1 << 20, tls=tls)
+    return json.loads(reply.body) if reply.status == 200 else {}
 
 
-def standin_url(plan: LabPlan, path: str) -> str:
-    return f"http://{plan.uplink.standin_address}:{STANDIN_HTTP_PORT}{path}"
-
-
-def wait_ready(node: NodePlan, conn: LabConnection, plan: LabPlan, deadline: float) -> dict[str, Any]:
+def wait_ready(node: NodePlan, conn: LabConnection, plan: LabPlan, deadline: float,
+               standin_tls: ClientTls | None = None) -> dict[str, Any]:
     """Wait for sshd, then for boot to finish (`is-system-running --wait`), then the stand-in's endpoints."""
     started = time.monotonic()
     state = "unreachable"
@@ -78,17 +77,17 @@ def wait_ready(node: NodePlan, conn: LabConnection, plan: LabPlan, deadline: flo
         time.sleep(0.2)
     ready = state in READY
     if ready and node.is_standin:
-        ready = _wait_standin(plan, deadline)
+        ready = standin_tls is not None and _wait_standin(plan, standin_tls, deadline)
     return {"node": node.name, "ready": ready, "systemd": state, "seconds": round(time.monotonic() - started, 1)}
 
 
-def _wait_standin(plan: LabPlan, deadline: float) -> bool:
+def _wait_standin(plan: LabPlan, tls: ClientTls, deadline: float) -> bool:
     while time.monotonic() < deadline:
         try:
             if port_open(plan.uplink.standin_address, STANDIN_MQTT_PORT) and \
-                    http_json(standin_url(plan, "/healthz"), timeout=1).get("ok"):
+                    standin_json(plan, tls, "/healthz", timeout=1).get("ok"):
                 return True
-        except (OSError, ValueError):
+        except (ExchangeFailed, ValueError, AttributeError):
             pass
         time.sleep(0.2)
     return False

@@ -7,12 +7,13 @@ stand-in layer (see rootfs.py), so a warm `lab up` installs nothing.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from truckctl.cloud.outputs import heartbeat_topic, telemetry_topic, topic_prefix
-from truckctl.lab.pki import LabPki, client_id
+from truckctl.lab import rootwrite
+from truckctl.lab.pki import OPERATOR_CN, OPERATOR_LEAF, LabPki, client_id
 from truckctl.lab.plan import STANDIN, STANDIN_HTTP_PORT, STANDIN_MQTT_PORT, LabPlan
+from truckctl.lifecycle.webhttp import ClientTls
 
 SERVICE_SOURCE = Path(__file__).with_name("standin_service.py")
 LOCAL_MQTT_PORT = 1883
@@ -65,15 +66,26 @@ def acl_trucks(plan: LabPlan) -> str:
 ACL_LOCAL = "# anonymous clients on 127.0.0.1: the stand-in service reads everything\ntopic read #\n"
 
 
+CERTS = "/etc/mosquitto/certs"
+
+
 def service_config(plan: LabPlan) -> dict[str, object]:
+    """The service's configuration: who may call its API (certificate CN -> truck, or truckctl), which
+    nodes each truck's heartbeats may come from, and where it listens (the uplink address only)."""
+    principals = {client_id(plan.race_id, t.name): t.name for t in plan.trucks}
+    principals[OPERATOR_CN] = "truckctl"
     return {
         "race_id": plan.race_id,
         "prefixes": {t.name: topic_prefix(plan.race_id, t.name) for t in plan.trucks},
+        "nodes": {t.name: [n.name for n in plan.truck_nodes if n.truck == t.name] for t in plan.trucks},
         "telemetry_topics": {t.name: telemetry_topic(plan.race_id, t.name) for t in plan.trucks},
         "heartbeat_topics": {t.name: heartbeat_topic(plan.race_id, t.name) for t in plan.trucks},
         "stale_after_s": plan.stale_after_s,
         "mqtt_host": "127.0.0.1", "mqtt_port": LOCAL_MQTT_PORT,
-        "http_host": "0.0.0.0", "http_port": STANDIN_HTTP_PORT,
+        "http_host": plan.uplink.standin_address, "http_port": STANDIN_HTTP_PORT,
+        "principals": principals,
+        "tls": {"ca": f"{CERTS}/ca.pem", "cert": f"{CERTS}/server.pem", "key": f"{CERTS}/server.key",
+                "crl": f"{CERTS}/crl.pem"},
         "check_interval_s": 1,
     }
 
@@ -88,6 +100,8 @@ ExecStart=/usr/bin/python3 /usr/local/lib/truckctl-standin/standin_service.py /e
 Restart=always
 RestartSec=1
 DynamicUser=yes
+# The server key is root:mosquitto 0640 (the broker's): the service reads it through that group.
+SupplementaryGroups=mosquitto
 
 [Install]
 WantedBy=multi-user.target
@@ -95,7 +109,7 @@ WantedBy=multi-user.target
 
 
 def _group_id(root: Path, group: str) -> int:
-    for line in (root / "etc/group").read_text().splitlines():
+    for line in rootwrite.read_file(root, "etc/group").decode().splitlines():
         fields = line.split(":")
         if fields[0] == group:
             return int(fields[2])
@@ -103,43 +117,38 @@ def _group_id(root: Path, group: str) -> int:
 
 
 def write_files(root: Path, plan: LabPlan, pki: LabPki) -> None:
-    certs = root / "etc/mosquitto/certs"
-    certs.mkdir(parents=True, exist_ok=True)
+    """Everything the stand-in needs in its root, written without following links (see rootwrite)."""
     server = pki.leaf("standin-server")
-    (certs / "ca.pem").write_bytes(pki.ca.cert.read_bytes())
-    (certs / "server.pem").write_bytes(server.cert.read_bytes())
-    key = certs / "server.key"
-    key.write_bytes(server.key.read_bytes())
-    os.chown(key, 0, _group_id(root, "mosquitto"))  # mosquitto reads it after dropping root
-    os.chmod(key, 0o640)
+    rootwrite.write_file(root, "etc/mosquitto/certs/ca.pem", pki.ca.cert.read_bytes())
+    rootwrite.write_file(root, "etc/mosquitto/certs/server.pem", server.cert.read_bytes())
+    # mosquitto and the service (SupplementaryGroups) read the key after dropping root
+    rootwrite.write_file(root, "etc/mosquitto/certs/server.key", server.key.read_bytes(), 0o640,
+                         (0, _group_id(root, "mosquitto")))
     write_revocations(root, plan, pki)
-    (root / "etc/mosquitto/acl-trucks").write_text(acl_trucks(plan))
-    (root / "etc/mosquitto/acl-local").write_text(ACL_LOCAL)
-    lib = root / "usr/local/lib/truckctl-standin"
-    lib.mkdir(parents=True, exist_ok=True)
-    (lib / "standin_service.py").write_bytes(SERVICE_SOURCE.read_bytes())
-    conf = root / "etc/truckctl-standin"
-    conf.mkdir(parents=True, exist_ok=True)
-    (conf / "config.json").write_text(json.dumps(service_config(plan), indent=1) + "\n")
-    (root / "etc/systemd/system" / UNIT).write_text(UNIT_TEXT)
-    wants = root / "etc/systemd/system/multi-user.target.wants" / UNIT
-    wants.parent.mkdir(parents=True, exist_ok=True)
-    if not wants.is_symlink():
-        wants.symlink_to(f"/etc/systemd/system/{UNIT}")
+    rootwrite.write_file(root, "etc/mosquitto/acl-trucks", acl_trucks(plan))
+    rootwrite.write_file(root, "etc/mosquitto/acl-local", ACL_LOCAL)
+    rootwrite.write_file(root, "usr/local/lib/truckctl-standin/standin_service.py", SERVICE_SOURCE.read_bytes())
+    rootwrite.write_file(root, "etc/truckctl-standin/config.json", json.dumps(service_config(plan), indent=1) + "\n")
+    rootwrite.write_file(root, f"etc/systemd/system/{UNIT}", UNIT_TEXT)
+    rootwrite.ensure_symlink(root, f"etc/systemd/system/multi-user.target.wants/{UNIT}", f"/etc/systemd/system/{UNIT}")
 
 
 def write_revocations(root: Path, plan: LabPlan, pki: LabPki) -> None:
     """The CRL and the broker config that checks it (also rewritten on a running stand-in by
-    `revoke_truck`, so a stand-in built before CRLs existed starts checking them too)."""
-    certs = root / "etc/mosquitto/certs"
-    tmp = certs / "crl.pem.tmp"
-    tmp.write_bytes(pki.crl_pem())
-    os.chmod(tmp, 0o644)
-    tmp.replace(certs / "crl.pem")
-    (root / "etc/mosquitto/mosquitto.conf").write_text(mosquitto_conf(plan.uplink.standin_address))
+    `revoke_truck`, so a stand-in built before CRLs existed starts checking them too). The running
+    stand-in's root is the node's: never written through a link planted in it."""
+    rootwrite.write_file(root, "etc/mosquitto/certs/crl.pem", pki.crl_pem(), 0o644)
+    rootwrite.write_file(root, "etc/mosquitto/mosquitto.conf", mosquitto_conf(plan.uplink.standin_address))
+
+
+def operator_tls(pki: LabPki) -> ClientTls:
+    """truckctl's credential for the stand-in's API: the lab CA pinned, its own client certificate."""
+    issued = pki.leaf(OPERATOR_LEAF)
+    return ClientTls(pki.ca.cert.read_text(), str(issued.cert), str(issued.key))
 
 
 def issue_certificates(pki: LabPki, plan: LabPlan) -> None:
     pki.ensure_server("standin-server", STANDIN, plan.uplink.standin_address, [STANDIN])
     for truck in plan.trucks:
         pki.ensure_client(f"truck-{truck.name}", client_id(plan.race_id, truck.name))
+    pki.ensure_client(OPERATOR_LEAF, OPERATOR_CN)  # truckctl's own credential for the stand-in's API

@@ -2,27 +2,49 @@
 
 Stdlib plus paho only, and compatible with paho 1.6 (Debian 12) and 2.x. It plays, for the lab:
 - the ingest's view: subscribes on the local broker to every truck's telemetry and heartbeat
-  topics, recording last-seen per truck and per node and message counts (GET /status);
+  topics, recording last-seen per truck and per configured node and message counts (GET /status);
 - the alert receiver that stands in for the webhook / SNS subscription (POST /alerts, GET /alerts);
 - the CloudWatch alarms: an alert of its own when a truck's telemetry or a node's heartbeat has not
   been seen for stale_after_s after having been seen, and another when it comes back.
+
+Access model, as the cloud's: the HTTP API is HTTPS with client certificates from the lab CA (its
+CRL checked), on the stand-in's uplink address only. A truck's certificate (the one its bridge uses)
+sees and writes only that truck's data; truckctl's own certificate (a CN no truck has) sees all.
+Everything a client can make it hold is bounded: one request per connection, a deadline on the whole
+connection (a slow sender is cut), a cap on connections, header bytes and body bytes (Content-Length
+required, digits only), alerts kept per poster, heartbeats only from the truck's configured nodes
+(others dropped and counted), and the stand-in's own alarms in a list no poster can push them out of.
+
+Why the stdlib server: the node has only Debian packages from the cached stand-in layer, and the
+stdlib's parser is bounded here (request line and header bytes, body, time) rather than trusted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
+import ssl
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MAX_BODY = 64 * 1024
-MAX_ALERTS = 1000
+MAX_HEAD = 16 * 1024  # request line and headers together
+MAX_CONNECTIONS = 32
+CONNECTION_DEADLINE_S = 10.0  # the whole connection: handshake, request, reply
+SOCKET_TIMEOUT_S = 5.0
+MAX_ALARMS = 1000  # the stand-in's own alarms: only stream transitions fill this
+MAX_POSTED = 200  # per poster (each truck, truckctl)
 PAYLOAD_EXCERPT = 512
 RECENT = 20
+OPERATOR = "truckctl"  # the principal of truckctl's own certificate
 
 
 def _iso(ts: float | None) -> str | None:
@@ -52,18 +74,32 @@ class Seen:
                 "alarm": self.alarming}
 
 
+class Refused(Exception):
+    """A request refused: its HTTP status and a short reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
 class Tracker:
-    """What the stand-in knows; every method is thread-safe (MQTT, HTTP and the checker share it)."""
+    """What the stand-in knows; every method is thread-safe (MQTT, HTTP and the checker share it).
+
+    prefixes: truck -> topic prefix; nodes: truck -> the node names its heartbeats may come from."""
 
     def __init__(self, prefixes: dict[str, str], stale_after_s: float,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.prefixes = prefixes  # truck -> topic prefix
+                 clock: Callable[[], float] = time.time, nodes: dict[str, list[str]] | None = None) -> None:
+        self.prefixes = prefixes
         self.stale_after_s = stale_after_s
         self.clock = clock
         self.lock = threading.Lock()
         self.telemetry = {truck: Seen() for truck in prefixes}
-        self.heartbeats: dict[str, dict[str, Seen]] = {truck: {} for truck in prefixes}
-        self.alerts: list[dict[str, Any]] = []
+        self.heartbeats: dict[str, dict[str, Seen]] = {
+            truck: {node: Seen() for node in (nodes or {}).get(truck, [])} for truck in prefixes}
+        self.dropped = dict.fromkeys(prefixes, 0)  # heartbeats from nodes the truck does not have
+        self.alarms: deque[dict[str, Any]] = deque(maxlen=MAX_ALARMS)
+        self.posted: dict[str, deque[dict[str, Any]]] = {}
+        self.sequence = 0
         self.mqtt_connected = False
 
     def topics(self) -> list[str]:
@@ -83,7 +119,10 @@ class Tracker:
                     self.telemetry[truck].hit(now, topic, text)
                 elif kind == "heartbeat":
                     node = rest or _node_from(text)
-                    seen = self.heartbeats[truck].setdefault(node, Seen())
+                    seen = self.heartbeats[truck].get(node)
+                    if seen is None:  # not one of the truck's nodes: never a new stream
+                        self.dropped[truck] += 1
+                        return
                     self._resume(seen, now, "heartbeat-resumed", truck, node)
                     seen.hit(now, topic, text)
             return
@@ -91,8 +130,8 @@ class Tracker:
     def _resume(self, seen: Seen, now: float, alarm: str, truck: str, node: str | None) -> None:
         if seen.alarming:
             seen.alarming = False
-            self._alert({"alarm": alarm, "state": "OK", "truck": truck, "node": node,
-                         "silent_for_s": round(now - (seen.last or now), 1)}, "standin", now)
+            self._alarm({"alarm": alarm, "state": "OK", "truck": truck, "node": node,
+                         "silent_for_s": round(now - (seen.last or now), 1)}, now)
 
     def check(self) -> list[dict[str, Any]]:
         """Raise the stand-in's own alarms for streams silent longer than stale_after_s."""
@@ -107,22 +146,42 @@ class Tracker:
                 if seen.last is None or seen.alarming or now - seen.last < self.stale_after_s:
                     continue
                 seen.alarming = True
-                raised.append(self._alert({"alarm": alarm, "state": "ALARM", "truck": truck, "node": node,
+                raised.append(self._alarm({"alarm": alarm, "state": "ALARM", "truck": truck, "node": node,
                                            "last_seen": _iso(seen.last), "silent_for_s": round(now - seen.last, 1),
-                                           "stale_after_s": self.stale_after_s}, "standin", now))
+                                           "stale_after_s": self.stale_after_s}, now))
         return raised
 
-    def receive(self, body: Any) -> dict[str, Any]:
-        with self.lock:
-            return self._alert(body, "post", self.clock())
-
-    def _alert(self, body: Any, source: str, now: float) -> dict[str, Any]:
-        entry = {"index": len(self.alerts), "received_at": _iso(now), "source": source, "body": body}
-        self.alerts.append(entry)
-        del self.alerts[:-MAX_ALERTS]
+    def _entry(self, body: Any, source: str, now: float, poster: str | None = None) -> dict[str, Any]:
+        entry = {"index": self.sequence, "received_at": _iso(now), "source": source, "body": body}
+        if poster is not None:
+            entry["poster"] = poster
+        self.sequence += 1
         return entry
 
-    def status(self) -> dict[str, Any]:
+    def _alarm(self, body: dict[str, Any], now: float) -> dict[str, Any]:
+        entry = self._entry(body, "standin", now)
+        self.alarms.append(entry)
+        return entry
+
+    def receive(self, body: Any, poster: str = OPERATOR) -> dict[str, Any]:
+        """An alert posted by truckctl (anything) or by a truck (a JSON object about itself only)."""
+        if poster != OPERATOR:
+            if not isinstance(body, dict):
+                raise Refused(400, "a truck posts a JSON object")
+            if body.get("truck", poster) != poster:
+                raise Refused(403, "a truck posts alerts about itself only")
+            body = {**body, "truck": poster}
+        with self.lock:
+            entry = self._entry(body, "post", self.clock(), poster)
+            self.posted.setdefault(poster, deque(maxlen=MAX_POSTED)).append(entry)
+            return entry
+
+    def _visible(self, principal: str) -> list[dict[str, Any]]:
+        alarms = [a for a in self.alarms if principal == OPERATOR or a["body"].get("truck") == principal]
+        posted = [e for poster, entries in self.posted.items() if principal in (OPERATOR, poster) for e in entries]
+        return sorted(alarms + posted, key=lambda e: int(e["index"]))
+
+    def status(self, principal: str = OPERATOR) -> dict[str, Any]:
         now = self.clock()
         with self.lock:
             trucks = {
@@ -131,16 +190,17 @@ class Tracker:
                     "telemetry": self.telemetry[truck].view(now),
                     "heartbeats": {node: seen.view(now) for node, seen in sorted(self.heartbeats[truck].items())},
                     "counts": {"telemetry": self.telemetry[truck].count,
-                               "heartbeat": sum(s.count for s in self.heartbeats[truck].values())},
+                               "heartbeat": sum(s.count for s in self.heartbeats[truck].values()),
+                               "heartbeat_dropped": self.dropped[truck]},
                 }
-                for truck in self.prefixes
+                for truck in self.prefixes if principal in (OPERATOR, truck)
             }
             return {"time": _iso(now), "stale_after_s": self.stale_after_s, "mqtt_connected": self.mqtt_connected,
-                    "trucks": trucks, "alerts": len(self.alerts)}
+                    "trucks": trucks, "alerts": len(self._visible(principal))}
 
-    def alert_list(self) -> list[dict[str, Any]]:
+    def alert_list(self, principal: str = OPERATOR) -> list[dict[str, Any]]:
         with self.lock:
-            return list(self.alerts)
+            return self._visible(principal)
 
 
 def _node_from(payload: str) -> str:
@@ -155,43 +215,244 @@ def _node_from(payload: str) -> str:
     return "unknown"
 
 
+# ---- HTTP ------------------------------------------------------------------------------------
+
+@dataclass
+class Access:
+    """Who may call: certificate CN -> principal (a truck's name, or OPERATOR), and the TLS files."""
+
+    principals: dict[str, str]
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    crl_file: str | None = None
+    _context: ssl.SSLContext | None = None
+    _crl_mtime: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def context(self) -> ssl.SSLContext | None:
+        """The server's TLS context, rebuilt when the CRL changes (a revocation takes effect at once)."""
+        if self.ca_file is None:
+            return None
+        mtime = os.stat(self.crl_file).st_mtime if self.crl_file else None
+        with self._lock:
+            if self._context is None or mtime != self._crl_mtime:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                context.minimum_version = ssl.TLSVersion.TLSv1_2
+                context.verify_mode = ssl.CERT_REQUIRED
+                context.load_cert_chain(str(self.cert_file), str(self.key_file))
+                context.load_verify_locations(cafile=self.ca_file)
+                if self.crl_file:
+                    context.load_verify_locations(cafile=self.crl_file)
+                    context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+                self._context, self._crl_mtime = context, mtime
+            return self._context
+
+    def principal(self, peer: dict[str, Any] | None) -> str | None:
+        for rdn in (peer or {}).get("subject", ()):
+            for key, value in rdn:
+                if key == "commonName":
+                    return self.principals.get(value)
+        return None
+
+
+class Budget:
+    """A reader that refuses to read past a byte budget (request line + headers, then the body)."""
+
+    def __init__(self, raw: Any, limit: int) -> None:
+        self.raw, self.left = raw, limit
+
+    def _allow(self, size: int | None) -> int:
+        if self.left <= 0:
+            raise Refused(431, "request too large")
+        return self.left if size is None or size < 0 else min(size, self.left)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        line: bytes = self.raw.readline(self._allow(size))
+        self.left -= len(line)
+        if self.left <= 0 and not line.endswith(b"\n"):
+            raise Refused(431, "request line or headers too large")
+        return line
+
+    def read(self, size: int | None = -1) -> bytes:
+        data: bytes = self.raw.read(self._allow(size))
+        self.left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class StandinServer(ThreadingHTTPServer):
+    """At most MAX_CONNECTIONS at once (more are closed at accept); TLS handshakes in the worker
+    thread, under the connection's deadline, so a silent client never holds the accept loop."""
+
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, address: tuple[str, int], tracker: Tracker, access: Access,
+                 max_connections: int = MAX_CONNECTIONS, deadline_s: float = CONNECTION_DEADLINE_S) -> None:
+        self.tracker, self.access, self.deadline_s = tracker, access, deadline_s
+        self.slots = threading.BoundedSemaphore(max_connections)
+        # busy: over the connection cap; tls: no or a bad certificate; forbidden: a caller reaching for
+        # what is not its own; bad_request: refused by a bound; cut: the deadline passed; broken: other.
+        self.refused = {"busy": 0, "tls": 0, "forbidden": 0, "bad_request": 0, "cut": 0, "broken": 0}
+        super().__init__(address, make_handler(tracker))
+
+    def count(self, what: str) -> None:
+        with self.tracker.lock:
+            self.refused[what] += 1
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        if self.slots.acquire(blocking=False):
+            return True
+        self.count("busy")
+        return False
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        kind = sys.exc_info()[0]
+        self.count("tls" if kind is not None and issubclass(kind, ssl.SSLError) else "broken")
+
+
 def make_handler(tracker: Tracker) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        server_version = "truckctl-standin/1"
+        server_version = "truckctl-standin/2"
+        protocol_version = "HTTP/1.0"  # one request per connection
+        server: StandinServer
+        principal: str | None = None
+
+        def setup(self) -> None:
+            self.request_version, self.requestline = "HTTP/1.0", ""  # for a reply refused before parsing
+            self.request.settimeout(SOCKET_TIMEOUT_S)
+            # The deadline shuts the connection down through a duplicate of its descriptor: TLS wrapping
+            # detaches the plain socket object, and a handshake can be what the client drags out.
+            self._cutter = self.request.dup()
+            self._timer = threading.Timer(self.server.deadline_s, self._cut)
+            self._timer.daemon = True
+            self._timer.start()
+            try:
+                context = self.server.access.context()
+                if context is not None:
+                    self.request = context.wrap_socket(self.request, server_side=True)  # under the deadline
+                    self.principal = self.server.access.principal(self.request.getpeercert())
+                else:
+                    self.principal = OPERATOR  # unit tests of the logic only: the service always has TLS
+            except BaseException:
+                self._timer.cancel()
+                self._cutter.close()
+                self.request.close()
+                raise
+            super().setup()
+            self.rfile = Budget(self.rfile, MAX_HEAD)  # type: ignore[assignment]
+
+        def finish(self) -> None:
+            self._timer.cancel()
+            with contextlib.suppress(OSError):
+                super().finish()
+            self.request.close()
+            self._cutter.close()
+
+        def _cut(self) -> None:
+            """The connection's deadline passed: shut it down (the handler's blocked read returns)."""
+            self.server.count("cut")
+            with contextlib.suppress(OSError):
+                self._cutter.shutdown(socket.SHUT_RDWR)
+
+        def handle_one_request(self) -> None:
+            try:
+                super().handle_one_request()
+            except Refused as exc:  # by a bound on the request line or headers
+                self.close_connection = True
+                self._refuse(exc)
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            self.server.count("bad_request")  # refused by the stdlib's own parser (more than 100 headers, ...)
+            super().send_error(code, message, explain)
+
+        def _refuse(self, exc: Refused) -> None:
+            self.server.count("forbidden" if exc.status == 403 else "bad_request")
+            self._send(exc.status, {"error": str(exc)})
+            self._drain()
+
+        def _drain(self) -> None:
+            """Read (and drop) what the client is still sending, a bounded amount for a short while: closing
+            on unread data makes the kernel reset the connection, and the client would lose the answer."""
+            with contextlib.suppress(OSError, ValueError):
+                self.wfile.flush()
+                self.connection.settimeout(0.5)
+                left = MAX_BODY + MAX_HEAD
+                while left > 0 and (chunk := self.connection.recv(min(left, 16384))):
+                    left -= len(chunk)
 
         def _send(self, code: int, document: Any) -> None:
             body = (json.dumps(document, indent=1) + "\n").encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(body)
 
+        def _who(self) -> str:
+            if self.principal is None:
+                raise Refused(403, "this certificate is not a truck's nor truckctl's")
+            return self.principal
+
         def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/status":
-                self._send(200, tracker.status())
-            elif path == "/alerts":
-                self._send(200, {"alerts": tracker.alert_list()})
-            elif path == "/healthz":
-                self._send(200, {"ok": True, "mqtt_connected": tracker.mqtt_connected})
-            else:
-                self._send(404, {"error": "not found"})
+            try:
+                who = self._who()
+                path = self.path.split("?", 1)[0]
+                if path == "/status":
+                    document: Any = tracker.status(who)
+                    if who == OPERATOR:
+                        document["refused"] = dict(self.server.refused)
+                    self._send(200, document)
+                elif path == "/alerts":
+                    self._send(200, {"alerts": tracker.alert_list(who)})
+                elif path == "/healthz":
+                    self._send(200, {"ok": True, "mqtt_connected": tracker.mqtt_connected})
+                else:
+                    self._send(404, {"error": "not found"})
+            except Refused as exc:
+                self._refuse(exc)
 
         def do_POST(self) -> None:
-            if self.path.split("?", 1)[0] != "/alerts":
-                self._send(404, {"error": "not found"})
-                return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                self._send(413, {"error": "body too large"})
-                return
-            raw = self.rfile.read(length).decode("utf-8", "replace")
             try:
-                body: Any = json.loads(raw)
-            except ValueError:
-                body = raw
-            self._send(202, {"ok": True, "index": tracker.receive(body)["index"]})
+                who = self._who()
+                if self.path.split("?", 1)[0] != "/alerts":
+                    raise Refused(404, "not found")
+                raw = self._body().decode("utf-8", "replace")
+                try:
+                    body: Any = json.loads(raw)
+                except ValueError:
+                    body = raw
+                self._send(202, {"ok": True, "index": tracker.receive(body, who)["index"]})
+            except Refused as exc:
+                self._refuse(exc)
+
+        def _body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding") is not None:
+                raise Refused(501, "send a Content-Length, not a Transfer-Encoding")
+            lengths = self.headers.get_all("Content-Length") or []
+            if len(lengths) != 1:
+                raise Refused(411, "exactly one Content-Length is required")
+            text = lengths[0].strip()
+            if not (text.isascii() and text.isdigit()):
+                raise Refused(400, "Content-Length must be a non-negative integer")
+            length = int(text)
+            if length > MAX_BODY:
+                raise Refused(413, f"body larger than {MAX_BODY} bytes")
+            self.rfile.left = length  # type: ignore[attr-defined]
+            data: bytes = self.rfile.read(length) if length else b""
+            if len(data) != length:
+                raise Refused(400, "body shorter than its Content-Length")
+            return data
 
         def log_message(self, format: str, *args: Any) -> None:
             return  # keep the journal for alerts, not for every poll
@@ -228,7 +489,7 @@ def start_mqtt(tracker: Tracker, host: str, port: int) -> Any:
 def main(argv: list[str]) -> int:
     with open(argv[1] if len(argv) > 1 else "/etc/truckctl-standin/config.json") as handle:
         config = json.load(handle)
-    tracker = Tracker(config["prefixes"], float(config["stale_after_s"]))
+    tracker = Tracker(config["prefixes"], float(config["stale_after_s"]), nodes=config["nodes"])
     start_mqtt(tracker, config["mqtt_host"], int(config["mqtt_port"]))
 
     def checker() -> None:
@@ -238,8 +499,10 @@ def main(argv: list[str]) -> int:
             time.sleep(float(config.get("check_interval_s", 1)))
 
     threading.Thread(target=checker, daemon=True, name="checker").start()
-    server = ThreadingHTTPServer((config["http_host"], int(config["http_port"])), make_handler(tracker))
-    print(f"truckctl stand-in: http on {config['http_host']}:{config['http_port']}", flush=True)
+    tls = config["tls"]
+    access = Access(config["principals"], tls["ca"], tls["cert"], tls["key"], tls["crl"])
+    server = StandinServer((config["http_host"], int(config["http_port"])), tracker, access)
+    print(f"truckctl stand-in: https on {config['http_host']}:{config['http_port']}", flush=True)
     server.serve_forever()
     return 0
 

@@ -1,8 +1,12 @@
 """Notifications: a failed run, drift found, telemetry or heartbeat stopped -> the configured channels.
 
 Channels: the race's webhook (URL from its secret reference; on the lab, the cloud stand-in's alert
-receiver). Delivery is best effort with a short timeout: a notification must never hang or fail
-the run it reports on. URLs may carry tokens, so results name only the channel and host.
+receiver, reached over TLS with truckctl's own client certificate). Delivery is best effort and
+bounded as a whole (name lookup, connect, a reply dribbled byte by byte: one deadline): a
+notification never hangs, never raises and never fails the run it reports on. A URL that is not
+usable (see webhttp.parse_url) is one failed delivery. URLs may carry tokens: results name only the
+channel (and, for a well-formed URL, its scheme, host and port); the body is scrubbed by the run's
+redactor, the journal's, before it leaves.
 """
 
 from __future__ import annotations
@@ -11,56 +15,74 @@ import json
 import os
 import socket
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from truckctl.config.model import Stage
+from truckctl.lifecycle.webhttp import BadUrl, ClientTls, ExchangeFailed, exchange, parse_url
 
-TIMEOUT_S = 3.0
+TIMEOUT_S = 3.0  # the whole delivery to one channel
+MAX_REPLY = 64 * 1024
 
 
 @dataclass(frozen=True)
 class Channel:
     name: str
     url: str
+    tls: ClientTls | None = None  # a pinned CA and client certificate (the lab's stand-in)
+
+    def __repr__(self) -> str:  # the URL may carry a token
+        return f"Channel({self.name!r})"
 
     @property
     def shown(self) -> str:
-        parts = urlsplit(self.url)
-        return f"{self.name} ({parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''})"
+        try:
+            return f"{self.name} ({parse_url(self.url).shown})"
+        except BadUrl:
+            return self.name
 
 
-def channels(stage: Stage, lab_receiver: str | None = None) -> list[Channel]:
+def channels(stage: Stage, lab_receiver: str | None = None, lab_tls: ClientTls | None = None) -> list[Channel]:
     found = []
     webhook = stage.alerts.webhook
     if webhook is not None and os.environ.get(webhook.env):
         found.append(Channel("webhook", os.environ[webhook.env]))
     if lab_receiver:
-        found.append(Channel("lab-alert-receiver", lab_receiver))
+        found.append(Channel("lab-alert-receiver", lab_receiver, lab_tls))
     return found
 
 
-def notify(targets: list[Channel], stage: Stage, kind: str, message: str, **details: Any) -> list[dict[str, Any]]:
-    """Send one notification to every channel; return per-channel delivery results."""
-    body = json.dumps({
+def _identity(data: Any) -> Any:
+    return data
+
+
+def notify(targets: list[Channel], stage: Stage, kind: str, message: str, *,
+           scrub: Callable[[Any], Any] = _identity, **details: Any) -> list[dict[str, Any]]:
+    """Send one notification to every channel; return per-channel delivery results (never raises)."""
+    body = json.dumps(scrub({
         "source": "truckctl", "host": socket.gethostname(), "race": stage.race.id, "stage": stage.name,
         "kind": kind, "message": message, "ts": time.time(), **details,
-    }).encode()
-    results = []
-    for channel in targets:
-        if urlsplit(channel.url).scheme not in ("http", "https"):
-            results.append({"channel": channel.shown, "ok": False, "error": "only http(s) URLs are used"})
-            continue
-        request = urllib.request.Request(channel.url, data=body, method="POST",
-                                         headers={"Content-Type": "application/json", "User-Agent": "truckctl"})
-        try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-                results.append({"channel": channel.shown, "ok": 200 <= response.status < 300,
-                                "status": response.status})
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            results.append({"channel": channel.shown, "ok": False, "error": str(reason)[:120]})
-    return results
+    }), default=str).encode()
+    return [deliver(channel, body) for channel in targets]
+
+
+def deliver(channel: Channel, body: bytes, timeout_s: float = TIMEOUT_S) -> dict[str, Any]:
+    """POST the body to one channel: a result naming the channel, never its URL's path or query."""
+    try:
+        target = parse_url(channel.url)
+    except BadUrl as exc:
+        return {"channel": channel.name, "ok": False, "error": f"the channel's URL is not used: {exc}"}
+    except Exception as exc:  # a delivery never breaks the run it reports on
+        return {"channel": channel.name, "ok": False, "error": f"the channel's URL is not used ({type(exc).__name__})"}
+    shown = f"{channel.name} ({target.shown})"
+    if channel.tls is None and channel.name == "lab-alert-receiver":
+        return {"channel": shown, "ok": False, "error": "no credential for the lab's stand-in"}
+    try:
+        reply = exchange(target, "POST", body, headers={"Content-Type": "application/json"},
+                         deadline_s=timeout_s, max_bytes=MAX_REPLY, tls=channel.tls)
+    except ExchangeFailed as exc:
+        return {"channel": shown, "ok": False, "error": str(exc)}
+    except Exception as exc:  # e.g. an unreadable client certificate
+        return {"channel": shown, "ok": False, "error": f"not delivered ({type(exc).__name__})"}
+    return {"channel": shown, "ok": 200 <= reply.status < 300, "status": reply.status}

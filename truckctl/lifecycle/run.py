@@ -14,17 +14,20 @@ from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.lifecycle.journal import Journal, Redactor
 from truckctl.lifecycle.lock import stage_lock
 from truckctl.lifecycle.notify import Channel, channels, notify
+from truckctl.lifecycle.webhttp import ClientTls, secret_parts
 from truckctl.project import Project
 
 Step = Callable[[], dict[str, Any]]
 
 
 def env_secrets(stage: Stage) -> list[str]:
-    """Secret values the race references from the environment: never to be written anywhere."""
-    refs = [ref.env for ref in stage.secrets.values()]
-    if stage.alerts.webhook is not None:
-        refs.append(stage.alerts.webhook.env)
-    return [os.environ[name] for name in refs if os.environ.get(name)]
+    """Secret values the race references from the environment: never to be written anywhere (the
+    webhook's URL also by its parts: its userinfo, path, query and fragment each on their own)."""
+    values = [os.environ[ref.env] for ref in stage.secrets.values() if os.environ.get(ref.env)]
+    webhook = stage.alerts.webhook
+    if webhook is not None and os.environ.get(webhook.env):
+        values += secret_parts(os.environ[webhook.env])
+    return values
 
 
 @dataclass
@@ -52,6 +55,9 @@ class Run:
         except KeyboardInterrupt:
             self.journal.step_end(name, "interrupted")
             raise
+        except Exception as exc:  # a bug: the step is recorded as failed, locked_run closes the run
+            self.journal.step_end(name, "failed", errors=[{"code": "internal-error", "message": type(exc).__name__}])
+            raise
         summary = {k: detail.pop(k) for k in [k for k in detail if k.startswith("summary_")]}
         self.journal.step_end(name, detail.pop("_status", "ok"), changed=int(detail.pop("_changed", 0)), **summary)
         return detail
@@ -60,12 +66,24 @@ class Run:
         self.journal.redactor.add(value)
 
     def notify(self, kind: str, message: str, **details: Any) -> list[dict[str, Any]]:
-        targets: list[Channel] = channels(self.stage, self.lab_receiver)
-        sent = notify(targets, self.stage, kind, self.journal.redactor.scrub(message), run_id=self.journal.run_id,
-                      target=self.target, **details)
+        """Notify every channel; never raises: the run keeps its own outcome whatever the channels do."""
+        try:
+            targets: list[Channel] = channels(self.stage, self.lab_receiver, self._lab_tls())
+            sent = notify(targets, self.stage, kind, message, scrub=self.journal.redactor.scrub,
+                          run_id=self.journal.run_id, target=self.target, **details)
+        except Exception as exc:  # a bug here must not cost the run its record
+            sent = [{"channel": "all", "ok": False, "error": f"notification not sent ({type(exc).__name__})"}]
+        sent = self.journal.redactor.scrub(sent)
         self.notifications += sent
         self.journal.event("notification", "notify", notification=kind, deliveries=sent)
         return sent
+
+    def _lab_tls(self) -> ClientTls | None:
+        if not self.lab_receiver:
+            return None
+        from truckctl.lab.api import operator_tls
+
+        return operator_tls(self.project)
 
 
 @contextmanager
@@ -96,6 +114,13 @@ def locked_run(project: Project, stage: Stage, command: str, target: str) -> Ite
             problems = [problem, *filter(None, [journal.incomplete()])]
             journal.finish(ExitCode.INTERRUPTED, problems)
             raise TruckctlError(problems, ExitCode.INTERRUPTED, {"run_id": journal.run_id}) from None
+        except Exception as exc:
+            # A bug must not leave the journal `running` nor print a traceback: its text may quote a
+            # secret, so only its type is said.
+            problems = [Problem("internal-error", f"{command} stopped on an unexpected {type(exc).__name__}; "
+                                "the run journal records where"), *filter(None, [journal.incomplete()])]
+            journal.finish(ExitCode.ERROR, problems, {"run_id": journal.run_id})
+            raise TruckctlError(problems, ExitCode.ERROR, {"run_id": journal.run_id}) from None
 
 
 def finish_run(run: Run, exit_code: ExitCode, result: dict[str, Any], problems: list[Problem] | None = None

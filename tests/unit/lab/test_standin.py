@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-import urllib.request
-from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -14,7 +10,7 @@ import pytest
 from truckctl.config.loader import load_stage
 from truckctl.lab import standin
 from truckctl.lab.plan import plan_lab
-from truckctl.lab.standin_service import Tracker, make_handler
+from truckctl.lab.standin_service import MAX_POSTED, Refused, Tracker
 from truckctl.project import Project
 
 
@@ -44,16 +40,23 @@ def test_acl_gives_each_truck_only_its_own_prefix(example_project: Path) -> None
     config = standin.service_config(plan)
     assert config["prefixes"] == {"truck-a": "gdf27/truck-a", "truck-b": "gdf27/truck-b"}
     assert config["stale_after_s"] == 20
+    assert config["http_host"] == plan.uplink.standin_address  # never 0.0.0.0
+    assert config["nodes"]["truck-a"] == ["truck-a-gw", "truck-a-hv1", "truck-a-hv2"]
+    assert config["principals"] == {"gdf27-truck-a": "truck-a", "gdf27-truck-b": "truck-b",
+                                    "truckctl operator": "truckctl"}
+
+
+NODES = {"truck-a": ["truck-a-gw", "truck-a-hv1"]}
 
 
 def test_tracker_counts_and_attributes_heartbeats_to_nodes() -> None:
-    tracker = Tracker({"truck-a": "r/truck-a"}, 20, Clock())
+    tracker = Tracker({"truck-a": "r/truck-a"}, 20, Clock(), NODES)
     tracker.on_message("r/truck-a/telemetry", b'{"rider": 1}')
     tracker.on_message("r/truck-a/heartbeat/truck-a-gw", b"{}")
     tracker.on_message("r/truck-a/heartbeat", b'{"node": "truck-a-hv1"}')
     tracker.on_message("r/truck-b/telemetry", b"{}")  # not a known truck: ignored
     status = tracker.status()["trucks"]["truck-a"]
-    assert status["counts"] == {"telemetry": 1, "heartbeat": 2}
+    assert status["counts"] == {"telemetry": 1, "heartbeat": 2, "heartbeat_dropped": 0}
     assert set(status["heartbeats"]) == {"truck-a-gw", "truck-a-hv1"}
     assert status["telemetry"]["last_payload"] == '{"rider": 1}'
     assert "r/truck-a/telemetry/#" in tracker.topics() and "r/truck-a/heartbeat" in tracker.topics()
@@ -61,7 +64,7 @@ def test_tracker_counts_and_attributes_heartbeats_to_nodes() -> None:
 
 def test_stale_streams_raise_one_alarm_then_resolve() -> None:
     clock = Clock()
-    tracker = Tracker({"truck-a": "r/truck-a"}, 20, clock)
+    tracker = Tracker({"truck-a": "r/truck-a"}, 20, clock, NODES)
     assert tracker.check() == []  # never seen: no alarm
     tracker.on_message("r/truck-a/telemetry", b"{}")
     tracker.on_message("r/truck-a/heartbeat/truck-a-gw", b"{}")
@@ -77,30 +80,39 @@ def test_stale_streams_raise_one_alarm_then_resolve() -> None:
     assert tracker.status()["trucks"]["truck-a"]["telemetry"]["alarm"] is False
 
 
-@pytest.fixture
-def http(tmp_path: Path) -> Iterator[tuple[str, Tracker]]:
-    tracker = Tracker({"truck-a": "r/truck-a"}, 20, Clock())
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(tracker))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", tracker
-    server.shutdown()
-    server.server_close()
+def test_invented_heartbeat_nodes_are_dropped_and_counted_and_never_evict_an_alarm() -> None:
+    clock = Clock()
+    tracker = Tracker({"truck-a": "r/truck-a"}, 20, clock, NODES)
+    tracker.on_message("r/truck-a/heartbeat/truck-a-gw", b"{}")
+    clock.now += 21
+    alarm = tracker.check()[0]
+    for i in range(20_000):  # a compromised truck floods invented node names, by topic and by payload
+        tracker.on_message(f"r/truck-a/heartbeat/fake-{i}", b"{}")
+        tracker.on_message("r/truck-a/heartbeat", json.dumps({"node": f"ghost-{i}"}).encode())
+    for i in range(MAX_POSTED * 3):  # and posts alerts of its own
+        tracker.receive({"alarm": f"noise-{i}"}, "truck-a")
+    status = tracker.status()["trucks"]["truck-a"]
+    assert set(status["heartbeats"]) == {"truck-a-gw", "truck-a-hv1"}
+    assert status["counts"]["heartbeat_dropped"] == 40_000
+    assert alarm in tracker.alert_list() and alarm in tracker.alert_list("truck-a")
+    assert len(tracker.alert_list()) == 1 + MAX_POSTED  # the poster's own list is bounded
 
 
-def test_alert_receiver_records_posts_and_serves_status(http: tuple[str, Tracker]) -> None:
-    base, tracker = http
-    tracker.on_message("r/truck-a/telemetry", b"{}")
-    body = json.dumps({"alarm": "test", "truck": "truck-a"}).encode()
-    request = urllib.request.Request(f"{base}/alerts", data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 202
-    with urllib.request.urlopen(f"{base}/alerts", timeout=5) as response:
-        alerts = json.loads(response.read())["alerts"]
-    assert [(a["source"], a["body"]) for a in alerts] == [("post", {"alarm": "test", "truck": "truck-a"})]
-    with urllib.request.urlopen(f"{base}/status", timeout=5) as response:
-        status = json.loads(response.read())
-    assert status["alerts"] == 1 and status["trucks"]["truck-a"]["counts"]["telemetry"] == 1
+def test_a_truck_posts_only_about_itself_and_sees_only_its_own() -> None:
+    tracker = Tracker({"truck-a": "r/truck-a", "truck-b": "r/truck-b"}, 20, Clock(),
+                      {"truck-a": ["truck-a-gw"], "truck-b": ["truck-b-gw"]})
+    tracker.receive({"alarm": "x", "truck": "truck-b"})  # truckctl may post about any truck
+    with pytest.raises(Refused) as refused:
+        tracker.receive({"alarm": "forged", "truck": "truck-b"}, "truck-a")
+    assert refused.value.status == 403
+    with pytest.raises(Refused):
+        tracker.receive("not an object", "truck-a")
+    own = tracker.receive({"alarm": "address-conflict"}, "truck-a")
+    assert own["body"]["truck"] == "truck-a" and own["poster"] == "truck-a"
+    assert [a["body"]["alarm"] for a in tracker.alert_list("truck-a")] == ["address-conflict"]
+    assert [a["body"]["alarm"] for a in tracker.alert_list("truck-b")] == []
+    assert set(tracker.status("truck-a")["trucks"]) == {"truck-a"}
+    assert set(tracker.status()["trucks"]) == {"truck-a", "truck-b"}
 
 
 def test_the_broker_checks_the_lab_crl_and_revocations_are_written_with_the_config(example_project: Path,

@@ -1,0 +1,134 @@
+"""Writes as root into a node's root directory (or the stand-in's) that never follow a link.
+
+A node's root is the node's to change: a compromised node can plant a symbolic link anywhere in it
+(`/etc/mosquitto/certs -> /`, `crl.pem.tmp -> /etc/shadow`, ...), and a write from the host that
+followed it would land on the host. So every path is walked from the root's directory descriptor
+one component at a time with O_NOFOLLOW (openat2's RESOLVE_NO_SYMLINKS is not in Python's stdlib);
+a file is written to a fresh temporary name (O_CREAT|O_EXCL|O_NOFOLLOW) in its directory, its mode and
+owner set on that descriptor (fchmod/fchown: never on a path), and renamed over the target, which
+replaces a planted link instead of writing through it. A link where a directory is expected stops
+the write with a TruckctlError naming the node path; nothing outside the root is touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+
+from truckctl.errors import TruckctlError
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _parts(relative: str) -> list[str]:
+    parts = PurePosixPath(relative.lstrip("/")).parts
+    if not parts or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"not a plain path inside a node root: {relative!r}")
+    return list(parts)
+
+
+def _refuse(root: Path, relative: str, why: str) -> TruckctlError:
+    return TruckctlError.single(
+        "lab-unsafe-path", f"refusing to write /{relative.lstrip('/')} in the node at {root}: {why} (a link planted "
+        "inside the node is never followed; `truckctl lab down` and `lab up` rebuild the node)")
+
+
+@contextlib.contextmanager
+def _directory(root: Path, parts: list[str], create: bool, relative: str) -> Iterator[int]:
+    """A descriptor of root/parts..., each component opened without following links."""
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        for name in parts:
+            try:
+                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                child = _open_dir(root, relative, name, fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise _refuse(root, relative, f"{name!r} is a symbolic link or not a directory") from None
+                raise
+            os.close(fd)
+            fd = child
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _open_dir(root: Path, relative: str, name: str, parent: int) -> int:
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=parent)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise _refuse(root, relative, f"{name!r} is a symbolic link or not a directory") from None
+        raise
+
+
+def make_dirs(root: Path, relative: str, mode: int | None = None) -> None:
+    """root/relative and its parents, as directories (never through a link); mode set on the last."""
+    with _directory(root, _parts(relative), True, relative) as fd:
+        if mode is not None:
+            os.fchmod(fd, mode)
+
+
+def write_file(root: Path, relative: str, data: bytes | str, mode: int = 0o644,
+               owner: tuple[int, int] | None = None) -> None:
+    """Replace root/relative with `data` (mode, and owner uid/gid if given), never through a link."""
+    parts = _parts(relative)
+    content = data.encode() if isinstance(data, str) else data
+    with _directory(root, parts[:-1], True, relative) as directory:
+        name = parts[-1]
+        tmp = f".{name}.truckctl-{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=directory)
+        try:
+            with os.fdopen(fd, "wb", closefd=False) as handle:
+                handle.write(content)
+            if owner is not None:
+                os.fchown(fd, *owner)
+            os.fchmod(fd, mode)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp, dir_fd=directory)
+            raise
+        os.close(fd)
+        try:
+            os.rename(tmp, name, src_dir_fd=directory, dst_dir_fd=directory)  # replaces a planted link
+        except OSError as exc:
+            os.unlink(tmp, dir_fd=directory)
+            if exc.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
+                raise _refuse(root, relative, "a directory is in its place") from None
+            raise
+
+
+def ensure_symlink(root: Path, relative: str, target: str) -> None:
+    """A symbolic link root/relative -> target (a path inside the node), replacing whatever is there."""
+    parts = _parts(relative)
+    with _directory(root, parts[:-1], True, relative) as directory:
+        with contextlib.suppress(OSError):  # missing, or not a link: replaced below
+            if os.readlink(parts[-1], dir_fd=directory) == target:
+                return
+        tmp = f".{parts[-1]}.truckctl-{secrets.token_hex(4)}"
+        os.symlink(target, tmp, dir_fd=directory)
+        os.rename(tmp, parts[-1], src_dir_fd=directory, dst_dir_fd=directory)
+
+
+def read_file(root: Path, relative: str, max_bytes: int = 1 << 20) -> bytes:
+    """A file inside the node (its /etc/group, say), read without following a link."""
+    parts = _parts(relative)
+    with _directory(root, parts[:-1], False, relative) as directory:
+        try:
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _refuse(root, relative, "it is a symbolic link") from None
+            raise
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read(max_bytes)
