@@ -27,6 +27,7 @@ from truckctl.lab.system import (
     NSPAWN_RUNTIME,
     cgroup_pids,
     cgroup_roots,
+    ensure_inotify_instances,
     kill_cgroup,
     make_cgroup,
     mount_points,
@@ -128,6 +129,9 @@ def _build(state: st.LabState, plan: LabPlan, paths: LabPaths, progress: Progres
     layer = rootfs.ensure_standin_layer(state, base, aptcache.proxy_url(plan.uplink.host_address),
                                         naming.machine(plan.lab_id, "build"), build_cgroups, progress)
 
+    raised_from = ensure_inotify_instances(len(plan.nodes))
+    if raised_from is not None:
+        progress(f"raised fs.inotify.max_user_instances from {raised_from} (every node's systemd shares root's)")
     progress(f"starting {len(plan.nodes)} nodes")
     authorized = paths.ssh_key.with_name("id_ed25519.pub").read_text().strip()
     pki = LabPki(paths.pki)

@@ -213,7 +213,7 @@ def spawn(argv: Sequence[str], cgroups: list[Path], log: Path,
 
 
 INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
-INOTIFY_PER_NODE = 24  # systemd and its services in one node hold about 8; leave room for more labs
+INOTIFY_PER_NODE = 24  # one node holds about 8 (systemd and its services): 3x leaves room for other labs
 
 
 def ensure_inotify_instances(nodes: int, path: Path = INOTIFY_INSTANCES) -> int | None:
