@@ -306,6 +306,7 @@ function render(snap) {
     try { step(snap); } catch (err) { console.error(step.name, err); }
   }
   document.body.dataset.snapshot = String(snap.at);
+  document.body.dataset.rendered = String(Date.now());  // for the event-to-screen benchmark
 }
 
 async function loadHistory() {
