@@ -17,6 +17,7 @@ driven by Playwright:
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -115,10 +116,8 @@ class PortalRig:
 
     def after(self) -> None:
         for action in (lambda: self.browser.close(), lambda: self.playwright.stop()):
-            try:
+            with contextlib.suppress(Exception):  # a browser that failed to start has nothing to close
                 action()
-            except Exception:
-                pass
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
             try:
@@ -136,10 +135,8 @@ class PortalRig:
 
         def count(response: Any) -> None:
             if "/api/events" not in response.url:
-                try:
+                with contextlib.suppress(Exception):  # redirects have no body
                     sizes.append(len(response.body()))
-                except Exception:
-                    pass
 
         page.on("response", count)
         page.goto(self.url)

@@ -131,7 +131,8 @@ def test_the_page_shows_every_truck_and_node_healthy(page: Any) -> None:
     page.wait_for_function(all_healthy_js(), timeout=RECOVER_WAIT_MS)
     shown = page.eval_on_selector_all("#topology [data-node]", "nodes => nodes.map(n => n.dataset.node)")
     assert sorted(shown) == NODES
-    trucks = page.eval_on_selector_all("#topology [data-truck]", "ts => ts.map(t => [t.dataset.truck, t.dataset.state])")
+    trucks = page.eval_on_selector_all("#topology [data-truck]",
+                                       "ts => ts.map(t => [t.dataset.truck, t.dataset.state])")
     assert sorted(trucks) == [["truck-a", "ok"], ["truck-b", "ok"]]
     cards = page.eval_on_selector_all("#nodes .node-card", "cs => cs.map(c => c.textContent)")
     assert len(cards) == len(NODES) and all("all " in c and "active" in c and "s ago" in c for c in cards)

@@ -217,7 +217,12 @@ function renderPlots(snap) {
       container.append(holder);
       const opts = {
         width: plotWidth(), height: 160,
-        scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max || 0) * 1.15] } },
+        scales: {
+          // until there is a few minutes of data, show the last five minutes rather than a stretched axis
+          x: { time: true, range: (u, min, max) => (min === null || max - min < 300
+            ? [(max ?? Date.now() / 1000) - 300, (max ?? Date.now() / 1000) + 2] : [min, max]) },
+          y: { range: (u, min, max) => [0, Math.max(1, max || 0) * 1.15] },
+        },
         series: [{}, { label: "telemetry msg/s", stroke: "#2563eb", width: 2, spanGaps: false },
                  { label: "heartbeats msg/s", stroke: "#16a34a", width: 2, spanGaps: false }],
         axes: [{}, { size: 40 }],
@@ -333,4 +338,5 @@ function connect() {
   });
 }
 
-loadHistory().finally(connect);
+connect();      // the first snapshot renders at once; the plots' history joins when it arrives
+loadHistory().then(() => { for (const t of Object.keys(plots)) plots[t].setData(plotData(t)); });
