@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness import Benchmark, Skip, Step
+from portal_suite import portal_benchmark
 from projects import STAGE, BenchError, StockRun, TempProject, cleanup_all, scaled, stage1_clone
 
 # Networks of our temporary projects (10.7X LANs, 100.64.5X uplinks): see projects.py.
@@ -377,5 +378,6 @@ def benchmarks(truckctl: list[str]) -> list[Benchmark]:
         _truck_rerun(),
         _drift(),
         *(_scaling(t) for t in sorted(SCALES)),
+        portal_benchmark(),
     ]
 
