@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pty
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from harness import Benchmark, Skip, Step
 from portal_suite import portal_benchmark
-from projects import STAGE, BenchError, StockRun, TempProject, cleanup_all, scaled, stage1_clone
+from projects import REPO, STAGE, BenchError, StockRun, TempProject, cleanup_all, scaled, stage1_clone
 
 # Networks of our temporary projects (10.7X LANs, 100.64.5X uplinks): see projects.py.
 CLONE = {"octet": 71, "uplink": 51}  # the stage-1 clone: 10.71/10.72, uplink 100.64.51.0/24
@@ -365,6 +366,36 @@ def _scaling(trucks: int) -> Benchmark:
     return bench
 
 
+def _lynis() -> Benchmark:
+    """Not a speed figure: Debian's Lynis inside one converged node of each role (tests/lab/lynis.py), its
+    hardening index per role in the notes; the timed step is the audit itself (three nodes in parallel)."""
+    bench = Benchmark(
+        "lynis", "Lynis hardening index per role (stage-1 clone, converged): `lynis audit system --quick` inside "
+        "one node per role, in parallel", [], needs_root=True, slow=True, warmup=0,
+        miss_reason="Lynis is a shell script of ~300 tests; it refreshes apt's lists (PKGS-7392) on every run.")
+
+    def audit() -> None:
+        sys.path.insert(0, str(REPO))  # tests/lab/lynis.py: the audit and its allow-list, shared with the lab test
+        from tests.lab import lynis
+        from truckctl.lab import api as lab_api
+        from truckctl.project import Project
+
+        project = Project(lab_project().root)
+        nodes = [(n.name, n.role, n.address) for n in lab_api.lab_nodes(project)]
+        reports = lynis.audit_each_role(lab_api.connection(project), nodes)
+        for role, report in sorted(reports.items()):
+            met = "met" if report.hardening_index >= lynis.GOAL else "MISSED"
+            warnings = ", ".join(f"{w[0]}{'' if w[0] in lynis.ALLOWED_WARNINGS else ' (NO REASON)'}"
+                                 for w in report.warnings) or "none"
+            bench.note(f"{role} ({report.node}, Lynis {report.version}): hardening index {report.hardening_index} "
+                       f"(goal >= {lynis.GOAL}: {met}); warnings: {warnings}")
+
+    bench.steps = [Step("lynis audit, one node per role", call=audit, cpu_probe=lambda: lab_project().lab_cpu())]
+    bench.before = lambda: _converged_lab(bench, lab_project, 6)
+    bench.after = lambda: lab_project().lab_down()
+    return bench
+
+
 def benchmarks(truckctl: list[str]) -> list[Benchmark]:
     return [
         Benchmark("offline-plan-one", "`truckctl plan stage-1 --offline` (real stack program under mocks)",
@@ -377,6 +408,7 @@ def benchmarks(truckctl: list[str]) -> list[Benchmark]:
         _truck_first_run(),
         _truck_rerun(),
         _drift(),
+        _lynis(),
         *(_scaling(t) for t in sorted(SCALES)),
         portal_benchmark(),
     ]

@@ -8,7 +8,8 @@ Verified live, from the host:
   answers, all of it open; no other port answers at all (not even a RST: dropped);
 - every UDP port of every node: only the role's allowed UDP ports answer (DNS and NTP on gateways);
 - from the uplink (the carrier's side) no TCP or UDP port of a gateway answers, though ARP shows it
-  is there;
+  is there; nor from an interface the firewall has never heard of (a veth added into a gateway's
+  namespace, as a renamed or extra NIC would be): only the truck LAN's interfaces get the allow-list;
 - SSH: root logs in with the lab's key; any other key is refused, for root and for the ops user;
 - the stand-in's broker refuses a certificate signed by another CA (even one naming a truck), and
   gives a truck's valid certificate nothing of another truck's topics when it subscribes there;
@@ -23,6 +24,7 @@ import os
 import ssl
 import stat
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -32,10 +34,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.lab.conftest import STAGE, Lab
+from tests.lab.conftest import REPO, STAGE, Lab
 from tests.lab.portscan import tcp_scan, udp_scan
 from tests.lab.runs import ensure_converged
 from truckctl.config.loader import load_stage
+from truckctl.lab import state as lab_state
 from truckctl.lab.pki import LabPki
 from truckctl.lifecycle.arp import arp_scan, route_to
 
@@ -77,6 +80,40 @@ def test_no_port_of_a_gateway_answers_from_the_uplink(converged: Lab) -> None:
         assert arp_scan(route[0], route[1], [address])[address], f"{gateway.name} is not on the uplink at all"
         assert tcp_scan(address) == {}, f"{gateway.name}: TCP ports answer on the uplink"
         assert udp_scan(address) == {}, f"{gateway.name}: UDP ports answer on the uplink"
+
+
+PROBE = "192.0.2.1", "192.0.2.2"  # TEST-NET-1, only inside the gateway's and the probe's namespaces
+SCAN = ("import json, sys; from tests.lab.portscan import tcp_scan, udp_scan; "
+        "from truckctl.lifecycle.arp import arp_scan; a = sys.argv[1]; "
+        "print(json.dumps({'arp': sorted(arp_scan('probe0', sys.argv[2], [a])[a]), "
+        "'tcp': tcp_scan(a), 'udp': udp_scan(a)}))")
+
+
+def test_no_port_of_a_gateway_answers_on_an_interface_it_was_not_configured_with(converged: Lab) -> None:
+    gateway = next(n for n in converged.nodes if n.uplink_address)
+    state = lab_state.load(converged.project.state_dir)
+    assert state is not None
+    gateway_ns = next(n.netns for n in state.plan.nodes if n.name == gateway.name)
+    probe_ns = f"tlprobe-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", probe_ns], check=True)
+    try:
+        for argv in (["ip", "-n", probe_ns, "link", "add", "probe0", "type", "veth", "peer", "name", "extra0",
+                      "netns", gateway_ns],
+                     ["ip", "-n", gateway_ns, "addr", "add", f"{PROBE[0]}/30", "dev", "extra0"],
+                     ["ip", "-n", gateway_ns, "link", "set", "extra0", "up"],
+                     ["ip", "-n", probe_ns, "addr", "add", f"{PROBE[1]}/30", "dev", "probe0"],
+                     ["ip", "-n", probe_ns, "link", "set", "probe0", "up"],
+                     ["ip", "-n", probe_ns, "link", "set", "lo", "up"]):
+            subprocess.run(argv, check=True)
+        scan = subprocess.run(["ip", "netns", "exec", probe_ns, sys.executable, "-c", SCAN, PROBE[0], PROBE[1]],
+                              capture_output=True, text=True, check=True, cwd=REPO, timeout=300)
+        seen = json.loads(scan.stdout)
+    finally:
+        subprocess.run(["ip", "netns", "del", probe_ns], check=False)  # takes the veth pair with it
+    # the control: the link works (ARP is below the firewall), the gateway is there
+    assert seen["arp"], f"{gateway.name} does not answer ARP on extra0: the probe saw nothing at all"
+    assert seen["tcp"] == {}, f"{gateway.name}: TCP ports answer on an unconfigured interface: {seen['tcp']}"
+    assert seen["udp"] == {}, f"{gateway.name}: UDP ports answer on an unconfigured interface: {seen['udp']}"
 
 
 # ---- SSH -------------------------------------------------------------------------------------------
