@@ -57,6 +57,12 @@ options:
   broker_conf: {description: The rendered mosquitto configuration (empty when the node has no broker)., type: str,
                 default: ""}
   broker_unit: {description: The broker's unit., type: str, default: mosquitto}
+  rendered:
+    description: >-
+      The configuration's own content of the sshd, chrony and broker files (keys sshd, chrony, broker), rendered
+      on the controller: the expected values come from it, not from the node's copy, which may have been edited.
+    type: dict
+    default: {}
   units: {description: Units the roles run (their sockets may listen)., type: list, elements: str, required: true}
   allow_tcp: {description: TCP ports allowed to listen beyond loopback., type: list, elements: int, default: []}
   allow_udp: {description: UDP ports allowed to listen beyond loopback., type: list, elements: int, default: []}
@@ -189,6 +195,11 @@ class Node:
     def table(self, absolute: str) -> list[list[str]]:
         return [line.split(":") for line in (self.read(absolute) or "").splitlines() if line and line[0] != "#"]
 
+    def configured(self, name: str, path: str) -> str | None:
+        """The configuration's content of a file: rendered on the controller if given, else the node's copy."""
+        rendered = (self.p.get("rendered") or {}).get(name)
+        return rendered if rendered else self.read(path)
+
     def sshd_effective(self) -> dict[str, list[str]]:
         if self._sshd is None:
             rc, out, err = self.run(["/usr/sbin/sshd", "-T"])
@@ -249,7 +260,7 @@ class Node:
 
     # ---- checks -----------------------------------------------------------------------------
     def sshd(self) -> list[Item]:
-        text = self.read(self.p["sshd_conf"])
+        text = self.configured("sshd", self.p["sshd_conf"])
         if text is None:
             return [Item("sshd", self.p["sshd_conf"], "present", "missing")]
         wanted: dict[str, list[str]] = {}
@@ -401,7 +412,7 @@ class Node:
         return items
 
     def time_sources(self) -> list[Item]:
-        text = self.read(self.p["chrony_conf"])
+        text = self.configured("chrony", self.p["chrony_conf"])
         if text is None:
             return []
         configured, servers = set(), set()
@@ -424,7 +435,7 @@ class Node:
 
     def broker(self, sockets: list[Socket], wait: float = 3.0) -> list[Item]:
         conf = self.p["broker_conf"]
-        text = self.read(conf) if conf else None
+        text = self.configured("broker", conf) if conf else None
         if text is None:
             return []
         unit = self.p["broker_unit"]
@@ -577,7 +588,7 @@ class Node:
     def fix_sshd(self, key: str) -> list[str]:
         """Comment out `key` wherever else it is set (outside Match blocks): truckctl's drop-in then wins."""
         ours = os.path.realpath(self.path(self.p["sshd_conf"]))
-        files = [self.path("/etc/ssh/sshd_config")] + sorted(glob.glob(self.path("/etc/ssh/sshd_config.d/*.conf")))
+        files = [self.path("/etc/ssh/sshd_config"), *sorted(glob.glob(self.path("/etc/ssh/sshd_config.d/*.conf")))]
         done = []
         for path in files:
             if os.path.realpath(path) == ours:
@@ -643,6 +654,7 @@ def main() -> None:
             "allow_tcp": {"type": "list", "elements": "int", "default": []},
             "allow_udp": {"type": "list", "elements": "int", "default": []},
             "sysctl_files": {"type": "list", "elements": "str", "default": []},
+            "rendered": {"type": "dict", "default": {}},
         },
         supports_check_mode=True,
     )

@@ -44,8 +44,8 @@ def dhcp_pool_range(lan: str) -> tuple[str, str]:
 
 def dhcp_pool_conflicts(lan: str, reserved: list[str]) -> list[str]:
     """The node addresses that fall in the LAN's DHCP pool (the nodes are static: none may)."""
-    start, end = map(ipaddress.ip_address, dhcp_pool_range(lan))
-    return [str(a) for a in map(ipaddress.ip_address, reserved) if start <= a <= end]
+    first, last = (int(ipaddress.ip_address(a)) for a in dhcp_pool_range(lan))
+    return [str(a) for a in map(ipaddress.ip_address, reserved) if first <= int(a) <= last]
 
 
 def truck_dhcp_pool(lan: str, reserved: list[str]) -> dict[str, Any]:

@@ -158,8 +158,9 @@ class EventCollector:
         if status == "changed":
             action = str(data.get("resolved_action") or data.get("task_action") or "")
             items = tuple(i for i in res.get("drift") or [] if isinstance(i, dict))
-            self.changes.append(Change(host, task, self._diffs(res), action.rsplit(".", 1)[-1], items,
-                                       str(data.get("task_uuid", "")) in self.handler_tasks))
+            handler = (str(data.get("task_uuid", "")) in self.handler_tasks  # Mitogen's strategy sends no
+                       or "/handlers/" in str(data.get("task_path", "")))  # handler start: the path says it
+            self.changes.append(Change(host, task, self._diffs(res), action.rsplit(".", 1)[-1], items, handler))
         elif status in ("failed", "unreachable"):
             self.failures.append(event)
         self.on_event(event)

@@ -156,7 +156,8 @@ def test_every_kind_of_hand_change_is_found_and_fixed(node: tuple[Path, FakeNode
 
     done = live.Node(params(), str(root), fake).fix(items)
     assert "commented out passwordauthentication in /etc/ssh/sshd_config" in done
-    assert "# disabled by truckctl drift --fix: PasswordAuthentication yes" in (root / "etc/ssh/sshd_config").read_text()
+    sshd_config = (root / "etc/ssh/sshd_config").read_text()
+    assert "# disabled by truckctl drift --fix: PasswordAuthentication yes" in sshd_config
     assert (root / "root/.ssh/authorized_keys").read_text() == ADMIN_KEY + "\n"
     assert not (root / "etc/sudoers.d/zz-intruder").exists()
     assert (root / "proc/sys/kernel/kptr_restrict").read_text() == "2\n"
