@@ -72,7 +72,8 @@ def render_drift(env: Env, outcome: Outcome) -> None:
     after = result.get("after")
     for item in result.get("items", []):
         where = item["node"] or "cloud"
-        console.print(f"drift: {escape(where)}: {escape(item['item'])}", highlight=False)
+        console.print(f"drift: {escape(where)}: {escape(item['kind'])} {escape(item['item'])}: expected "
+                      f"{escape(item['expected'])}, found {escape(item['found'])}", highlight=False)
         if item["diff"]:
             console.print(escape(item["diff"].rstrip()), highlight=False, soft_wrap=True)
     cloud = result.get("cloud", {})

@@ -132,7 +132,7 @@ def renderable(env: Env, result: dict[str, Any], footer: str | None = None) -> G
     from rich.text import Text
 
     rich = env.rich
-    verdict = "HEALTHY" if result["healthy"] else "UNHEALTHY"
+    verdict = escape(result.get("verdict") or ("HEALTHY" if result["healthy"] else "UNHEALTHY"))
     if rich:
         verdict = f"[bold green]{verdict}[/]" if result["healthy"] else f"[bold red]{verdict}[/]"
     header = (f"{escape(result['stage'])} on {escape(result['target'])}: {verdict}  "

@@ -87,7 +87,54 @@ def network_rules(race: Race, trucks: list[Truck], where: TruckLocator) -> list[
                     "network-overlap", f"{net} of truck {name!r} overlaps {label} {other}", where(name, path)))
     addresses: dict[str, str] = {}
     for truck in trucks:
-        problems += _truck_network(truck, where, addresses)
+        own = _truck_network(truck, where, addresses)
+        problems += own
+        if not own:  # the derivations assume addresses inside the LAN: only checked once that holds
+            problems += derived_rules(race, truck, where)
+    return problems
+
+
+def derived_rules(race: Race, truck: Truck, where: TruckLocator) -> list[Problem]:
+    """What the roles and the stack derive for one truck, computed by the very functions they use
+    (truckctl.config.derived, truckctl.cloud.addressing): the gateway's DHCP pool, each node's VLAN
+    addresses, the truck's VPN tunnel address. A value they would fail on is refused here, before
+    any side effect, instead of half-way through a run."""
+    from truckctl.cloud.addressing import cloud_layout
+    from truckctl.config.derived import dhcp_pool_conflicts, dhcp_pool_range, truck_host_offset, truck_vlan_address
+
+    problems: list[Problem] = []
+    lan = str(truck.lan)
+    try:
+        start, end = dhcp_pool_range(lan)
+    except ValueError as exc:
+        problems.append(Problem("derived-dhcp-pool", f"truck {truck.name!r}: {exc} (its gateway serves the upper "
+                                "half of the LAN over DHCP)", where(truck.name, ("lan",))))
+    else:
+        conflicts = set(dhcp_pool_conflicts(lan, [str(n.address) for n in truck.nodes]))
+        for ni, node in enumerate(truck.nodes):
+            if str(node.address) in conflicts:
+                problems.append(Problem(
+                    "address-in-dhcp-pool", f"address {node.address} of node {node.name!r} falls in the DHCP pool "
+                    f"{start}-{end} that the gateway serves (the upper half of the LAN {lan}): use an address "
+                    f"below {start}", where(truck.name, ("nodes", ni, "address"))))
+    for vi, vlan in enumerate(truck.vlans):
+        for node in sorted(truck.nodes, key=lambda n: -int(n.address)):
+            try:
+                truck_vlan_address(str(node.address), lan, str(vlan.cidr))
+            except ValueError:
+                problems.append(Problem(
+                    "derived-vlan-address", f"VLAN {vlan.name!r} {vlan.cidr} of truck {truck.name!r} has no address "
+                    f"for node {node.name!r} (host position {truck_host_offset(str(node.address), lan)} on the LAN "
+                    "is kept on every VLAN): use a larger VLAN", where(truck.name, ("vlans", vi, "cidr"))))
+            break  # the highest host position decides for the whole VLAN
+    race_trucks = [t.name for t in race.trucks]
+    if truck.name in race_trucks:
+        layout = cloud_layout(race.cloud.cidr)
+        try:
+            layout.vpn_truck_address(race_trucks.index(truck.name))
+        except ValueError as exc:
+            problems.append(Problem("derived-vpn-address", f"truck {truck.name!r} has no VPN tunnel address: {exc} "
+                                    f"(derived from cloud.cidr {race.cloud.cidr})", where(truck.name, ("name",))))
     return problems
 
 

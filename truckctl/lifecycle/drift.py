@@ -82,9 +82,37 @@ def measure(project: Project, stage: Stage, options: DriftOptions, inputs: targe
                                                                  options.target == "aws" else ""))
     truck = run.step(f"{step}-truck", lambda: truck_check(project, stage, options, inputs, hooks))
     cloud = run.step(f"{step}-cloud", lambda: cloud_check(project, stage, options.target))
-    items = [{"tier": "truck", "node": c["host"], "item": c["task"], "diff": c["diff"]} for c in truck["changes"]]
-    items += [{"tier": "cloud", "node": None, "item": name, "diff": ""} for name in cloud.get("drifted", [])]
+    items = [item for change in truck["changes"] for item in truck_items(change)]
+    items += [drift_item("cloud", None, "cloud-resource", name, "as the stack declares it", "differs")
+              for name in cloud.get("drifted", [])]
     return {"drift": bool(items), "items": items, "truck": truck, "cloud": cloud}
+
+
+def drift_item(tier: str, node: str | None, kind: str, item: str, expected: str, found: str,
+               diff: str = "") -> dict[str, Any]:
+    """One drift item: where, what kind, what the configuration wants and what the node has."""
+    return {"tier": tier, "node": node, "kind": kind, "item": item, "expected": expected, "found": found,
+            "diff": diff}
+
+
+def truck_items(change: dict[str, Any]) -> list[dict[str, Any]]:
+    """A check-mode change as drift items: the live-state module's own items, one per unit of
+    truck_services ("enable X", "start X"), or the task with its diff (files and anything else)."""
+    host = change["host"]
+    if change.get("handler"):  # a restart another drifted task notified: that task is the item
+        return []
+    if change.get("items"):
+        return [drift_item("truck", host, i.get("kind", "live"), i.get("item", ""), i.get("expected", ""),
+                           i.get("found", ""), i.get("diff", "")) for i in change["items"]]
+    if change.get("action") == "truck_services" and change["diff"].strip():
+        wrong: dict[str, list[str]] = {}
+        for line in change["diff"].splitlines():
+            verb, _, unit = line.partition(" ")
+            wrong.setdefault(unit, []).append({"enable": "not enabled", "start": "not active"}.get(verb, verb))
+        return [drift_item("truck", host, "unit", unit, "enabled and active", ", ".join(states))
+                for unit, states in wrong.items()]
+    kind = "file" if change.get("action") == "truck_files" else "task"
+    return [drift_item("truck", host, kind, change["task"], "as the roles render it", "differs", change["diff"])]
 
 
 def truck_check(project: Project, stage: Stage, options: DriftOptions, inputs: targets.TargetInputs,

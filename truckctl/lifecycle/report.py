@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+            .replace("`", "&#96;").replace("\n", " "))
+
+
+def fence(text: str) -> str:
+    """A code fence the text cannot close: longer than any run of backticks in it (CommonMark
+    closes a backtick fence only with at least as many backticks; tildes never close it)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 def drift_markdown(result: dict[str, Any]) -> str:
@@ -19,13 +28,15 @@ def drift_markdown(result: dict[str, Any]) -> str:
         verdict = "no drift"
     lines = [f"## truckctl drift: {result['stage']} ({result['target']})", "", verdict, ""]
     if items:
-        lines += ["| tier | node | item |", "|---|---|---|"]
-        lines += [f"| {i['tier']} | {_cell(i['node'] or '-')} | {_cell(i['item'])} |" for i in items]
+        lines += ["| tier | node | kind | item | expected | found |", "|---|---|---|---|---|---|"]
+        lines += [f"| {i['tier']} | {_cell(i['node'] or '-')} | {_cell(i['kind'])} | {_cell(i['item'])} | "
+                  f"{_cell(i['expected'])} | {_cell(i['found'])} |" for i in items]
         lines.append("")
         for item in items:
             if item["diff"]:
+                diff = item["diff"].rstrip()
                 lines += [f"<details><summary>{_cell(item['node'] or 'cloud')}: {_cell(item['item'])}</summary>",
-                          "", "```diff", item["diff"].rstrip(), "```", "", "</details>", ""]
+                          "", fence(diff) + "diff", diff, fence(diff), "", "</details>", ""]
     cloud = result.get("cloud", {})
     if not cloud.get("checked", True):
         lines += [f"_Cloud tier: {cloud['note']}_", ""]

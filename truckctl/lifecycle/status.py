@@ -244,8 +244,9 @@ def last_drift(project: Project, stage: str) -> dict[str, Any] | None:
         found: bool | None = None
         try:
             summary = json.loads((journal.runs_dir(project) / run["run_id"] / "summary.json").read_text())
-            value = (summary.get("result") or {}).get("drift")
-            found = value if isinstance(value, bool) else None
+            result = summary.get("result") or {}
+            value = result.get("drift")
+            found = (value and not result.get("fixed")) if isinstance(value, bool) else None
         except (OSError, ValueError):
             pass
         return {"run_id": run["run_id"], "started": run["started"], "status": run["status"],
@@ -279,4 +280,18 @@ def status(project: Project, stage_name: str, target: str = "lab", *, prober: Pr
     document.update(lock=lock_status(project, stage.name), last_run=journal.last_run(project, stage.name),
                     drift=last_drift(project, stage.name), checked_at=time.time(),
                     took_s=round(time.monotonic() - started, 2))
+    known = drift_known(document["drift"], document["checked_at"])
+    if known:  # the last drift check found drift nobody fixed since: not HEALTHY, whatever else is fine
+        document["unhealthy"].append(known)
+        document["healthy"] = False
+    document["verdict"] = "HEALTHY" if document["healthy"] else (
+        known if document["unhealthy"] == [known] else "UNHEALTHY")
     return document
+
+
+def drift_known(drift: dict[str, Any] | None, now: float) -> str | None:
+    """"drift found N min ago" when the newest drift check found drift it did not fix."""
+    if not drift or drift["drift"] is not True:
+        return None
+    minutes = max(0, int((now - float(drift["started"])) // 60))
+    return f"drift found {minutes} min ago (truckctl runs show {drift['run_id']})"

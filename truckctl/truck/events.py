@@ -53,6 +53,9 @@ class Change:
     host: str
     task: str
     diff: str = ""
+    action: str = ""  # the module, e.g. truck_files
+    items: tuple[dict[str, str], ...] = ()  # truck_live_state's drift items (kind, item, expected, found, diff)
+    handler: bool = False  # a handler's run: the consequence of another change, not a change of its own
 
 
 @dataclass
@@ -128,12 +131,15 @@ class EventCollector:
     changes: list[Change] = field(default_factory=list)
     failures: list[HostEvent] = field(default_factory=list)
     recap_seen: bool = False
+    handler_tasks: set[str] = field(default_factory=set)
 
     def __call__(self, event: dict[str, Any]) -> bool:
         name = event.get("event", "")
         data = event.get("event_data") or {}
         if name == "playbook_on_stats":
             self._recap(data)
+        elif name == "playbook_on_handler_task_start":
+            self.handler_tasks.add(str(data.get("task_uuid", "")))
         elif name == "runner_on_start":
             self.on_event(HostEvent(data.get("host", ""), _task(data), "started"))
         elif name in _OUTCOMES:
@@ -150,7 +156,11 @@ class EventCollector:
             status = "ok"
         event = HostEvent(host, task, status, _message(res) if status in ("failed", "unreachable") else "")
         if status == "changed":
-            self.changes.append(Change(host, task, self._diffs(res)))
+            action = str(data.get("resolved_action") or data.get("task_action") or "")
+            items = tuple(i for i in res.get("drift") or [] if isinstance(i, dict))
+            handler = (str(data.get("task_uuid", "")) in self.handler_tasks  # Mitogen's strategy sends no
+                       or "/handlers/" in str(data.get("task_path", "")))  # handler start: the path says it
+            self.changes.append(Change(host, task, self._diffs(res), action.rsplit(".", 1)[-1], items, handler))
         elif status in ("failed", "unreachable"):
             self.failures.append(event)
         self.on_event(event)

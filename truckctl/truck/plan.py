@@ -12,7 +12,7 @@ from truckctl.cloud.outputs import CloudOutputs
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.inventory import render_inventory
-from truckctl.truck.vars import check_cloud_outputs, cloud_vars, secret_vars, target_vars
+from truckctl.truck.vars import admin_vars, check_cloud_outputs, cloud_vars, secret_vars, target_vars
 
 PLAYBOOK = "site.yml"
 
@@ -116,7 +116,7 @@ def build_plan(project_dir: Path, stage: Stage, cloud: CloudOutputs, connection:
         project_dir=project_dir,
         playbook=PLAYBOOK,
         inventory=inventory,
-        extravars={**cloud_vars(stage, cloud), **target_vars(target)},
+        extravars={**cloud_vars(stage, cloud), **target_vars(target), **admin_vars(connection.private_key)},
         limit=limit,
         check=check,
         forks=max(1, len(hosts)),

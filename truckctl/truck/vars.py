@@ -6,6 +6,7 @@ Split in two on purpose: `cloud_vars` may appear anywhere (command line, artifac
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from truckctl.cloud.outputs import CloudOutputs
@@ -30,6 +31,18 @@ def target_vars(target: str) -> dict[str, Any]:
         return dict(AWS_TARGET_VARS)
     raise TruckctlError.single("unknown-target", f"expected target lab or aws, got {target!r}", "--target",
                                ExitCode.USAGE)
+
+
+def admin_vars(private_key: Path | str) -> dict[str, Any]:
+    """The public half of truckctl's connection key: the live-state check keeps exactly it (and the
+    account's configured ops key) in the connecting account's authorized keys. Without a readable
+    `.pub` beside the key, that account's keys are left unchecked (never a lock-out)."""
+    try:
+        text = Path(f"{private_key}.pub").read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    keys = [line.strip() for line in text.splitlines() if line.strip()]
+    return {"truck_admin_keys": keys} if keys else {}
 
 
 def check_cloud_outputs(stage: Stage, cloud: CloudOutputs, target: str) -> None:

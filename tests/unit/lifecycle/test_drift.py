@@ -59,7 +59,8 @@ def test_drift_found_exits_3_with_the_diff_and_notifies(project: Project, nodes:
     found, code = drift(project, DriftOptions("stage-1"))
     assert code == ExitCode.CHANGES and nodes["runs"] == ["check"]
     assert found["drift"] is True and found["fixed"] is False
-    assert found["items"] == [{"tier": "truck", "node": "truck-a-gw", "item": "Configure sshd", "diff": SSHD_DIFF}]
+    assert found["items"] == [{"tier": "truck", "node": "truck-a-gw", "kind": "task", "item": "Configure sshd",
+                               "expected": "as the roles render it", "found": "differs", "diff": SSHD_DIFF}]
     assert "offline plan" in found["cloud"]["note"]
     assert nodes["notifications"][0][0] == "drift-found" and "truck-a-gw: 1" in nodes["notifications"][0][1]
     summary = show_run(project, found["run_id"])["summary"]
@@ -104,7 +105,8 @@ def test_cli_json_and_markdown(project: Project, nodes: dict[str, Any]) -> None:
     markdown = runner.invoke(app, ["-C", str(REPO), "drift", "stage-1", "--format", "markdown"])
     assert markdown.exit_code == 3
     assert markdown.stdout.startswith("## truckctl drift: stage-1 (lab)")
-    assert "| truck | truck-a-gw | Configure sshd |" in markdown.stdout and "```diff" in markdown.stdout
+    assert "| truck | truck-a-gw | task | Configure sshd | as the roles render it | differs |" in markdown.stdout
+    assert "```diff" in markdown.stdout
 
 
 def test_cli_fix_without_yes_and_without_terminal_changes_nothing(project: Project, nodes: dict[str, Any]) -> None:
@@ -122,8 +124,42 @@ def test_json_and_markdown_together_is_a_usage_error(project: Project) -> None:
 
 def test_markdown_escapes_table_cells(stage: Stage) -> None:
     text = drift_markdown({"stage": "stage-1", "target": "lab", "items": [
-        {"tier": "truck", "node": "truck-a-gw", "item": "a | b", "diff": ""}]})
+        {"tier": "truck", "node": "truck-a-gw", "kind": "file", "item": "a | b", "expected": "x", "found": "y",
+         "diff": ""}]})
     assert "a \\| b" in text
+
+
+@pytest.mark.parametrize("content", ["```\n# closed?\n```", "~~~\nplain\n~~~", "````` five `` two ```x",
+                                     "</details>\n```diff\n- a"])
+def test_markdown_diff_cannot_close_its_code_fence(content: str) -> None:
+    """A node's file content (the diff) stays inside its fenced block, whatever backticks or tildes it holds."""
+    from markdown_it import MarkdownIt
+
+    diff = f"--- before\n+++ after\n+{content}\n"
+    text = drift_markdown({"stage": "stage-1", "target": "lab", "items": [
+        {"tier": "truck", "node": "truck-a-gw", "kind": "file", "item": "/etc/motd", "expected": "as rendered",
+         "found": "differs", "diff": diff}]})
+    fences = [t for t in MarkdownIt().parse(text) if t.type == "fence"]
+    assert [f.content for f in fences] == [diff] and fences[0].info == "diff"
+
+
+def test_truck_changes_become_items_with_kind_expected_and_found() -> None:
+    live = {"kind": "sudo", "item": "/etc/sudoers.d/x", "expected": "no such file", "found": "a sudoers file",
+            "diff": "+x ALL=(ALL) NOPASSWD: ALL\n"}
+    changes = [
+        {"host": "gw", "task": "Compare live", "diff": "", "action": "truck_live_state", "items": [live],
+         "handler": False},
+        {"host": "gw", "task": "Run the broker", "diff": "enable mosquitto\nstart mosquitto\n",
+         "action": "truck_services", "items": [], "handler": False},
+        {"host": "gw", "task": "Restart mosquitto", "diff": "", "action": "systemd_service", "items": [],
+         "handler": True},
+    ]
+    items = [i for c in changes for i in drift_module.truck_items(c)]
+    assert items == [
+        {"tier": "truck", "node": "gw", **live},
+        {"tier": "truck", "node": "gw", "kind": "unit", "item": "mosquitto", "expected": "enabled and active",
+         "found": "not enabled, not active", "diff": ""},
+    ]
 
 
 def test_drift_module_refuses_unknown_target(project: Project) -> None:

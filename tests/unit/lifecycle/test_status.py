@@ -185,7 +185,22 @@ def test_status_shows_lock_last_run_and_the_newest_drift_result(project: Project
     assert document["last_run"]["run_id"] == up.run_id and document["last_run"]["status"] == "ok"
     assert document["drift"] == {"run_id": drift.run_id, "started": drift.started, "status": "changes",
                                  "exit_code": 3, "drift": True}
-    assert document["healthy"] is True and document["took_s"] < 5
+    # Everything else is fine, but drift is known: not HEALTHY, "drift found N min ago" instead.
+    assert document["healthy"] is False and document["took_s"] < 5
+    minutes = int((document["checked_at"] - drift.started) // 60)
+    line = f"drift found {minutes} min ago (truckctl runs show {drift.run_id})"
+    assert document["unhealthy"] == [line] and document["verdict"] == line
+
+
+def test_drift_fixed_by_the_last_check_is_not_known_drift(project: Project, stage: Stage,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(targets, "connection", lambda project_, stage_, target: FakeConnection())
+    fixed = Journal(project, "stage-1", "drift", "lab", run_id="20270508T090000Z-stage-1-drift-0002")
+    fixed.finish(ExitCode.OK, [], {"drift": True, "fixed": True})
+    document = st.status(project, "stage-1", "lab", prober=healthy_probes,
+                         cloud_reader=lambda p, s, t: lab_side(seen()))
+    assert document["drift"]["drift"] is False
+    assert document["healthy"] is True and document["verdict"] == "HEALTHY"
 
 
 def test_no_drift_run_yet(project: Project) -> None:
