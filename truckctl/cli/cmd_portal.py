@@ -92,17 +92,13 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
         code = run(env, "portal", stage, check, say)
         if code != 0:
             raise typer.Exit(code)
+        from truckctl.netaddr import is_loopback
+
         settings_ = chosen["s"]
-        if settings_.insecure_http and not _loopback(settings_.host):
+        if settings_.insecure_http and not is_loopback(settings_.host):
             env.err_console().print(INSECURE_WARNING.format(host=settings_.host),
                                     style="bold red" if env.rich else None, markup=False)
         raise typer.Exit(_serve(project_factory(), settings_, bound[0]))
-
-
-def _loopback(host: str) -> bool:
-    from truckctl.portal.settings import is_loopback
-
-    return is_loopback(host)
 
 
 def _serve(project: Project, settings: PortalSettings, sock: socket.socket) -> int:

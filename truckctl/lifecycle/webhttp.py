@@ -21,6 +21,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from truckctl.netaddr import is_loopback
+
 MAX_URL = 2048
 _URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<rest>[^#]*)(?P<fragment>#.*)?",
                   re.DOTALL)
@@ -63,15 +65,6 @@ class ClientTls:
         if self.cert_file and self.key_file:
             context.load_cert_chain(self.cert_file, self.key_file)
         return context
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _host(v6: str | None, name: str | None) -> str:
@@ -118,7 +111,7 @@ def parse_url(url: object) -> Target:
         raise BadUrl("the port is not a number from 1 to 65535")
     else:
         port = int(port_text)
-    if scheme == "http" and not _is_loopback(host):
+    if scheme == "http" and not is_loopback(host):
         raise BadUrl("plain http is used only to loopback; use https")
     rest = whole["rest"] or "/"
     if not rest.startswith("/"):

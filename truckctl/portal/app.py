@@ -167,4 +167,5 @@ def create_app(project: Project, settings: PortalSettings, hub: Hub, history: Hi
                                  headers={"cache-control": "no-store", "x-accel-buffering": "no"})
 
     api.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return Guard(api, settings.credential, secure_cookie=settings.tls, hsts=settings.tls)
+    return Guard(api, settings.credential, secure_cookie=settings.tls, hsts=settings.tls,
+                 listen=(settings.host, settings.port))

@@ -1,6 +1,11 @@
 """The portal's gate, as plain ASGI middleware (it wraps streaming responses without buffering them).
 
 In order, for every HTTP request:
+0. refuse (421) a `Host` the portal is not (DNS rebinding: a web page the operator visits renaming
+   itself to 127.0.0.1 would otherwise read the API as same-origin): only localhost, 127.0.0.1, [::1]
+   and the listen address, each with or without the listen port; on an unspecified listen address
+   (0.0.0.0, ::) any IP literal too (an IP literal cannot be rebound: only a name can). Then refuse
+   (403) an `Origin` that is present and not the portal's own (scheme and Host);
 1. refuse what is too big before anything reads it: a body (Content-Length above MAX_BODY_BYTES, or
    chunked: nothing here takes a body), a URL longer than MAX_URL_BYTES, headers above
    MAX_HEADER_BYTES (the server itself drops a request whose headers it cannot parse within its own
@@ -14,11 +19,12 @@ In order, for every HTTP request:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from truckctl.portal.settings import COOKIE, Credential
 
@@ -46,6 +52,30 @@ LOGIN_HINT = ("this portal needs its token: send `Authorization: Bearer <token>`
               "with ?token=<token> (TRUCKCTL_PORTAL_TOKEN where the portal runs)")
 
 
+def allowed_hosts(listen_host: str, port: int) -> frozenset[str]:
+    """The `Host` values this portal answers to (lower case): loopback names and the listen address,
+    each bare and with the listen port."""
+    names = {"localhost", "127.0.0.1", "[::1]", f"[{listen_host}]" if ":" in listen_host else listen_host}
+    return frozenset({name.lower() for name in names} | {f"{name.lower()}:{port}" for name in names})
+
+
+def _ip_literal(host: str, port: int) -> bool:
+    """`IP`, `IP:PORT`, `[v6]` or `[v6]:PORT` (PORT the listen port)."""
+    if host.startswith("["):
+        address, _, rest = host[1:].partition("]")
+        if rest not in ("", f":{port}"):
+            return False
+    else:
+        address, _, given = host.partition(":")
+        if given not in ("", str(port)):
+            return False
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
 async def _answer(send: Send, status: int, text: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     body = json.dumps({"detail": text}).encode()
     await send({"type": "http.response.start", "status": status,
@@ -62,14 +92,19 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class Guard:
-    def __init__(self, app: App, credential: Credential | None, secure_cookie: bool, hsts: bool) -> None:
+    def __init__(self, app: App, credential: Credential | None, secure_cookie: bool, hsts: bool,
+                 listen: tuple[str, int] = ("127.0.0.1", 8765)) -> None:
         self.app, self.credential, self.secure_cookie, self.hsts = app, credential, secure_cookie, hsts
+        self.scheme = "https" if secure_cookie else "http"
+        self.port = listen[1]
+        self.hosts = allowed_hosts(*listen)
+        self.any_ip = ipaddress.ip_address(listen[0]).is_unspecified if listen[0] != "localhost" else False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refusal = self._too_big(scope)
+        refusal = self._misdirected(scope) or self._too_big(scope)
         if refusal is not None:
             await _answer(send, *refusal)
             return
@@ -83,6 +118,15 @@ class Guard:
                 await _answer(send, 401, LOGIN_HINT, [(b"www-authenticate", b'Bearer realm="truckctl portal"')])
                 return
         await self.app(scope, receive, self._with_headers(send, scope))
+
+    def _misdirected(self, scope: Scope) -> tuple[int, str] | None:
+        host = (_header(scope, b"host") or "").lower()
+        if host not in self.hosts and not (self.any_ip and _ip_literal(host, self.port)):
+            return 421, "this portal does not answer to that host name (open it by its address, e.g. 127.0.0.1)"
+        origin = _header(scope, b"origin")
+        if origin is not None and origin.lower() != f"{self.scheme}://{host}":
+            return 403, "cross-origin requests are refused"
+        return None
 
     def _too_big(self, scope: Scope) -> tuple[int, str] | None:
         length = _header(scope, b"content-length")
@@ -115,7 +159,8 @@ class Guard:
         if not self.credential.accepts_token(token):
             await _answer(send, 401, "wrong token")
             return
-        location = scope["path"] + (f"?{urlencode(rest)}" if rest else "")
+        # one leading slash, the rest percent-encoded: never `//host` nor `/\host` (browsers read both as a host)
+        location = "/" + quote(scope["path"].lstrip("/\\")) + (f"?{urlencode(rest)}" if rest else "")
         cookie = f"{COOKIE}={self.credential.session_value()}; Path=/; HttpOnly; SameSite=Strict"
         cookie += "; Secure" if self.secure_cookie else ""
         await send({"type": "http.response.start", "status": 303,

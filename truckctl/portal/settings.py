@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from truckctl.errors import ExitCode, TruckctlError
+from truckctl.netaddr import is_loopback
 
 TOKEN_ENV = "TRUCKCTL_PORTAL_TOKEN"
 DEFAULT_LISTEN = "127.0.0.1:8765"
@@ -44,10 +45,6 @@ def parse_listen(value: str) -> tuple[str, int]:
         except ValueError:
             raise _usage(f"expected an IP address (or localhost) before the port, got {host!r}", "--listen") from None
     return host, int(port_text)
-
-
-def is_loopback(host: str) -> bool:
-    return host == "localhost" or ipaddress.ip_address(host).is_loopback
 
 
 @dataclass(frozen=True)

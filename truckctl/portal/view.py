@@ -13,6 +13,9 @@ One *snapshot* per poll, the same for every viewer:
   last recorded offline plan: no plan is run per poll);
 - `sample`: this poll's telemetry and heartbeat rates per truck (messages/s at the cloud side), which
   the portal also keeps in a bounded history for the plots.
+
+Every snapshot is scrubbed of the race's secrets (the values a run's journal hides) before any viewer
+gets it: status quotes what nodes and the stand-in answered, which is not trusted to be free of them.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.lifecycle import journal
+from truckctl.lifecycle.journal import Redactor
 from truckctl.lifecycle.lock import lock_status
+from truckctl.lifecycle.run import env_secrets
 
 if TYPE_CHECKING:
     from truckctl.config.model import Stage
@@ -236,7 +241,7 @@ def snapshot(project: Project, stage_name: str, target: str, measure: StatusSour
         except TruckctlError as exc:
             errors, code = exc.problems, exc.exit_code
         except Exception as exc:  # a bug must not take the portal down, nor reach a viewer as a traceback
-            log(f"status failed: {type(exc).__name__}: {exc}")
+            log(f"status failed: {type(exc).__name__}")  # its text may quote a secret: the type only
             errors = [Problem("internal", "status could not be measured (an internal error: see the portal's log)")]
     runs: list[dict[str, Any]] = []
     try:
@@ -244,7 +249,7 @@ def snapshot(project: Project, stage_name: str, target: str, measure: StatusSour
     except OSError as exc:
         errors = [*errors, Problem("journal", f"the run journal cannot be read: {exc.strerror}")]
     now = time.time()
-    return {
+    document = {
         "schema": SCHEMA, "stage": stage_name, "target": target, "at": round(now, 3), "exit_code": int(code),
         "header": header, "errors": [p.as_dict() for p in errors], "status": status,
         "topology": topology(stage, status) if stage is not None else None,
@@ -255,3 +260,6 @@ def snapshot(project: Project, stage_name: str, target: str, measure: StatusSour
         "cloud": {"status": (status or {}).get("cloud"), "plan": plan_view(project, runs)},
         "sample": history.add(now, status),
     }
+    # what the nodes, the stand-in or the cloud answered is not trusted to be free of the race's secrets:
+    # scrubbed with the journal's own Redactor and the very values a run's journal hides
+    return Redactor(env_secrets(stage)).scrub(document) if stage is not None else document

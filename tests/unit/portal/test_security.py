@@ -173,3 +173,94 @@ def test_no_secret_in_any_page_or_api_response(lab: FakeLab, project: Project, m
             assert secret not in text, f"{path} shows a secret"
         assert "PRIVATE KEY" not in text, path
     assert json.loads(seen["/api/snapshot"])["cloud"]["plan"]["resources"] == 40
+
+
+def test_secrets_in_the_status_data_itself_reach_no_viewer(lab: FakeLab, project: Project,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the nodes and the stand-in answer is not trusted: a stand-in (or a node) quoting the planted
+    webhook URL or passphrase back is scrubbed before any page, API answer or event shows it."""
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    webhook, passphrase = SECRETS["TRUCKCTL_ALERT_WEBHOOK"], SECRETS["PULUMI_CONFIG_PASSPHRASE"]
+    webhook_path = webhook.rpartition("/")[2]  # the secret part of the URL, alone
+
+    def leaky() -> dict[str, Any]:
+        status = lab.measure()
+        status["cloud"]["note"] = f"stand-in posted to {webhook} with passphrase {passphrase}"
+        status["cloud"]["standin"] = f"answering (receiver /{webhook_path})"
+        status["trucks"][0]["nodes"][0]["detail"] = f"ok; env PULUMI_CONFIG_PASSPHRASE={passphrase}"
+        status["unhealthy"] = [*status["unhealthy"], f"truck-a-gw: said {passphrase}"]
+        return status
+
+    with portal(project, leaky) as client:
+        seen = {path: client.get(path).text for path in ("/api/snapshot", "/api/status")}
+        seen["/api/events"] = client.hub.latest_event.decode()
+    assert "[redacted]" in seen["/api/snapshot"] and "stand-in posted to" in seen["/api/status"]
+    for path, text in seen.items():
+        for secret in (webhook, webhook_path, passphrase):
+            assert secret not in text, f"{path} shows a secret"
+
+
+# ---- who the portal answers to (DNS rebinding) -----------------------------------------------------
+
+EVERY_ROUTE = [*ROUTES, "/api/events", "/api/runs/20270508T080000Z-stage-1-up-0001",
+               "/runs/20270508T080000Z-stage-1-up-0001"]
+
+
+@pytest.mark.parametrize("token", [None, TOKEN])
+def test_a_foreign_host_name_is_refused_on_every_route(lab: FakeLab, token: str | None) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"} if token else {}
+    with portal(lab.project, lab.measure, token=token) as client:
+        for host in ("evil.example", "evil.example:8765", "127.0.0.1.evil.example", "localhost.:8765",
+                     "127.0.0.1:9999", "192.0.2.10:8765", ""):
+            for path in EVERY_ROUTE:
+                refused = client.get(path, headers={"Host": host, **auth})
+                assert refused.status_code == 421, (host, path)
+                assert "content-security-policy" in refused.headers and "host name" in refused.json()["detail"]
+        assert client.get(f"/?token={TOKEN}", headers={"Host": "evil.example"}).status_code == 421
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:8765", "127.0.0.1", "localhost:8765", "LOCALHOST", "[::1]:8765",
+                                  "[::1]"])
+def test_the_loopback_host_names_pass(lab: FakeLab, host: str) -> None:
+    with portal(lab.project, lab.measure) as client:
+        for path in ("/", "/api/status", "/api/snapshot", "/static/portal.js"):
+            assert client.get(path, headers={"Host": host}).status_code == 200, path
+        with client.stream("GET", "/api/events", headers={"Host": host}) as events:
+            assert events.status_code == 200
+            assert next(events.iter_lines()) == "retry: 3000"
+
+
+def test_the_listen_address_passes_and_an_unspecified_one_admits_ip_literals_only(lab: FakeLab) -> None:
+    options: dict[str, Any] = {"token": TOKEN, "insecure_http": True}
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with portal(lab.project, lab.measure, listen=OFF_LOOPBACK, **options) as client:
+        for host in ("192.0.2.10:8765", "192.0.2.10", "localhost"):
+            assert client.get("/api/status", headers={"Host": host, **auth}).status_code == 200, host
+        assert client.get("/api/status", headers={"Host": "192.0.2.11:8765", **auth}).status_code == 421
+    with portal(lab.project, lab.measure, listen="0.0.0.0:8443", **options) as client:
+        for host in ("192.0.2.7:8443", "192.0.2.7", "[2001:db8::7]:8443", "0.0.0.0:8443"):
+            assert client.get("/api/status", headers={"Host": host, **auth}).status_code == 200, host
+        for host in ("portal.evil.example:8443", "192.0.2.7:8765", "[2001:db8::7]:1", "[nope]:8443"):
+            assert client.get("/api/status", headers={"Host": host, **auth}).status_code == 421, host
+
+
+def test_a_foreign_origin_is_refused(lab: FakeLab) -> None:
+    with portal(lab.project, lab.measure) as client:
+        for path in ("/api/snapshot", "/api/events", "/api/runs", "/"):
+            for origin in ("http://evil.example", "http://evil.example:8765", "null", "https://127.0.0.1:8765",
+                           "http://localhost:8765"):  # same host, other name: another origin
+                assert client.get(path, headers={"Origin": origin}).status_code == 403, (path, origin)
+        assert client.get("/api/snapshot", headers={"Origin": "http://127.0.0.1:8765"}).status_code == 200
+        own = {"Host": "localhost:8765", "Origin": "http://localhost:8765"}
+        assert client.get("/api/snapshot", headers=own).status_code == 200
+
+
+@pytest.mark.parametrize(("path", "location"), [
+    ("//evil.com", "/evil.com"), ("///evil.com/x", "/evil.com/x"), ("/%5Cevil.com", "/evil.com"),
+    ("/%2F%2Fevil.com", "/evil.com"), ("/runs/a%20b", "/runs/a%20b"),
+])
+def test_the_login_redirect_stays_on_the_portal(lab: FakeLab, path: str, location: str) -> None:
+    with portal(lab.project, lab.measure, listen=OFF_LOOPBACK, token=TOKEN, insecure_http=True) as client:
+        login = client.get(f"http://127.0.0.1:8765{path}?token={TOKEN}")
+        assert login.status_code == 303 and login.headers["location"] == location

@@ -120,3 +120,15 @@ def test_viewers_are_bounded() -> None:
         assert queue is not None
         hub.unsubscribe(queue)
     assert hub.viewers == 0
+
+
+def test_a_failed_measure_logs_its_type_only(lab: FakeLab) -> None:
+    """An exception's text may quote what it failed on (a URL, an answer): the log gets its type only."""
+    lines: list[str] = []
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("https://hooks.example/planted-9d2b1e answered 500")
+
+    snap = view.snapshot(lab.project, "stage-1", "lab", broken, view.History(2.0), lines.append)
+    assert lines == ["status failed: RuntimeError"]
+    assert snap["errors"][0]["code"] == "internal" and "planted" not in str(snap)
