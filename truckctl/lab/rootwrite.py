@@ -16,6 +16,7 @@ import contextlib
 import errno
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
@@ -31,10 +32,10 @@ def _parts(relative: str) -> list[str]:
     return list(parts)
 
 
-def _refuse(root: Path, relative: str, why: str) -> TruckctlError:
+def _refuse(root: Path, relative: str, why: str, action: str = "write") -> TruckctlError:
     return TruckctlError.single(
-        "lab-unsafe-path", f"refusing to write /{relative.lstrip('/')} in the node at {root}: {why} (a link planted "
-        "inside the node is never followed; `truckctl lab down` and `lab up` rebuild the node)")
+        "lab-unsafe-path", f"refusing to {action} /{relative.lstrip('/')} in the node at {root}: {why} (a link or "
+        "special file planted inside the node is never followed; `truckctl lab down` and `lab up` rebuild the node)")
 
 
 @contextlib.contextmanager
@@ -121,14 +122,27 @@ def ensure_symlink(root: Path, relative: str, target: str) -> None:
 
 
 def read_file(root: Path, relative: str, max_bytes: int = 1 << 20) -> bytes:
-    """A file inside the node (its /etc/group, say), read without following a link."""
+    """A regular file inside the node (its /etc/group, say), at most `max_bytes` of it, read without
+    following a link and without blocking: a FIFO or a device planted in its place (a read from a
+    FIFO with no writer would hang root's `lab up` forever) is refused, never read."""
     parts = _parts(relative)
     with _directory(root, parts[:-1], False, relative) as directory:
-        try:
-            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory)
+        try:  # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
+                         dir_fd=directory)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise _refuse(root, relative, "it is a symbolic link") from None
+                raise _refuse(root, relative, "it is a symbolic link", "read") from None
+            if exc.errno == errno.ENXIO:  # a socket (or a device with no driver) in its place
+                raise _refuse(root, relative, "it is not a regular file", "read") from None
             raise
-        with os.fdopen(fd, "rb") as handle:
-            return handle.read(max_bytes)
+        with os.fdopen(fd, "rb", buffering=0) as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise _refuse(root, relative, "it is not a regular file (a FIFO, a device or a socket?)",
+                              "read")
+            chunks: list[bytes] = []
+            left = max_bytes
+            while left > 0 and (chunk := handle.read(left)):
+                chunks.append(chunk)
+                left -= len(chunk)
+            return b"".join(chunks)
