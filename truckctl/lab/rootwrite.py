@@ -6,8 +6,8 @@ followed it would land on the host. So every path is walked from the root's dire
 one component at a time with O_NOFOLLOW (openat2's RESOLVE_NO_SYMLINKS is not in Python's stdlib);
 a file is written to a fresh temporary name (O_CREAT|O_EXCL|O_NOFOLLOW) in its directory, its mode and
 owner set on that descriptor (fchmod/fchown: never on a path), and renamed over the target, which
-replaces a planted link instead of writing through it. A link where a directory is expected stops
-the write with a TruckctlError naming the node path; nothing outside the root is touched.
+replaces a planted link instead of writing through it (truckctl.private_file.replace_in). A link where a
+directory is expected stops the write with a TruckctlError naming the node path; nothing outside the root is touched.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from truckctl.errors import TruckctlError
+from truckctl.private_file import replace_in
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -85,25 +86,9 @@ def write_file(root: Path, relative: str, data: bytes | str, mode: int = 0o644,
     parts = _parts(relative)
     content = data.encode() if isinstance(data, str) else data
     with _directory(root, parts[:-1], True, relative) as directory:
-        name = parts[-1]
-        tmp = f".{name}.truckctl-{secrets.token_hex(4)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                     dir_fd=directory)
         try:
-            with os.fdopen(fd, "wb", closefd=False) as handle:
-                handle.write(content)
-            if owner is not None:
-                os.fchown(fd, *owner)
-            os.fchmod(fd, mode)
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp, dir_fd=directory)
-            raise
-        os.close(fd)
-        try:
-            os.rename(tmp, name, src_dir_fd=directory, dst_dir_fd=directory)  # replaces a planted link
+            replace_in(directory, parts[-1], content, mode, owner)  # a planted link is replaced
         except OSError as exc:
-            os.unlink(tmp, dir_fd=directory)
             if exc.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
                 raise _refuse(root, relative, "a directory is in its place") from None
             raise
