@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from truckctl.private_file import write_private
+
 CA_DAYS = 3650
 LEAF_DAYS = 825
 # truckctl's own client certificate for the stand-in's HTTP API: a CN no truck can have (client_id
@@ -41,13 +43,6 @@ class Issued:
 def client_id(race_id: str, truck: str) -> str:
     """A truck's identity at the ingest: the certificate CN, the MQTT client id and username."""
     return f"{race_id}-{truck}"
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(path, 0o600)
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:
@@ -141,8 +136,8 @@ class LabPki:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256())
         )
-        _write_private(self.ca.key, _key_pem(key))
-        self.ca.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        write_private(self.ca.key, _key_pem(key))
+        write_private(self.ca.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
     def ensure_server(self, name: str, common_name: str, ip: str, dns: list[str]) -> Issued:
         sans: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(ip)),
@@ -175,8 +170,8 @@ class LabPki:
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         cert = builder.sign(ca_key, hashes.SHA256())
-        _write_private(issued.key, _key_pem(key))
-        issued.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        write_private(issued.key, _key_pem(key))
+        write_private(issued.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
         return issued
 
     def _still_valid(self, issued: Issued, common_name: str, sans: list[x509.GeneralName]) -> bool:
@@ -211,6 +206,6 @@ class LabPki:
             private = x25519.X25519PrivateKey.generate()
             raw = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
                                         serialization.NoEncryption())
-            _write_private(path, base64.b64encode(raw) + b"\n")
+            write_private(path, base64.b64encode(raw) + b"\n")
         public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return base64.b64encode(public).decode()

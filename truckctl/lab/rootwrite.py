@@ -6,8 +6,8 @@ followed it would land on the host. So every path is walked from the root's dire
 one component at a time with O_NOFOLLOW (openat2's RESOLVE_NO_SYMLINKS is not in Python's stdlib);
 a file is written to a fresh temporary name (O_CREAT|O_EXCL|O_NOFOLLOW) in its directory, its mode and
 owner set on that descriptor (fchmod/fchown: never on a path), and renamed over the target, which
-replaces a planted link instead of writing through it. A link where a directory is expected stops
-the write with a TruckctlError naming the node path; nothing outside the root is touched.
+replaces a planted link instead of writing through it (truckctl.private_file.replace_in). A link where a
+directory is expected stops the write with a TruckctlError naming the node path; nothing outside the root is touched.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ import contextlib
 import errno
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from truckctl.errors import TruckctlError
+from truckctl.private_file import replace_in
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -31,10 +33,10 @@ def _parts(relative: str) -> list[str]:
     return list(parts)
 
 
-def _refuse(root: Path, relative: str, why: str) -> TruckctlError:
+def _refuse(root: Path, relative: str, why: str, action: str = "write") -> TruckctlError:
     return TruckctlError.single(
-        "lab-unsafe-path", f"refusing to write /{relative.lstrip('/')} in the node at {root}: {why} (a link planted "
-        "inside the node is never followed; `truckctl lab down` and `lab up` rebuild the node)")
+        "lab-unsafe-path", f"refusing to {action} /{relative.lstrip('/')} in the node at {root}: {why} (a link or "
+        "special file planted inside the node is never followed; `truckctl lab down` and `lab up` rebuild the node)")
 
 
 @contextlib.contextmanager
@@ -84,25 +86,9 @@ def write_file(root: Path, relative: str, data: bytes | str, mode: int = 0o644,
     parts = _parts(relative)
     content = data.encode() if isinstance(data, str) else data
     with _directory(root, parts[:-1], True, relative) as directory:
-        name = parts[-1]
-        tmp = f".{name}.truckctl-{secrets.token_hex(4)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                     dir_fd=directory)
         try:
-            with os.fdopen(fd, "wb", closefd=False) as handle:
-                handle.write(content)
-            if owner is not None:
-                os.fchown(fd, *owner)
-            os.fchmod(fd, mode)
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp, dir_fd=directory)
-            raise
-        os.close(fd)
-        try:
-            os.rename(tmp, name, src_dir_fd=directory, dst_dir_fd=directory)  # replaces a planted link
+            replace_in(directory, parts[-1], content, mode, owner)  # a planted link is replaced
         except OSError as exc:
-            os.unlink(tmp, dir_fd=directory)
             if exc.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
                 raise _refuse(root, relative, "a directory is in its place") from None
             raise
@@ -121,14 +107,27 @@ def ensure_symlink(root: Path, relative: str, target: str) -> None:
 
 
 def read_file(root: Path, relative: str, max_bytes: int = 1 << 20) -> bytes:
-    """A file inside the node (its /etc/group, say), read without following a link."""
+    """A regular file inside the node (its /etc/group, say), at most `max_bytes` of it, read without
+    following a link and without blocking: a FIFO or a device planted in its place (a read from a
+    FIFO with no writer would hang root's `lab up` forever) is refused, never read."""
     parts = _parts(relative)
     with _directory(root, parts[:-1], False, relative) as directory:
-        try:
-            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory)
+        try:  # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
+                         dir_fd=directory)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise _refuse(root, relative, "it is a symbolic link") from None
+                raise _refuse(root, relative, "it is a symbolic link", "read") from None
+            if exc.errno == errno.ENXIO:  # a socket (or a device with no driver) in its place
+                raise _refuse(root, relative, "it is not a regular file", "read") from None
             raise
-        with os.fdopen(fd, "rb") as handle:
-            return handle.read(max_bytes)
+        with os.fdopen(fd, "rb", buffering=0) as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise _refuse(root, relative, "it is not a regular file (a FIFO, a device or a socket?)",
+                              "read")
+            chunks: list[bytes] = []
+            left = max_bytes
+            while left > 0 and (chunk := handle.read(left)):
+                chunks.append(chunk)
+                left -= len(chunk)
+            return b"".join(chunks)

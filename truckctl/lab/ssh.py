@@ -12,6 +12,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from truckctl.private_file import write_private
 from truckctl.remote import Connection, ssh_argv, ssh_run
 
 __all__ = ["LabConnection", "ensure_keypair", "ssh_argv", "ssh_run", "write_known_hosts"]
@@ -23,13 +24,6 @@ USER = "root"
 LabConnection = Connection
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(path, mode)
-
-
 def ensure_keypair(private: Path, comment: str) -> str:
     """An ed25519 key in OpenSSH format (mode 0600) with its .pub; returns the public line."""
     public = private.with_name(private.name + ".pub")
@@ -38,11 +32,11 @@ def ensure_keypair(private: Path, comment: str) -> str:
     private.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(private.parent, 0o700)
     key = ed25519.Ed25519PrivateKey.generate()
-    _write(private, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+    write_private(private, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
                                       serialization.NoEncryption()), 0o600)
     line = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                          serialization.PublicFormat.OpenSSH).decode() + f" {comment}"
-    _write(public, (line + "\n").encode(), 0o644)
+    write_private(public, (line + "\n").encode(), 0o644)
     return line
 
 
@@ -53,4 +47,4 @@ def key_type_and_blob(public_line: str) -> str:
 def write_known_hosts(path: Path, entries: list[tuple[list[str], str]]) -> None:
     """One line per node: its name and address(es), then its host key (unhashed, readable)."""
     lines = [f"{','.join(names)} {key_type_and_blob(public)}" for names, public in entries]
-    _write(path, ("\n".join(lines) + "\n").encode(), 0o644)
+    write_private(path, ("\n".join(lines) + "\n").encode(), 0o644)

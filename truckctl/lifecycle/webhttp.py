@@ -19,7 +19,7 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from truckctl.netaddr import is_loopback
 
@@ -43,7 +43,7 @@ class Target:
     scheme: str
     host: str  # as connected to: a DNS name or an IP literal (IPv6 without brackets)
     port: int
-    path: str  # path and query, as sent in the request line; secret-bearing
+    path: str = field(repr=False)  # path and query, as sent in the request line; secret-bearing
 
     @property
     def shown(self) -> str:
@@ -119,21 +119,43 @@ def parse_url(url: object) -> Target:
     return Target(scheme, host, port, rest)
 
 
+def _token_like(piece: str) -> bool:
+    """A part of a URL that looks like a credential, not a word: it holds a digit, mixes upper and
+    lower case, or is long. Plain words ("services", "webhooks", "api") are not registered on their
+    own, so they are not scrubbed from every other line they appear in."""
+    return (any(ch.isdigit() for ch in piece) or len(piece) >= 16
+            or (any(ch.isupper() for ch in piece) and any(ch.islower() for ch in piece)))
+
+
 def secret_parts(url: str) -> list[str]:
-    """What of a URL must never be written: all of it, and its userinfo, path, query and fragment
-    (found without parsing it strictly, so a malformed URL's secret parts are known too)."""
+    """What of a URL must never be written (found without parsing it strictly, so a malformed URL's
+    secret parts are known too): as whole units the URL, its userinfo, everything after the host
+    and the path with its query; and on their own, each path segment, query value and the
+    fragment that looks like a token (`_token_like`). A path too short for the redactor to scrub
+    (`/x`) is never written either: nothing prints a URL's path (Target.shown, Channel.shown)."""
     parts = [url]
     _, sep, rest = url.partition("://")
     if not sep:
         return parts
     cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
     authority, tail = rest[:cut], rest[cut:]
+    pieces: list[str] = []
     if "@" in authority:
-        parts.append(authority.rpartition("@")[0])
-    parts.append(tail)
-    path, _, fragment = tail.partition("#")
-    parts += [path, *path.split("?", 1), fragment]
-    return [p for p in parts if p]
+        userinfo = authority.rpartition("@")[0]
+        parts.append(userinfo)
+        pieces += userinfo.split(":")
+    request, _, fragment = tail.partition("#")
+    parts += [tail, request]
+    path, _, query = request.partition("?")
+    pieces += path.split("/")
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        pieces.append(value or key)
+        if value and _token_like(value):
+            parts.append(pair)
+    pieces.append(fragment)
+    parts += [p for p in pieces if _token_like(p)]
+    return list(dict.fromkeys(p for p in parts if p))
 
 
 @dataclass(frozen=True)

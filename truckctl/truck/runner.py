@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from truckctl.errors import TruckctlError
+from truckctl.private_file import write_private
 from truckctl.processes import alive
 from truckctl.truck.events import EventCollector, HostEvent, TruckRunResult
 from truckctl.truck.plan import RunPlan
@@ -145,11 +146,7 @@ def write_data_files(private_dir: Path, plan: RunPlan) -> tuple[Path, Path]:
 
     paths = []
     for name, data in (("inventory.yml", plan.inventory), ("extravars.yml", plan.extravars)):
-        path = private_dir / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(dump(data))
-        paths.append(path)
+        paths.append(write_private(private_dir / name, dump(data).encode("ascii")))
     return paths[0], paths[1]
 
 

@@ -10,10 +10,11 @@ memory. The password exists only in this process, so the file is useless once th
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 from typing import Any
+
+from truckctl.private_file import write_private
 
 VAULT_PROMPT = r"Vault password:\s*?$"
 
@@ -31,7 +32,4 @@ def write_encrypted_vars(path: Path, values: dict[str, Any], password: str) -> P
     from truckctl.ansible_data import dump
 
     ciphertext = vault.encrypt(dump(values))  # every string `!unsafe`: a secret is never a template
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(ciphertext)
-    return path
+    return write_private(path, ciphertext)

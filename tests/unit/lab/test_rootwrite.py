@@ -5,8 +5,12 @@ written through; a link where a directory is expected stops the write with a cle
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import stat
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -132,3 +136,59 @@ def test_paths_that_climb_out_are_refused(tmp_path: Path) -> None:
     for bad in ("../x", "etc/../../x", "", "."):
         with pytest.raises(ValueError):
             rootwrite.write_file(tmp_path, bad, b"x")
+
+
+def _read_group_guarded(root: Path) -> BaseException | bytes:
+    """rootwrite.read_file(root, "etc/group") in a thread: the outcome, or a test failure if it blocks
+    (the guard only keeps a regression from hanging the suite; it measures nothing)."""
+    outcome: list[BaseException | bytes] = []
+
+    def run() -> None:
+        try:
+            outcome.append(rootwrite.read_file(root, "etc/group"))
+        except BaseException as exc:  # handed to the test thread
+            outcome.append(exc)
+
+    reader = threading.Thread(target=run, daemon=True)
+    reader.start()
+    reader.join(30)
+    if reader.is_alive():  # unblock the stuck reader (a writer that opens and closes), then fail
+        with contextlib.suppress(OSError):
+            os.close(os.open(root / "etc/group", os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(5)
+        pytest.fail("reading the node's etc/group blocked (a FIFO planted in its place)")
+    return outcome[0]
+
+
+def _plant_fifo(root: Path) -> None:
+    os.mkfifo(root / "etc/group")
+
+
+def _plant_zero_device(root: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("making a device node needs root")
+    os.mknod(root / "etc/group", 0o644 | stat.S_IFCHR, os.makedev(1, 5))  # like /dev/zero: endless
+
+
+def _plant_socket(root: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(root / "etc/group"))
+
+
+@pytest.mark.parametrize("plant", [_plant_fifo, _plant_zero_device, _plant_socket])
+def test_a_special_file_planted_in_place_of_a_read_file_is_refused_without_blocking(
+        tmp_path: Path, plant: Callable[[Path], None]) -> None:
+    root = fresh_root(tmp_path / "node")
+    (root / "etc/group").unlink()
+    plant(root)
+    outcome = _read_group_guarded(root)
+    assert isinstance(outcome, TruckctlError), outcome
+    assert outcome.problems[0].code == "lab-unsafe-path"
+    assert "refusing to read /etc/group" in str(outcome) and "not a regular file" in str(outcome)
+
+
+def test_a_read_is_bounded_and_reads_a_regular_file_whole(tmp_path: Path) -> None:
+    root = fresh_root(tmp_path / "node")
+    assert rootwrite.read_file(root, "etc/group") == f"root:x:0:\nmosquitto:x:{os.getgid()}:\n".encode()
+    (root / "etc/big").write_bytes(b"x" * 5000)
+    assert rootwrite.read_file(root, "etc/big", max_bytes=4096) == b"x" * 4096

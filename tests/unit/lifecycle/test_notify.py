@@ -28,7 +28,7 @@ from truckctl.config.loader import load_stage
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.lifecycle import targets
-from truckctl.lifecycle.journal import list_runs, runs_dir
+from truckctl.lifecycle.journal import REDACTED, Redactor, list_runs, runs_dir
 from truckctl.lifecycle.notify import Channel, channels, deliver, notify
 from truckctl.lifecycle.run import locked_run
 from truckctl.lifecycle.webhttp import BadUrl, parse_url, secret_parts
@@ -170,7 +170,38 @@ REASONS = {
 
 def test_secret_parts_cover_userinfo_path_query_and_fragment() -> None:
     parts = secret_parts(f"https://u:{TOKEN}@h.example:99999/p/{TOKEN}?k={TOKEN}#{TOKEN}")
-    assert f"u:{TOKEN}" in parts and f"/p/{TOKEN}" in parts and f"k={TOKEN}" in parts and TOKEN in parts
+    assert f"u:{TOKEN}" in parts and f"/p/{TOKEN}?k={TOKEN}" in parts and f"k={TOKEN}" in parts and TOKEN in parts
+
+
+SLACK_LIKE = "https://hooks.example/services/T0A1B2C3D/B0Z9Y8X7W/aBcDeFgHiJkLmNoPqRsTuVwX"
+
+
+def test_the_secret_parts_of_a_webhook_are_scrubbed_wherever_they_appear() -> None:
+    """Each token-looking segment and query value is a needle of its own (a log line may quote one
+    without the rest of the URL), the whole path and query too."""
+    redactor = Redactor(secret_parts(f"{SLACK_LIKE}?sig={TOKEN}&v=1"))
+    for text in ("T0A1B2C3D", "B0Z9Y8X7W", "aBcDeFgHiJkLmNoPqRsTuVwX", TOKEN, f"sig={TOKEN}",
+                 f"/services/T0A1B2C3D/B0Z9Y8X7W/aBcDeFgHiJkLmNoPqRsTuVwX?sig={TOKEN}&v=1"):
+        scrubbed = redactor.scrub(f"the receiver said: {text}.")
+        assert scrubbed == f"the receiver said: {REDACTED}.", text
+    assert REDACTED in Redactor(secret_parts("https://h.example/hooks/k7Qz")).scrub("/hooks/k7Qz")
+
+
+def test_common_path_words_of_a_webhook_are_not_scrubbed_elsewhere() -> None:
+    """Plain words of the URL's path ("/services", "/alerts", "webhooks") stay readable in every
+    other line; only the secret units are needles."""
+    redactor = Redactor([*secret_parts(f"{SLACK_LIKE}?v=1"), *secret_parts(f"https://h.example/alerts?token={TOKEN}"),
+                         *secret_parts(f"https://h.example/api/webhooks/incoming?k={TOKEN}")])
+    line = "restarted /services and /alerts; webhooks/incoming is up (hooks.example)"
+    assert redactor.scrub(line) == line
+
+
+def test_a_target_and_a_channel_show_no_path_query_or_userinfo() -> None:
+    target = parse_url(f"https://hooks.example:8443/p/{TOKEN}?k=q7Zsecret")
+    channel = Channel("webhook", f"https://user:pw{TOKEN}@hooks.example/p/{TOKEN}?k=q7Zsecret")
+    for shown in (repr(target), str(target), repr(channel), str(channel), channel.shown, target.shown):
+        assert TOKEN not in shown and "/p/" not in shown and "q7Zsecret" not in shown and "user" not in shown
+    assert "hooks.example" in repr(target) and "8443" in repr(target)
 
 
 # ---- through a real run ----------------------------------------------------------------------
@@ -245,6 +276,30 @@ def test_the_notification_body_is_scrubbed_like_the_journal(receiver: str, proje
     body = _Receiver.received[0]
     assert body["kind"] == "drift-found" and body["items"][0]["diff"].startswith("-passphrase = [redacted]")
     assert SECRET not in json.dumps(_Receiver.received) and TOKEN not in out.output
+
+
+def test_a_short_webhook_path_is_never_printed(project: Project, fake_trucks: dict[str, Any],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A path too short to be scrubbed ("/q7": the redactor's needles are 6 characters or more)
+    reaches no output, journal or delivery result: they name the channel by scheme, host and port."""
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Receiver.received = []
+    try:
+        monkeypatch.setenv("TRUCKCTL_ALERT_WEBHOOK", f"http://127.0.0.1:{server.server_address[1]}/q7")
+        monkeypatch.chdir(REPO)
+        out = CliRunner().invoke(app, ["drift", "stage-1", "--json"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert out.exit_code == ExitCode.CHANGES, out.output
+    deliveries = json.loads(out.stdout)["result"]["notifications"]
+    assert [(d["channel"], d["ok"]) for d in deliveries] == [
+        (f"webhook (http://127.0.0.1:{server.server_address[1]})", True)]
+    assert len(_Receiver.received) == 1
+    for text in (out.output, _everything_written(project)):
+        assert "/q7" not in text
 
 
 def test_a_bug_in_a_step_still_closes_the_journal_without_its_text(project: Project, stage: Stage) -> None:
