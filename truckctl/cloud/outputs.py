@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
 def topic_prefix(race_id: str, truck: str, stage: str | None = None) -> str:
@@ -55,7 +55,8 @@ class CloudOutputs(BaseModel):
     telemetry_stream: str
     datalake_bucket: str
     alert_topic_arn: str
-    alert_webhook_url: str | None = None  # lab stand-in's alert receiver; on aws from the race secrets
+    # lab stand-in's alert receiver; on aws from the race secrets (a URL that may carry a token: no repr)
+    alert_webhook_url: str | None = Field(default=None, repr=False)
     # lab only: truckctl's client certificate and key (files) for the stand-in's HTTPS API
     standin_client_files: tuple[str, str] | None = None
     vpn_endpoint: str  # host:port of the management VPN gateway

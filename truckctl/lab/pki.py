@@ -93,9 +93,8 @@ class LabPki:
             return None
         serial = issued.serial
         revoked = {**self.revoked(), serial: name}
-        tmp = self.revoked_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(revoked, indent=1, sort_keys=True) + "\n")
-        tmp.replace(self.revoked_file)  # recorded before the files go: a crash never un-revokes
+        # recorded before the files go (a crash never un-revokes), replacing any link planted at the path
+        write_private(self.revoked_file, json.dumps(revoked, indent=1, sort_keys=True) + "\n", mode=0o644)
         issued.cert.unlink()
         issued.key.unlink(missing_ok=True)
         return serial

@@ -267,9 +267,10 @@ def test_stack_outputs_map_with_secrets_and_webhook() -> None:
                "trucks": OutputValue({"t": truck}), "truckPrivateKeys": OutputValue({"t": "KEY"}, secret=True),
                "telemetryStream": "s", "datalakeBucket": "b", "alertTopicArn": "arn:sns", "vpnEndpoint": "1.2.3.4:1",
                "vpnPublicKey": "pub"}
-    mapped = cloud_outputs_from_stack(outputs, alert_webhook_url="https://hook")
+    mapped = cloud_outputs_from_stack(outputs, alert_webhook_url="https://hook/p/T0ken42")
     assert mapped.trucks["t"].private_key_pem.get_secret_value() == "KEY"
-    assert "KEY" not in repr(mapped) and mapped.mqtt_port == 8883 and mapped.alert_webhook_url == "https://hook"
+    assert "KEY" not in repr(mapped) and mapped.mqtt_port == 8883
+    assert mapped.alert_webhook_url == "https://hook/p/T0ken42" and "T0ken42" not in repr(mapped)
     assert mapped.placeholder is False
 
 
