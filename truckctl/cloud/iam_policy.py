@@ -10,18 +10,26 @@ from __future__ import annotations
 import json
 import re
 from fnmatch import fnmatchcase
+from functools import cache
 from typing import Any
 
 # Services whose grants read data or secrets, or hand out identities: no prefix wildcard (`s3:Get*`) there.
 SENSITIVE_SERVICES = frozenset({"iam", "sts", "kms", "ssm", "secretsmanager", "s3", "iot", "ec2", "lambda",
                                 "dynamodb", "organizations", "cloudformation"})
 
-# Actions that read secrets or data, decrypt, or pass and assume roles: they must name their resources.
-SENSITIVE_ACTIONS = ("iam:PassRole", "iam:CreateAccessKey", "iam:AttachRolePolicy", "iam:PutRolePolicy",
-                     "sts:AssumeRole", "kms:Decrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom", "kms:CreateGrant",
-                     "ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:SendCommand",
-                     "ssm:StartSession", "s3:GetObject", "s3:PutObject", "s3:DeleteObject",
-                     "secretsmanager:GetSecretValue", "lambda:InvokeFunction", "iot:Connect", "iot:Publish")
+# What reads secrets or data, decrypts, or passes, assumes or rewrites identities and policies: such an
+# action must name its resources. Every action of the identity, key and secret services but their
+# listings (a new IAM action is sensitive until shown otherwise); S3's object reads and writes.
+SENSITIVE_ACTIONS = ("iam:*", "sts:*", "kms:*", "ssm:*", "secretsmanager:*",
+                     "s3:GetObject*", "s3:PutObject*", "s3:DeleteObject*",
+                     "lambda:InvokeFunction", "iot:Connect", "iot:Publish")
+# Listings return names and metadata, not the secrets or data themselves.
+LISTING_PREFIXES = ("list", "describe")
+# Actions of those services that take no resource and read nothing: granting them on "*" is how AWS
+# documents them. Each says why. (`ssmmessages:*`, the Session Manager channels, is another service.)
+UNSCOPABLE_ACTIONS = {
+    "sts:getcalleridentity": "has no resource, needs no permission, and tells the caller only who it is",
+}
 
 # AWS-managed policies are written for every account: they grant on Resource "*". Named ones say why.
 AWS_MANAGED_POLICY = re.compile(r"^arn:aws[a-z-]*:iam::aws:policy/(?:.*/)?(?P<name>[^/]+)$")
@@ -96,23 +104,63 @@ def wildcard_action_problem(action: str) -> str | None:
 
 
 def unscoped(resource: str) -> bool:
-    """True for `*` and for ARNs naming every resource of a kind (`arn:aws:ssm:r:a:parameter/*`,
-    `arn:aws:s3:::*`); a resource under one named parent (`bucket/prefix*`) is scoped."""
-    if resource.strip() == "*":
-        return True
+    """True where a resource pattern does not name what it grants on: `*`; a wildcard that is not an ARN
+    of 6 parts (`arn:*`, `arn:aws:*`); a wildcard in the partition, service, region or account
+    (`arn:aws:iam::*:role/x`) or in the resource type (`arn:aws:ssm:r:a:parameter*`, for S3 the
+    bucket: `arn:aws:s3:::lake*/x`); or a resource part of wildcards alone, or of a type and wildcards
+    (`arn:aws:s3:::*`, `arn:aws:ssm:r:a:*`, `arn:aws:ssm:r:a:parameter/*`). Under one named parent
+    (`arn:aws:s3:::bucket/prefix*`, `arn:aws:ssm:r:a:parameter/truckctl/*`) it is scoped."""
+    resource = resource.strip()
     parts = resource.split(":", 5)
+    if resource == "*" or (len(parts) < 6 and _wild(resource)):
+        return True
     if len(parts) < 6:
         return False
     service, name = parts[2], parts[5]
-    if service == "s3":
-        return name.split("/", 1)[0].strip("*?") == ""
-    head, sep, rest = (name.partition("/") if "/" in name else name.partition(":"))
-    return name.strip("*?") == "" or (bool(sep) and rest.strip("*?") == "" and head.strip("*?") != "")
+    if any(_wild(part) for part in parts[1:5]) or name.strip("*?/:") == "":
+        return True
+    if service == "s3":  # bucket/key: the bucket is the named parent
+        return _wild(name.split("/", 1)[0])
+    cut = re.search(r"[/:]", name)
+    if cut is None:  # no type, or a name alone
+        return _wild(name)
+    return _wild(name[:cut.start()]) or name[cut.end():].strip("*?/:") == ""
 
 
-def sensitive_actions(action: str) -> list[str]:
-    """The sensitive actions an allowed action pattern covers."""
-    return [s for s in SENSITIVE_ACTIONS if action_matches(action, s)]
+def sensitive_action(action: str) -> bool:
+    """Whether an allowed action pattern covers a sensitive action (case-insensitively, as AWS matches
+    them): some action both it and a SENSITIVE_ACTIONS pattern match, unless every action it matches
+    is a listing or it is one of UNSCOPABLE_ACTIONS."""
+    pattern = action.strip().lower()
+    if pattern in UNSCOPABLE_ACTIONS:
+        return False
+    service, _, name = pattern.partition(":")
+    if not _wild(service) and re.split(r"[*?]", name, maxsplit=1)[0].startswith(LISTING_PREFIXES):
+        return False
+    return any(patterns_overlap(pattern, sensitive.lower()) for sensitive in SENSITIVE_ACTIONS)
+
+
+def patterns_overlap(first: str, second: str) -> bool:
+    """Whether some string matches both patterns (`*` any run, `?` one character, the rest literal)."""
+
+    @cache
+    def overlap(i: int, j: int) -> bool:
+        if i == len(first) and j == len(second):
+            return True
+        if i < len(first) and first[i] == "*":  # the star matches nothing, or the next character of `second`
+            return overlap(i + 1, j) or (j < len(second) and overlap(i, j + 1))
+        if j < len(second) and second[j] == "*":
+            return overlap(i, j + 1) or (i < len(first) and overlap(i + 1, j))
+        if i == len(first) or j == len(second):
+            return False
+        same = first[i] == second[j] or "?" in (first[i], second[j])
+        return same and overlap(i + 1, j + 1)
+
+    return overlap(0, 0)
+
+
+def _wild(text: str) -> bool:
+    return "*" in text or "?" in text
 
 
 def managed_policy_problem(arn: str) -> str | None:

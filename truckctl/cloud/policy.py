@@ -229,13 +229,14 @@ def iam_no_wildcard_actions(resources: Sequence[PlannedResource]) -> list[Violat
 
 
 def iam_sensitive_resources(resources: Sequence[PlannedResource]) -> list[Violation]:
-    """Sensitive actions (reading secrets and data, decrypting, passing or assuming roles) name their
-    resources: never `*` nor every resource of a kind, whatever the condition."""
+    """Sensitive actions (every IAM, STS, KMS, SSM and Secrets Manager action but listings; S3 object
+    reads and writes) name their resources: never `*`, a wildcard ARN, nor every resource of a kind,
+    whatever the condition. `Action` may be one string or a list; actions match case-insensitively."""
     violations: list[Violation] = []
     for resource, document in _iam_documents(resources, "iam-sensitive-resources", violations):
         for statement in iamdoc.allow_statements(document):
             broad = [r for r in iamdoc.resources(statement) if iamdoc.unscoped(r)]
-            sensitive = sorted({s for a in iamdoc.actions(statement) for s in iamdoc.sensitive_actions(a)})
+            sensitive = sorted({a for a in iamdoc.actions(statement) if iamdoc.sensitive_action(a)})
             if broad and sensitive:
                 violations.append(Violation("iam-sensitive-resources", resource.name,
                                             f"allows {', '.join(sensitive)} on {', '.join(broad)}"))

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from truckctl.cloud import policy
+from truckctl.cloud import iam_policy, policy
 from truckctl.cloud.resources import PlannedResource, normalise
 
 KEY = "arn:aws:kms:eu-south-1:123456789012:key/abc"
@@ -143,7 +143,8 @@ def test_iam_rules_pass_scoped_policies(check: policy.Check) -> None:
 
 
 @pytest.mark.parametrize("action", ["*", "s3:*", "iam:*", "kms:*", "sts:*", "logs:*", "cloudwatch:*",
-                                    "s3:Get*", "ssm:GetParameter*", "kms:Re*", "iam:Pass?ole", "*:GetObject"])
+                                    "s3:Get*", "ssm:GetParameter*", "kms:Re*", "iam:Pass?ole", "*:GetObject",
+                                    "S3:*", "IAM:*", "S3:get*", "Ssm:GetParameter*"])
 def test_iam_wildcard_actions_of_any_service_are_refused(action: str) -> None:
     # ...on a named resource too: the wildcard grants actions nobody reviewed, now and as AWS adds them
     assert rules_of(policy.iam_no_wildcard_actions([role_policy(grant(action))])) == {("iam-no-wildcard-actions",
@@ -165,6 +166,88 @@ def test_iam_sensitive_actions_on_every_resource_are_refused(action: str, resour
     violations = policy.iam_sensitive_resources([role_policy(statement)])
     assert rules_of(violations) == {("iam-sensitive-resources", "p")}
     assert resource in violations[0].message
+
+
+ACCOUNT = "eu-south-1:123456789012"
+
+
+@pytest.mark.parametrize(("action", "resource"), [
+    ("ssm:GetParameter", "arn:*"), ("ssm:GetParameter", "arn:aws:*"), ("ssm:GetParameter", "arn:aws:ssm:*"),
+    ("ssm:GetParameter", "arn:?"), ("ssm:GetParameter", f"arn:aws:ssm:{ACCOUNT}:parameter*"),
+    ("ssm:GetParameter", f"arn:aws:ssm:{ACCOUNT}:param?ter/truckctl/x"),
+    ("ssm:GetParameter", f"arn:aws:ssm:{ACCOUNT}:*/truckctl/x"), ("ssm:GetParameter", f"arn:aws:ssm:{ACCOUNT}:*"),
+    ("ssm:GetParameter", f"arn:aws:ssm:{ACCOUNT}:parameter/*/*"),
+    ("ssm:GetParameter", "arn:aws:ssm:*:123456789012:parameter/truckctl/x"),  # every region
+    ("ssm:GetParameter", "arn:aws:ssm:eu-south-1:*:parameter/truckctl/x"),  # every account
+    ("ssm:GetParameter", f"arn:aws:*:{ACCOUNT}:parameter/truckctl/x"),  # every service
+    ("ssm:GetParameter", f"arn:*:ssm:{ACCOUNT}:parameter/truckctl/x"),  # every partition
+    ("iam:PassRole", "arn:aws:iam::*:role/*"), ("iam:PassRole", "arn:aws:iam::*:role/gdf27-stage-1-firehose"),
+    ("kms:Decrypt", f"arn:aws:kms:{ACCOUNT}:key*"),
+    ("s3:GetObject", "arn:aws:s3:::*"), ("s3:GetObject", "arn:aws:s3:::lake*/telemetry/x"),  # any account's bucket
+    ("s3:GetObject", "arn:aws:s3:::?ake-bucket/x"),
+])
+@pytest.mark.parametrize("as_list", [False, True])
+def test_iam_sensitive_actions_on_wildcard_arn_shapes_are_refused(action: str, resource: str, as_list: bool) -> None:
+    statement = grant([action] if as_list else action, [resource] if as_list else resource)
+    violations = policy.iam_sensitive_resources([role_policy(statement)])
+    assert rules_of(violations) == {("iam-sensitive-resources", "p")}
+    assert resource in violations[0].message
+
+
+@pytest.mark.parametrize("action", [
+    "iam:AttachUserPolicy", "iam:CreatePolicyVersion", "iam:UpdateAssumeRolePolicy", "iam:PutUserPolicy",
+    "iam:SetDefaultPolicyVersion", "iam:CreateLoginProfile", "iam:GetRole", "sts:AssumeRoleWithWebIdentity",
+    "sts:GetSessionToken", "kms:Sign", "kms:ReEncryptTo", "kms:PutKeyPolicy", "ssm:GetParameterHistory",
+    "ssm:PutParameter", "ssm:GetCommandInvocation", "secretsmanager:GetResourcePolicy",
+    "secretsmanager:PutSecretValue", "s3:GetObjectVersion", "s3:GetObjectAcl", "s3:PutObjectAcl",
+    "s3:DeleteObjectVersion",
+    # IAM action names are case-insensitive: so is the rule
+    "IAM:PassRole", "Iam:passrole", "KMS:DECRYPT", "S3:GetObject", "SSM:getParameter", "iam:AttachUserPolicy ",
+    # patterns covering a sensitive action (the wildcard rule refuses them too)
+    "s3:*", "S3:*", "*", "*:GetObject", "s?m:GetParameter", "iam:*Policy", "ss*:Get*", "kms:*crypt",
+])
+@pytest.mark.parametrize("as_list", [False, True])
+def test_iam_every_sensitive_action_is_refused_on_every_resource(action: str, as_list: bool) -> None:
+    statement = grant([action] if as_list else action, "*")
+    violations = policy.iam_sensitive_resources([role_policy(statement)])
+    assert rules_of(violations) == {("iam-sensitive-resources", "p")}
+    assert action in violations[0].message
+
+
+@pytest.mark.parametrize("action", [
+    "iam:ListRoles", "IAM:ListPolicies", "kms:ListAliases", "ssm:DescribeParameters", "ssm:DescribeInstance*",
+    "secretsmanager:ListSecrets", "sts:GetCallerIdentity", "STS:getcalleridentity", "s3:ListAllMyBuckets",
+    "s3:GetBucketLocation", "cloudwatch:PutMetricData", "ec2:DescribeInstances",
+    # Session Manager's channels: another service (ssmmessages), which the stack grants on "*"
+    "ssmmessages:CreateControlChannel", "ssmmessages:OpenDataChannel",
+])
+def test_iam_listings_and_resourceless_actions_may_take_every_resource(action: str) -> None:
+    assert policy.iam_sensitive_resources([role_policy(grant(action, "*"), grant([action], ["*"]))]) == []
+
+
+@pytest.mark.parametrize("resource", [
+    PARAMETER, KEY, "arn:aws:ssm:eu-south-1:123456789012:parameter/truckctl/gdf27/stage-1/vpn/peers/*",
+    "arn:aws:iam::123456789012:role/gdf27-stage-1-firehose", "arn:aws:iam::123456789012:role/gdf27-*",
+    "arn:aws:s3:::lake-bucket/telemetry/*", "arn:aws:s3:::lake-bucket/*", "arn:aws:s3:::lake-bucket",
+    "arn:aws:iot:eu-south-1:123456789012:topic/gdf27/stage-1/truck-a/*",
+    "arn:aws:logs:eu-south-1:123456789012:log-group:/truckctl/gdf27:*",
+    "arn:aws:ec2:eu-south-1:123456789012:instance/i-0123456789abcdef0",
+    "04da6b54-80e4-46f7-96ec-b56ff0331ba9",  # an output Pulumi does not know yet
+])
+def test_iam_named_resources_are_scoped(resource: str) -> None:
+    assert not iam_policy.unscoped(resource)
+    assert policy.iam_sensitive_resources([role_policy(grant(["ssm:GetParameter", "s3:GetObject"], resource))]) == []
+
+
+@pytest.mark.parametrize(("first", "second", "overlap"), [
+    ("ssm:get*", "ssm:*", True), ("*:getobject", "s3:getobject*", True), ("s?m:x", "ssm:*", True),
+    ("ssmmessages:*", "ssm:*", False), ("s3:list*", "s3:getobject*", False), ("*a", "b*", True),
+    ("a*", "*b", True), ("a*c", "*b*", True), ("a?", "ab", True), ("a?", "a", False), ("*x*", "*y*", True),
+    ("abc", "abd", False), ("", "*", True), ("", "?", False),
+])
+def test_action_patterns_overlap(first: str, second: str, overlap: bool) -> None:
+    assert iam_policy.patterns_overlap(first, second) is overlap
+    assert iam_policy.patterns_overlap(second, first) is overlap
 
 
 @pytest.mark.parametrize("statement", [

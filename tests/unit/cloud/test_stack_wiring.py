@@ -189,6 +189,32 @@ def test_parliament_reads_every_policy_document_of_every_stage(all_stages_envelo
     assert result["totals"]["violations"] == 0
 
 
+def test_stack_role_policies_name_the_resources_of_their_sensitive_actions(plan1: Plan) -> None:
+    """The stack's real role policies pass the IAM rules, and would not with Resource `*`: the rules see
+    their sensitive actions (SSM parameters, KMS, S3 objects), not only hand-made ones."""
+    from dataclasses import replace
+
+    from truckctl.cloud import iam_policy, policy
+
+    role_policies = plan1.of_type("aws:iam/rolePolicy:RolePolicy")
+    assert len(role_policies) >= 4
+    for check in (policy.iam_no_wildcard_actions, policy.iam_sensitive_resources, policy.iam_no_not_grants):
+        assert check(role_policies) == []
+    seen = set()
+    for role_policy in role_policies:
+        document = json.loads(role_policy.inputs["policy"])
+        sensitive = {a for s in iam_policy.allow_statements(document) for a in iam_policy.actions(s)
+                     if iam_policy.sensitive_action(a)}
+        for statement in iam_policy.allow_statements(document):
+            statement["Resource"] = "*"
+        opened = replace(role_policy, inputs={"policy": json.dumps(document)})
+        assert {v.resource for v in policy.iam_sensitive_resources([opened])} == ({role_policy.name} if sensitive
+                                                                                  else set())
+        seen |= sensitive
+    assert {"ssm:GetParameter", "ssm:GetParametersByPath", "ssm:UpdateInstanceInformation", "kms:Decrypt",
+            "kms:GenerateDataKey", "s3:PutObject", "s3:GetObject"} <= seen
+
+
 def test_bucket_carries_kms_encryption_and_versioning(plan1: Plan) -> None:
     bucket = plan1.named("datalake").inputs["bucket"]
     key_arn = plan1.named("telemetry-stream").inputs["kms_key_id"]
