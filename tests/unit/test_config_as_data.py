@@ -227,8 +227,12 @@ def test_human_output_never_passes_markup_or_escape_sequences(example_project: P
     env = Env(stdout=stream, stderr=stream, no_color=True)
     table(env, "t", ["cell"], [["a\x1b[2Jb\u202ec\x07"]])
     env.console().print("d\x1b]0;title\x07e", markup=False)
+    from rich.text import Text
+
+    env.console().print(Text("f\x1b]0;pwn\x07\x1b[2J\x9b2Jg"))  # a Text does not pass through render_str
     shown = stream.getvalue()
-    assert "\x1b" not in shown and "\u202e" not in shown and "\x07" not in shown
+    assert "\x1b" not in shown and "\u202e" not in shown and "\x07" not in shown and "\x9b" not in shown
+    assert "f\\x1b]0;pwn\\x1b[2J\\x9b2Jg" in shown  # shown as escapes (rich itself drops the BEL)
     assert "a\\x1b[2Jb\\u202ec\\x07" in shown and "d\\x1b]0;title\\x07e" in shown
 
 
