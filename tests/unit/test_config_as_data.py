@@ -146,8 +146,9 @@ def _strings(data: Any) -> Iterator[str]:
 REACHES_ANSIBLE = {"race.name", "ops_users[0].ssh_public_key"}
 FREE_TEXT = {"roles.gateway.description", "stage.start", "stage.finish", "tech_zone.name"}
 BASE_KEYS = _key_paths(render_inventory(load_stage(Project(REPO), STAGE)))
-# Every string scalar of the rendered inventory: `!unsafe "..."` (keys are plain or double-quoted).
-_UNTAGGED_STRING = re.compile(r':\s+["\']|^\s*-\s+["\']', re.MULTILINE)
+# Every string scalar of the rendered inventory that can hold a template: `!unsafe "..."` (keys are plain or
+# double-quoted; a text YAML would read as a date, number... is just "...", see ansible_data).
+_UNTAGGED_STRING = re.compile(r'(:\s+|^\s*-\s+)["\'].*\{', re.MULTILINE)
 
 
 @pytest.mark.parametrize(("file", "kind", "path"), CASES, ids=[f"{f}:{format_path(p)}:{k}" for f, k, p in CASES])
@@ -226,6 +227,52 @@ def test_human_output_never_passes_markup_or_escape_sequences(example_project: P
     env = Env(stdout=stream, stderr=stream, no_color=True)
     table(env, "t", ["cell"], [["a\x1b[2Jb\u202ec\x07"]])
     env.console().print("d\x1b]0;title\x07e", markup=False)
+    from rich.text import Text
+
+    env.console().print(Text("f\x1b]0;pwn\x07\x1b[2J\x9b2Jg"))  # a Text does not pass through render_str
     shown = stream.getvalue()
-    assert "\x1b" not in shown and "\u202e" not in shown and "\x07" not in shown
+    assert "\x1b" not in shown and "\u202e" not in shown and "\x07" not in shown and "\x9b" not in shown
+    assert "f\\x1b]0;pwn\\x1b[2J\\x9b2Jg" in shown  # shown as escapes (rich itself drops the BEL)
     assert "a\\x1b[2Jb\\u202ec\\x07" in shown and "d\\x1b]0;title\\x07e" in shown
+
+
+# Text that plain YAML 1.1 reads as something else; Ansible's `!unsafe` resolves it so (issue: ops user
+# "null" reached the `user` module as None, a race named "No" as False, "=" broke the load).
+NOT_PLAIN_STRINGS = ["on", "yes", "No", "off", "true", "False", "y", "null", "Null", "~", "", "0123", "0x1f", "0o17",
+                     "12:30", "1_000", "-1", "+1", "2027-05-09", "2027-05-09 10:30:00", "1e3", "1.5e+3", "-.5", ".inf",
+                     "-.Inf", ".nan", "=", "<<"]
+
+
+def test_ansible_reads_every_value_with_its_type_and_no_template(tmp_path: Path, example_project: Path) -> None:
+    """Loaded by Ansible's own DataLoader (trusting the file, as for an inventory or vars file), every value
+    `dump` wrote keeps its type and value, and every string that holds a template stays untrusted."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import is_trusted_as_template
+
+    strings = NOT_PLAIN_STRINGS + TEMPLATES + ["{x}", "a: b", "#c", "plain", "10.31.1.1"]
+    data: dict[str, Any] = {"strings": strings, "each": {f"k{i}": text for i, text in enumerate(strings)},
+                            "ints": [0, 83, 1000, -1], "bools": [True, False], "none": None, "float": 1.5}
+    race_file = example_project / "inventory" / "race.yaml"
+    race_file.write_text(race_file.read_text().replace("  name: Giro di Finzione 2027", '  name: "No"')
+                         .replace("- name: raceops", "- name: \"null\"\n    ssh_public_key: "
+                                  + RACE["ops_users"][0]["ssh_public_key"] + "\n  - name: \"yes\""))
+    stage = load_stage(Project(example_project), "stage-1")
+    assert stage.race.name == "No" and [u.name for u in stage.ops_users][:2] == ["null", "yes"]
+
+    for name, expected in (("vars.yml", data), ("inventory.yml", render_inventory(stage))):
+        path = tmp_path / name
+        path.write_text(ansible_data.dump(expected), encoding="ascii")
+        loaded = DataLoader().load_from_file(str(path), trusted_as_template=True)
+        assert loaded == expected
+        assert _typed(loaded) == _typed(expected)  # True is not "on", 83 is not "0123", None is not "null"
+        for text in _strings(loaded):
+            assert not ("{" in text and is_trusted_as_template(text)), text
+
+
+def _typed(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {key: _typed(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_typed(value) for value in data]
+    kind = next(t for t in (bool, int, float, str, type(None)) if isinstance(data, t))  # Ansible's own subclasses
+    return kind.__name__, data

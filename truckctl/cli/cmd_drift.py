@@ -91,6 +91,7 @@ def render_drift(env: Env, outcome: Outcome) -> None:
 
 
 def render_markdown(env: Env, outcome: Outcome) -> None:
+    from truckctl.cli.output import visible
     from truckctl.lifecycle.report import drift_markdown
 
-    env.stdout.write(drift_markdown(outcome.result))
+    env.stdout.write(visible(drift_markdown(outcome.result)))  # a node's diff is data: no escape sequence raw

@@ -129,7 +129,8 @@ def renderable(env: Env, result: dict[str, Any], footer: str | None = None) -> G
     from rich.console import Group
     from rich.markup import escape
     from rich.table import Table
-    from rich.text import Text
+
+    from truckctl.cli.output import markup, text
 
     rich = env.rich
     verdict = escape(result.get("verdict") or ("HEALTHY" if result["healthy"] else "UNHEALTHY"))
@@ -159,18 +160,18 @@ def renderable(env: Env, result: dict[str, Any], footer: str | None = None) -> G
         cloud_side.add_row(escape(truck["name"]), escape(telemetry["last_seen"] or "-"), count,
                            _ago(telemetry, rich) + alarm)
 
-    parts: list[Any] = [Text.from_markup(header) if rich else Text(Text.from_markup(header).plain), nodes]
+    parts: list[Any] = [markup(header) if rich else text(markup(header).plain), nodes]
     cloud = result["cloud"]
     if cloud.get("last_seen_note"):
-        parts.append(Text(f"cloud side: {cloud['last_seen_note']}"))
+        parts.append(text(f"cloud side: {cloud['last_seen_note']}"))
     else:
         parts.append(cloud_side)
-    parts += [Text(line) for line in _summary_lines(result)]
+    parts += [text(line) for line in _summary_lines(result)]
     if result["unhealthy"]:
-        parts.append(Text("unhealthy:", style="bold red" if rich else ""))
-        parts += [Text(f"  - {item}") for item in result["unhealthy"]]
+        parts.append(text("unhealthy:", style="bold red" if rich else ""))
+        parts += [text(f"  - {item}") for item in result["unhealthy"]]
     if footer:
-        parts.append(Text(footer, style="dim" if rich else ""))
+        parts.append(text(footer, style="dim" if rich else ""))
     return Group(*parts)
 
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
 from truckctl import __version__
 from truckctl.errors import ExitCode, Problem
+from truckctl.text import hidden
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
 SCHEMA = 1
 
@@ -50,24 +52,42 @@ def visible(text: str) -> str:
     (`\\x1b`, `\\u202e`); newlines and tabs stay."""
     if text.isprintable():
         return text
-    return "".join(char if char in "\n\t" or not _hidden(char) else char.encode("unicode_escape").decode("ascii")
+    return "".join(char if char in "\n\t" or not hidden(char) else char.encode("unicode_escape").decode("ascii")
                    for char in text)
 
 
-def _hidden(char: str) -> bool:
-    category = unicodedata.category(char)
-    return category[0] == "C" or category in ("Zl", "Zp")
+def text(value: str, style: str = "") -> Text:
+    """A rich Text of data (a node's answer, an error's message...): `visible` first, never markup. Every
+    `Text` of the human output is built here (or by the console from a string): a `Text(...)` does not
+    pass through the console's `render_str`."""
+    from rich.text import Text
+
+    return Text(visible(value), style=style)
+
+
+def markup(value: str) -> Text:
+    """A rich Text from markup the caller wrote (data in it `rich.markup.escape`d): `visible` first."""
+    from rich.text import Text
+
+    return Text.from_markup(visible(value))
 
 
 def _make_console(stream: TextIO, rich: bool) -> Console:
-    """A rich console whose every string (printed text, table cells) passes through `visible` first: no text
-    from the configuration, a node or a journal drives the terminal. Markup stays opt-in per call site."""
+    """A rich console whose every string (printed text, table cells) passes through `visible` first, and
+    whose every rendered segment does again (a `Text` built elsewhere, a table, a panel): no text from
+    the configuration, a node or a journal drives the terminal. Markup stays opt-in per call site."""
     from rich.console import Console
-    from rich.text import Text
+    from rich.segment import Segment
 
     class _Console(Console):
         def render_str(self, text: str, **kwargs: Any) -> Text:
             return super().render_str(visible(text), **kwargs)
+
+        def render(self, renderable: Any, options: Any = None) -> Iterator[Segment]:
+            for segment in super().render(renderable, options):
+                # rich's own cursor and screen codes are control segments; every other text is shown
+                yield segment if segment.control or segment.text.isprintable() else \
+                    Segment(visible(segment.text), segment.style)
 
     if rich:
         return _Console(file=stream, highlight=False)

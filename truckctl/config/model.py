@@ -8,7 +8,6 @@ every problem is reported with its file and field path in one pass.
 from __future__ import annotations
 
 import datetime as dt
-import unicodedata
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
@@ -16,6 +15,7 @@ from zoneinfo import ZoneInfo
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from truckctl.config.names import reserved_account
+from truckctl.text import hidden
 
 
 def printable_text(value: str) -> str:
@@ -23,8 +23,7 @@ def printable_text(value: str) -> str:
     however they were written (raw, or as a YAML escape such as "\\e", "\\n" or "\\u2028"). They
     would end a line in a rendered file, or drive the terminal that shows the value."""
     for index, char in enumerate(value):
-        category = unicodedata.category(char)
-        if category[0] == "C" or category in ("Zl", "Zp"):
+        if hidden(char):
             raise ValueError(f"expected printable text, found the control or formatting character U+{ord(char):04X} "
                              f"at position {index + 1}")
     return value

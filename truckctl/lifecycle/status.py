@@ -12,6 +12,7 @@ the cloud side can be read) every heartbeat and every truck's telemetry fresh.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -41,6 +42,7 @@ AWS_CLOUDSIDE_NOTE = ("cloud-side last-seen comes from CloudWatch (the ingest me
                       "and AWS credentials, so it is not shown")
 
 OK, STALE, NONE, UNKNOWN = "ok", "stale", "none", "unknown"
+_SYSTEMD_STATE = re.compile(r"[a-z-]{1,20}")
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,9 @@ def probe_nodes(nodes: list[NodeTarget], access: Connection) -> list[NodeProbe]:
         if len(answers) != len(node.services):
             return NodeProbe(node.name, True, f"unexpected answer from systemctl: {proc.stdout.strip()[:120]!r}",
                              dict.fromkeys(node.services, UNKNOWN))
-        return NodeProbe(node.name, True, "ok", dict(zip(node.services, answers, strict=True)))
+        # the node's answer is data: a state systemd could give (active, failed, activating...) or "unknown"
+        return NodeProbe(node.name, True, "ok", {unit: answer if _SYSTEMD_STATE.fullmatch(answer) else UNKNOWN
+                                                 for unit, answer in zip(node.services, answers, strict=True)})
 
     if not nodes:
         return []

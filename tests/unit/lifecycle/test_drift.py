@@ -162,6 +162,23 @@ def test_truck_changes_become_items_with_kind_expected_and_found() -> None:
     ]
 
 
+def test_markdown_shows_a_hostile_diff_as_escapes() -> None:
+    """A compromised node's diff holds escape sequences: `--format markdown` prints them as escapes."""
+    import io
+
+    from truckctl.cli.cmd_drift import render_markdown
+    from truckctl.cli.dispatch import Outcome
+    from truckctl.cli.output import Env
+
+    stream = io.StringIO()
+    render_markdown(Env(stdout=stream), Outcome({"stage": "stage-1", "target": "lab", "items": [
+        {"tier": "truck", "node": "truck-a-gw", "kind": "file", "item": "x", "expected": "", "found": "",
+         "diff": "+a\x1b]0;pwned\x07\x1b[2J\x9b2J\u202eb\n"}]}))
+    shown = stream.getvalue()
+    assert "+a\\x1b]0;pwned\\x07\\x1b[2J\\x9b2J\\u202eb" in shown
+    assert all(char.isprintable() or char == "\n" for char in shown), repr(shown)
+
+
 def test_drift_module_refuses_unknown_target(project: Project) -> None:
     with pytest.raises(TruckctlError) as caught:
         drift_module.drift(project, DriftOptions("stage-1", target="gcp"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 from typing import Any
 
@@ -23,6 +24,7 @@ from truckctl.lifecycle import targets
 from truckctl.lifecycle.journal import Journal
 from truckctl.lifecycle.lock import stage_lock
 from truckctl.project import Project
+from truckctl.text import hidden
 
 NODES = ["truck-a-gw", "truck-a-hv1", "truck-a-hv2", "truck-b-gw", "truck-b-hv1", "truck-b-hv2"]
 
@@ -279,3 +281,44 @@ def test_watch_stops_on_a_configuration_error() -> None:
 
     assert cmd_status.watch_loop(Env(stdout=io.StringIO(), stderr=err), action, interval=0) == 5
     assert "no stage-99" in err.getvalue()
+
+
+# ---- what a node says is data ------------------------------------------------------------------
+
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x9b2J\u202eevil\u2066\x00"  # retitle, clear screen (ESC and C1 CSI), bidi
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_hostile_node_or_cloud_answer_never_reaches_the_terminal(stage: Stage,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compromised node answers `systemctl` with escape sequences, or ssh complains with them on stderr;
+    an exception's text holds them in the cloud note: the status shows none raw, rich or plain."""
+    def fake_run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        address = argv[-2].split("@")[1]
+        if address == "10.32.1.13":
+            return subprocess.CompletedProcess(argv, 255, "", f"ssh: {HOSTILE} banner")
+        units = argv[-1].removeprefix("systemctl is-active ").removesuffix("; true").split()
+        states = [HOSTILE + "failed" if unit == "chrony" else "active" for unit in units]
+        return subprocess.CompletedProcess(argv, 0, "\n".join(states) + "\n", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    probes = st.probe_nodes(st.node_targets(stage), FakeConnection())
+    assert all(p.services["chrony"] == "unknown" for p in probes if p.reachable)  # not a systemd state
+    cloud = st.CloudSide({"state": "unknown", "note": f"the stack's outputs cannot be read: {HOSTILE}"}, None,
+                         f"the stand-in does not answer: {HOSTILE}")
+    document = assemble(stage, probes, cloud)
+    document.update(lock=None, last_run=None, drift=None, checked_at=0, took_s=0.1)
+    assert any(HOSTILE.split("\x00")[0][:20] in item for item in document["unhealthy"])  # it does get that far
+
+    for stream in (io.StringIO(), _Terminal()):
+        env = Env(stdout=stream, stderr=io.StringIO())
+        assert env.rich is isinstance(stream, _Terminal)
+        cmd_status.render(env, Outcome(document))
+        shown = re.sub(r"\x1b\[[0-9;]*m", "", stream.getvalue())  # rich's own colours (on a terminal only)
+        assert "\\x1b]0;pwned" in shown and "\\u202eevil" in shown  # shown, as escapes
+        assert not [char for char in shown if char != "\n" and hidden(char)], repr(shown)

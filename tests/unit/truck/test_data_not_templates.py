@@ -1,6 +1,7 @@
 """A real ansible-playbook run through truckctl's runner facade: a Jinja expression accepted in the
 configuration (race name, an ops user's key comment), in a cloud output (extra vars) and in a secret
-(the vault file) is never run on the controller, and lands literally in the files Ansible writes.
+(the vault file) is never run on the controller, and lands literally in the files Ansible writes; text
+that plain YAML reads as something else (an ops user "null", "yes", a date) stays text.
 
 The "node" is the controller itself (connection local): the inventory, extra vars and vault file
 are the ones `up` hands to Ansible; only the playbook is this test's, writing the values the way the
@@ -46,7 +47,7 @@ PLAYBOOK = """\
         mode: "0600"
 """
 TEMPLATE = ("{{ {'race_name': race_name, 'ca_pem': cloud_ca_pem, 'key': cloud_truck_keys[truck_name],"
-            " 'description': role_name} | to_json }}\n")
+            " 'description': role_name, 'users': ops_users | map(attribute='name'), 'date': stage_date} | to_json }}\n")
 
 
 @pytest.mark.parametrize("mitogen", ["1", "0"], ids=["mitogen", "linear"])
@@ -58,10 +59,12 @@ def test_jinja_in_the_configuration_is_written_literally_never_run(tmp_path: Pat
     shutil.copytree(REPO / "inventory", project / "inventory")
     race_file = project / "inventory" / "race.yaml"
     text = race_file.read_text()
+    second_user = '\n  - name: "yes"\n    ssh_public_key: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILPNa1l4wn7gh+jGJ1y1snS1'
     race_file.write_text(text.replace("  name: Giro di Finzione 2027", f'  name: "{payload}"')
-                         .replace(" ops@giro-di-finzione", f" ops@giro {payload}"))
-    stage = load_stage(Project(project), "stage-1")  # validate accepts both: free text
-    assert stage.race.name == payload
+                         .replace(" ops@giro-di-finzione", f" ops@giro {payload}{second_user}")
+                         .replace("- name: raceops", '- name: "null"'))
+    stage = load_stage(Project(project), "stage-1")  # validate accepts them: free text, valid user names
+    assert stage.race.name == payload and [user.name for user in stage.ops_users] == ["null", "yes"]
 
     base = make_cloud(stage)
     trucks = {name: TruckAccess.model_validate({**access.model_dump(), "private_key_pem": SecretStr(payload)})
@@ -84,4 +87,5 @@ def test_jinja_in_the_configuration_is_written_literally_never_run(tmp_path: Pat
     assert (out / "authorized_keys").read_text() == stage.ops_users[0].ssh_public_key + "\n"
     assert payload in (out / "authorized_keys").read_text()
     written = json.loads((out / "values.json").read_text())
-    assert written == {"race_name": payload, "ca_pem": payload, "key": payload, "description": "gateway"}
+    assert written == {"race_name": payload, "ca_pem": payload, "key": payload, "description": "gateway",
+                       "users": ["null", "yes"], "date": stage.info.date.isoformat()}
