@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-REFERENCE = re.compile(r"`(tests/[\w/]+\.py)?(?:::(\w+))?(?:\[[^\]`]*\])?`|`::(\w+)(?:\[[^\]`]*\])?`")
+REFERENCE = re.compile(r"`(tests/[\w/]+\.py)?(?:::(\w+))?(?:\[[^\]`]*\])?`")
 
 
 def named_tests(text: str) -> list[tuple[str, str | None]]:
@@ -15,12 +15,12 @@ def named_tests(text: str) -> list[tuple[str, str | None]]:
     found: list[tuple[str, str | None]] = []
     last_file: str | None = None
     for match in REFERENCE.finditer(text):
-        path, name, continued = match.groups()
+        path, name = match.groups()
         if path:
             last_file = path
             found.append((path, name))
-        elif continued and last_file:
-            found.append((last_file, continued))
+        elif name and last_file:
+            found.append((last_file, name))
     return found
 
 
