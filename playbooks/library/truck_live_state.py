@@ -104,6 +104,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 NOLOGIN = ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false", "/bin/sync")
 SSHD_ALIASES = {"prohibit-password": "without-password"}
+# Keywords whose value is a list of names: `sshd -T` prints one name per line, in any order.
+SSHD_NAME_LISTS = {"allowusers", "allowgroups", "denyusers", "denygroups"}
 KEY_TYPE = re.compile(r"^(ssh-|ecdsa-|sk-ssh-|sk-ecdsa-)")
 TCP_LISTEN, UDP_UNCONNECTED = "0A", "07"
 
@@ -277,6 +279,8 @@ class Node:
         for key, values in wanted.items():
             expected = [" ".join(SSHD_ALIASES.get(v.lower(), v.lower()).split()) for v in values]
             found = [" ".join(v.lower().split()) for v in live.get(key, [])]
+            if key in SSHD_NAME_LISTS:
+                expected, found = sorted(" ".join(expected).split()), sorted(" ".join(found).split())
             if expected != found:
                 items.append(Item("sshd", key, " | ".join(expected), " | ".join(found) or "(not set)",
                                   fix=("sshd", key)))

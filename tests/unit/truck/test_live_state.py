@@ -33,7 +33,9 @@ OPS_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpsOpsOpsOpsOpsOpsOpsOpsOpsOpsOp
 ADMIN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAdminAdminAdminAdminAdminAdminAdminAdminAdm truckctl"
 EXTRA_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIntruderIntruderIntruderIntruderIntruderIn intruder"
 RULESET = "table inet truckctl {\n\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n\t}\n}\n"
-SSHD_T = "passwordauthentication {pw}\npermitrootlogin without-password\nauthorizedkeysfile .ssh/authorized_keys\n"
+# as the real `sshd -T` prints it: a list keyword (AllowUsers) one name per line
+SSHD_T = ("passwordauthentication {pw}\npermitrootlogin without-password\nauthorizedkeysfile .ssh/authorized_keys\n"
+          "allowusers root\nallowusers {users}\n")
 TCP_HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
 
 
@@ -46,6 +48,7 @@ class FakeNode:
 
     def __init__(self) -> None:
         self.password_auth = "no"
+        self.allowed_users = "raceops"
         self.live_ruleset = RULESET
         self.sources = ["10.47.1.11"]
         self.commands: list[list[str]] = []
@@ -53,7 +56,7 @@ class FakeNode:
     def __call__(self, argv: list[str]) -> tuple[int, str, str]:
         self.commands.append(argv)
         if argv[:2] == ["/usr/sbin/sshd", "-T"]:
-            return 0, SSHD_T.format(pw=self.password_auth), ""
+            return 0, SSHD_T.format(pw=self.password_auth, users=self.allowed_users), ""
         if argv[0] == "unshare":
             return 0, RULESET, ""
         if argv[:3] == ["nft", "list", "ruleset"]:
@@ -84,7 +87,7 @@ def node(tmp_path: Path) -> tuple[Path, FakeNode]:
     write(root, "/home/raceops/.ssh/authorized_keys", OPS_KEY + "\n")
     write(root, "/etc/ssh/sshd_config", "Include /etc/ssh/sshd_config.d/*.conf\nX11Forwarding yes\n")
     write(root, "/etc/ssh/sshd_config.d/10-truckctl.conf", "PasswordAuthentication no\n"
-          "PermitRootLogin prohibit-password\n")
+          "PermitRootLogin prohibit-password\nAllowUsers root raceops\n")
     write(root, "/etc/nftables.conf", "flush ruleset\n")
     write(root, "/etc/chrony/chrony.conf", "server 10.47.1.11 iburst prefer\npool 0.debian.pool.ntp.org iburst\n")
     write(root, "/etc/sysctl.d/60-truckctl.conf", "# hardening\nkernel.kptr_restrict = 2\n")
@@ -203,3 +206,12 @@ def test_every_unit_the_roles_run_is_in_the_live_state_list() -> None:
             for unit in (task.get("truck_services") or {}).get("names", []):
                 if unit != "nftables":  # a oneshot: it loads the ruleset, nothing listens
                     assert f"'{unit}'" in listed, (tasks, unit)
+
+
+def test_a_name_list_keyword_is_compared_as_a_set_of_names(node: tuple[Path, FakeNode]) -> None:
+    """`AllowUsers root raceops` comes back from `sshd -T` as two lines: not drift; a name added by hand is."""
+    root, fake = node
+    assert measure(root, fake) == []
+    fake.allowed_users = "raceops\nallowusers intruder"
+    found = {(item.kind, item.item): item for item in measure(root, fake)}
+    assert found["sshd", "allowusers"].found == "intruder | raceops | root"
