@@ -42,6 +42,7 @@ from truckctl.lab import state as lab_state
 from truckctl.lab.system import signal_process, wait_gone
 from truckctl.lifecycle.journal import list_runs, show_run
 from truckctl.lifecycle.lock import lock_path, read_holder
+from truckctl.processes import alive, tagged
 from truckctl.truck.runner import RunnerSettings
 
 pytestmark = pytest.mark.lab
@@ -292,12 +293,19 @@ def test_a_full_disk_under_the_truck_tier_fails_the_step_and_the_journal_says_so
 
 # ---- truckctl itself killed or interrupted --------------------------------------------------------
 
+def run_processes(truckctl_pid: int) -> list[int]:
+    """Processes of the runs of one truckctl (their environment carries the run's tag), SSH included."""
+    return [pid for pid, tag in tagged().items() if f"-p{truckctl_pid}-" in tag and alive(pid)]
+
+
 def test_sigkilled_mid_run_leaves_a_whole_journal_and_a_stale_lock_that_unlock_clears(converged: Lab) -> None:
     lab = converged
     process, run_id = up_reaching_its_truck_step(lab)
     time.sleep(2)
-    os.killpg(process.pid, signal.SIGKILL)  # truckctl and the Ansible it started: a power cut, an OOM kill
+    os.killpg(process.pid, signal.SIGKILL)  # truckctl's group: a power cut of its terminal, an OOM kill
     process.wait(timeout=60)
+    # ansible-playbook runs in a session of its own: the kill did not reach it
+    assert wait_for(lambda: run_processes(process.pid), 30, "the killed run's Ansible, still running")
     listed = next(r for r in list_runs(lab.project, STAGE) if r["run_id"] == run_id)
     assert (listed["status"], listed["failed_step"]) == ("died", "truck")  # and where it died
     record = journal(lab, run_id, ended=False)
@@ -308,6 +316,8 @@ def test_sigkilled_mid_run_leaves_a_whole_journal_and_a_stale_lock_that_unlock_c
     assert lock_path(lab.project, STAGE).exists()
     code, document, _ = truckctl(lab, "unlock", STAGE, timeout=60)
     assert code == 0 and document["result"]["cleared"] is True
+    assert document["result"]["ended_processes"] >= 1  # the lock went only with the run's processes
+    assert not run_processes(process.pid)
     with timed("SIGKILL mid-run", "re-run after unlock"):
         converges(lab)
 
@@ -320,6 +330,7 @@ def test_ctrl_c_mid_run_exits_130_releases_the_lock_and_closes_the_journal(conve
         os.killpg(process.pid, signal.SIGINT)  # a terminal sends it to the whole foreground group
         code, document, stderr = finish(process, timeout=300)
     assert code == 130 and document["exit_code"] == 130, stderr[-2000:]
+    assert not run_processes(process.pid), "a process of the interrupted run survived it"
     assert read_holder(lab.project, STAGE) is None
     record = journal(lab, run_id)
     assert record["summary"]["status"] == "interrupted"

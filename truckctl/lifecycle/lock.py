@@ -106,9 +106,14 @@ def unlock(project: Project, stage: str, force: bool = False) -> dict[str, objec
                         else "use --force only if you know that run is gone"),
                      str(lock_path(project, stage)))],
             ExitCode.LOCKED)
+    from truckctl.truck.runner import end_orphans
+
+    # the dead holder's Ansible may still be running (its own session): it ends before the lock goes
+    ended = end_orphans(holder.pid) if holder.host == socket.gethostname() and holder.is_stale() else []
     lock_path(project, stage).unlink(missing_ok=True)
-    return {"stage": stage, "cleared": True, "holder": asdict(holder),
-            "message": f"cleared the lock of {holder.describe()}"}
+    return {"stage": stage, "cleared": True, "holder": asdict(holder), "ended_processes": len(ended),
+            "message": f"cleared the lock of {holder.describe()}"
+            + (f"; ended {len(ended)} process(es) its run had left running" if ended else "")}
 
 
 def _unwritable(project: Project, path: Path, exc: OSError) -> TruckctlError:

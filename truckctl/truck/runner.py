@@ -7,22 +7,25 @@ artifacts dir, which is the run's durable record.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from truckctl.errors import TruckctlError
 from truckctl.private_file import write_private
-from truckctl.processes import alive
+from truckctl.processes import RUN_TAG, alive, end_tagged
 from truckctl.truck.events import EventCollector, HostEvent, TruckRunResult
 from truckctl.truck.plan import RunPlan
 from truckctl.truck.vault import VAULT_PROMPT, new_password, write_encrypted_vars
@@ -106,7 +109,7 @@ def run_plan(plan: RunPlan, settings: RunnerSettings, on_event: Callable[[HostEv
     except OSError as exc:
         raise _unwritable(settings, exc) from None
     collector = EventCollector(on_event)
-    env = job_env(plan, settings)
+    env = {**job_env(plan, settings), RUN_TAG: private_dir.name}  # every process of the run carries it
     started = time.monotonic()
     try:
         password = new_password() if plan.secret_vars else None
@@ -125,7 +128,15 @@ def run_plan(plan: RunPlan, settings: RunnerSettings, on_event: Callable[[HostEv
             kwargs["cancel_callback"] = cancel
         runner = ansible_runner.interface.init_runner(**kwargs)
         runner.config.env = filter_env(runner.config.env, env)
-        runner.run()
+        with _stop_signals_interrupt():
+            try:
+                runner.run()
+            except BaseException:  # Ctrl-C, SIGTERM, a lost terminal, a bug: the run's processes end with it
+                end_tagged(lambda tag: tag == private_dir.name, spare=())
+                raise
+        # a canceled run (ansible-runner kills only ansible-playbook's process group) leaves none either;
+        # SSH ControlPersist masters of a finished run stay for the next one (they expire by themselves)
+        end_tagged(lambda tag: tag == private_dir.name)
     except ansible_runner.exceptions.AnsibleRunnerException as exc:
         raise TruckctlError.single("runner-error", f"ansible-runner could not run the playbook: {exc}") from None
     except OSError as exc:  # e.g. the state directory's disk is full
@@ -153,10 +164,23 @@ def write_data_files(private_dir: Path, plan: RunPlan) -> tuple[Path, Path]:
 _OWNER = re.compile(r"-p([0-9]+)-")
 
 
+def end_orphans(owner: int | None = None) -> list[int]:
+    """End the processes of runs whose truckctl died (SIGKILL, power loss of its terminal...), which would
+    otherwise go on converging nodes beside the next run. With `owner` (a dead lock holder's pid): all of
+    its runs' processes, SSH included; without: those of every dead owner but SSH ControlPersist masters,
+    which finished runs leave on purpose (they expire by themselves). Returns the pids ended."""
+    def orphaned(tag: str) -> bool:
+        found = _OWNER.search(tag)
+        return found is not None and (int(found.group(1)) == owner if owner is not None
+                                      else not alive(int(found.group(1))))
+    return end_tagged(orphaned, spare=() if owner is not None else ("ssh",))
+
+
 def sweep_dead_runs(work_dir: Path) -> list[Path]:
     """Remove private data dirs whose run died without cleaning up (SIGKILL, power loss): each names
     its process; one that is gone leaves an inventory and one-time encrypted secrets nobody needs.
     Runs of other stages may be going on at the same time: their dirs (process alive) are kept."""
+    end_orphans()
     removed = []
     for directory in work_dir.iterdir() if work_dir.is_dir() else []:
         owner = _OWNER.search(directory.name)
@@ -165,6 +189,25 @@ def sweep_dead_runs(work_dir: Path) -> list[Path]:
         shutil.rmtree(directory, ignore_errors=True)
         removed.append(directory)
     return removed
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a lost terminal) end the run as Ctrl-C does, instead of killing truckctl
+    outright and leaving ansible-playbook running in its own session."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _unwritable(settings: RunnerSettings, exc: OSError) -> TruckctlError:
