@@ -110,8 +110,10 @@ def test_an_interrupted_run_leaves_no_process_behind(tmp_path: Path, stop: signa
     plan = build_plan(playbooks, stage, make_cloud(stage), FakeConnection(), "lab", limit="truck-a-gw")
     settings = RunnerSettings(tmp_path / "state")
 
+    earlier = set(tagged())  # e.g. SSH masters that earlier tests' runs left on purpose (same pid in the tag)
+
     def running() -> list[int]:
-        return [pid for pid, tag in tagged().items() if f"-p{os.getpid()}-" in tag]
+        return [pid for pid, tag in tagged().items() if f"-p{os.getpid()}-" in tag and pid not in earlier]
 
     def stop_when_running() -> None:
         deadline = time.monotonic() + 60
@@ -120,8 +122,14 @@ def test_an_interrupted_run_leaves_no_process_behind(tmp_path: Path, stop: signa
             time.sleep(0.1)
         os.kill(os.getpid(), stop)
 
+    # Python leaves SIGINT ignored when it starts ignored (a job started with & by a script, as CI may be):
+    # give it the handler an interactive truckctl has
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=stop_when_running, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        run_plan(plan, settings, cancel=lambda: False)  # as truckctl calls it: its own cancel, no runner handler
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_plan(plan, settings, cancel=lambda: False)  # as truckctl calls it: its own cancel, no runner handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
     survivors = running() if not wait_gone(running()) else []
     assert not survivors, [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in survivors]
