@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from tests.unit.lifecycle.fakes import truck_result
 from tests.unit.truck.conftest import REPO, FakeConnection, make_cloud
 from truckctl.cli.app import app
 from truckctl.config.model import Stage
@@ -19,18 +20,11 @@ from truckctl.lifecycle.drift import DriftHooks, DriftOptions, drift
 from truckctl.lifecycle.journal import list_runs, show_run
 from truckctl.lifecycle.report import drift_markdown
 from truckctl.project import Project
-from truckctl.truck.events import Change, HostEvent, HostStats, TruckRunResult
+from truckctl.truck.events import Change, TruckRunResult
 
 SSHD_DIFF = "--- before\n+++ after\n-PasswordAuthentication yes\n+PasswordAuthentication no\n"
 
 
-def result(check: bool, changes: list[Change], unreachable: bool = False) -> TruckRunResult:
-    hosts = {"truck-a-gw": HostStats(ok=30, changed=len(changes)),
-             "truck-a-hv1": HostStats(ok=17, unreachable=int(unreachable))}
-    return TruckRunResult(status="successful", rc=4 if unreachable else 0, check=check, hosts=hosts,
-                          changes=changes, duration_s=1.0, artifacts_dir="/a",
-                          failures=[HostEvent("truck-a-hv1", "Gathering", "unreachable", "timed out")]
-                          if unreachable else [])
 
 
 @pytest.fixture
@@ -43,7 +37,7 @@ def nodes(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         changes = [Change("truck-a-gw", "Configure sshd", SSHD_DIFF)] if state["drifted"] else []
         if not plan.check:
             state["drifted"] = False
-        return result(plan.check, changes, state["unreachable"])
+        return truck_result(plan.check, changes, state["unreachable"])
 
     monkeypatch.setattr("truckctl.truck.runner.run_plan", run_plan)
     monkeypatch.setattr(targets, "connection", lambda project, stage, target: FakeConnection())

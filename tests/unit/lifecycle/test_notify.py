@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 from typer.testing import CliRunner
 
+from tests.unit.lifecycle.fakes import truck_result
 from tests.unit.truck.conftest import REPO, FakeConnection, make_cloud
 from truckctl.cli.app import app
 from truckctl.config.loader import load_stage
@@ -33,7 +34,7 @@ from truckctl.lifecycle.notify import Channel, channels, deliver, notify
 from truckctl.lifecycle.run import locked_run
 from truckctl.lifecycle.webhttp import BadUrl, parse_url, secret_parts
 from truckctl.project import Project
-from truckctl.truck.events import Change, HostEvent, HostStats, TruckRunResult
+from truckctl.truck.events import Change, TruckRunResult
 
 TOKEN = "T0KEN-s3cr3t-9f8e7d6c5b4a"
 SECRET = "hunter2-passphrase-value"
@@ -206,13 +207,6 @@ def test_a_target_and_a_channel_show_no_path_query_or_userinfo() -> None:
 
 # ---- through a real run ----------------------------------------------------------------------
 
-def _truck_result(check: bool, changes: list[Change], unreachable: bool) -> TruckRunResult:
-    hosts = {"truck-a-gw": HostStats(ok=30, changed=len(changes)),
-             "truck-a-hv1": HostStats(ok=17, unreachable=int(unreachable))}
-    return TruckRunResult(status="successful", rc=4 if unreachable else 0, check=check, hosts=hosts,
-                          changes=changes, duration_s=1.0, artifacts_dir="/a",
-                          failures=[HostEvent("truck-a-hv1", "Gathering", "unreachable", "timed out")]
-                          if unreachable else [])
 
 
 @pytest.fixture
@@ -221,7 +215,7 @@ def fake_trucks(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     state: dict[str, Any] = {"unreachable": False, "diff": "-PasswordAuthentication yes\n+PasswordAuthentication no\n"}
 
     def run_plan(plan: Any, settings: Any, on_event: Any, cancel: Any) -> TruckRunResult:
-        return _truck_result(plan.check, [Change("truck-a-gw", "Configure sshd", state["diff"])],
+        return truck_result(plan.check, [Change("truck-a-gw", "Configure sshd", state["diff"])],
                              state["unreachable"])
 
     monkeypatch.setattr("truckctl.truck.runner.run_plan", run_plan)
