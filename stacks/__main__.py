@@ -1,6 +1,7 @@
-"""Entry point of the Pulumi program: build the cloud tier of the stage named by the stack.
+"""Entry point of the Pulumi program: build the race's cloud (the stack is named after the race id;
+its config `stage` is the day).
 
-Run by the Pulumi CLI (`pulumi preview -s stage-1`), by truckctl's Automation API engine, and by
+Run by the Pulumi CLI (`pulumi preview -s gdf27 -c stage=stage-1`), by truckctl's Automation API engine, and by
 truckctl's offline plan under mocks. The project directory is the parent of stacks/.
 """
 

@@ -84,7 +84,7 @@ def vpn_gateway_policy(private_key_parameter_arn: str, peers_path_arn: str, key_
                        vpn_path_arn: str) -> str:
     """The VPN gateway reads its own private key and the peers list, nothing else.
 
-    The key decrypts only SSM parameters under the stage's own VPN path (SSM passes the
+    The key decrypts only SSM parameters under the race's own VPN path (SSM passes the
     parameter's ARN as encryption context), so this role cannot decrypt anything else of the race.
     """
     return document([

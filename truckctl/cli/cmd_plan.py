@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-LAB_NOTE = ("offline plan: the stack program evaluated under Pulumi mocks, nothing is created "
+LAB_NOTE = ("offline plan: the race's one stack evaluated under Pulumi mocks, nothing is created "
             "(on the lab target this is the cloud tier's plan: the lab's cloud stand-in replaces AWS)")
 AWS_NOTE = "aws preview: Pulumi's preview of the stage's stack against AWS"
 
@@ -39,6 +39,9 @@ def plan(
     secrets_provider: Annotated[str | None, typer.Option(
         "--secrets-provider", help="passphrase (default, from the environment) or awskms://KEY.",
         show_default=False)] = None,
+    from_stage: Annotated[str | None, typer.Option(
+        "--from", metavar="STAGE", help="Offline: show the move from this stage (default: the stage before; "
+        "`race` for the race between stages).", show_default=False)] = None,
     jobs: Annotated[int | None, typer.Option(
         "--jobs", min=1, max=16, help="Stages planned in parallel offline (default: CPU count, at most 4).",
         show_default=False)] = None,
@@ -59,25 +62,39 @@ def plan(
         project = _project()
         if use_aws:
             return _aws_plan(project, names, backend, secrets_provider, env)
-        return _offline_plan(project, names, jobs)
+        return _offline_plan(project, names, jobs, from_stage)
 
     raise typer.Exit(run(env, "plan", stage, action, cloud_plan))
 
 
-def _offline_plan(project: Any, names: list[str] | None, jobs: int | None) -> Any:
+def _offline_plan(project: Any, names: list[str] | None, jobs: int | None, from_stage: str | None = None) -> Any:
+    """One stage: the race stack at that stage and the move to it; --all: the race stack once, then the
+    moves of every stage from the one before."""
     from truckctl.cli.dispatch import Outcome
-    from truckctl.cloud.offline import plan_offline
+    from truckctl.cloud.offline import RACE, plan_move, plan_race, previous_stage
     from truckctl.errors import ExitCode, Problem
 
-    plans = plan_offline(project, names, jobs)
-    problems = [Problem("policy-violation", f"{v['rule']}: {v['message']}", f"{p['stage']}: {v['resource']}")
-                for p in plans for v in p["policy"]]
     result: dict[str, Any] = {"target": "lab", "mode": "offline", "note": LAB_NOTE}
     if names is not None:
-        result.update(stage=plans[0]["stage"], cloud=plans[0])
+        stage = names[0]
+        if from_stage is not None and from_stage != RACE:
+            from truckctl.config.loader import check_stage_name
+
+            check_stage_name(from_stage)
+        planned = plan_move(project, stage, from_stage if from_stage is not None else previous_stage(project, stage),
+                            jobs)
+        result.update(stage=stage, cloud=planned["cloud"], move=planned["move"])
+        entries = [{"stage": stage, **planned}]
     else:
-        result["stages"] = [{"stage": p["stage"], "cloud": p} for p in plans]
-        result["totals"] = {"stages": len(plans), "resources": sum(p["counts"]["total"] for p in plans),
+        race = plan_race(project, jobs)
+        result.update(race=race["race"], stages=race["stages"])
+        entries = [{"stage": RACE, "cloud": race["race"], "move": {"policy": []}}, *race["stages"]]
+    problems = [Problem("policy-violation", f"{v['rule']}: {v['message']}", f"{e['stage']}: {v['resource']}")
+                for e in entries for v in (*e["cloud"]["policy"], *e["move"]["policy"])]
+    if names is None:
+        result["totals"] = {"stages": len(race["stages"]), "race_resources": race["race"]["counts"]["total"],
+                            "moves": {op: sum(s["move"]["counts"][op] for s in race["stages"])
+                                      for op in ("create", "update", "replace", "delete")},
                             "violations": len(problems)}
     return Outcome(result, ExitCode.ERROR if problems else ExitCode.OK, problems)
 

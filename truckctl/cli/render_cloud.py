@@ -32,18 +32,51 @@ def cloud_plan(env: Env, outcome: Outcome) -> None:
     result = outcome.result
     out = env.console()
     out.print(result["note"], markup=False)
-    for entry in result.get("stages") or [{"stage": result["stage"], "cloud": result["cloud"]}]:
+    if result.get("race"):  # --all offline: the race stack once, then the 21 moves
+        _stage_tables(env, result["race"], "the race stack between stages")
+        _moves_summary(env, result)
+        return
+    for entry in result.get("stages") or [{"stage": result["stage"], "cloud": result["cloud"],
+                                           "move": result.get("move")}]:
         if "changes" in entry["cloud"]:
             _preview(env, entry["stage"], entry["cloud"])
-        elif result.get("stages"):
-            continue  # --all: the summary table below, not 21 x 7 tables
+        elif entry.get("move") and entry["move"]["from"] is not None:
+            _move(env, entry["move"], entry["cloud"])
         else:
             _stage_tables(env, entry["cloud"])
-    if result.get("stages"):
-        _all_summary(env, result)
 
 
-def _stage_tables(env: Env, cloud: dict[str, Any]) -> None:
+def _move(env: Env, move: dict[str, Any], cloud: dict[str, Any]) -> None:
+    """Only the day's differences: the race stack's other resources stay as they are."""
+    rows = [[c["op"], c["type"].rsplit(":", 1)[-1], c["name"],
+             ", ".join(c["keys"]) + (f" (replaced on {', '.join(c['replaced_on'])})" if c["replaced_on"] else ""),
+             c["holds"]] for c in move["changes"]]
+    if rows:
+        table(env, f"Move {move['from']} -> {move['stage']}", ["op", "type", "name", "inputs that differ", "holds"],
+              rows)
+    counts = ", ".join(f"{op} {n}" for op, n in move["counts"].items())
+    env.console().print(f"{move['stage']} ({cloud['region']}): the race stack of {cloud['counts']['total']} "
+                        f"resources, moved from {move['from']}: {counts}", markup=False)
+    _policy(env, cloud["policy"] + move["policy"], len(cloud["policy_rules"]) + 1)
+
+
+def _moves_summary(env: Env, result: dict[str, Any]) -> None:
+    rows = []
+    for entry in result["stages"]:
+        move = entry["move"]
+        counts = move["counts"]
+        rows.append([entry["stage"], str(move["from"]), *(str(counts[op]) for op in ("create", "update", "replace",
+                                                                                     "delete")),
+                     ", ".join(sorted({c["name"] for c in move["changes"]})) or "-",
+                     str(len(entry["cloud"]["policy"]) + len(move["policy"]))])
+    table(env, "Moves (the day's differences)", ["stage", "from", "create", "update", "replace", "delete",
+                                                 "resources", "violations"], rows)
+    violations = [{**v, "resource": f"{e['stage']}:{v['resource']}"} for e in result["stages"]
+                  for v in e["cloud"]["policy"] + e["move"]["policy"]]
+    _policy(env, violations, len(result["race"]["policy_rules"]) + 1, f"race and {len(result['stages'])} moves")
+
+
+def _stage_tables(env: Env, cloud: dict[str, Any], what: str = "") -> None:
     out = env.console()
     by_component: dict[str, list[dict[str, Any]]] = {}
     for resource in cloud["resources"]:
@@ -56,23 +89,9 @@ def _stage_tables(env: Env, cloud: dict[str, Any]) -> None:
         table(env, f"{component} ({len(resources)})", ["type", "name", "key inputs", "depends on"], rows)
     counts = cloud["counts"]
     parts = ", ".join(f"{name} {n}" for name, n in counts["by_component"].items())
-    out.print(f"{cloud['stage']} ({cloud['region']}): {counts['total']} resources to create: {parts}", markup=False)
+    out.print(f"{what or cloud['stage']} ({cloud['region']}): {counts['total']} resources to create: {parts}",
+              markup=False)
     _policy(env, cloud["policy"], len(cloud["policy_rules"]))
-
-
-def _all_summary(env: Env, result: dict[str, Any]) -> None:
-    rows = []
-    for entry in result["stages"]:
-        cloud = entry["cloud"]
-        if "counts" in cloud:
-            rows.append([entry["stage"], str(cloud.get("region", "")), str(cloud["counts"]["total"]),
-                         str(len(cloud["policy"]))])
-    if rows:
-        table(env, "Offline plan", ["stage", "region", "resources", "violations"], rows)
-    violations = [{**v, "resource": f"{e['stage']}:{v['resource']}"} for e in result["stages"]
-                  for v in e["cloud"].get("policy", [])]
-    rules = len(result["stages"][0]["cloud"].get("policy_rules", [])) if result["stages"] else 0
-    _policy(env, violations, rules, f"{len(result['stages'])} stages")
 
 
 def _preview(env: Env, stage: str, cloud: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ policypack/ (over the engine's resources). Inputs are normalised `PlannedResourc
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from truckctl.cloud import iam_policy as iamdoc
 from truckctl.cloud.iam_policy import items as _items
 from truckctl.cloud.iam_policy import policy_document as _policy_document
 from truckctl.cloud.iam_policy import statements as _statements
+from truckctl.cloud.replacement import holds, replace_keys
 from truckctl.cloud.resources import PlannedResource, by_type
 
 BUCKET = "aws:s3/bucket:Bucket"
@@ -57,6 +59,7 @@ IOT_ATTACHED = "iot:Connection.Thing.IsAttached"
 DATA_TAG = "truckctl-data"  # buckets holding race data carry this tag (stacks/race_cloud/datalake.py)
 WORLD = ("0.0.0.0/0", "::/0")
 AWS_MANAGED_KEYS = ("alias/aws/", "aws/")
+STAGE_MENTION = re.compile(r"(?<![A-Za-z0-9])stage[-_][1-9][0-9]?(?![0-9])")
 
 
 @dataclass(frozen=True)
@@ -396,7 +399,7 @@ def _under_own_prefix(topic: str, client: str) -> bool:
 def iot_policy_scoped(resources: Sequence[PlannedResource]) -> list[Violation]:
     """An IoT policy serves one truck's bridge and nothing more: iot:Connect as one client id (the
     thing's name, the certificate attached to that thing) and iot:Publish under that client's own topic
-    prefix (race/stage/truck for race-stage-truck): no other action, no wildcard across trucks or stages."""
+    prefix (race/truck for race-truck): no other action, no wildcard across trucks."""
     violations = []
     for policy in by_type(list(resources), IOT_POLICY):
         document = _policy_document(policy.inputs.get("policy"))
@@ -449,6 +452,33 @@ def ec2_hardened(resources: Sequence[PlannedResource]) -> list[Violation]:
     return violations
 
 
+def _mentions_stage(value: Any) -> bool:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return bool(STAGE_MENTION.search(text))
+
+
+def race_long_identity(resources: Sequence[PlannedResource]) -> list[Violation]:
+    """Resources holding data or identity (lake, stream, delivery, key, things, certificates, VPN hub,
+    its address and key) carry no stage in their logical name nor in any input they are replaced on:
+    moving the race to another stage cannot replace them. (The two-plan rule of a move, in
+    truckctl/cloud/moves.py, checks the move itself; this one needs only the plan, so CrossGuard runs it.)"""
+    violations = []
+    for resource in resources:
+        if not holds(resource.type):
+            continue
+        if _mentions_stage(resource.name):
+            violations.append(Violation("race-long-identity", resource.name,
+                                        "its logical name carries a stage: the next stage would replace it"))
+        for key in replace_keys(resource):
+            value: Any = resource.inputs
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if value is not None and _mentions_stage(value):
+                violations.append(Violation("race-long-identity", resource.name,
+                                            f"{key} carries a stage: the next stage would replace it"))
+    return violations
+
+
 RULES: tuple[Rule, ...] = tuple(
     Rule(name, (check.__doc__ or "").strip(), check)
     for name, check in (
@@ -468,6 +498,7 @@ RULES: tuple[Rule, ...] = tuple(
         ("datalake-retained", datalake_retained),
         ("datalake-versioned", datalake_versioned),
         ("ec2-hardened", ec2_hardened),
+        ("race-long-identity", race_long_identity),
     )
 )
 

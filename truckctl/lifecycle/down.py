@@ -1,6 +1,15 @@
-"""`truckctl down STAGE`: tear a stage down in the right order without losing the race's data.
+"""`truckctl down STAGE [--race]`: end the day, or tear the race down, without losing the race's data.
 
-Order, one locked and journaled run (steps `truck`, `revoke`, `cloud`):
+The race has one cloud (docs/CLOUD.md). So there are two teardowns:
+- `down STAGE` ends the day (journal command `down`): the stage's truck tier is taken down
+  (step `truck`), the lab's stand-in certificates revoked (lab, step `revoke`), and on aws the race's
+  stack leaves the stage (step `cloud`: `end_day`, the day's alarms and LAN routes removed). What
+  lives the race stays, the trucks' IoT certificates included (they are rotated on purpose by
+  `rotate-cert`, deactivated only when the race ends).
+- `down STAGE --race` tears the race's cloud down after the race (journal command `down-race`), in the
+  order below; STAGE is the tech zone whose trucks are taken down (the last one).
+
+Order of `--race`, one locked and journaled run (steps `truck`, `revoke`, `cloud`):
 1. truck: playbooks/down.yml on every node: heartbeats, the lab's simulated feed and the telemetry
    bridge stopped and disabled, the truck's certificate and key removed from the gateway;
 2. revoke: the trucks' certificates refused at the cloud side (lab: the stand-in's CRL; aws: every
@@ -19,7 +28,8 @@ cloud tier is NOT destroyed: the run fails (exit 1) naming the nodes, and re-run
 they are back completes it. The cloud is never torn down under a truck that may still be sending.
 
 Every step is idempotent. A re-run right after a down that failed, was interrupted or died skips
-the steps that run recorded as done, and redoes the rest.
+the steps that run recorded as done, and redoes the rest; a day's down resumes only a day's down,
+a race's only a race's (the journal's command tells them apart).
 
 Confirmation is decided by `confirm` (the CLI supplies the prompt; the core never prompts) and
 checked again by `down` before the lock or the journal are touched: unconfirmed, nothing changes.
@@ -50,6 +60,7 @@ if TYPE_CHECKING:
 
 DOWN_PLAYBOOK = "down.yml"
 STEPS = ("truck", "revoke", "cloud")
+COMMANDS = {False: "down", True: "down-race"}  # journal command by scope (race teardown or not)
 RESUMABLE = ("failed", "interrupted", "died")
 GATEWAY_STORE = "/var/lib/mosquitto"
 
@@ -63,7 +74,7 @@ class Confirmation:
 
 
 def confirm(stage: str, target: str, *, yes: bool, delete_data: bool, confirm_delete_data: str | None,
-            interactive: bool, ask: Callable[[str], str]) -> Confirmation:
+            interactive: bool, ask: Callable[[str], str], race: bool = True) -> Confirmation:
     """The confirmation policy.
 
     - `--yes` confirms the teardown; without it a terminal user types the stage name.
@@ -90,7 +101,9 @@ def confirm(stage: str, target: str, *, yes: bool, delete_data: bool, confirm_de
     data = ("and DELETES the data lake (race data, its KMS key)" if delete_data and target == "aws" else
             "(the lab has no data lake: --delete-data deletes nothing more there)" if delete_data else
             "and keeps the data lake")
-    typed = ask(f"This tears {stage} down on {target} (truck tier, certificates, cloud tier) {data}.\n"
+    what = ("the race's cloud after the race: truck tier, certificates, cloud tier" if race else
+            "the day: the truck tier, and the cloud's day-specific parts (the race's cloud stays)")
+    typed = ask(f"This tears {stage} down on {target} ({what}) {data}.\n"
                 f"Type the stage name to confirm")
     if typed.strip() != stage:
         raise TruckctlError.single("not-confirmed", f"typed {typed.strip()!r}, not {stage!r}: nothing was changed")
@@ -105,6 +118,8 @@ class Engine(Protocol):
     def certificates(self) -> tuple[str, dict[str, str]]: ...
 
     def destroy(self, delete_data: bool = False) -> OperationResult: ...
+
+    def end_day(self) -> OperationResult: ...
 
 
 def _run_truck(plan: RunPlan, project: Project, on_event: Callable[[HostEvent], None],
@@ -194,6 +209,11 @@ class DownOptions:
     stage: str
     target: str = "lab"
     delete_data: bool = False
+    race: bool = False  # tear the race's cloud down (after the race), not only the day
+
+    @property
+    def command(self) -> str:
+        return COMMANDS[self.race]
 
 
 # ---- the truck tier's teardown plan ----------------------------------------------------------
@@ -214,14 +234,15 @@ def teardown_plan(project: Project, stage: Stage, connection: Connection, target
 
 # ---- resume ----------------------------------------------------------------------------------
 
-def resumable(project: Project, stage: str, target: str, current_run: str) -> tuple[str | None, dict[str, Any]]:
-    """The down run this one resumes (the stage's newest run, if it is an unfinished down on the same
-    target) and its steps as recorded; (None, {}) otherwise."""
+def resumable(project: Project, stage: str, target: str, current_run: str,
+              command: str = "down") -> tuple[str | None, dict[str, Any]]:
+    """The down run this one resumes (the stage's newest run, if it is an unfinished down of the same
+    scope on the same target) and its steps as recorded; (None, {}) otherwise."""
     runs = [r for r in journal.list_runs(project, stage) if r["run_id"] != current_run]
     if not runs:
         return None, {}
     last = runs[0]
-    if last["command"] != "down" or last["target"] != target or last["status"] not in RESUMABLE:
+    if last["command"] != command or last["target"] != target or last["status"] not in RESUMABLE:
         return None, {}
     try:
         summary = json.loads((journal.runs_dir(project) / last["run_id"] / "summary.json").read_text())
@@ -253,11 +274,15 @@ def down(project: Project, options: DownOptions, confirmation: Confirmation, pro
     if not confirmation.teardown or (options.delete_data and not confirmation.delete_data):
         raise TruckctlError.single("not-confirmed", f"down {stage.name} was not confirmed: nothing was changed",
                                    exit_code=ExitCode.USAGE)
+    if options.delete_data and not options.race:
+        raise TruckctlError.single("usage", "--delete-data goes with --race: the data lake lives the race, a day's "
+                                   "down never deletes it; nothing was changed", "--delete-data", ExitCode.USAGE)
     backends.preflight(options.target)
     lab_outputs = backends.lab_outputs(project, stage) if options.target == "lab" else None
-    with locked_run(project, stage, "down", options.target) as run:
-        result: dict[str, Any] = {"stage": stage.name, "target": options.target, "delete_data": options.delete_data}
-        resumed, steps = resumable(project, stage.name, options.target, run.journal.run_id)
+    with locked_run(project, stage, options.command, options.target) as run:
+        result: dict[str, Any] = {"stage": stage.name, "target": options.target, "delete_data": options.delete_data,
+                                  "scope": "race" if options.race else "day"}
+        resumed, steps = resumable(project, stage.name, options.target, run.journal.run_id, options.command)
         done = steps_done(steps, options.delete_data)
         result.update(resumed_from=resumed, skipped_steps=sorted(done))
         if resumed:
@@ -274,7 +299,7 @@ def down(project: Project, options: DownOptions, confirmation: Confirmation, pro
             for secret in lab_outputs.secret_values():
                 run.secret(secret)
 
-        if options.target == "aws" and "revoke" not in done:
+        if options.target == "aws" and options.race and "revoke" not in done:
             progress.on_step("revoke", "deactivating every truck's IoT certificate first, whatever else fails")
             try:
                 result["revoke"] = run.step("revoke", lambda: aws_revoke_step(project, stage, run, backends))
@@ -313,13 +338,19 @@ def down(project: Project, options: DownOptions, confirmation: Confirmation, pro
                               "with `truckctl lab down`")
         result["kept"] = kept(stage, options, bucket, lab_outputs, backends, run, cloud_destroyed=True)
         result["deleted"] = deleted(stage, options, bucket)
+        from truckctl.cloud import current
+
+        current.write(project, options.target, None)  # the race's cloud is between stages (or gone)
         return finish_run(run, ExitCode.OK, result)
 
 
 def _cloud_message(stage: Stage, options: DownOptions) -> str:
     if options.target == "lab":
         return "lab target: the cloud tier is the offline plan, nothing to destroy"
-    return (f"pulumi destroy of stack {stage.name} in {stage.cloud.region}"
+    if not options.race:
+        return (f"the race's stack {stage.race.id} leaves {stage.name}: the day's alarms and LAN routes removed, "
+                "everything that lives the race kept")
+    return (f"pulumi destroy of the race's stack {stage.race.id} in {stage.cloud.region}"
             + (" INCLUDING the data lake" if options.delete_data else ", keeping the data lake"))
 
 
@@ -406,6 +437,12 @@ def cloud_step(project: Project, stage: Stage, options: DownOptions, run: Run, b
                               status=event.phase)
 
     engine = backends.engine(project, stage, record)
+    if not options.race:
+        operation = engine.end_day()
+        return {"destroyed": False, "operation": operation.as_dict(), "summary_delete_data": False,
+                "_changed": sum(n for op, n in operation.changes.items() if op != "same"),
+                "note": f"the race's cloud left {stage.name}: the day's alarms and LAN routes are gone; the lake, "
+                        "stream, key, trucks' identities and certificates and the VPN hub stay for the race"}
     try:
         outputs = engine.outputs()
     except TruckctlError:
@@ -423,13 +460,13 @@ def cloud_step(project: Project, stage: Stage, options: DownOptions, run: Run, b
 # ---- what was kept ---------------------------------------------------------------------------
 
 def _datalake_name(stage: Stage, bucket: str | None) -> str:
-    # stacks/race_cloud/datalake.py names it <race>-<stage>-datalake-<account id>
-    return bucket or f"{stage.race.id}-{stage.name}-datalake-<account id>"
+    # stacks/race_cloud/datalake.py names it <race>-datalake-<account id>
+    return bucket or f"{stage.race.id}-datalake-<account id>"
 
 
 def _kms_name(stage: Stage) -> str:
     # stacks/race_cloud/kms.py: its alias goes with the stack, the key stays (found by its description)
-    return f"the customer KMS key described 'truckctl {stage.race.name} {stage.name}: data lake, ingest, alerts, VPN'"
+    return f"the customer KMS key described 'truckctl {stage.race.name}: data lake, ingest, alerts, VPN'"
 
 
 def _journal_kept(run: Run) -> dict[str, str]:
@@ -442,8 +479,13 @@ def kept(stage: Stage, options: DownOptions, bucket: str | None, lab_outputs: Cl
     items: list[dict[str, str]] = []
     if options.target == "aws":
         if not cloud_destroyed:
-            items.append({"what": "cloud tier", "name": f"Pulumi stack {stage.name}",
-                          "detail": "not destroyed: some nodes were not taken down"})
+            items.append({"what": "cloud tier", "name": f"Pulumi stack {stage.race.id}",
+                          "detail": ("not destroyed" if options.race else "not changed")
+                          + ": some nodes were not taken down"})
+        elif not options.race:
+            items.append({"what": "the race's cloud", "name": f"Pulumi stack {stage.race.id}",
+                          "detail": "lake, stream, key, trucks' identities and certificates, VPN hub: they live "
+                                    "the race (`down STAGE --race` tears them down after it)"})
         elif not options.delete_data:
             items.append({"what": "data lake", "name": _datalake_name(stage, bucket),
                           "detail": "S3 bucket with the race's telemetry, protected and retained"})

@@ -76,7 +76,8 @@ def up(project: Project, options: UpRequest, progress: Progress | None = None) -
                                  "the lab's cloud stand-in provides the cloud outputs")
                 planned = pool.submit(offline_cloud, project, stage)  # beside the truck tier: it needs no plan
             elif wants_cloud:
-                progress.on_step("cloud", f"pulumi up of stack {stage.name} in {stage.cloud.region}")
+                progress.on_step("cloud", f"pulumi up of the race's stack {stage.race.id} in {stage.cloud.region}, "
+                                 f"moved to {stage.name}")
                 cloud, result["cloud"] = aws_cloud(project, stage, run)
             if wants_truck:
                 inputs = targets.inputs(project, stage, options.target, cloud)
@@ -103,6 +104,10 @@ def up(project: Project, options: UpRequest, progress: Progress | None = None) -
                 progress.on_step("verify", "smoke check: telemetry from each truck reaches the cloud side")
                 result["smoke"] = run.step("verify", lambda: smoke.check(checked, options.target, inputs.cloud,
                                                                          run.journal.run_id))
+        if wants_cloud:
+            from truckctl.cloud import current
+
+            current.write(project, options.target, stage.name)  # the day the race's cloud is at now
         if left_out:
             result["unreachable"] = [p.location for p in left_out]
             raise TruckctlError(left_out, ExitCode.ERROR, {**result, "failed_step": "prechecks"})
@@ -141,19 +146,30 @@ def unreachable_problems(prechecks_detail: dict[str, Any]) -> list[Problem]:
 
 
 def offline_cloud(project: Project, stage: Stage) -> dict[str, Any]:
-    from truckctl.cloud.offline import plan_offline
+    """The race's stack at this stage and the move to it from the stage the race is at (as the last
+    `up` recorded it; else the stage before in race order; stage-1: the race's first deployment)."""
+    from truckctl.cloud import current
+    from truckctl.cloud.offline import plan_move, previous_stage
 
-    return plan_offline(project, [stage.name])[0]
+    at = current.read(project, "lab") or previous_stage(project, stage.name)
+    planned = plan_move(project, stage.name, at)
+    return {**planned["cloud"], "move": planned["move"]}
 
 
 def cloud_step_result(plan: dict[str, Any]) -> dict[str, Any]:
-    violations = plan["policy"]
+    move = plan.get("move") or {"policy": [], "counts": {}, "from": None}
+    violations = plan["policy"] + move["policy"]
     if violations:
         raise TruckctlError([Problem("policy-violation", f"{v['rule']}: {v['message']}", v["resource"])
                              for v in violations], ExitCode.ERROR, {"cloud": plan})
     return {"mode": "offline plan (lab target)", "resources": plan["counts"]["total"],
             "by_component": plan["counts"]["by_component"], "policy_violations": 0,
-            "policy_rules": plan["policy_rules"], "summary_resources": plan["counts"]["total"]}
+            "policy_rules": [*plan["policy_rules"], "move-keeps-data-and-identity"],
+            "move": {"from": move["from"], "counts": move["counts"],
+                     "changes": [{"op": c["op"], "name": c["name"], "keys": c["keys"]}
+                                 for c in move.get("changes", [])]},
+            "summary_resources": plan["counts"]["total"],
+            "summary_move": ", ".join(f"{op} {n}" for op, n in move["counts"].items() if n and op != "same") or "none"}
 
 
 def aws_cloud(project: Project, stage: Stage, run: Run) -> tuple[CloudOutputs, dict[str, Any]]:

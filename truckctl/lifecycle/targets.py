@@ -77,5 +77,5 @@ def inputs(project: Project, stage: Stage, target: str, cloud: CloudOutputs | No
         raise TruckctlError.single("placeholder-outputs", "refusing to apply placeholder cloud outputs from an "
                                    "offline plan to real trucks")
     source = ("the lab's cloud stand-in (the cloud tier itself is the offline plan on this target)"
-              if target == "lab" else f"Pulumi stack {stage.name} in {stage.cloud.region}")
+              if target == "lab" else f"the race's Pulumi stack {stage.race.id} in {stage.cloud.region}")
     return TargetInputs(target, connection(project, stage, target), outputs, source)

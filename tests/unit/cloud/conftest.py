@@ -29,9 +29,16 @@ def all_stages_envelope() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def stage1(all_stages_envelope: dict[str, Any]) -> dict[str, Any]:
-    """The `cloud` part of stage-1's plan."""
-    return next(s["cloud"] for s in all_stages_envelope["result"]["stages"] if s["stage"] == "stage-1")
+def stage1_envelope() -> dict[str, Any]:
+    code, envelope = run_cli("plan", "stage-1", "--offline", "--json")
+    assert code == 0, envelope["errors"]
+    return envelope
+
+
+@pytest.fixture(scope="session")
+def stage1(stage1_envelope: dict[str, Any]) -> dict[str, Any]:
+    """The `cloud` part of stage-1's plan: the race's stack moved to stage-1."""
+    return dict(stage1_envelope["result"]["cloud"])
 
 
 class Plan:
@@ -40,7 +47,7 @@ class Plan:
     def __init__(self, cloud: dict[str, Any]) -> None:
         self.cloud = cloud
         self.resources = [PlannedResource(**{k: r[k] for k in ("type", "name", "inputs", "depends_on", "component",
-                                                                 "protect", "retain_on_delete")})
+                                                                 "protect", "retain_on_delete", "urn")})
                           for r in cloud["resources"]]
 
     def named(self, name: str) -> PlannedResource:

@@ -63,7 +63,8 @@ def attempt(project: Project, stage: Stage, yes: bool, delete_data: bool, confir
     try:
         confirmation = core.confirm(STAGE, "aws", yes=yes, delete_data=delete_data, confirm_delete_data=confirm,
                                     interactive=interactive, ask=ask)
-        core.down(project, core.DownOptions(STAGE, "aws", delete_data), confirmation, backends=fakes.backends())
+        core.down(project, core.DownOptions(STAGE, "aws", delete_data, race=True), confirmation,
+                  backends=fakes.backends())
     except TruckctlError:
         pass
     if asked and delete_data:
@@ -101,7 +102,7 @@ def test_the_cli_without_a_terminal_follows_the_same_rule(project: Project, stag
                                                           delete_data: bool, confirm: str | None) -> None:
     fakes = Fakes(stage)
     monkeypatch.setattr(core, "Backends", fakes.backends)
-    args = ["-C", str(REPO), "down", STAGE, "--target", "aws", "--json"]
+    args = ["-C", str(REPO), "down", STAGE, "--race", "--target", "aws", "--json"]
     args += ["--yes"] if yes else []
     args += ["--delete-data"] if delete_data else []
     args += ["--confirm-delete-data", confirm] if confirm is not None else []
