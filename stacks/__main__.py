@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pulumi
 
-STACKS_DIR = Path(__file__).resolve().parent
+# Not resolved: a project whose stacks/ is a link to another checkout's (bench/projects.py clones) keeps
+# its own inventory.
+STACKS_DIR = Path(__file__).absolute().parent
 if str(STACKS_DIR) not in sys.path:  # runpy (offline plan) does not add the program's directory
     sys.path.insert(0, str(STACKS_DIR))
 

@@ -160,3 +160,25 @@ def test_moving_stage_1_to_2_to_7_replaces_no_data_or_identity_resource() -> Non
     held = {r["urn"]: r["inputs"] for r in seven["cloud"]["resources"] if replacement.holds(r["type"])}
     assert len(held) >= 10
     assert {r["urn"]: r["inputs"] for r in two["cloud"]["resources"] if r["urn"] in held} == held
+
+
+def test_a_truck_absent_today_has_no_alarm_and_keeps_its_identity(tmp_path: Any) -> None:
+    """A stage whose tech zone has truck-a only: moving there deletes truck-b's alarms and LAN routes
+    (quiet, not alarming), and leaves its thing, certificate and topic rule as they are."""
+    import shutil
+
+    shutil.copytree(REPO / "inventory", tmp_path / "inventory")
+    (tmp_path / "stacks").symlink_to(REPO / "stacks")
+    stage2 = tmp_path / "inventory" / "stages" / "stage-2.yaml"
+    stage2.write_text(stage2.read_text().replace("trucks: [truck-a, truck-b]", "trucks: [truck-a]"))
+    planned = plan_move(Project(tmp_path), "stage-2", "stage-1")
+    move = planned["move"]
+    assert sorted(c["name"] for c in move["changes"] if c["op"] == "delete") == [
+        "day-lan-truck-b-private", "day-lan-truck-b-public", "truck-b-heartbeat-missing",
+        "truck-b-telemetry-stopped"]
+    assert move["policy"] == [] and planned["cloud"]["policy"] == []
+    alarms = {r["name"] for r in planned["cloud"]["resources"] if r["type"] == "aws:cloudwatch/metricAlarm:MetricAlarm"}
+    assert alarms == {"truck-a-telemetry-stopped", "truck-a-heartbeat-missing", "ingest-stopped",
+                      "lake-delivery-stale"}
+    present = {r["name"] for r in planned["cloud"]["resources"]}
+    assert {"truck-b-thing", "truck-b-cert", "truck-b-iot-policy", "truck-b-telemetry-rule"} <= present
