@@ -10,7 +10,6 @@ identity. This module itself imports no pulumi: the CLI stays light.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from collections import Counter
@@ -19,12 +18,11 @@ from typing import Any
 
 from truckctl.cloud.moves import Move
 from truckctl.cloud.policy import RULES, evaluate
-from truckctl.cloud.resources import PlannedResource
+from truckctl.cloud.resources import COMPONENT_TYPE_PREFIX, PlannedResource
+from truckctl.config.names import STAGE_NAME
 from truckctl.errors import Problem, TruckctlError
 from truckctl.project import Project
 
-COMPONENT_TYPE_PREFIX = "truckctl:race:"
-_STAGE_NAME = re.compile(r"stage-[1-9][0-9]?")  # as truckctl.config.loader.STAGE_NAME, without its imports
 RACE = "race"  # the race stack between stages (offline_worker.RACE)
 WORKER_TIMEOUT_S = 600
 PLACEHOLDER_NOTE = ("placeholder values from mocks: never fed to a real apply "
@@ -67,7 +65,7 @@ def plan_offline(project: Project, names: Sequence[str] | None, jobs: int | None
 
     `settings` is stack config for the program (e.g. deleteData=true, to see a teardown's effect).
     """
-    if names is not None and not all(_STAGE_NAME.fullmatch(n) or n == RACE for n in names):
+    if names is not None and not all(STAGE_NAME.fullmatch(n) or n == RACE for n in names):
         from truckctl.config.loader import check_stage_name
 
         for name in names:

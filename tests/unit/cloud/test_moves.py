@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import REPO
+from tests.unit.cloud.support import Plan
 from truckctl.cloud import policy, replacement
 from truckctl.cloud.moves import MOVE_RULE, diff
 from truckctl.cloud.offline import plan_move
 from truckctl.cloud.resources import PlannedResource
 from truckctl.project import Project
-
-from .conftest import REPO, Plan
 
 STACK = "urn:pulumi:gdf27::truckctl-race::"
 THING = "aws:iot/thing:Thing"

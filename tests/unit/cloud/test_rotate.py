@@ -6,10 +6,9 @@ import json
 
 from typer.testing import CliRunner
 
+from tests.helpers import REPO
 from truckctl.cli.app import app
 from truckctl.errors import ExitCode
-
-from .conftest import REPO
 
 
 def test_rotation_plan_replaces_that_truck_certificate_and_nothing_else() -> None:

@@ -1,0 +1,79 @@
+"""`truckctl plan`: what the cloud tier would do for one stage or every stage.
+
+Offline: the race's one stack under Pulumi mocks, with the policy rules (the cloud tier's plan on the
+lab target), and the move to the stage (only the day's differences, with the move rule). aws: a
+real `pulumi preview` of the race's stack moved to the stage, one stage after another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from truckctl.errors import Problem
+from truckctl.project import Project
+
+if TYPE_CHECKING:
+    from truckctl.cloud.engine import CloudEvent
+
+LAB_NOTE = ("offline plan: the race's one stack evaluated under Pulumi mocks, nothing is created "
+            "(on the lab target this is the cloud tier's plan: the lab's cloud stand-in replaces AWS)")
+AWS_NOTE = "aws preview: Pulumi's preview of the race's stack moved to the stage, against AWS"
+
+
+def violation_problems(plan: dict[str, Any], location: Callable[[str], str] = str) -> list[Problem]:
+    """A plan's policy violations as problems; `location` places the violating resource."""
+    return [Problem("policy-violation", f"{v['rule']}: {v['message']}", location(v["resource"]))
+            for v in plan["policy"]]
+
+
+def offline_plan(project: Project, names: Sequence[str] | None, jobs: int | None,
+                 from_stage: str | None = None) -> tuple[dict[str, Any], list[Problem]]:
+    """One stage (names given): the race's stack at that stage and the move to it from `from_stage`
+    (default: the stage before; `race`: from between stages). Every stage (None): the race's stack
+    between stages once, then each stage's move from the one before. The problems are the violations,
+    of the stack's rules and of the move rule."""
+    from truckctl.cloud.offline import RACE, plan_move, plan_race, previous_stage
+
+    result: dict[str, Any] = {"target": "lab", "mode": "offline", "note": LAB_NOTE}
+    if names is not None:
+        stage = names[0]
+        if from_stage is not None and from_stage != RACE:
+            from truckctl.config.loader import check_stage_name
+
+            check_stage_name(from_stage)
+        planned = plan_move(project, stage, from_stage if from_stage is not None else previous_stage(project, stage),
+                            jobs)
+        result.update(stage=stage, cloud=planned["cloud"], move=planned["move"])
+        entries = [{"stage": stage, **planned}]
+    else:
+        race = plan_race(project, jobs)
+        result.update(race=race["race"], stages=race["stages"])
+        entries = [{"stage": RACE, "cloud": race["race"], "move": {"policy": []}}, *race["stages"]]
+    problems = [problem for e in entries
+                for problem in violation_problems({"policy": [*e["cloud"]["policy"], *e["move"]["policy"]]},
+                                                  f"{e['stage']}: {{}}".format)]
+    if names is None:
+        result["totals"] = {"stages": len(race["stages"]), "race_resources": race["race"]["counts"]["total"],
+                            "moves": {op: sum(s["move"]["counts"][op] for s in race["stages"])
+                                      for op in ("create", "update", "replace", "delete")},
+                            "violations": len(problems)}
+    return result, problems
+
+
+def aws_plan(project: Project, names: Sequence[str] | None, backend: str | None, secrets_provider: str | None,
+             on_event: Callable[[CloudEvent], None]) -> dict[str, Any]:
+    """Pulumi's preview of each stage's stack against AWS."""
+    from truckctl.cloud.engine import AwsEngine
+    from truckctl.config.loader import load_stages
+
+    previews = []
+    for stage in load_stages(project, list(names) if names is not None else None):
+        engine = AwsEngine(project, stage, backend=backend, secrets_provider=secrets_provider, on_event=on_event)
+        previews.append({"stage": stage.name, "cloud": {"mode": "preview", **engine.preview().as_dict()}})
+    result: dict[str, Any] = {"target": "aws", "mode": "preview", "note": AWS_NOTE}
+    if names is not None:
+        result.update(stage=previews[0]["stage"], cloud=previews[0]["cloud"])
+    else:
+        result["stages"] = previews
+    return result
