@@ -146,13 +146,14 @@ def unreachable_problems(prechecks_detail: dict[str, Any]) -> list[Problem]:
                     item["location"]) for item in prechecks_detail.get("unreachable", [])]
 
 
-def offline_cloud(project: Project, stage: Stage) -> dict[str, Any]:
+def offline_cloud(project: Project, stage: Stage, target: str = "lab") -> dict[str, Any]:
     """The race's stack at this stage and the move to it from the stage the race is at (as the last
-    `up` recorded it; else the stage before in race order; stage-1: the race's first deployment)."""
+    `up` on this target recorded it; else the stage before in race order; stage-1: the race's first
+    deployment). On aws it is the move rule's check before `pulumi up`."""
     from truckctl.cloud import current
     from truckctl.cloud.offline import plan_move, previous_stage
 
-    at = current.read(project, "lab") or previous_stage(project, stage.name)
+    at = current.read(project, target) or previous_stage(project, stage.name)
     planned = plan_move(project, stage.name, at)
     return {**planned["cloud"], "move": planned["move"]}
 
@@ -183,9 +184,12 @@ def aws_cloud(project: Project, stage: Stage, run: Run) -> tuple[CloudOutputs, d
     holder: dict[str, Any] = {}
 
     def apply() -> dict[str, Any]:
+        # The move rule first, offline: a move that would replace data or identity never reaches AWS.
+        checked = cloud_step_result(offline_cloud(project, stage, "aws"))
         outputs, operation = AwsEngine(project, stage, on_event=record).up()
         holder["outputs"] = outputs
-        return {**operation.as_dict(), "_changed": sum(v for k, v in operation.changes.items() if k != "same")}
+        return {**operation.as_dict(), "move": checked["move"],
+                "_changed": sum(v for k, v in operation.changes.items() if k != "same")}
 
     detail = run.step("cloud", apply)
     return holder["outputs"], detail

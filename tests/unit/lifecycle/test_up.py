@@ -268,3 +268,48 @@ def test_an_unknown_limit_is_refused_before_the_lock_and_the_journal(project: Pr
         orchestrator.up(project, orchestrator.UpRequest("stage-1", limit="truck-z-gw"))
     assert caught.value.exit_code == ExitCode.USAGE and fakes["calls"] == []
     assert not project.state_dir.exists()
+
+
+# ---- the race's one cloud: each up is a move from the stage the race is at -------------------------
+
+REAL_OFFLINE_CLOUD = orchestrator.offline_cloud  # the fakes fixture swaps it; these tests call it
+
+
+def test_lab_up_records_the_stage_and_the_next_move_starts_there(project: Project, fakes: dict[str, Any],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from truckctl.cloud import current, offline
+
+    orchestrator.up(project, orchestrator.UpRequest("stage-1"))
+    assert current.read(project, "lab") == "stage-1" and current.read(project, "aws") is None
+    asked: list[tuple[str, str | None]] = []
+
+    def plan_move(project_: Project, stage: str, from_stage: str | None, *args: Any) -> dict[str, Any]:
+        asked.append((stage, from_stage))
+        return {"cloud": {"policy": []}, "move": {"policy": []}}
+
+    monkeypatch.setattr(offline, "plan_move", plan_move)
+    stage7 = orchestrator.load_stage(project, "stage-7")
+    REAL_OFFLINE_CLOUD(project, stage7)
+    assert asked == [("stage-7", "stage-1")]  # from the recorded stage, not from stage-6
+    current.write(project, "lab", None)  # after `down`: between stages
+    REAL_OFFLINE_CLOUD(project, stage7)
+    assert asked[-1] == ("stage-7", "stage-6")  # nothing recorded: the stage before in race order
+
+
+def test_aws_up_refuses_a_move_that_would_replace_data_before_pulumi_runs(project: Project, fakes: dict[str, Any],
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from truckctl.cloud import engine
+
+    violation = {"rule": "move-keeps-data-and-identity", "resource": "datalake",
+                 "message": "moving stage-1 -> stage-2 would replace it (race data (the data lake))"}
+    monkeypatch.setattr(orchestrator, "offline_cloud", lambda project_, stage_, target="lab": {
+        "policy": [], "policy_rules": [], "counts": {"total": 1, "by_component": {}},
+        "move": {"policy": [violation], "counts": {}, "from": "stage-1"}})
+    monkeypatch.setattr(engine, "require_pulumi_cli", lambda: "/usr/bin/pulumi")
+    applied: list[str] = []
+    monkeypatch.setattr(engine.AwsEngine, "up", lambda self: applied.append("up"))
+    with pytest.raises(TruckctlError) as caught:
+        orchestrator.up(project, orchestrator.UpRequest("stage-2", target="aws", tier="cloud"))
+    assert [p.code for p in caught.value.problems] == ["policy-violation"]
+    assert "move-keeps-data-and-identity" in caught.value.problems[0].message
+    assert applied == []  # pulumi up never ran
