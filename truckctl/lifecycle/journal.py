@@ -207,6 +207,9 @@ def list_runs(project: Project, stage: str | None = None) -> list[dict[str, Any]
                 _died(data)  # killed (SIGKILL, power loss) before it could record its end
             out.append({k: data.get(k) for k in ("run_id", "stage", "command", "target", "status", "exit_code",
                                                   "started", "duration_s", "failed_step")})
+    # Newest first by start time: run ids of one second differ only by their random suffix.
+    out.sort(key=lambda r: (r["started"] if isinstance(r["started"], int | float) else 0, str(r["run_id"])),
+             reverse=True)
     return out
 
 

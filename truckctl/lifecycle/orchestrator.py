@@ -150,12 +150,19 @@ def offline_cloud(project: Project, stage: Stage, target: str = "lab") -> dict[s
     """The race's stack at this stage and the move to it from the stage the race is at (as the last
     `up` on this target recorded it; else the stage before in race order; stage-1: the race's first
     deployment). On aws it is the move rule's check before `pulumi up`."""
-    from truckctl.cloud import current
-    from truckctl.cloud.offline import plan_move, previous_stage
+    from truckctl.cloud.offline import plan_move
 
-    at = current.read(project, target) or previous_stage(project, stage.name)
-    planned = plan_move(project, stage.name, at)
+    planned = plan_move(project, stage.name, move_origin(project, stage.name, target))
     return {**planned["cloud"], "move": planned["move"]}
+
+
+def move_origin(project: Project, stage: str, target: str) -> str | None:
+    """Where this morning's move starts: the stage the last `up` on this target left the race at, else
+    the stage before in race order (None for stage-1: the race's first deployment)."""
+    from truckctl.cloud import current
+    from truckctl.cloud.offline import previous_stage
+
+    return current.read(project, target) or previous_stage(project, stage)
 
 
 def cloud_step_result(plan: dict[str, Any]) -> dict[str, Any]:

@@ -272,28 +272,15 @@ def test_an_unknown_limit_is_refused_before_the_lock_and_the_journal(project: Pr
 
 # ---- the race's one cloud: each up is a move from the stage the race is at -------------------------
 
-REAL_OFFLINE_CLOUD = orchestrator.offline_cloud  # the fakes fixture swaps it; these tests call it
-
-
-def test_lab_up_records_the_stage_and_the_next_move_starts_there(project: Project, fakes: dict[str, Any],
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from truckctl.cloud import current, offline
+def test_lab_up_records_the_stage_and_the_next_move_starts_there(project: Project, fakes: dict[str, Any]) -> None:
+    from truckctl.cloud import current
 
     orchestrator.up(project, orchestrator.UpRequest("stage-1"))
     assert current.read(project, "lab") == "stage-1" and current.read(project, "aws") is None
-    asked: list[tuple[str, str | None]] = []
-
-    def plan_move(project_: Project, stage: str, from_stage: str | None, *args: Any) -> dict[str, Any]:
-        asked.append((stage, from_stage))
-        return {"cloud": {"policy": []}, "move": {"policy": []}}
-
-    monkeypatch.setattr(offline, "plan_move", plan_move)
-    stage7 = orchestrator.load_stage(project, "stage-7")
-    REAL_OFFLINE_CLOUD(project, stage7)
-    assert asked == [("stage-7", "stage-1")]  # from the recorded stage, not from stage-6
+    assert orchestrator.move_origin(project, "stage-7", "lab") == "stage-1"  # from the stage the race is at
     current.write(project, "lab", None)  # after `down`: between stages
-    REAL_OFFLINE_CLOUD(project, stage7)
-    assert asked[-1] == ("stage-7", "stage-6")  # nothing recorded: the stage before in race order
+    assert orchestrator.move_origin(project, "stage-7", "lab") == "stage-6"  # the stage before in race order
+    assert orchestrator.move_origin(project, "stage-1", "lab") is None  # the race's first deployment
 
 
 def test_aws_up_refuses_a_move_that_would_replace_data_before_pulumi_runs(project: Project, fakes: dict[str, Any],
