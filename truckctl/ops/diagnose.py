@@ -232,7 +232,8 @@ def _node_causes(topo: TruckTopo, obs: Observations, evidence: GatewayEvidence |
                                 explains, rank))
 
         down_lines = []
-        if check is not None and not check.reachable:
+        if check is not None and not check.reachable and not (node.gateway and evidence is not None):
+            # (a gateway whose current evidence arrives is up: only truckctl's path to it is not)
             down_lines.append(f"{node.name} not reachable over SSH from truckctl ({check.detail})")
         if seen is not None and not seen.reachable and not node.gateway:
             down_lines.append(f"{topo.gateway.name} cannot reach {node.name} ({node.address}) on the truck LAN")
