@@ -7,6 +7,11 @@ event. A diagnosis older than an incident's opening (late evidence from before i
 late evidence may open and resolve an incident of its own (the pair is then sent on arrival). The
 three link kinds share an incident per truck (model.LINK_KINDS): an incident opened from the
 cloud side's silence takes the kind the gateway's evidence later gives, once.
+
+A bridge is let reconnect before it is an incident of its own: bridge-down opens only once it has
+lasted HOLD_S, and not within RECOVERY_S of the truck's link or broker coming back (mosquitto's
+bridge retries with a back-off of up to 30 s, `restart_timeout 2 30` in the telemetry role): that
+silence belongs to the incident that just resolved.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .model import LINK_KINDS, Diagnosis, Incident
+from .model import LINK_KINDS, Diagnosis, Incident, Kind
 
 RECENT = 50
 OPENED, RESOLVED = "incident-opened", "incident-resolved"
+HOLD_S = {Kind.BRIDGE_DOWN: 10.0}
+RECOVERY_S = {Kind.BRIDGE_DOWN: (LINK_KINDS | {Kind.BROKER_DOWN}, 35.0)}
 
 
 @dataclass(frozen=True)
@@ -35,16 +42,31 @@ class Book:
     open: dict[str, Incident] = field(default_factory=dict)
     recent: deque[Incident] = field(default_factory=lambda: deque(maxlen=RECENT))  # resolved, newest last
     _confirmed: set[str] = field(default_factory=set)  # link incidents whose kind came from evidence
+    _pending: dict[str, float] = field(default_factory=dict)  # held kinds: id -> first seen
+    _resolved_at: dict[tuple[str, Kind], float] = field(default_factory=dict)  # (truck, kind) -> last resolved
+
+    def _ready(self, incident: Incident, at: float) -> bool:
+        """Whether a held kind has lasted long enough, and is not the tail of a just-resolved cause."""
+        hold = HOLD_S.get(incident.kind)
+        if hold is not None and at - self._pending.setdefault(incident.id, at) < hold:
+            return False
+        causes, window = RECOVERY_S.get(incident.kind, (frozenset(), 0.0))
+        return not any(at - self._resolved_at.get((incident.truck, cause), -1e18) < window for cause in causes)
 
     def update(self, diagnosis: Diagnosis, at: float, trucks: set[str], *, from_evidence: bool = False) -> list[Event]:
         """Apply a diagnosis made at `at` covering `trucks`; return the events, opened before resolved.
 
         from_evidence: the link kind of this diagnosis comes from the gateway's own document (not silence)."""
         events: list[Event] = []
-        current = {i.id: i for i in diagnosis.incidents}
+        current = {i.id: i for i in diagnosis.incidents if i.truck in trucks}
+        for key in [k for k in self._pending if k not in current and k.split("/")[1] in trucks]:
+            del self._pending[key]  # it did not last: its hold starts again if it comes back
         for key, incident in current.items():
             held = self.open.get(key)
+            if held is None and not self._ready(incident, at):
+                continue
             if held is None:
+                self._pending.pop(key, None)
                 opened = replace(incident, opened=at, resolved=None)
                 self.open[key] = opened
                 if from_evidence and incident.kind in LINK_KINDS:
@@ -64,6 +86,7 @@ class Book:
                 continue
             del self.open[key]
             self._confirmed.discard(key)
+            self._resolved_at[(held.truck, held.kind)] = at
             closed = replace(held, resolved=at)
             self.recent.append(closed)
             events.append(Event(RESOLVED, closed))
