@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the stand-in runs this module without truckctl's configuration package
     from truckctl.config.model import Stage
 
-CLOCK_LIMIT_S = 1.0  # chrony's own "large offset" neighbourhood: beyond this, timestamps mislead
+CLOCK_LIMIT_S = 2.0  # beyond this, timestamps mislead; the gateway measures from whole-second heartbeat stamps (in sync: -1..0 s)
 MAX_TRUCKS = 64
 MAX_NODES = 256
 
