@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the stand-in runs this module without truckctl's configuration package
     from truckctl.config.model import Stage
 
-CLOCK_LIMIT_S = 2.0  # beyond this, timestamps mislead; the gateway measures from whole-second heartbeat stamps (in sync: -1..0 s)
+# beyond this, timestamps mislead; the gateway measures offsets from whole-second heartbeat stamps (-1..0 s in sync)
+CLOCK_LIMIT_S = 2.0
 MAX_TRUCKS = 64
 MAX_NODES = 256
 
