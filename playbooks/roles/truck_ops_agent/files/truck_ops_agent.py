@@ -435,7 +435,10 @@ class CloudLink:
                 self.state.set_cloud(False, "unreachable", "the uplink has no carrier")
                 time.sleep(0.5)
                 continue
-            self.once()
+            try:
+                self.once()
+            except Exception as exc:  # never let the thread die: the evidence says what happened
+                self.state.set_cloud(False, "other", f"{type(exc).__name__}: {exc}")
             time.sleep(1.0)
 
     def once(self) -> None:
@@ -462,6 +465,8 @@ class CloudLink:
             return
         try:
             self.serve(client, refused)
+        except (OSError, ValueError) as exc:  # e.g. the server's TLS alert arrives at the first read
+            self.state.set_cloud(False, classify(exc), f"{type(exc).__name__}: {exc}")
         finally:
             with contextlib.suppress(Exception):
                 client.disconnect()
@@ -539,7 +544,7 @@ class ArpWatch:
                         sockets[sock] = iface
             try:
                 self.cycle(sockets)
-            except OSError as exc:
+            except Exception as exc:  # never let the watch die: start over with fresh sockets
                 log(f"arp watch: {short(exc)}")
                 for sock in sockets:
                     sock.close()
@@ -638,8 +643,10 @@ class Agent:
 
     def bridge(self) -> dict[str, Any]:
         active = self.state.broker_active
-        return {"connected": active and bridge_connected(int(self.config["cloud"]["port"]),
-                                                          self.config.get("broker_user", "mosquitto")),
+        # no carrier, no bridge: the TCP connection only notices at its next keepalive
+        connected = active and carrier(self.config["uplink_iface"]) and bridge_connected(
+            int(self.config["cloud"]["port"]), self.config.get("broker_user", "mosquitto"))
+        return {"connected": connected,
                 "queued": self.state.store_count if active else None}
 
     def document(self, now: float) -> dict[str, Any]:
