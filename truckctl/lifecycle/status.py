@@ -79,6 +79,7 @@ class NodeProbe:
     detail: str
     services: dict[str, str] = field(default_factory=dict)  # unit -> systemctl is-active answer
     evidence: str | None = None  # a gateway's evidence document as read (untrusted; None: none there)
+    read_at: float | None = None  # when the probe returned (the evidence's age is taken then)
 
 
 Prober = Callable[[list[NodeTarget], Connection], list[NodeProbe]]
@@ -135,7 +136,8 @@ def probe_nodes(nodes: list[NodeTarget], access: Connection) -> list[NodeProbe]:
                              dict.fromkeys(node.services, UNKNOWN), found)
         # the node's answer is data: a state systemd could give (active, failed, activating...) or "unknown"
         return NodeProbe(node.name, True, "ok", {unit: answer if _SYSTEMD_STATE.fullmatch(answer) else UNKNOWN
-                                                 for unit, answer in zip(node.services, answers, strict=True)}, found)
+                                                 for unit, answer in zip(node.services, answers, strict=True)}, found,
+                         time.time())
 
     if not nodes:
         return []
@@ -293,10 +295,13 @@ def cloud_view(seen: dict[str, Any] | None) -> ops.CloudView | None:
 
 
 def _evidence(stage: Stage, probes: dict[str, NodeProbe], seen: dict[str, Any] | None
-              ) -> tuple[dict[str, ops_evidence.GatewayEvidence | ops_evidence.BadEvidence], dict[str, Any]]:
-    """Each truck's gateway evidence: read from the gateway by the probe, else the cloud side's copy."""
+              ) -> tuple[dict[str, ops_evidence.GatewayEvidence | ops_evidence.BadEvidence], dict[str, Any],
+                         dict[str, float]]:
+    """Each truck's gateway evidence: read from the gateway by the probe, else the cloud side's copy;
+    and its age when it was read (a probe's answer is judged when it came, not when the slowest did)."""
     found: dict[str, ops_evidence.GatewayEvidence | ops_evidence.BadEvidence] = {}
     state: dict[str, Any] = {}
+    ages: dict[str, float] = {}
     trucks = _dict((seen or {}).get("trucks"))
     for truck in stage.trucks:
         gateway = stage.gateway(truck).name
@@ -311,19 +316,22 @@ def _evidence(stage: Stage, probes: dict[str, NodeProbe], seen: dict[str, Any] |
             continue
         parsed = ops_evidence.parse(raw, truck.name, gateway)
         found[truck.name] = parsed
+        if source == "gateway" and probe is not None and probe.read_at is not None \
+                and isinstance(parsed, ops_evidence.GatewayEvidence):
+            ages[truck.name] = probe.read_at - parsed.ts
         state[truck.name] = ({"state": "bad", "source": source, "reason": parsed.reason}
                              if isinstance(parsed, ops_evidence.BadEvidence) else
                              {"state": "ok", "source": source, "ts": parsed.ts, "seq": parsed.seq})
-    return found, state
+    return found, state, ages
 
 
 def diagnose_stage(stage: Stage, nodes: list[NodeTarget], probes: list[NodeProbe] | None, cloud: CloudSide,
                    now: float) -> tuple[Diagnosis, dict[str, Any]]:
     by_name = {p.name: p for p in probes or []}
-    evidence, state = _evidence(stage, by_name, cloud.seen)
+    evidence, state, ages = _evidence(stage, by_name, cloud.seen)
     checks = None if probes is None else {
         p.name: ops.NodeCheck(p.reachable, p.detail, dict(p.services)) for p in probes}
-    observations = ops.Observations(now, evidence, checks, cloud_view(cloud.seen))
+    observations = ops.Observations(now, evidence, checks, cloud_view(cloud.seen), evidence_age_s=ages)
     return ops.diagnose(from_stage(stage), observations), state
 
 

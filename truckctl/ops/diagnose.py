@@ -63,6 +63,7 @@ class Observations:
     checks: Mapping[str, NodeCheck] | None = None  # node -> ; None: no direct checks (the cloud side)
     cloud: CloudView | None = None
     evidence_max_age_s: float | None = EVIDENCE_FRESH_S  # None: the caller already knows it is current
+    evidence_age_s: Mapping[str, float] = field(default_factory=dict)  # truck -> age when read (else now - ts)
 
 
 @dataclass
@@ -104,7 +105,7 @@ def symptoms(topo: TruckTopo, obs: Observations, stale_after: float) -> list[Sym
                              f"{topo.gateway.name}: bad evidence ({document.reason})"))
     elif document is not None and not _current(document, obs):
         found.append(Symptom(f"old-evidence/{topo.name}", topo.name, topo.gateway.name,
-                             f"{topo.gateway.name}: its evidence is {obs.now - document.ts:.0f} s old "
+                             f"{topo.gateway.name}: its evidence is {_evidence_age(document, obs):.0f} s old "
                              "(is truck-ops-agent running?)"))
     for node in topo.nodes:
         check = (obs.checks or {}).get(node.name)
@@ -120,8 +121,12 @@ def symptoms(topo: TruckTopo, obs: Observations, stale_after: float) -> list[Sym
     return found
 
 
+def _evidence_age(document: GatewayEvidence, obs: Observations) -> float:
+    return obs.evidence_age_s.get(document.truck, obs.now - document.ts)
+
+
 def _current(document: GatewayEvidence, obs: Observations) -> bool:
-    return obs.evidence_max_age_s is None or obs.now - document.ts <= obs.evidence_max_age_s
+    return obs.evidence_max_age_s is None or _evidence_age(document, obs) <= obs.evidence_max_age_s
 
 
 def _truck_keys(topo: TruckTopo) -> frozenset[str]:
@@ -232,11 +237,14 @@ def _node_causes(topo: TruckTopo, obs: Observations, evidence: GatewayEvidence |
                                 explains, rank))
 
         down_lines = []
-        if check is not None and not check.reachable and not (node.gateway and evidence is not None):
-            # (a gateway whose current evidence arrives is up: only truckctl's path to it is not)
+        if check is not None and not check.reachable and seen is None and not (node.gateway and evidence is not None):
+            # When the gateway's current evidence speaks for the node (it answers ARP on the LAN; or it is
+            # the gateway, whose evidence arrives), an SSH failure alone is truckctl's path, not the node.
             down_lines.append(f"{node.name} not reachable over SSH from truckctl ({check.detail})")
         if seen is not None and not seen.reachable and not node.gateway:
             down_lines.append(f"{topo.gateway.name} cannot reach {node.name} ({node.address}) on the truck LAN")
+            if check is not None and not check.reachable:
+                down_lines.append(f"{node.name} not reachable over SSH from truckctl ({check.detail})")
         if down_lines:
             add(Kind.NODE_DOWN, topo.hop_node(node.name), down_lines, keys, 5)
             continue

@@ -216,3 +216,15 @@ def test_an_unrelated_unit_down_stays_a_problem_of_its_own() -> None:
     services = dict(checks()["truck-a-hv1"].services, chrony="failed")
     result = diagnose(TOPOLOGY, observe(view=cloud(), direct=checks(truck_a_hv1=NodeCheck(True, "ok", services))))
     assert result.incidents == () and [s.text for s in result.unexplained] == ["truck-a-hv1: chrony failed"]
+
+
+def test_an_ssh_timeout_alone_is_not_a_node_down_when_the_gateway_hears_the_node() -> None:
+    """A loaded truckctl host's probe may time out: the gateway's ARP view says the node is on the LAN."""
+    result = diagnose(TOPOLOGY, observe(view=cloud(), direct=checks(truck_a_hv1=NodeCheck(False, "no answer"))))
+    assert result.incidents == ()
+    assert [s.text for s in result.unexplained] == ["truck-a-hv1: not reachable over SSH (no answer)"]
+
+
+def test_evidence_is_judged_by_its_age_when_it_was_read() -> None:
+    obs = Observations(NOW + 30, {"truck-a": parsed(document(at=NOW))}, None, cloud(), evidence_age_s={"truck-a": 1.0})
+    assert diagnose(TOPOLOGY, obs).unexplained == ()
