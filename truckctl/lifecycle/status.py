@@ -25,7 +25,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from truckctl.errors import TruckctlError
@@ -34,6 +34,7 @@ from truckctl.lifecycle.lock import lock_status
 from truckctl.lifecycle.targets import check_target
 from truckctl.ops import diagnose as ops
 from truckctl.ops import evidence as ops_evidence
+from truckctl.ops import merge as ops_merge
 from truckctl.ops.model import Diagnosis, Incident, Kind, Symptom
 from truckctl.ops.topology import from_stage
 from truckctl.project import Project
@@ -236,8 +237,10 @@ def assemble(stage: Stage, target: str, nodes: list[NodeTarget], probes: list[No
             rows.append(_node_row(node, probe, heartbeat))
         trucks.append({"name": truck.name, "telemetry": telemetry, "nodes": rows,
                        "healthy": telemetry["state"] not in (STALE, NONE) and all(r["healthy"] for r in rows)})
-    diagnosis, evidence_state = diagnose_stage(stage, nodes, probes, cloud, now)
-    incidents, recent = merge_cloud_incidents(diagnosis.incidents, cloud.seen)
+    diagnosis, evidence_state, evidence = diagnose_stage(stage, nodes, probes, cloud, now)
+    held, provisional, recovered, recent = cloud_incidents(cloud.seen)
+    diagnosis = ops_merge.merge(from_stage(stage), diagnosis, held, provisional, recovered, evidence, now)
+    incidents = list(diagnosis.incidents)
     for truck_doc in trucks:
         name = str(truck_doc["name"])
         truck_doc["evidence"] = evidence_state.get(name)
@@ -326,13 +329,14 @@ def _evidence(stage: Stage, probes: dict[str, NodeProbe], seen: dict[str, Any] |
 
 
 def diagnose_stage(stage: Stage, nodes: list[NodeTarget], probes: list[NodeProbe] | None, cloud: CloudSide,
-                   now: float) -> tuple[Diagnosis, dict[str, Any]]:
+                   now: float) -> tuple[Diagnosis, dict[str, Any],
+                                        dict[str, ops_evidence.GatewayEvidence | ops_evidence.BadEvidence]]:
     by_name = {p.name: p for p in probes or []}
     evidence, state, ages = _evidence(stage, by_name, cloud.seen)
     checks = None if probes is None else {
         p.name: ops.NodeCheck(p.reachable, p.detail, dict(p.services)) for p in probes}
     observations = ops.Observations(now, evidence, checks, cloud_view(cloud.seen), evidence_age_s=ages)
-    return ops.diagnose(from_stage(stage), observations), state
+    return ops.diagnose(from_stage(stage), observations), state, evidence
 
 
 def _held(value: Any) -> Incident | None:
@@ -356,19 +360,22 @@ def _held(value: Any) -> Incident | None:
         return None
 
 
-def merge_cloud_incidents(local: tuple[Incident, ...], seen: dict[str, Any] | None
-                          ) -> tuple[list[Incident], list[dict[str, Any]]]:
-    """This run's incidents, opened when the cloud side opened them; the cloud side's own open ones
-    this run did not find; and the cloud side's recently resolved ones (as documents)."""
+def cloud_incidents(seen: dict[str, Any] | None
+                    ) -> tuple[list[Incident], set[str], dict[tuple[str, Kind], float], list[dict[str, Any]]]:
+    """What the cloud side holds: its open incidents, the ids of those opened from silence alone, when
+    it last resolved each (truck, kind), and its recently resolved ones (as documents)."""
     held = _dict((seen or {}).get("incidents"))
-    opened = [i for i in map(_held, _list(held.get("open"))[:100]) if i is not None]
-    by_id = {i.id: i for i in opened}
-    # opened: when the cloud side opened it; null when only this check saw it (it cannot say since when)
-    merged = [replace(i, opened=by_id[i.id].opened if i.id in by_id else None) for i in local]
-    ours = {i.id for i in local}
-    merged += [i for i in opened if i.id not in ours]
-    recent = [i.as_dict() for i in map(_held, _list(held.get("recent"))[:INCIDENTS_RECENT_SHOWN]) if i is not None]
-    return merged, recent
+    raw_open = _list(held.get("open"))[:100]
+    opened = [i for i in map(_held, raw_open) if i is not None]
+    provisional = {i.id for i, raw in zip(opened, [r for r in raw_open if _held(r) is not None], strict=True)
+                   if raw.get("provisional") is True}
+    recent = [i for i in map(_held, _list(held.get("recent"))[:100]) if i is not None]
+    recovered: dict[tuple[str, Kind], float] = {}
+    for incident in recent:
+        if incident.resolved is not None:
+            key = (incident.truck, incident.kind)
+            recovered[key] = max(recovered.get(key, 0.0), incident.resolved)
+    return opened, provisional, recovered, [i.as_dict() for i in recent[:INCIDENTS_RECENT_SHOWN]]
 
 
 def _stream_text(view: dict[str, Any]) -> str:

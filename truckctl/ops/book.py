@@ -53,10 +53,13 @@ class Book:
         causes, window = RECOVERY_S.get(incident.kind, (frozenset(), 0.0))
         return not any(at - self._resolved_at.get((incident.truck, cause), -1e18) < window for cause in causes)
 
-    def update(self, diagnosis: Diagnosis, at: float, trucks: set[str], *, from_evidence: bool = False) -> list[Event]:
+    def update(self, diagnosis: Diagnosis, at: float, trucks: set[str], *, from_evidence: bool = False,
+               late: bool = False) -> list[Event]:
         """Apply a diagnosis made at `at` covering `trucks`; return the events, opened before resolved.
 
-        from_evidence: the link kind of this diagnosis comes from the gateway's own document (not silence)."""
+        from_evidence: the link kind of this diagnosis comes from the gateway's own document (not silence).
+        late: from a document that arrived late, which proves its truck's link was not delivering then
+        (whatever the gateway believed): it resolves no link incident."""
         events: list[Event] = []
         current = {i.id: i for i in diagnosis.incidents if i.truck in trucks}
         for key in [k for k in self._pending if k not in current and k.split("/")[1] in trucks]:
@@ -82,7 +85,8 @@ class Book:
                                      symptoms=incident.symptoms or held.symptoms,
                                      opened=min(held.opened or at, at) if refine else held.opened)
         for key, held in list(self.open.items()):
-            if key in current or held.truck not in trucks or at < (held.opened or 0):
+            if key in current or held.truck not in trucks or at < (held.opened or 0) or \
+                    (late and held.kind in LINK_KINDS):
                 continue
             del self.open[key]
             self._confirmed.discard(key)
@@ -93,5 +97,8 @@ class Book:
         return events
 
     def held(self) -> dict[str, Any]:
-        return {"open": [i.as_dict() for i in self.open.values()],
+        """Open ones (a link incident opened from silence alone and not yet told apart is `provisional`)
+        and recently resolved ones, newest first."""
+        return {"open": [{**i.as_dict(), "provisional": i.kind in LINK_KINDS and key not in self._confirmed}
+                         for key, i in self.open.items()],
                 "recent": [i.as_dict() for i in reversed(self.recent)]}

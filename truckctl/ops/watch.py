@@ -51,7 +51,7 @@ class Watch:
             self.documents[truck] = json.loads(payload)
         if now - document.ts > LATE_S:
             late = diagnose(self.topology, Observations(document.ts, {truck: document}, evidence_max_age_s=None))
-            return self.book.update(late, document.ts, {truck}, from_evidence=True)
+            return self.book.update(late, document.ts, {truck}, from_evidence=True, late=True)
         return self._judge(now, streams, {truck}, from_evidence=True)
 
     def tick(self, now: float, streams: CloudView) -> list[Event]:

@@ -92,3 +92,20 @@ def test_held_lists_open_then_recent_newest_first() -> None:
     held = book.held()
     assert [i["id"] for i in held["open"]] == ["link/truck-a/-"] and held["open"][0]["resolved"] is None
     assert [i["resolved"] for i in held["recent"]] == [NOW + 1]
+
+
+def test_late_evidence_the_gateway_wrote_before_it_noticed_resolves_no_link_incident() -> None:
+    """The cloud is blocked: for a few seconds the gateway still believes it is connected. Those documents
+    arrive late, which proves the link was not delivering: they close nothing; its error refines the kind."""
+    book = Book()
+    silence = Observations(NOW + 4, {}, None, cloud({"truck-a": 4.0}, silent("truck-a", 4.0), {"truck-a": 4.0}))
+    book.update(diagnose(TOPOLOGY, silence), NOW + 4, TRUCKS)
+    events = []
+    for second in range(1, 15):
+        doc = document(at=NOW + second) if second < 8 else changed(
+            document(at=NOW + second), "cloud", {"connected": False, "error": "unreachable", "detail": ""})
+        events += book.update(diagnose(TOPOLOGY, Observations(NOW + second, {"truck-a": parsed(doc)},
+                                                              evidence_max_age_s=None)),
+                              NOW + second, {"truck-a"}, from_evidence=True, late=True)
+    assert events == [] and book.open["link/truck-a/-"].kind is Kind.CLOUD_UNREACHABLE
+    assert book.held()["open"][0]["provisional"] is False
