@@ -314,6 +314,9 @@ def _evidence(stage: Stage, probes: dict[str, NodeProbe], seen: dict[str, Any] |
             held = _dict(trucks.get(truck.name)).get("evidence")
             if isinstance(held, dict) and held.get("document") is not None:
                 raw, source = json.dumps(held["document"]), "cloud"
+                age = held.get("age_s")  # how long before the stand-in answered it had received it
+                if isinstance(age, int | float) and not isinstance(age, bool):
+                    ages[truck.name] = float(age)
         if raw is None:
             state[truck.name] = {"state": "absent", "source": None}
             continue
@@ -322,6 +325,8 @@ def _evidence(stage: Stage, probes: dict[str, NodeProbe], seen: dict[str, Any] |
         if source == "gateway" and probe is not None and probe.read_at is not None \
                 and isinstance(parsed, ops_evidence.GatewayEvidence):
             ages[truck.name] = probe.read_at - parsed.ts
+        elif isinstance(parsed, ops_evidence.BadEvidence):
+            ages.pop(truck.name, None)
         state[truck.name] = ({"state": "bad", "source": source, "reason": parsed.reason}
                              if isinstance(parsed, ops_evidence.BadEvidence) else
                              {"state": "ok", "source": source, "ts": parsed.ts, "seq": parsed.seq})
