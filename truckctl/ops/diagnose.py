@@ -27,6 +27,9 @@ from .topology import Topology, TruckTopo
 
 EVIDENCE_FRESH_S = 5.0  # the agent writes at least once a second: older than this, it is not writing
 EVIDENCE_SILENT_S = 3.0  # the cloud side: no evidence for this long after having had some = silence
+# An agent's first documents (seq counts from 1 at its start): its ARP book, its own subscription to the
+# broker and its feed window are still filling, so they say "unreachable", "inactive", "silent" falsely.
+WARMUP_SEQ = 8
 FEED_SERVICE, BROKER_SERVICE, HEARTBEAT_SERVICE = "transponder-feed", "mosquitto", "truck-heartbeat"
 
 
@@ -103,7 +106,7 @@ def symptoms(topo: TruckTopo, obs: Observations, stale_after: float) -> list[Sym
     if isinstance(document, BadEvidence):
         found.append(Symptom(f"bad-evidence/{topo.name}", topo.name, topo.gateway.name,
                              f"{topo.gateway.name}: bad evidence ({document.reason})"))
-    elif document is not None and not _current(document, obs):
+    elif document is not None and document.seq > WARMUP_SEQ and not _current(document, obs):
         found.append(Symptom(f"old-evidence/{topo.name}", topo.name, topo.gateway.name,
                              f"{topo.gateway.name}: its evidence is {_evidence_age(document, obs):.0f} s old "
                              "(is truck-ops-agent running?)"))
@@ -126,6 +129,8 @@ def _evidence_age(document: GatewayEvidence, obs: Observations) -> float:
 
 
 def _current(document: GatewayEvidence, obs: Observations) -> bool:
+    if document.seq <= WARMUP_SEQ:
+        return False
     return obs.evidence_max_age_s is None or _evidence_age(document, obs) <= obs.evidence_max_age_s
 
 

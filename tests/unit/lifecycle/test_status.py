@@ -336,7 +336,7 @@ def evidence_document(truck: str = "truck-a", carrier: bool = True, **extra: Any
     import time as _time
 
     nodes = [n for n in NODES if n.startswith(truck)]
-    return {"v": 1, "truck": truck, "node": f"{truck}-gw", "ts": _time.time(), "seq": 3,
+    return {"v": 1, "truck": truck, "node": f"{truck}-gw", "ts": _time.time(), "seq": 300,
             "uplink": {"iface": "uplink0", "carrier": carrier, "address": "100.64.10.11"},
             "cloud": {"connected": carrier, "error": None if carrier else "unreachable", "detail": ""},
             "broker": {"active": True}, "bridge": {"connected": carrier, "queued": 0 if carrier else 57},

@@ -29,7 +29,7 @@ def nodes(truck: str) -> list[str]:
 def document(truck: str = "truck-a", at: float = NOW) -> dict[str, Any]:
     """A healthy gateway's evidence (CONTRACT-14, v1)."""
     net = TRUCKS[truck][0]
-    return {"v": 1, "truck": truck, "node": f"{truck}-gw", "ts": at, "seq": 7,
+    return {"v": 1, "truck": truck, "node": f"{truck}-gw", "ts": at, "seq": 1000,
             "uplink": {"iface": "uplink0", "carrier": True, "address": "100.64.43.11"},
             "cloud": {"connected": True, "error": None, "detail": ""},
             "broker": {"active": True}, "bridge": {"connected": True, "queued": 0},

@@ -228,3 +228,10 @@ def test_an_ssh_timeout_alone_is_not_a_node_down_when_the_gateway_hears_the_node
 def test_evidence_is_judged_by_its_age_when_it_was_read() -> None:
     obs = Observations(NOW + 30, {"truck-a": parsed(document(at=NOW))}, None, cloud(), evidence_age_s={"truck-a": 1.0})
     assert diagnose(TOPOLOGY, obs).unexplained == ()
+
+
+def test_an_agent_warming_up_is_not_believed_yet() -> None:
+    """Its first documents: no node answered its ARP yet, its broker subscription is connecting."""
+    doc = changed(changed(document(), "seq", 2), "broker.active", False)
+    doc["nodes"] = {n: {"reachable": False, "heartbeat_age_s": None} for n in nodes("truck-a")}
+    assert diagnose(TOPOLOGY, observe({"truck-a": doc, "truck-b": document("truck-b")}, cloud())).healthy
