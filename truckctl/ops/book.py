@@ -11,7 +11,8 @@ cloud side's silence takes the kind the gateway's evidence later gives, once.
 A bridge is let reconnect before it is an incident of its own: bridge-down opens only once it has
 lasted HOLD_S, and not within RECOVERY_S of the truck's link or broker coming back (mosquitto's
 bridge retries with a back-off of up to 30 s, `restart_timeout 2 30` in the telemetry role): that
-silence belongs to the incident that just resolved.
+silence belongs to the incident that just resolved. Likewise the feed's 10 s window after the broker
+comes back.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from .model import LINK_KINDS, Diagnosis, Incident, Kind
 RECENT = 50
 OPENED, RESOLVED = "incident-opened", "incident-resolved"
 HOLD_S = {Kind.BRIDGE_DOWN: 10.0}
-RECOVERY_S = {Kind.BRIDGE_DOWN: (LINK_KINDS | {Kind.BROKER_DOWN}, 35.0)}
+RECOVERY_S = {Kind.BRIDGE_DOWN: (LINK_KINDS | {Kind.BROKER_DOWN}, 35.0),
+              # the gateway counts the feed over 10 s through its broker: a restarted broker reads as silence
+              Kind.FEED_SILENT: (frozenset({Kind.BROKER_DOWN}), 12.0)}
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,11 @@ class Book:
         current = {i.id: i for i in diagnosis.incidents if i.truck in trucks}
         for key in [k for k in self._pending if k not in current and k.split("/")[1] in trucks]:
             del self._pending[key]  # it did not last: its hold starts again if it comes back
+        closing = [key for key, held in self.open.items()
+                   if key not in current and held.truck in trucks and at >= (held.opened or 0)
+                   and not (late and held.kind in LINK_KINDS)]
+        for key in closing:  # first: what resolves now is recovering now (see RECOVERY_S)
+            self._resolved_at[(self.open[key].truck, self.open[key].kind)] = at
         for key, incident in current.items():
             held = self.open.get(key)
             if held is None and not self._ready(incident, at):
@@ -84,13 +92,9 @@ class Book:
             self.open[key] = replace(held, kind=kind, hop=incident.hop if refine else held.hop, evidence=evidence,
                                      symptoms=incident.symptoms or held.symptoms,
                                      opened=min(held.opened or at, at) if refine else held.opened)
-        for key, held in list(self.open.items()):
-            if key in current or held.truck not in trucks or at < (held.opened or 0) or \
-                    (late and held.kind in LINK_KINDS):
-                continue
-            del self.open[key]
+        for key in closing:
+            held = self.open.pop(key)
             self._confirmed.discard(key)
-            self._resolved_at[(held.truck, held.kind)] = at
             closed = replace(held, resolved=at)
             self.recent.append(closed)
             events.append(Event(RESOLVED, closed))

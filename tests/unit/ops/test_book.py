@@ -109,3 +109,13 @@ def test_late_evidence_the_gateway_wrote_before_it_noticed_resolves_no_link_inci
                               NOW + second, {"truck-a"}, from_evidence=True, late=True)
     assert events == [] and book.open["link/truck-a/-"].kind is Kind.CLOUD_UNREACHABLE
     assert book.held()["open"][0]["provisional"] is False
+
+
+def test_the_feed_window_refilling_after_the_broker_came_back_is_not_an_incident() -> None:
+    book = Book()
+    events = []
+    for second, (broker, feed) in enumerate([(False, 0), (True, 0), (True, 0), (True, 5)]):
+        doc = changed(changed(document(at=NOW + second), "broker.active", broker), "feed.messages_last_10s", feed)
+        events += book.update(diagnose(TOPOLOGY, Observations(NOW + second, {"truck-a": parsed(doc)},
+                                                              evidence_max_age_s=None)), NOW + second, {"truck-a"})
+    assert [(e.event, e.incident.kind) for e in events] == [(OPENED, Kind.BROKER_DOWN), (RESOLVED, Kind.BROKER_DOWN)]

@@ -62,20 +62,20 @@ FIELDS = ["v", "truck", "node", "ts", "seq", "uplink", "cloud", "broker", "bridg
           "bridge.queued", "feed.messages_last_10s", "nodes.truck-a-hv1", "clock.truck-a-hv1.offset_s"]
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=400) | st.text(max_size=400))
 def test_no_bytes_make_it_raise(raw: bytes | str) -> None:
     assert isinstance(ev.parse(raw), ev.GatewayEvidence | ev.BadEvidence)
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(FIELDS), json_values)
 def test_no_value_in_any_field_makes_it_raise(field: str, value: Any) -> None:
     result = ev.parse(json.dumps(changed(document(), field, value)), "truck-a")
     assert isinstance(result, ev.GatewayEvidence | ev.BadEvidence)
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(json_values)
 def test_no_document_makes_the_diagnosis_raise(value: Any) -> None:
     from truckctl.ops.diagnose import Observations, diagnose
