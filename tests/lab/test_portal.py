@@ -154,8 +154,10 @@ def test_a_pulled_uplink_shows_on_truck_a_without_a_reload_and_clears(converged:
         shown = page.eval_on_selector_all("#incidents .incident", "is => is.map(i => [i.dataset.kind, "
                                           "i.dataset.truck, i.dataset.state])")
         assert shown == [["uplink-down", "truck-a", "open"]], shown  # one incident, truck-b not blamed
-        page.wait_for_function("() => document.querySelectorAll('#incidents .incident li.symptom').length === 4",
-                               timeout=PROBLEM_WAIT_MS)  # telemetry and three heartbeats, once stale, under it
+        page.wait_for_function(  # telemetry and three heartbeats, once stale, under it (and the evidence's silence)
+            "() => ['truck-a: telemetry STALE', 'truck-a-gw: heartbeat STALE', 'truck-a-hv1: heartbeat STALE', "
+            "'truck-a-hv2: heartbeat STALE'].every(t => [...document.querySelectorAll('#incidents .incident "
+            "li.symptom')].some(li => li.textContent.startsWith(t)))", timeout=PROBLEM_WAIT_MS)
         shown = page.eval_on_selector_all("#incidents .incident", "is => is.map(i => i.dataset.kind)")
         assert shown == ["uplink-down"], shown
         groups = page.eval_on_selector_all("#problems [data-truck]", "gs => gs.map(g => g.dataset.truck)")

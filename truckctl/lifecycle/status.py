@@ -50,6 +50,7 @@ NODE_SERVICES = ("ssh", "nftables", "chrony", "prometheus-node-exporter", "truck
 GATEWAY_SERVICES = ("mosquitto", "dnsmasq")
 CONNECT_TIMEOUT_S = 2
 PROBE_TIMEOUT_S = 4.0
+TIMED_OUT = f"no answer within {PROBE_TIMEOUT_S:.0f} s"
 EVIDENCE_FILE = "/run/truck-ops/evidence.json"
 EVIDENCE_MARK = "--truck-ops-evidence--"
 INCIDENTS_RECENT_SHOWN = 20
@@ -126,7 +127,7 @@ def probe_nodes(nodes: list[NodeTarget], access: Connection) -> list[NodeProbe]:
             proc = subprocess.run(ssh_argv(access, node.address, command, CONNECT_TIMEOUT_S), capture_output=True,
                                   text=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False)
         except subprocess.TimeoutExpired:
-            return NodeProbe(node.name, False, f"no answer within {PROBE_TIMEOUT_S:.0f} s")
+            return NodeProbe(node.name, False, TIMED_OUT)
         if proc.returncode != 0:
             return NodeProbe(node.name, False, explain_ssh_failure(proc.stderr))
         units, marked, evidence = proc.stdout.partition(EVIDENCE_MARK + "\n")
@@ -339,7 +340,7 @@ def diagnose_stage(stage: Stage, nodes: list[NodeTarget], probes: list[NodeProbe
     by_name = {p.name: p for p in probes or []}
     evidence, state, ages = _evidence(stage, by_name, cloud.seen)
     checks = None if probes is None else {
-        p.name: ops.NodeCheck(p.reachable, p.detail, dict(p.services)) for p in probes}
+        p.name: ops.NodeCheck(p.reachable, p.detail, dict(p.services), p.detail == TIMED_OUT) for p in probes}
     observations = ops.Observations(now, evidence, checks, cloud_view(cloud.seen), evidence_age_s=ages)
     return ops.diagnose(from_stage(stage), observations), state, evidence
 

@@ -57,6 +57,7 @@ class NodeCheck:
     reachable: bool
     detail: str = "ok"
     services: Mapping[str, str] = field(default_factory=dict)
+    timed_out: bool = False  # the probe ran out of time (a loaded host, a slow node): not proof it is down
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def _truck_causes(topo: TruckTopo, obs: Observations, stale_after: float, limit:
                             explains, rank))
 
     gw_check = checks.get(gw)
-    if gw_check is not None and not gw_check.reachable and evidence is None:
+    if gw_check is not None and not gw_check.reachable and not gw_check.timed_out and evidence is None:
         lines = [f"{gw} not reachable over SSH from truckctl ({gw_check.detail})"]
         seen = cloud.evidence.get(topo.name) if cloud is not None else None
         if seen is not None:
@@ -242,7 +243,8 @@ def _node_causes(topo: TruckTopo, obs: Observations, evidence: GatewayEvidence |
                                 explains, rank))
 
         down_lines = []
-        if check is not None and not check.reachable and seen is None and not (node.gateway and evidence is not None):
+        if check is not None and not check.reachable and not check.timed_out and seen is None \
+                and not (node.gateway and evidence is not None):
             # When the gateway's current evidence speaks for the node (it answers ARP on the LAN; or it is
             # the gateway, whose evidence arrives), an SSH failure alone is truckctl's path, not the node.
             down_lines.append(f"{node.name} not reachable over SSH from truckctl ({check.detail})")

@@ -235,3 +235,12 @@ def test_an_agent_warming_up_is_not_believed_yet() -> None:
     doc = changed(changed(document(), "seq", 2), "broker.active", False)
     doc["nodes"] = {n: {"reachable": False, "heartbeat_age_s": None} for n in nodes("truck-a")}
     assert diagnose(TOPOLOGY, observe({"truck-a": doc, "truck-b": document("truck-b")}, cloud())).healthy
+
+
+def test_a_probe_that_ran_out_of_time_is_no_proof_a_node_is_down() -> None:
+    """A loaded truckctl host: every probe times out and the gateway's evidence cannot be read either."""
+    slow = {n: NodeCheck(False, "no answer within 4 s", timed_out=True) for n in checks()}
+    result = diagnose(TOPOLOGY, Observations(NOW, {}, slow, cloud()))
+    assert result.incidents == () and len(result.unexplained) == 6
+    refused = diagnose(TOPOLOGY, Observations(NOW, {}, checks(truck_a_hv1=NodeCheck(False, "unreachable")), cloud()))
+    assert [(i.kind, i.node) for i in refused.incidents] == [(Kind.NODE_DOWN, "truck-a-hv1")]
