@@ -20,17 +20,16 @@ side sees is listed with `source: "cloud"`; its recently resolved ones are `inci
 from __future__ import annotations
 
 import json
-import re
-import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from truckctl.errors import TruckctlError
-from truckctl.lifecycle import journal
+from truckctl.lifecycle import journal, probe
 from truckctl.lifecycle.lock import lock_status
+from truckctl.lifecycle.probe import UNKNOWN, NodeProbe, NodeTarget, node_targets
 from truckctl.lifecycle.targets import check_target
 from truckctl.ops import diagnose as ops
 from truckctl.ops import evidence as ops_evidence
@@ -38,50 +37,19 @@ from truckctl.ops import merge as ops_merge
 from truckctl.ops.model import Diagnosis, Incident, Kind, Symptom
 from truckctl.ops.topology import from_stage
 from truckctl.project import Project
-from truckctl.remote import Connection, explain_ssh_failure, ssh_argv
+from truckctl.remote import Connection
 
 if TYPE_CHECKING:
     from truckctl.cloud.outputs import CloudOutputs
     from truckctl.config.model import Stage
 
-# The units the roles run (roles/hardening, time, monitoring on every node; telemetry and the
-# gateway half of network on gateways). Debian names sshd's unit `ssh`.
-NODE_SERVICES = ("ssh", "nftables", "chrony", "prometheus-node-exporter", "truck-heartbeat")
-GATEWAY_SERVICES = ("mosquitto", "dnsmasq")
-CONNECT_TIMEOUT_S = 2
-PROBE_TIMEOUT_S = 4.0
-TIMED_OUT = f"no answer within {PROBE_TIMEOUT_S:.0f} s"
-EVIDENCE_FILE = "/run/truck-ops/evidence.json"
-EVIDENCE_MARK = "--truck-ops-evidence--"
+EVIDENCE_FILE = probe.EVIDENCE_FILE
 INCIDENTS_RECENT_SHOWN = 20
 AWS_CLOUDSIDE_NOTE = ("cloud-side last-seen comes from CloudWatch (the ingest metrics and the telemetry-stopped / "
                       "heartbeat-missing alarms of the cloud tier); it is not available without the pulumi CLI "
                       "and AWS credentials, so it is not shown")
 
-OK, STALE, NONE, UNKNOWN = "ok", "stale", "none", "unknown"
-_SYSTEMD_STATE = re.compile(r"[a-z-]{1,20}")
-
-
-@dataclass(frozen=True)
-class NodeTarget:
-    """One node to probe: where it is and which units it must run."""
-
-    name: str
-    truck: str
-    role: str
-    address: str
-    services: tuple[str, ...]
-    gateway: bool = False  # its probe also reads the gateway agent's evidence
-
-
-@dataclass
-class NodeProbe:
-    name: str
-    reachable: bool
-    detail: str
-    services: dict[str, str] = field(default_factory=dict)  # unit -> systemctl is-active answer
-    evidence: str | None = None  # a gateway's evidence document as read (untrusted; None: none there)
-    read_at: float | None = None  # when the probe returned (the evidence's age is taken then)
+OK, STALE, NONE = "ok", "stale", "none"
 
 
 Prober = Callable[[list[NodeTarget], Connection], list[NodeProbe]]
@@ -99,52 +67,12 @@ class CloudSide:
 CloudReader = Callable[[Project, "Stage", str], CloudSide]
 
 
-def node_targets(stage: Stage) -> list[NodeTarget]:
-    targets = []
-    for truck, node in stage.nodes():
-        gateway = stage.roles[node.role].gateway
-        services = NODE_SERVICES + (GATEWAY_SERVICES if gateway else ())
-        targets.append(NodeTarget(node.name, truck.name, node.role, str(node.address), services, gateway))
-    return targets
-
-
 # ---- probes ----------------------------------------------------------------------------------
 
-def probe_command(node: NodeTarget) -> str:
-    """`systemctl is-active` of its units; a gateway then prints a mark and its evidence (bounded)."""
-    command = "systemctl is-active " + " ".join(node.services) + "; true"
-    if node.gateway:
-        command += f"; echo {EVIDENCE_MARK}; head -c {ops_evidence.MAX_BYTES + 1} {EVIDENCE_FILE} 2>/dev/null; true"
-    return command
-
-
 def probe_nodes(nodes: list[NodeTarget], access: Connection) -> list[NodeProbe]:
-    """One SSH call per node, all at once: `systemctl is-active` of its key units (and a gateway's evidence)."""
-
-    def probe(node: NodeTarget) -> NodeProbe:
-        command = probe_command(node)
-        try:
-            proc = subprocess.run(ssh_argv(access, node.address, command, CONNECT_TIMEOUT_S), capture_output=True,
-                                  text=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False)
-        except subprocess.TimeoutExpired:
-            return NodeProbe(node.name, False, TIMED_OUT)
-        if proc.returncode != 0:
-            return NodeProbe(node.name, False, explain_ssh_failure(proc.stderr))
-        units, marked, evidence = proc.stdout.partition(EVIDENCE_MARK + "\n")
-        found = evidence if marked and evidence.strip() else None
-        answers = units.split()
-        if len(answers) != len(node.services):
-            return NodeProbe(node.name, True, f"unexpected answer from systemctl: {units.strip()[:120]!r}",
-                             dict.fromkeys(node.services, UNKNOWN), found)
-        # the node's answer is data: a state systemd could give (active, failed, activating...) or "unknown"
-        return NodeProbe(node.name, True, "ok", {unit: answer if _SYSTEMD_STATE.fullmatch(answer) else UNKNOWN
-                                                 for unit, answer in zip(node.services, answers, strict=True)}, found,
-                         time.time())
-
-    if not nodes:
-        return []
-    with ThreadPoolExecutor(max_workers=min(32, len(nodes))) as pool:
-        return list(pool.map(probe, nodes))
+    """One short SSH call per node, all at once: `systemctl is-active` of its key units (and, on a
+    gateway, its agent's evidence, in the same call)."""
+    return probe.probe_nodes(nodes, access, probe.SERVICES)
 
 
 def read_cloud(project: Project, stage: Stage, target: str) -> CloudSide:
@@ -340,7 +268,8 @@ def diagnose_stage(stage: Stage, nodes: list[NodeTarget], probes: list[NodeProbe
     by_name = {p.name: p for p in probes or []}
     evidence, state, ages = _evidence(stage, by_name, cloud.seen)
     checks = None if probes is None else {
-        p.name: ops.NodeCheck(p.reachable, p.detail, dict(p.services), p.detail == TIMED_OUT) for p in probes}
+        p.name: ops.NodeCheck(p.reachable, p.detail, dict(p.services), p.detail == probe.SERVICES.timeout_detail)
+        for p in probes}
     observations = ops.Observations(now, evidence, checks, cloud_view(cloud.seen), evidence_age_s=ages)
     return ops.diagnose(from_stage(stage), observations), state, evidence
 

@@ -7,22 +7,24 @@ import io
 import json
 import re
 import subprocess
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from tests.unit.truck.conftest import KEY_BODY, FakeConnection, make_cloud
+from tests.helpers import KEY_BODY, FakeConnection, make_cloud
 from truckctl.cli import cmd_status
 from truckctl.cli.app import app
 from truckctl.cli.dispatch import Outcome
 from truckctl.cli.output import Env
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
+from truckctl.lifecycle import probe, targets
 from truckctl.lifecycle import status as st
-from truckctl.lifecycle import targets
 from truckctl.lifecycle.journal import Journal
 from truckctl.lifecycle.lock import stage_lock
+from truckctl.ops import evidence as ops_evidence
 from truckctl.project import Project
 from truckctl.text import hidden
 
@@ -352,14 +354,15 @@ def test_a_gateways_probe_reads_its_evidence_in_the_same_call(stage: Stage, monk
         calls.append(argv[-1])
         units = argv[-1].split("; true")[0].removeprefix("systemctl is-active ").split()
         out = "\n".join("active" for _ in units) + "\n"
-        if st.EVIDENCE_FILE in argv[-1]:
-            out += st.EVIDENCE_MARK + "\n" + json.dumps(evidence_document()) + "\n"
+        if probe.EVIDENCE_FILE in argv[-1]:
+            out += probe.EVIDENCE_MARK + "\n" + json.dumps(evidence_document()) + "\n"
         return subprocess.CompletedProcess(argv, 0, out, "")
 
     monkeypatch.setattr(subprocess, "run", fake_run)
     probes = {p.name: p for p in st.probe_nodes(st.node_targets(stage), FakeConnection())}
-    assert len(calls) == 6 and sum(st.EVIDENCE_FILE in c for c in calls) == 2  # the gateways, no extra call
+    assert len(calls) == 6 and sum(probe.EVIDENCE_FILE in c for c in calls) == 2  # the gateways, no extra call
     assert "head -c 262145 /run/truck-ops/evidence.json" in calls[0]
+    assert probe.EVIDENCE_MAX_BYTES == ops_evidence.MAX_BYTES  # the probe reads one byte more than the parser takes
     assert json.loads(probes["truck-a-gw"].evidence or "")["truck"] == "truck-a"
     assert probes["truck-a-gw"].services["mosquitto"] == "active" and probes["truck-a-hv1"].evidence is None
 
@@ -367,8 +370,8 @@ def test_a_gateways_probe_reads_its_evidence_in_the_same_call(stage: Stage, monk
 def pulled_cable(stage: Stage) -> dict[str, Any]:
     """truck-a's uplink pulled: its gateway says no carrier, the cloud side hears nothing from truck-a."""
     probes = healthy_probes(st.node_targets(stage), None)
-    probes[0].evidence = json.dumps(evidence_document(carrier=False))
-    probes[3].evidence = json.dumps(evidence_document("truck-b"))
+    probes[0] = replace(probes[0], evidence=json.dumps(evidence_document(carrier=False)))
+    probes[3] = replace(probes[3], evidence=json.dumps(evidence_document("truck-b")))
     stale = {n: 35.0 for n in NODES if n.startswith("truck-a")}
     document = seen(heartbeat_age=stale)
     document["trucks"]["truck-a"]["telemetry"].update(age_s=35.0, alarm=True)
@@ -402,7 +405,7 @@ def test_the_human_view_shows_the_incident_with_its_symptoms_under_it(stage: Sta
 
 def test_incidents_the_cloud_side_holds_are_merged_by_id(stage: Stage) -> None:
     probes = healthy_probes(st.node_targets(stage), None)
-    probes[0].evidence = json.dumps(evidence_document(carrier=False))
+    probes[0] = replace(probes[0], evidence=json.dumps(evidence_document(carrier=False)))
     document = seen()
     held = {"kind": "uplink-down", "truck": "truck-a", "node": None, "address": None, "hop": "truck-a-gw→uplink",
             "evidence": ["the cloud side hears nothing from truck-a"], "symptoms": [], "opened": 1000.0,
@@ -434,7 +437,7 @@ def test_an_unreachable_gateway_uses_the_cloud_sides_copy_of_its_evidence(stage:
 
 def test_bad_evidence_from_a_gateway_is_a_problem_not_a_crash(stage: Stage) -> None:
     probes = healthy_probes(st.node_targets(stage), None)
-    probes[0].evidence = '{"v": 1, "truck": "truck-b"}'
+    probes[0] = replace(probes[0], evidence='{"v": 1, "truck": "truck-b"}')
     result = assemble(stage, probes, lab_side(seen()))
     assert result["unhealthy"] == ["truck-a-gw: bad evidence (truck: expected 'truck-a', the document speaks for "
                                    "'truck-b')"] or result["unhealthy"][0].startswith("truck-a-gw: bad evidence (")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.truck.conftest import REPO
+from tests.helpers import REPO
 from truckctl.config.loader import load_stage
 from truckctl.config.model import Stage
 from truckctl.project import Project

@@ -306,3 +306,28 @@ def test_a_cloud_state_change_wakes_the_writer_and_details_are_bounded() -> None
     assert not state.changed.is_set() and len(state.cloud["detail"]) == agent.MAX_DETAIL
     state.set_cloud(False, "tls-refused", "revoked")
     assert state.changed.is_set()
+
+
+# ---- the role --------------------------------------------------------------------------------------
+
+ROLES = AGENT.parents[2]
+
+
+def test_every_task_that_handles_a_trucks_key_is_no_log() -> None:
+    import yaml
+
+    handling = []
+    for tasks in sorted(ROLES.glob("*/tasks/*.yml")):
+        for task in yaml.safe_load(tasks.read_text()) or []:
+            if "cloud_truck_keys[" in json.dumps(task):  # the key itself, not a check that it is there
+                handling.append((tasks.parts[-3], task.get("name")))
+                assert task.get("no_log") is True, f"{tasks}: {task.get('name')} handles a key without no_log"
+    assert ("truck_ops_agent", "Install the truck's private key for the agent") in handling
+
+
+def test_the_agents_unit_runs_as_its_own_user_with_only_cap_net_raw() -> None:
+    unit = (ROLES / "truck_ops_agent/templates/truck-ops-agent.service.j2").read_text()
+    settings = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
+    assert settings["User"] == "{{ truck_ops_agent_user }}" and "DynamicUser" not in settings
+    assert settings["CapabilityBoundingSet"] == settings["AmbientCapabilities"] == "CAP_NET_RAW"
+    assert settings["NoNewPrivileges"] == "yes" and settings["ProtectSystem"] == "strict"
