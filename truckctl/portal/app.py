@@ -28,7 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from truckctl import __version__
-from truckctl.cli.output import envelope
+from truckctl.envelope import envelope
 from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.portal.guard import Guard
 from truckctl.portal.hub import Hub

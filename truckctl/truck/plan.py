@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from truckctl.cloud.outputs import CloudOutputs
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
+from truckctl.target import TargetKind
 from truckctl.truck.inventory import render_inventory
 from truckctl.truck.vars import admin_vars, check_cloud_outputs, cloud_vars, secret_vars, target_vars
 
@@ -101,7 +102,7 @@ def resolve_limit(stage: Stage, limit: str | None) -> list[str]:
     return [limit]
 
 
-def build_plan(project_dir: Path, stage: Stage, cloud: CloudOutputs, connection: Connection, target: str,
+def build_plan(project_dir: Path, stage: Stage, cloud: CloudOutputs, connection: Connection, target: TargetKind | str,
                limit: str | None = None, check: bool = False, exclude: tuple[str, ...] = ()) -> RunPlan:
     """`exclude`: nodes to leave out (known unreachable); the run is then limited to the others."""
     check_cloud_outputs(stage, cloud, target)

@@ -11,26 +11,25 @@ from typing import Any
 
 from truckctl.cloud.outputs import CloudOutputs
 from truckctl.config.model import Stage
-from truckctl.errors import ExitCode, TruckctlError
+from truckctl.errors import TruckctlError
+from truckctl.target import TargetKind, parse_kind
 
 # Where chronyd may not steer the clock and networkd must not take over the interfaces: the
 # lab's containers (no CAP_SYS_TIME, which must never be granted; SSH runs over the eth0 the lab
 # configured; no VLAN or WireGuard module in the kernel). Files are still rendered and checked.
 LAB_TARGET_VARS: dict[str, Any] = {
-    "truck_target": "lab",
+    "truck_target": TargetKind.lab.value,
     "time_clock_control": False,
     "network_activate": False,
 }
-AWS_TARGET_VARS: dict[str, Any] = {"truck_target": "aws"}
+AWS_TARGET_VARS: dict[str, Any] = {"truck_target": TargetKind.aws.value}
 
 
-def target_vars(target: str) -> dict[str, Any]:
-    if target == "lab":
-        return dict(LAB_TARGET_VARS)
-    if target == "aws":
-        return dict(AWS_TARGET_VARS)
-    raise TruckctlError.single("unknown-target", f"expected target lab or aws, got {target!r}", "--target",
-                               ExitCode.USAGE)
+TARGET_VARS: dict[TargetKind, dict[str, Any]] = {TargetKind.lab: LAB_TARGET_VARS, TargetKind.aws: AWS_TARGET_VARS}
+
+
+def target_vars(target: TargetKind | str) -> dict[str, Any]:
+    return dict(TARGET_VARS[parse_kind(target)])
 
 
 def admin_vars(private_key: Path | str) -> dict[str, Any]:
