@@ -13,6 +13,7 @@ from tests.keys import throwaway_private_key
 from truckctl.cloud.outputs import CloudOutputs, TruckAccess, topic_prefix
 from truckctl.config.model import Stage
 from truckctl.errors import TruckctlError
+from truckctl.lifecycle.steps import StepResult, StepSummary
 from truckctl.project import Project
 from truckctl.targets.lab import LabTarget
 
@@ -88,10 +89,11 @@ class FakeLabTarget(LabTarget):
         return {"policy": self.policy, "policy_rules": ["s3-encrypted"],
                 "counts": {"total": 67, "by_component": {"network": 20}}}
 
-    def smoke(self, stage: Stage, outputs: CloudOutputs, run_id: str) -> dict[str, Any]:
+    def smoke(self, stage: Stage, outputs: CloudOutputs, run_id: str) -> StepResult:
         self.calls.append("verify")
         self.smoked += [t.name for t in stage.trucks]
-        return {"checked": True, "arrived_s": {t.name: 1.0 for t in stage.trucks}}
+        return StepResult({"checked": True, "arrived_s": {t.name: 1.0 for t in stage.trucks}},
+                          summary=StepSummary(trucks=len(stage.trucks)))
 
     def standin_status(self, outputs: CloudOutputs) -> dict[str, Any]:
         if self.standin is None:

@@ -3,16 +3,15 @@ place for the CLI and the portal's API. Schema 1: changing a key's meaning bumps
 
 from __future__ import annotations
 
-from typing import Any
-
 from truckctl import __version__
 from truckctl.errors import ExitCode, Problem
+from truckctl.jsondoc import JsonObject
 
 SCHEMA = 1
 
 
-def envelope(command: str, stage: str | None, exit_code: ExitCode, result: dict[str, Any],
-             problems: list[Problem]) -> dict[str, Any]:
+def envelope(command: str, stage: str | None, exit_code: ExitCode, result: JsonObject,
+             problems: list[Problem]) -> JsonObject:
     return {
         "truckctl": __version__,
         "schema": SCHEMA,

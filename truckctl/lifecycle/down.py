@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.lifecycle import journal
+from truckctl.lifecycle.steps import StepRecord, StepResult, StepSummary
 from truckctl.project import Project
 from truckctl.target import Target, TargetKind, TeardownStart
 
@@ -126,7 +127,8 @@ def teardown_plan(project: Project, stage: Stage, connection: Connection, target
 
 # ---- resume ----------------------------------------------------------------------------------
 
-def resumable(project: Project, stage: str, target: str, current_run: str) -> tuple[str | None, dict[str, Any]]:
+def resumable(project: Project, stage: str, target: str, current_run: str
+              ) -> tuple[str | None, dict[str, StepRecord]]:
     """The down run this one resumes (the stage's newest run, if it is an unfinished down on the same
     target) and its steps as recorded; (None, {}) otherwise."""
     runs = [r for r in journal.list_runs(project, stage) if r["run_id"] != current_run]
@@ -139,14 +141,20 @@ def resumable(project: Project, stage: str, target: str, current_run: str) -> tu
         summary = json.loads((journal.runs_dir(project) / last["run_id"] / "summary.json").read_text())
     except (OSError, ValueError):
         return last["run_id"], {}
-    steps = summary.get("steps")
-    return last["run_id"], steps if isinstance(steps, dict) else {}
+    return last["run_id"], step_records(summary.get("steps"))
 
 
-def steps_done(steps: dict[str, Any], delete_data: bool) -> set[str]:
-    done = {name for name, info in steps.items() if name in STEPS and isinstance(info, dict)
-            and info.get("status") == "ok"}
-    if delete_data and "cloud" in done and not steps["cloud"].get("summary_delete_data"):
+def step_records(steps: object) -> dict[str, StepRecord]:
+    """summary.json's `steps`, as typed records (entries that are not step records are left out)."""
+    if not isinstance(steps, dict):
+        return {}
+    records = {name: StepRecord.read(info) for name, info in steps.items()}
+    return {name: record for name, record in records.items() if record is not None}
+
+
+def steps_done(steps: dict[str, StepRecord], delete_data: bool) -> set[str]:
+    done = {name for name, record in steps.items() if name in STEPS and record.status == "ok"}
+    if delete_data and "cloud" in done and not steps["cloud"].delete_data:
         done.discard("cloud")  # the earlier destroy kept the data lake: this one must delete it
     return done
 
@@ -229,7 +237,7 @@ def down(target: Target, options: DownOptions, confirmation: Confirmation, progr
 
 
 def truck_step(project: Project, stage: Stage, target: Target, run: Run, progress: DownProgress,
-               runner: Runner | None) -> dict[str, Any]:
+               runner: Runner | None) -> StepResult:
     from truckctl.truck.tier import UpCallbacks
 
     plan = teardown_plan(project, stage, target.connection(stage), target.kind)
@@ -243,10 +251,9 @@ def truck_step(project: Project, stage: Stage, target: Target, run: Run, progres
                 for host, stats in sorted(outcome.hosts.items()) if stats.unreachable or stats.failed]
     missing = sorted(set(plan.hosts) - set(outcome.hosts))
     not_down += [{"node": host, "reason": "not in the playbook's recap"} for host in missing]
-    detail = outcome.as_dict()
-    detail.update(playbook=DOWN_PLAYBOOK, not_down=not_down, _status="failed" if not_down else "ok",
-                  _changed=outcome.changed, summary_not_down=[item["node"] for item in not_down])
-    return detail
+    detail = {**outcome.as_dict(), "playbook": DOWN_PLAYBOOK, "not_down": not_down}
+    return StepResult(detail, "failed" if not_down else "ok", outcome.changed,
+                      StepSummary(not_down=tuple(item["node"] for item in not_down)))
 
 
 # ---- what was kept ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.lifecycle.orchestrator import truck_failures
 from truckctl.lifecycle.run import Run, finish_run, locked_run
+from truckctl.lifecycle.steps import StepResult
 from truckctl.project import Project
 from truckctl.remote import Connection
 from truckctl.target import Target, Tier
@@ -118,17 +119,17 @@ def truck_items(change: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def truck_check(project: Project, stage: Stage, options: DriftOptions, target: Target, access: NodeAccess,
-                hooks: DriftHooks) -> dict[str, Any]:
+                hooks: DriftHooks) -> StepResult:
     request = UpRequest(stage.name, target.kind, Tier.truck, options.limit, check=True)
     result = truck_tier(project, stage, request, access.connection, access.cloud, hooks.truck).as_dict()
     failures = truck_failures(result)
     if failures:  # an unreachable node is not "no drift": the check itself failed
         raise TruckctlError(failures, ExitCode.ERROR, {"truck": result})
-    return {**result, "_changed": result["changed"]}
+    return StepResult(result, changed=result["changed"])
 
 
 def apply_fix(project: Project, stage: Stage, options: DriftOptions, target: Target, access: NodeAccess,
-              hooks: DriftHooks) -> dict[str, Any]:
+              hooks: DriftHooks) -> StepResult:
     applied: dict[str, Any] = {}
     cloud = target.cloud_fix(stage)
     if cloud is not None:
@@ -139,7 +140,7 @@ def apply_fix(project: Project, stage: Stage, options: DriftOptions, target: Tar
     if failures:
         raise TruckctlError(failures, ExitCode.ERROR, {"applied": {"truck": truck}})
     applied["truck"] = {"changed": truck["changed"], "hosts": truck["hosts"], "duration_s": truck["duration_s"]}
-    return {**applied, "_changed": truck["changed"]}
+    return StepResult(applied, changed=truck["changed"])
 
 
 def summary_line(found: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.lifecycle.prechecks import run_prechecks
 from truckctl.lifecycle.run import Run, finish_run, locked_run
+from truckctl.lifecycle.steps import StepResult, StepSummary
 from truckctl.project import Project
 from truckctl.remote import Connection
 from truckctl.target import CloudApplied, Target, Tier, parse_tier
@@ -51,7 +52,7 @@ def up(target: Target, options: UpRequest, progress: Progress | None = None) -> 
         message = target.prepare_message(stage)
         if message:
             progress.on_step("lab", message)
-            result["lab"] = run.step("lab", lambda: dict(target.prepare(stage) or {}))
+            result["lab"] = run.step("lab", lambda: StepResult(target.prepare(stage) or {}))
         connection = target.connection(stage) if options.tier.wants_truck else None
         progress.on_step("prechecks", "configuration, tools, SSH with pinned host keys, clocks, address conflicts")
         result["prechecks"] = run.step("prechecks", lambda: prechecks(stage, options, connection, target))
@@ -68,7 +69,7 @@ def up(target: Target, options: UpRequest, progress: Progress | None = None) -> 
                     planned = pool.submit(target.cloud_up, stage, run.journal.event)
                 else:
                     applied: list[CloudApplied] = []
-                    result["cloud"] = run.step("cloud", lambda: cloud_step(applied, target.cloud_up(
+                    result["cloud"] = run.step("cloud", lambda: applied_step(applied, target.cloud_up(
                         stage, run.journal.event)))
                     cloud = applied[0].outputs
             if options.tier.wants_truck:
@@ -85,7 +86,7 @@ def up(target: Target, options: UpRequest, progress: Progress | None = None) -> 
                                                                        run, progress.truck))
             if planned is not None:
                 done = planned
-                result["cloud"] = run.step("cloud", lambda: dict(done.result().detail))
+                result["cloud"] = run.step("cloud", lambda: done.result().step)
         failures = truck_failures(result.get("truck"))
         if failures:
             raise TruckctlError(left_out + failures, ExitCode.ERROR, {**result, "failed_step": "truck"})
@@ -103,12 +104,12 @@ def up(target: Target, options: UpRequest, progress: Progress | None = None) -> 
         return finish_run(run, ExitCode.OK, result)
 
 
-def cloud_step(applied: list[CloudApplied], outcome: CloudApplied) -> dict[str, Any]:
-    applied.append(outcome)
-    return dict(outcome.detail)
+def applied_step(applied: list[CloudApplied], outcome: CloudApplied) -> StepResult:
+    applied.append(outcome)  # its outputs feed the truck tier
+    return outcome.step
 
 
-def prechecks(stage: Stage, options: UpRequest, connection: Any, target: Target) -> dict[str, Any]:
+def prechecks(stage: Stage, options: UpRequest, connection: Any, target: Target) -> StepResult:
     """Every precheck must pass, except that some (not all) nodes may be unreachable: those are left
     out of the run (step status `partial`) and the run ends with exit 1 naming them."""
     nodes = stage.nodes()
@@ -119,10 +120,10 @@ def prechecks(stage: Stage, options: UpRequest, connection: Any, target: Target)
     if len(unreachable) < len(report.problems) or len(unreachable) == len(nodes):
         raise TruckctlError(report.problems, ExitCode.ERROR, {"prechecks": report.as_dict()})
     detail = report.as_dict()
-    if unreachable:
-        detail.update(_status="partial", unreachable=[p.as_dict() for p in unreachable],
-                      summary_unreachable=[p.location for p in unreachable])
-    return detail
+    if not unreachable:
+        return StepResult(detail)
+    detail["unreachable"] = [p.as_dict() for p in unreachable]
+    return StepResult(detail, "partial", summary=StepSummary(unreachable=tuple(str(p.location) for p in unreachable)))
 
 
 def unreachable_problems(prechecks_detail: dict[str, Any]) -> list[Problem]:
@@ -132,18 +133,15 @@ def unreachable_problems(prechecks_detail: dict[str, Any]) -> list[Problem]:
 
 
 def truck_step(project: Project, stage: Stage, request: UpRequest, connection: Connection, cloud: CloudOutputs,
-               run: Run, callbacks: UpCallbacks) -> dict[str, Any]:
+               run: Run, callbacks: UpCallbacks) -> StepResult:
     from truckctl.truck.plan import build_plan
 
     started = time.monotonic()
     plan = build_plan(project.playbooks_dir, stage, cloud, connection, request.target, request.limit,
                       request.check, request.exclude)
     result = run.truck(plan, callbacks)
-    detail = result.as_dict()
-    detail["_status"] = "ok" if result.ok else "failed"
-    detail["_changed"] = result.changed
-    detail["summary_seconds"] = round(time.monotonic() - started, 2)
-    return detail
+    return StepResult(result.as_dict(), "ok" if result.ok else "failed", result.changed,
+                      StepSummary(seconds=round(time.monotonic() - started, 2)))
 
 
 def truck_failures(truck: dict[str, Any] | None) -> list[Problem]:

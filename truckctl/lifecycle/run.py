@@ -15,6 +15,7 @@ from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.lifecycle.journal import Journal, Redactor
 from truckctl.lifecycle.lock import stage_lock
 from truckctl.lifecycle.notify import Channel, channels, notify
+from truckctl.lifecycle.steps import StepResult
 from truckctl.lifecycle.webhttp import secret_parts
 from truckctl.project import Project
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from truckctl.truck.plan import RunPlan
     from truckctl.truck.tier import Runner, UpCallbacks
 
-Step = Callable[[], dict[str, Any]]
+Step = Callable[[], StepResult]
 
 
 def env_secrets(stage: Stage) -> list[str]:
@@ -65,9 +66,8 @@ class Run:
         except Exception as exc:  # a bug: the step is recorded as failed, locked_run closes the run
             self.journal.step_end(name, "failed", errors=[{"code": "internal-error", "message": type(exc).__name__}])
             raise
-        summary = {k: detail.pop(k) for k in [k for k in detail if k.startswith("summary_")]}
-        self.journal.step_end(name, detail.pop("_status", "ok"), changed=int(detail.pop("_changed", 0)), **summary)
-        return detail
+        self.journal.step_done(name, detail)
+        return dict(detail.detail)
 
     def truck(self, plan: RunPlan, callbacks: UpCallbacks, interrupted: str = "the truck run was interrupted",
               runner: Runner | None = None) -> TruckRunResult:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.lifecycle.steps import StepResult, StepSummary
 from truckctl.project import Project
 from truckctl.remote import Connection
 from truckctl.target import CloudApplied, CloudSide, Record, TargetKind, TeardownStart, public_outputs
@@ -182,19 +183,19 @@ class AwsTarget:
                 record("resource", "cloud", name=event.name, type=event.type, op=event.op, status=event.phase)
 
         outputs, operation = self.engine(self.project, stage, on_event).up()
-        return CloudApplied({**operation.as_dict(), "_changed": _changed(operation)}, self._applicable(outputs))
+        return CloudApplied(StepResult(operation.as_dict(), changed=_changed(operation)), self._applicable(outputs))
 
-    def smoke(self, stage: Stage, outputs: CloudOutputs, run_id: str) -> dict[str, Any]:
-        return {"checked": False, "note": SMOKE_NOTE}
+    def smoke(self, stage: Stage, outputs: CloudOutputs, run_id: str) -> StepResult:
+        return StepResult({"checked": False, "note": SMOKE_NOTE})
 
     # ---- drift -----------------------------------------------------------------------------------
 
     def drift_message(self) -> str:
         return "truck tier in check mode with diff; cloud refresh and preview"
 
-    def cloud_drift(self, stage: Stage) -> dict[str, Any]:
+    def cloud_drift(self, stage: Stage) -> StepResult:
         operation = self.engine(self.project, stage, None).drift()
-        return {"checked": True, **operation.as_dict(), "_changed": len(operation.drifted)}
+        return StepResult({"checked": True, **operation.as_dict()}, changed=len(operation.drifted))
 
     def cloud_fix(self, stage: Stage) -> dict[str, Any] | None:
         _, operation = self.engine(self.project, stage, None).up()
@@ -208,14 +209,14 @@ class AwsTarget:
     def revoke_message(self) -> str:
         return "deactivating every truck's IoT certificate first, whatever else fails"
 
-    def revoke(self, stage: Stage, record: Record) -> dict[str, Any]:
+    def revoke(self, stage: Stage, record: Record) -> StepResult:
         """Every truck's IoT certificate INACTIVE, from the certificate ids in the stack outputs."""
         from truckctl.cloud.revoke import deactivate_all
 
         region, certificates = self.engine(self.project, stage, lambda event: None).certificates()
         if not certificates:
-            return {"certificates": [], "note": "the stack has no truck certificates (never deployed, or already "
-                    "destroyed): nothing to revoke", "summary_trucks": []}
+            return StepResult({"certificates": [], "note": "the stack has no truck certificates (never deployed, or "
+                               "already destroyed): nothing to revoke"}, summary=StepSummary(trucks=()))
         try:
             client = self.iot_client(region)
         except Exception as exc:  # no region, no botocore data: nothing was tried
@@ -228,17 +229,18 @@ class AwsTarget:
         if problems:
             raise TruckctlError(problems, ExitCode.ERROR, {"revoke": {"certificates": [s.as_dict() for s in states]}})
         changed = [s for s in states if s.changed]
-        return {"certificates": [s.as_dict() for s in states], "region": region,
-                "note": f"{len(changed)} IoT certificate(s) set INACTIVE, {len(states) - len(changed)} already not "
-                        "trusted: AWS IoT refuses and disconnects them; the cloud destroy deletes them",
-                "summary_trucks": [s.truck for s in states], "_changed": len(changed)}
+        return StepResult({"certificates": [s.as_dict() for s in states], "region": region,
+                           "note": f"{len(changed)} IoT certificate(s) set INACTIVE, {len(states) - len(changed)} "
+                                   "already not trusted: AWS IoT refuses and disconnects them; the cloud destroy "
+                                   "deletes them"},
+                          changed=len(changed), summary=StepSummary(trucks=tuple(s.truck for s in states)))
 
     def destroy_message(self, stage: Stage, delete_data: bool) -> str:
         return (f"pulumi destroy of stack {stage.name} in {stage.cloud.region}"
                 + (" INCLUDING the data lake" if delete_data else ", keeping the data lake"))
 
     def destroy(self, stage: Stage, delete_data: bool, record: Record, secret: Callable[[str], None]
-                ) -> dict[str, Any]:
+                ) -> StepResult:
         def on_event(event: Any) -> None:
             if event.kind == "resource" and event.phase in ("done", "failed"):
                 record("resource", "cloud", name=event.name, type=event.type, op=event.op, status=event.phase)
@@ -253,8 +255,8 @@ class AwsTarget:
                 secret(value)
             bucket = outputs.datalake_bucket
         operation = engine.destroy(delete_data)
-        return {"destroyed": True, "operation": operation.as_dict(), "datalake_bucket": bucket,
-                "_changed": _changed(operation), "summary_delete_data": delete_data}
+        return StepResult({"destroyed": True, "operation": operation.as_dict(), "datalake_bucket": bucket},
+                          changed=_changed(operation), summary=StepSummary(delete_data=delete_data))
 
     def kept(self, stage: Stage, delete_data: bool, bucket: str | None, start: TeardownStart,
              cloud_destroyed: bool) -> list[dict[str, str]]:

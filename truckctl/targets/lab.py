@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from truckctl.errors import ExitCode, TruckctlError
+from truckctl.lifecycle.steps import StepResult, StepSummary
 from truckctl.project import Project
 from truckctl.target import CloudApplied, CloudSide, Record, TargetKind, TeardownStart, public_outputs
 
@@ -105,27 +106,29 @@ class LabTarget:
         violations = violation_problems(plan)
         if violations:
             raise TruckctlError(violations, ExitCode.ERROR, {"cloud": plan})
-        return CloudApplied({"mode": "offline plan (lab target)", "resources": plan["counts"]["total"],
-                             "by_component": plan["counts"]["by_component"], "policy_violations": 0,
-                             "policy_rules": plan["policy_rules"], "summary_resources": plan["counts"]["total"]})
+        return CloudApplied(StepResult({"mode": "offline plan (lab target)", "resources": plan["counts"]["total"],
+                                        "by_component": plan["counts"]["by_component"], "policy_violations": 0,
+                                        "policy_rules": plan["policy_rules"]},
+                                       summary=StepSummary(resources=plan["counts"]["total"])))
 
     def offline_plan(self, stage: Stage) -> dict[str, Any]:
         from truckctl.cloud.offline import plan_offline
 
         return plan_offline(self.project, [stage.name])[0]
 
-    def smoke(self, stage: Stage, outputs: CloudOutputs, run_id: str) -> dict[str, Any]:
+    def smoke(self, stage: Stage, outputs: CloudOutputs, run_id: str) -> StepResult:
         from truckctl.lifecycle import smoke
 
-        return smoke.check(stage, outputs, run_id)
+        arrived = smoke.check(stage, outputs, run_id)
+        return StepResult({"checked": True, "arrived_s": arrived}, summary=StepSummary(trucks=len(arrived)))
 
     # ---- drift -----------------------------------------------------------------------------------
 
     def drift_message(self) -> str:
         return "truck tier in check mode with diff"
 
-    def cloud_drift(self, stage: Stage) -> dict[str, Any]:
-        return {"checked": False, "note": DRIFT_CLOUD_NOTE, "drifted": []}
+    def cloud_drift(self, stage: Stage) -> StepResult:
+        return StepResult({"checked": False, "note": DRIFT_CLOUD_NOTE, "drifted": []})
 
     def cloud_fix(self, stage: Stage) -> dict[str, Any] | None:
         return None
@@ -144,11 +147,11 @@ class LabTarget:
     def revoke_message(self) -> str:
         return "revoking the trucks' certificates at the cloud side"
 
-    def revoke(self, stage: Stage, record: Record) -> dict[str, Any]:
+    def revoke(self, stage: Stage, record: Record) -> StepResult:
         revoked = [self.revoke_truck(truck.name) for truck in stage.trucks]
-        return {"revoked": revoked, "note": "the lab CA's CRL now lists the trucks' certificates and the stand-in "
-                "refuses them; fresh certificates wait for the next `up`",
-                "summary_trucks": [item["truck"] for item in revoked], "_changed": len(revoked)}
+        return StepResult({"revoked": revoked, "note": "the lab CA's CRL now lists the trucks' certificates and the "
+                           "stand-in refuses them; fresh certificates wait for the next `up`"},
+                          changed=len(revoked), summary=StepSummary(trucks=tuple(item["truck"] for item in revoked)))
 
     def revoke_truck(self, truck: str) -> dict[str, Any]:
         from truckctl.lab import api as lab_api
@@ -159,10 +162,11 @@ class LabTarget:
         return "lab target: the cloud tier is the offline plan, nothing to destroy"
 
     def destroy(self, stage: Stage, delete_data: bool, record: Record, secret: Callable[[str], None]
-                ) -> dict[str, Any]:
-        return {"destroyed": False, "summary_delete_data": delete_data,
-                "note": "lab target: the cloud tier is the offline plan, so nothing is deployed to destroy; the "
-                        "cloud stand-in keeps what it received until `truckctl lab down`"}
+                ) -> StepResult:
+        return StepResult({"destroyed": False,
+                           "note": "lab target: the cloud tier is the offline plan, so nothing is deployed to destroy; "
+                                   "the cloud stand-in keeps what it received until `truckctl lab down`"},
+                          summary=StepSummary(delete_data=delete_data))
 
     def standin_seen(self, outputs: CloudOutputs) -> dict[str, Any] | None:
         try:

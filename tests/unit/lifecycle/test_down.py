@@ -26,6 +26,7 @@ from truckctl.errors import ExitCode, TruckctlError
 from truckctl.lifecycle import down as core
 from truckctl.lifecycle.journal import list_runs, runs_dir, show_run
 from truckctl.lifecycle.lock import lock_path, stage_lock
+from truckctl.lifecycle.steps import StepRecord
 from truckctl.project import Project
 from truckctl.remote import Connection
 from truckctl.target import Target
@@ -524,9 +525,12 @@ def test_a_finished_down_or_another_command_is_not_resumed(project: Project, fak
 def test_resume_redoes_a_destroy_that_kept_the_data_when_deletion_is_now_asked() -> None:
     steps = {"truck": {"status": "ok"}, "revoke": {"status": "ok"},
              "cloud": {"status": "ok", "summary_delete_data": False}}
-    assert core.steps_done(steps, delete_data=False) == {"truck", "revoke", "cloud"}
-    assert core.steps_done(steps, delete_data=True) == {"truck", "revoke"}
-    assert core.steps_done({"truck": {"status": "running"}, "revoke": {"status": "failed"}}, False) == set()
+    records = core.step_records(steps)
+    assert records["cloud"] == StepRecord("ok", 0, delete_data=False)  # a typed record, read once
+    assert core.steps_done(records, delete_data=False) == {"truck", "revoke", "cloud"}
+    assert core.steps_done(records, delete_data=True) == {"truck", "revoke"}
+    assert core.steps_done(core.step_records({"truck": {"status": "running"}, "revoke": {"status": "failed"},
+                                              "cloud": "not a record"}), False) == set()
 
 
 # ---- the playbook ----------------------------------------------------------------------------

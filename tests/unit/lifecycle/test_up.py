@@ -16,6 +16,7 @@ from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.lifecycle import orchestrator
 from truckctl.lifecycle.journal import list_runs, show_run
 from truckctl.lifecycle.lock import read_holder, stage_lock
+from truckctl.lifecycle.steps import StepResult
 from truckctl.project import Project
 from truckctl.targets.aws import AwsTarget
 from truckctl.truck.events import HostEvent, HostStats, TruckRunResult
@@ -35,11 +36,11 @@ def fakes(monkeypatch: pytest.MonkeyPatch, project: Project) -> dict[str, Any]:
     calls = target.calls
     seen: dict[str, Any] = {"calls": calls, "truck": truck_result(), "precheck_problems": [], "target": target}
 
-    def prechecks(stage_: Stage, options: Any, connection: Any, target_: Any) -> dict[str, Any]:
+    def prechecks(stage_: Stage, options: Any, connection: Any, target_: Any) -> StepResult:
         calls.append("prechecks")
         if seen["precheck_problems"]:
             raise TruckctlError(seen["precheck_problems"], ExitCode.ERROR, {})
-        return {"ok": True, "checks": {}}
+        return StepResult({"ok": True, "checks": {}})
 
     def run_plan(plan: Any, settings: Any, on_event: Any, cancel: Any) -> TruckRunResult:
         calls.append("truck")
