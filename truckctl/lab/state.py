@@ -33,7 +33,8 @@ NETNS = "netns"
 LINK = "link"  # bridges and host-side veths
 TMPFS = "tmpfs"  # /run/systemd/nspawn, only when the lab mounted it
 DIR = "dir"  # a directory the lab owns (node overlays): deleted once nothing is mounted beneath
-TEARDOWN_ORDER = [PROCESS, CGROUP, RUNFILE, MOUNT, SCRATCH, NETNS, LINK, TMPFS, DIR]
+DRILL = "drill"  # name: kind:target; data: what the drill did and how to undo it (lab/faults.py)
+TEARDOWN_ORDER = [DRILL, PROCESS, CGROUP, RUNFILE, MOUNT, SCRATCH, NETNS, LINK, TMPFS, DIR]
 
 
 @dataclass
