@@ -368,8 +368,13 @@ def start(project: Project, kind: str, target: str | None = None) -> FaultResult
     return FaultResult("started", [_drill(resource)], active(lab))
 
 
+# Cleared first: what cuts a node off (the others' undoing goes over SSH to it), then the rest, newest first.
+CLEAR_FIRST = ("cable", "node-cut", "node-off", "impostor")
+
+
 def clear(project: Project, kind: str | None = None, target: str | None = None) -> FaultResult:
-    """Undo the active drills (all, those of a kind, or one): exactly what each recorded."""
+    """Undo the active drills (all, those of a kind, or one): exactly what each recorded. One that cannot
+    be undone stays recorded (and is reported) while the others are still undone."""
     require_root("lab fault clear")
     if kind is not None:
         _kind(kind)
@@ -378,19 +383,26 @@ def clear(project: Project, kind: str | None = None, target: str | None = None) 
         target = resolve(lab.plan, kind, target).name
     chosen = [r for r in lab.state.of_kind(st.DRILL)
               if (kind is None or r.data["drill"] == kind) and (target is None or r.data["target"] == target)]
-    cleared = []
-    for resource in reversed(chosen):
+    ordered = sorted(reversed(chosen), key=lambda r: r.data["drill"] not in CLEAR_FIRST)
+    cleared, problems = [], []
+    for resource in ordered:
         if resource.data.get("effect"):  # a drill that never got made has nothing to undo
-            if resource.data["drill"] == "node-off":
-                _undo(lab, resource)
-            else:
-                with st.locked(project.state_dir):
+            try:
+                if resource.data["drill"] == "node-off":  # start_node takes the lab lock itself
                     _undo(lab, resource)
+                else:
+                    with st.locked(project.state_dir):
+                        _undo(lab, resource)
+            except TruckctlError as exc:
+                problems += exc.problems
+                continue
             cleared.append(_drill(resource))
         lab.state.resources.remove(resource)
         lab.state.save()
-    note = "" if chosen else "no such drill is active"
-    return FaultResult("cleared", cleared, active(lab), note)
+    result = FaultResult("cleared", cleared, active(lab), "" if chosen else "no such drill is active")
+    if problems:
+        raise TruckctlError(problems, ExitCode.ERROR, result.to_dict())
+    return result
 
 
 def teardown(resources: list[st.Resource], pki: Callable[[], LabPki]) -> None:
