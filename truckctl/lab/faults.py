@@ -344,8 +344,8 @@ def list_drills(project: Project) -> FaultResult:
 
 def start(project: Project, kind: str, target: str | None = None) -> FaultResult:
     """Start a drill (already active: nothing changes). Bad kind or target: a usage error, nothing done."""
+    _kind(kind)  # a usage error comes first, root or not
     require_root("lab fault")
-    _kind(kind)
     lab = Lab(project)
     tgt = resolve(lab.plan, kind, target)
     key = f"{kind}:{tgt.name}"
@@ -375,9 +375,9 @@ CLEAR_FIRST = ("cable", "node-cut", "node-off", "impostor")
 def clear(project: Project, kind: str | None = None, target: str | None = None) -> FaultResult:
     """Undo the active drills (all, those of a kind, or one): exactly what each recorded. One that cannot
     be undone stays recorded (and is reported) while the others are still undone."""
-    require_root("lab fault clear")
     if kind is not None:
         _kind(kind)
+    require_root("lab fault clear")
     lab = Lab(project)
     if kind is not None and target is not None:
         target = resolve(lab.plan, kind, target).name
