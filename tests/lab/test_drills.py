@@ -131,12 +131,12 @@ def test_cloud_block_leaves_the_uplink_up_and_the_cloud_unreachable(drills: Lab)
     lab = drills
     faults.start(lab.project, "cloud-block", "truck-a")
     cloud = f"/dev/tcp/{lab.standin_address}/8883"
-    assert sh(lab, GW_A, f"timeout 3 bash -c '</{cloud}'")[0] != 0  # the endpoint does not answer
+    assert sh(lab, GW_A, f"timeout 3 bash -c '<{cloud}'")[0] != 0  # the endpoint does not answer
     assert sh(lab, GW_A, f"timeout 3 bash -c '</dev/tcp/{lab.standin_address}/8080'")[0] == 0  # the uplink works
     fresh_evidence(lab, lambda d: d["uplink"]["carrier"] and d["cloud"]["error"] == "unreachable", 30,
                    "the evidence to show the cloud unreachable with the uplink up")
     restored(lab, "cloud-block", "truck-a")
-    assert sh(lab, GW_A, f"timeout 3 bash -c '</{cloud}'")[0] == 0
+    assert sh(lab, GW_A, f"timeout 3 bash -c '<{cloud}'")[0] == 0
 
 
 def tls_handshake(lab: Lab, truck: str) -> str:
