@@ -20,11 +20,11 @@ from harness import Benchmark, Skip, Step
 from portal_suite import portal_benchmark
 from projects import REPO, STAGE, BenchError, StockRun, TempProject, cleanup_all, scaled, stage1_clone
 
+from truckctl.lab.system import INOTIFY_PER_NODE  # what a lab node holds as root on the host
+
 # Networks of our temporary projects (10.7X LANs, 100.64.5X uplinks): see projects.py.
 CLONE = {"octet": 71, "uplink": 51}  # the stage-1 clone: 10.71/10.72, uplink 100.64.51.0/24
 SCALES = {1: (73, 53), 2: (74, 54), 4: (75, 55)}  # trucks -> (LAN octet, uplink octet)
-# inotify instances a lab node holds as root (systemd, journald, logind...: 6-7 measured) plus margin.
-INOTIFY_PER_NODE = 8
 HEADROOM_WAIT_S = float(os.environ.get("BENCH_HEADROOM_WAIT_S", "900"))
 
 SERIES_GOALS = {

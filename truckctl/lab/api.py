@@ -20,7 +20,7 @@ from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.lab import faults, standin
 from truckctl.lab import state as st
-from truckctl.lab.lifecycle import Progress, connection_for, down, start_node, status, stop_node, up
+from truckctl.lab.control import Progress, connection_for, down, start_node, status, stop_node, up
 from truckctl.lab.network import link_exists, set_link
 from truckctl.lab.paths import LabPaths
 from truckctl.lab.pki import OPERATOR_LEAF, LabPki, client_id

@@ -122,10 +122,6 @@ def load(state_dir: Path) -> LabState | None:
     return state
 
 
-def forget(state_dir: Path) -> None:
-    state_file(state_dir).unlink(missing_ok=True)
-
-
 DEAD_HOLDER_WAIT_S = 5.0
 
 
