@@ -165,7 +165,7 @@ class Lab:
         self.state, self.plan, self.paths = state, state.plan, LabPaths(project.state_dir)
 
     def ssh(self, item: NodePlan, command: str, what: str, timeout: float = 60) -> str:
-        from truckctl.lab.lifecycle import connection_for
+        from truckctl.lab.control import connection_for
 
         code, out = ssh_run(connection_for(self.paths), item.address, command, timeout=timeout)
         if code != 0:
@@ -246,7 +246,7 @@ def _start(lab: Lab, kind: str, target: Target) -> tuple[str, dict[str, Any]]:
         lab.ssh(item, f"systemctl stop {unit}", f"stopping {unit}")
         return f"{unit} stopped on {item.name}", {"node": item.name, "unit": unit}
     if kind == "node-off":
-        from truckctl.lab.lifecycle import stop_node
+        from truckctl.lab.control import stop_node
 
         stop_node(lab.project, item.name)
         # The lab's namespace outlives the container and its kernel would still answer ARP: a node
@@ -310,7 +310,7 @@ def _undo(lab: Lab, drill: st.Resource) -> None:
     elif kind in ("broker-stop", "feed-silence", "heartbeat-stop"):
         lab.ssh(nodes[data["node"]], f"systemctl start {data['unit']}", f"starting {data['unit']}")
     elif kind == "node-off":
-        from truckctl.lab.lifecycle import start_node
+        from truckctl.lab.control import start_node
 
         for iface in data.get("ifaces", []):
             run(["ip", "-n", data["netns"], "link", "set", iface, "up"], what=f"{data['node']}: {iface} up")
