@@ -38,7 +38,8 @@ def register(parent: typer.Typer, env_factory: Callable[[bool], Env], project_fa
     ) -> None:
         """Bring up every node of the stage's trucks and the cloud stand-in (reuses a healthy lab).
 
-        A lab of another stage is never replaced on its own: `lab down` it first.
+        A lab of another stage is moved to this one: absent trucks switched off, moved trucks re-addressed,
+        returning ones switched on; the stand-in keeps what it received. `lab down` is for the end.
         """
         from truckctl.cli.dispatch import Outcome, run
         from truckctl.lab import api
@@ -97,6 +98,13 @@ def _render_up(env: Env, outcome: Outcome) -> None:
 
     r = outcome.result
     how = "reused (already up and healthy)" if r["reused"] else f"up in {r['seconds']}s"
+    moved = r.get("moved")
+    if moved:
+        how = f"moved from {moved['from_stage']} in {moved['seconds']}s"
+        for label, key in (("switched off (not in today's tech zone)", "stop"), ("switched on again", "start"),
+                           ("built", "build"), ("re-addressed", "readdress")):
+            if moved[key]:
+                env.console().print(f"{label}: {', '.join(moved[key])}", markup=False)
     rows = [[n["truck"] or "-", n["name"], n["address"], n["role"], n["uplink_address"] or ""] for n in r["nodes"]]
     table(env, f"lab {r['stage']}: {how}", ["truck", "node", "address", "role", "uplink"], rows)
     ssh = r["ssh"]
@@ -121,6 +129,7 @@ def _render_status(env: Env, outcome: Outcome) -> None:
         return
     rows = [[n["truck"] or "-", n["name"], n["address"], n["role"], "alive" if n["supervisor"] else "DEAD",
              n["systemd"], "yes" if n["ssh"] else "NO", n.get("uplink", "")] for n in [*r["nodes"], r["standin"]]]
+    rows += [[n["truck"], n["name"], n["address"], n["role"], "parked", "-", "-", ""] for n in r.get("parked", [])]
     state = "healthy" if r["healthy"] else "NOT healthy"
-    table(env, f"lab {r['stage']}: {state}",
+    table(env, f"lab on {r['stage']}: {state}",
           ["truck", "node", "address", "role", "supervisor", "systemd", "ssh", "uplink"], rows)

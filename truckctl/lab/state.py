@@ -12,12 +12,12 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from truckctl.errors import Problem, TruckctlError
-from truckctl.lab.plan import LabPlan
+from truckctl.lab.plan import LabPlan, NodePlan
 from truckctl.processes import alive
 
 STATE_VERSION = 1
@@ -51,6 +51,8 @@ class LabState:
     complete: bool = False
     created_at: float = field(default_factory=time.time)
     resources: list[Resource] = field(default_factory=list)
+    # Nodes of trucks absent from the current stage: switched off, kept for a later day (see move.py).
+    parked: list[NodePlan] = field(default_factory=list)
     path: Path | None = None  # where it is saved; not serialized
 
     def to_dict(self) -> dict[str, Any]:
@@ -59,6 +61,7 @@ class LabState:
             "fingerprint": self.fingerprint, "complete": self.complete, "created_at": self.created_at,
             "plan": self.plan.to_dict(),
             "resources": [{"kind": r.kind, "name": r.name, "data": r.data} for r in self.resources],
+            "parked": [asdict(n) for n in self.parked],
         }
 
     @classmethod
@@ -70,6 +73,7 @@ class LabState:
             fingerprint=data["fingerprint"], complete=bool(data["complete"]),
             created_at=float(data["created_at"]),
             resources=[Resource(r["kind"], r["name"], dict(r.get("data") or {})) for r in data["resources"]],
+            parked=[NodePlan(**n) for n in data.get("parked") or []],
         )
 
     def record(self, kind: str, name: str, **data: Any) -> Resource:
