@@ -218,7 +218,7 @@ class Tracker:
 # ---- the stage of the day: moves of the lab, per-stage counts -----------------------------------
 
 MAX_STAGES = 64  # a race has about 21; a stage visited twice keeps one record
-STAGE_RECENT = 50  # per stage and truck: the last telemetry payloads (a day's smoke markers among them)
+STAGE_RECENT = 50  # per stage and truck: the last telemetry payloads, and the last smoke-check markers
 
 
 class StageDays:
@@ -238,15 +238,18 @@ class StageDays:
         if stage not in self.stages and len(self.stages) >= MAX_STAGES:
             del self.stages[next(iter(self.stages))]
         row = self.stages.setdefault(stage, {}).setdefault(truck, {
-            "telemetry": 0, "heartbeat": 0, "first_at": _iso(now), "recent_telemetry": deque(maxlen=STAGE_RECENT)})
+            "telemetry": 0, "heartbeat": 0, "first_at": _iso(now), "recent_telemetry": deque(maxlen=STAGE_RECENT),
+            "markers": deque(maxlen=STAGE_RECENT)})
         row[kind] += 1
         row["last_at"] = _iso(now)
         if kind == "telemetry":
             row["recent_telemetry"].append(payload[:PAYLOAD_EXCERPT])
+            if '"smoke"' in payload:  # a run's smoke check: kept apart, so a busy feed never pushes it out
+                row["markers"].append(payload[:PAYLOAD_EXCERPT])
 
     def view(self, truck: str | None) -> dict[str, Any]:
         """The current stage, today's trucks and each stage's counts (a truck's certificate: its own)."""
-        stages = {stage: {t: {**row, "recent_telemetry": list(row["recent_telemetry"])}
+        stages = {stage: {t: {**row, "recent_telemetry": list(row["recent_telemetry"]), "markers": list(row["markers"])}
                           for t, row in rows.items() if truck in (None, t)}
                   for stage, rows in self.stages.items()}
         return {"stage": self.stage, "expected_trucks": sorted(self.active if truck is None else self.active & {truck}),

@@ -155,6 +155,7 @@ def test_every_message_is_counted_under_the_stage_of_its_day() -> None:
     stages = status["stages"]
     assert stages["stage-1"]["truck-a"]["telemetry"] == 1 and stages["stage-1"]["truck-b"]["heartbeat"] == 1
     assert stages["stage-1"]["truck-a"]["recent_telemetry"] == ['{"marker": "day-1"}']
+    assert stages["stage-1"]["truck-a"]["markers"] == []
     assert stages["stage-2"]["truck-a"]["telemetry"] == 2 and "truck-b" not in stages["stage-2"]
     assert status["trucks"]["truck-a"]["counts"]["telemetry"] == 3  # nothing received is dropped by a move
     assert set(status["trucks"]) == {"truck-a", "truck-b"}  # an absent truck's data is kept
@@ -162,6 +163,17 @@ def test_every_message_is_counted_under_the_stage_of_its_day() -> None:
     own = tracker.status("truck-b")
     assert own["stages"] == {"stage-1": {"truck-b": stages["stage-1"]["truck-b"]}, "stage-2": {}}
     assert own["expected_trucks"] == []
+
+
+def test_a_days_smoke_markers_are_kept_however_busy_the_feed() -> None:
+    tracker = Tracker(PREFIXES, 20, Clock(), TWO)
+    move(tracker, moved_to("stage-1", ["truck-a", "truck-b"]))
+    tracker.on_message("r/truck-a/telemetry", b'{"smoke": "run-1", "truck": "truck-a"}')
+    for i in range(500):
+        tracker.on_message("r/truck-a/telemetry", f'{{"rider": {i}}}'.encode())
+    row = tracker.status()["stages"]["stage-1"]["truck-a"]
+    assert row["telemetry"] == 501 and len(row["recent_telemetry"]) == 50
+    assert row["markers"] == ['{"smoke": "run-1", "truck": "truck-a"}']
 
 
 def test_a_truck_absent_from_the_stage_raises_no_alarm() -> None:
