@@ -31,6 +31,7 @@ from truckctl.lab.lifecycle import (
     NODE_STOP_TIMEOUT_S,
     Progress,
     _identities,
+    _supervisor_alive,
     connection_for,
 )
 from truckctl.lab.paths import LabPaths
@@ -165,7 +166,9 @@ def apply_move(state: st.LabState, target: LabPlan, paths: LabPaths, progress: P
         node.launch(state, paths.root, item, merged, roots)
     restarted = _apt_cache(state, current, target, paths)
     _move_standin(state, target, paths, move)
-    boot = _wait_nodes(target, paths, [*move.build, *move.start, *move.readdress])
+    # a node someone switched off (a drill) is re-addressed but stays off, for the prechecks to report
+    boot = _wait_nodes(target, paths, [*move.build, *move.start,
+                                       *(name for name in move.readdress if _supervisor_alive(state, name))])
 
     state.parked = parked_after(current, state.parked, target)
     state.stage, state.plan, state.fingerprint = target.stage, target, target.fingerprint()
