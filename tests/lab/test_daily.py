@@ -99,6 +99,7 @@ def addresses_of(race: Race) -> dict[str, str]:
     return {n.name: n.address for n in api.lab_nodes(race.project)}
 
 
+@pytest.mark.timeout(2400)  # three converges, the first on a fresh lab: beyond the suite's 1200 s on a busy host
 def test_three_race_days_in_a_row_on_one_lab(race: Race) -> None:
     # ---- day 1: stage-1, both trucks, a lab built from nothing
     day1 = race.day("stage-1")
