@@ -122,6 +122,9 @@ def test_three_race_days_in_a_row_on_one_lab(race: Race) -> None:
     assert code == 0 and lab_status["stage"] == lab_status["result"]["stage"] == "stage-2"
     parked = {n["name"]: n for n in lab_status["result"]["parked"]}
     assert sorted(parked) == TRUCK_B and not any(n["supervisor"] for n in parked.values())
+    days = lab_status["result"]["standin"]["stages"]  # what each day brought in, as `lab status` shows it
+    assert days["stage-1"]["truck-b"]["telemetry"] > 0 and days["stage-2"]["truck-a"]["telemetry"] > 0
+    assert "truck-b" not in days["stage-2"]
     # the host no longer carries truck-b's LAN; its nodes do not answer
     state = lab_state.load(race.project.state_dir)
     assert state is not None

@@ -133,3 +133,8 @@ def _render_status(env: Env, outcome: Outcome) -> None:
     state = "healthy" if r["healthy"] else "NOT healthy"
     table(env, f"lab on {r['stage']}: {state}",
           ["truck", "node", "address", "role", "supervisor", "systemd", "ssh", "uplink"], rows)
+    days = r["standin"].get("stages")
+    if days:
+        table(env, "received by the stand-in, per stage", ["stage", "truck", "telemetry", "heartbeats"],
+              [[stage, truck, str(c["telemetry"]), str(c["heartbeat"])]
+               for stage, trucks in days.items() for truck, c in trucks.items()])

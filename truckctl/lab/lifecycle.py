@@ -499,6 +499,10 @@ def status(project: Project) -> dict[str, Any]:
     standin_info = {**stand, "mqtt_tls": port_open(plan.uplink.standin_address, STANDIN_MQTT_PORT),
                     "http": port_open(plan.uplink.standin_address, STANDIN_HTTP_PORT)}
     truck_rows = [r for r in rows if r["name"] != plan.standin.name]
+    if standin_info["http"]:
+        from truckctl.lab.move import stage_counts
+
+        standin_info["stages"] = stage_counts(plan, paths)  # what each race day brought in, per truck
     healthy = state.complete and all(r["supervisor"] and r["systemd_running"] and r["ssh"] for r in rows) and \
         standin_info["mqtt_tls"] and standin_info["http"]
     return {

@@ -268,3 +268,14 @@ def _wait_nodes(target: LabPlan, paths: LabPaths, names: list[str]) -> list[dict
                                      f"(systemd: {b['systemd']})") for b in late])
     return boot
 
+
+
+def stage_counts(plan: LabPlan, paths: LabPaths) -> dict[str, dict[str, dict[str, int]]] | None:
+    """What the stand-in received on each stage, per truck (telemetry and heartbeat messages); None when
+    it does not answer."""
+    try:
+        seen = standin_json(plan, standin.operator_tls(LabPki(paths.pki)), "/status", timeout=3)
+        return {stage: {truck: {"telemetry": int(row["telemetry"]), "heartbeat": int(row["heartbeat"])}
+                        for truck, row in rows.items()} for stage, rows in seen["stages"].items()}
+    except (ExchangeFailed, OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None

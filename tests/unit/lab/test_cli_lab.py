@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -50,3 +51,35 @@ def test_lab_help_lists_the_three_commands() -> None:
     assert result.exit_code == 0
     for command in ("up", "down", "status"):
         assert f" {command} " in result.output
+
+
+def _row(name: str, truck: str | None, address: str) -> dict[str, object]:
+    return {"name": name, "truck": truck, "role": "gateway", "address": address, "uplink_address": None,
+            "supervisor": True, "systemd": "running", "systemd_running": True, "ssh": True}
+
+
+def test_a_move_and_the_parked_nodes_are_shown_to_a_human() -> None:
+    from truckctl.cli.cmd_lab import _render_status, _render_up
+    from truckctl.cli.dispatch import Outcome
+    from truckctl.cli.output import Env
+
+    out = io.StringIO()
+    env = Env(stdout=out, stderr=io.StringIO(), no_color=True)
+    moved = {"from_stage": "stage-2", "to_stage": "stage-7", "seconds": 9.3, "stop": [], "build": [],
+             "start": ["truck-b-gw"], "readdress": ["truck-a-gw"]}
+    _render_up(env, Outcome({"stage": "stage-7", "reused": True, "seconds": 9.4, "moved": moved,
+                             "nodes": [_row("truck-a-gw", "truck-a", "10.33.1.11")],
+                             "ssh": {"user": "root", "private_key": "k", "known_hosts": "h"}}))
+    text = out.getvalue()
+    assert "moved from stage-2 in 9.3s" in text
+    assert "switched on again: truck-b-gw" in text and "re-addressed: truck-a-gw" in text
+    out.truncate(0)
+    standin = {**_row("cloud-standin", None, "100.64.10.2"),
+               "stages": {"stage-1": {"truck-b": {"telemetry": 25, "heartbeat": 10}}}}
+    _render_status(env, Outcome({"up": True, "stage": "stage-2", "healthy": True, "standin": standin,
+                                 "nodes": [_row("truck-a-gw", "truck-a", "10.31.1.11")],
+                                 "parked": [_row("truck-b-gw", "truck-b", "10.32.1.11")]}))
+    text = out.getvalue()
+    assert "lab on stage-2: healthy" in text
+    assert any("truck-b-gw" in line and "parked" in line for line in text.splitlines())
+    assert any(line.split()[:4] == ["stage-1", "truck-b", "25", "10"] for line in text.splitlines())
