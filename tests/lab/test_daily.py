@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from tests.lab.conftest import REPO, leftovers
+from tests.helpers import REPO
+from tests.lab.harness import leftovers
 from truckctl.lab import api
 from truckctl.lab import state as lab_state
 from truckctl.lab.ssh import ssh_run

@@ -26,7 +26,7 @@ from typing import Any
 from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.lab import aptcache, naming, network, node, rootfs, standin
 from truckctl.lab import state as st
-from truckctl.lab.lifecycle import (
+from truckctl.lab.control import (
     BOOT_TIMEOUT_S,
     NODE_STOP_TIMEOUT_S,
     Progress,
