@@ -33,7 +33,8 @@ def _progress(env: Env) -> Callable[[str], None]:
 def register(parent: typer.Typer, env_factory: Callable[[bool], Env], project_factory: Callable[[], Project]) -> None:
     @app.command("up")
     def lab_up(
-        stage: Annotated[str, typer.Argument(help="Stage whose trucks to build.")] = "stage-1",
+        stage: Annotated[str | None, typer.Argument(
+            help="Stage whose trucks to build (default: the stage the lab is on, else stage-1).")] = None,
         json_output: JsonOpt = False,
     ) -> None:
         """Bring up every node of the stage's trucks and the cloud stand-in (reuses a healthy lab).
@@ -45,8 +46,9 @@ def register(parent: typer.Typer, env_factory: Callable[[bool], Env], project_fa
         from truckctl.lab import api
 
         env = env_factory(json_output)
-        raise typer.Exit(run(env, "lab up", stage,
-                             lambda: Outcome(api.up(project_factory(), stage, _progress(env))), _render_up))
+        wanted = stage or result_stage(project_factory) or "stage-1"  # a bare `lab up` never moves the lab
+        raise typer.Exit(run(env, "lab up", wanted,
+                             lambda: Outcome(api.up(project_factory(), wanted, _progress(env))), _render_up))
 
     @app.command("down")
     def lab_down(json_output: JsonOpt = False) -> None:

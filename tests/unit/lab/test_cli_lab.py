@@ -83,3 +83,18 @@ def test_a_move_and_the_parked_nodes_are_shown_to_a_human() -> None:
     assert "lab on stage-2: healthy" in text
     assert any("truck-b-gw" in line and "parked" in line for line in text.splitlines())
     assert any(line.split()[:4] == ["stage-1", "truck-b", "25", "10"] for line in text.splitlines())
+
+
+def test_a_bare_lab_up_stays_on_the_stage_the_lab_is_on(not_root: None, example_project: Path) -> None:
+    """`lab up` without a stage never moves the lab (to stage-1): it means the stage the lab is on."""
+    from truckctl.config.loader import load_stage
+    from truckctl.lab import state as st
+    from truckctl.lab.plan import plan_lab
+    from truckctl.project import Project
+
+    project = Project(example_project)
+    plan = plan_lab(load_stage(project, "stage-7"), "abc123")
+    st.LabState("abc123", "stage-7", plan, plan.fingerprint(), path=st.state_file(project.state_dir)).save()
+    document = json.loads(CliRunner().invoke(app, ["-C", str(example_project), "lab", "up", "--json"]).output)
+    assert document["command"] == "lab up" and document["stage"] == "stage-7"
+    assert document["errors"][0]["code"] == "lab-needs-root"
