@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.lab.conftest import STAGE, Lab, wait_for
+from tests.lab.harness import STAGE, Lab, wait_for
 from tests.lab.runs import ensure_converged, truckctl
 from truckctl.lab import api, faults, network
 from truckctl.lab import state as lab_state

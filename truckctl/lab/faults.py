@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from truckctl.errors import ExitCode, TruckctlError
+from truckctl.jsondoc import JsonObject
 from truckctl.lab import naming, network, standin
 from truckctl.lab import state as st
 from truckctl.lab.node import merged_dir
@@ -91,7 +92,7 @@ class FaultResult:
     active: list[Drill]
     note: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:  # the command's JSON result
         return asdict(self)
 
 
@@ -165,7 +166,7 @@ class Lab:
         self.state, self.plan, self.paths = state, state.plan, LabPaths(project.state_dir)
 
     def ssh(self, item: NodePlan, command: str, what: str, timeout: float = 60) -> str:
-        from truckctl.lab.lifecycle import connection_for
+        from truckctl.lab.control import connection_for
 
         code, out = ssh_run(connection_for(self.paths), item.address, command, timeout=timeout)
         if code != 0:
@@ -246,7 +247,7 @@ def _start(lab: Lab, kind: str, target: Target) -> tuple[str, dict[str, Any]]:
         lab.ssh(item, f"systemctl stop {unit}", f"stopping {unit}")
         return f"{unit} stopped on {item.name}", {"node": item.name, "unit": unit}
     if kind == "node-off":
-        from truckctl.lab.lifecycle import stop_node
+        from truckctl.lab.control import stop_node
 
         stop_node(lab.project, item.name)
         # The lab's namespace outlives the container and its kernel would still answer ARP: a node
@@ -310,7 +311,7 @@ def _undo(lab: Lab, drill: st.Resource) -> None:
     elif kind in ("broker-stop", "feed-silence", "heartbeat-stop"):
         lab.ssh(nodes[data["node"]], f"systemctl start {data['unit']}", f"starting {data['unit']}")
     elif kind == "node-off":
-        from truckctl.lab.lifecycle import start_node
+        from truckctl.lab.control import start_node
 
         for iface in data.get("ifaces", []):
             run(["ip", "-n", data["netns"], "link", "set", iface, "up"], what=f"{data['node']}: {iface} up")
@@ -354,7 +355,7 @@ def start(project: Project, kind: str, target: str | None = None) -> FaultResult
         return FaultResult("started", [], active(lab), f"{key} is already active")
     _, incident = KINDS[kind]
     node = tgt.node.name if tgt.node is not None and KINDS[kind][0] != TRUCK else None
-    record: dict[str, Any] = {"drill": kind, "target": tgt.name, "truck": tgt.truck, "node": node,
+    record: JsonObject = {"drill": kind, "target": tgt.name, "truck": tgt.truck, "node": node,
                               "address": tgt.address, "incident": incident, "started": time.time(), "undo": {}}
     if kind == "node-off":  # stop_node takes the lab lock itself
         resource = lab.state.record(st.DRILL, key, **record)
