@@ -20,7 +20,7 @@ from truckctl.cli.dispatch import Outcome
 from truckctl.cli.output import Env
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
-from truckctl.lifecycle import probe, targets
+from truckctl.lifecycle import probe
 from truckctl.lifecycle import status as st
 from truckctl.lifecycle.journal import Journal
 from truckctl.lifecycle.lock import stage_lock
