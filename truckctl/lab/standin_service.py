@@ -322,7 +322,7 @@ def move(tracker: Tracker, config: dict[str, Any]) -> list[str]:
         if tracker.watch is not None and config.get("topology") is not None:  # today's trucks, LANs, addresses
             tracker.watch.topology = Topology.from_dict(config["topology"])
     return [f"{tracker.prefixes[t]}/{kind}{suffix}" for t in new for kind in ("telemetry", "heartbeat")
-            for suffix in ("", "/#")] + [f"{tracker.prefixes[t]}/evidence/#" for t in new]
+            for suffix in ("", "/#")] + [f"{tracker.prefixes[t]}/evidence/#" for t in new if tracker.watch is not None]
 
 
 def _node_from(payload: str) -> str:
