@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from truckctl.target import TargetKind
+
 if TYPE_CHECKING:
     from truckctl.cli.dispatch import Outcome
     from truckctl.cli.output import Env
@@ -21,21 +23,20 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
     @app.command("rotate-cert")
     def rotate_cert(
         truck: Annotated[str, typer.Argument(help="Truck name, e.g. truck-a.", show_default=False)],
-        target: Annotated[str, typer.Option("--target", help="lab (shows the plan) or aws (applies it).")] = "lab",
+        target: Annotated[TargetKind, typer.Option("--target", help="lab (shows the plan) or aws (applies it).")
+                          ] = TargetKind.lab,
         offline: Annotated[bool, typer.Option("--offline", help="Only show the plan, whatever the target.")] = False,
         json_output: Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")] = False,
     ) -> None:
         """Give one truck a new IoT certificate (certificates last the race; no stage move replaces them)."""
         from truckctl.cli.dispatch import Outcome, run
         from truckctl.lifecycle import rotate
-        from truckctl.lifecycle.targets import check_target
 
         env = env_factory(json_output)
 
         def action() -> Outcome:
-            check_target(target)
             project = project_factory()
-            if target == "aws" and not offline:
+            if target is TargetKind.aws and not offline:
                 return Outcome(rotate.rotate(project, truck))
             return Outcome(rotate.plan_rotation(project, truck))
 

@@ -8,6 +8,7 @@ from typing import Any
 from truckctl.cli.dispatch import Outcome
 from truckctl.cli.output import Env
 from truckctl.cli.render import table
+from truckctl.jsondoc import JsonObject
 
 
 def _short(value: Any, limit: int = 70) -> str:
@@ -15,7 +16,7 @@ def _short(value: Any, limit: int = 70) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _key_inputs(resource: dict[str, Any]) -> str:
+def _key_inputs(resource: JsonObject) -> str:
     return " ".join(f"{k}={_short(v)}" for k, v in resource.get("key_inputs", {}).items())
 
 
@@ -42,11 +43,15 @@ def cloud_plan(env: Env, outcome: Outcome) -> None:
             _preview(env, entry["stage"], entry["cloud"])
         elif entry.get("move") and entry["move"]["from"] is not None:
             _move(env, entry["move"], entry["cloud"])
+        elif result.get("stages"):
+            continue  # --all: the summary table below, not 21 x 7 tables
         else:
             _stage_tables(env, entry["cloud"])
+    if result.get("stages"):
+        _all_summary(env, result)
 
 
-def _move(env: Env, move: dict[str, Any], cloud: dict[str, Any]) -> None:
+def _move(env: Env, move: JsonObject, cloud: JsonObject) -> None:
     """Only the day's differences: the race stack's other resources stay as they are."""
     rows = [[c["op"], c["type"].rsplit(":", 1)[-1], c["name"],
              ", ".join(c["keys"]) + (f" (replaced on {', '.join(c['replaced_on'])})" if c["replaced_on"] else ""),
@@ -60,7 +65,7 @@ def _move(env: Env, move: dict[str, Any], cloud: dict[str, Any]) -> None:
     _policy(env, cloud["policy"] + move["policy"], len(cloud["policy_rules"]) + 1)
 
 
-def _moves_summary(env: Env, result: dict[str, Any]) -> None:
+def _moves_summary(env: Env, result: JsonObject) -> None:
     rows = []
     for entry in result["stages"]:
         move = entry["move"]
@@ -76,9 +81,9 @@ def _moves_summary(env: Env, result: dict[str, Any]) -> None:
     _policy(env, violations, len(result["race"]["policy_rules"]) + 1, f"race and {len(result['stages'])} moves")
 
 
-def _stage_tables(env: Env, cloud: dict[str, Any], what: str = "") -> None:
+def _stage_tables(env: Env, cloud: JsonObject, what: str = "") -> None:
     out = env.console()
-    by_component: dict[str, list[dict[str, Any]]] = {}
+    by_component: dict[str, list[JsonObject]] = {}
     for resource in cloud["resources"]:
         by_component.setdefault(resource["component"], []).append(resource)
     for component, resources in by_component.items():
@@ -94,6 +99,21 @@ def _stage_tables(env: Env, cloud: dict[str, Any], what: str = "") -> None:
     _policy(env, cloud["policy"], len(cloud["policy_rules"]))
 
 
-def _preview(env: Env, stage: str, cloud: dict[str, Any]) -> None:
+def _all_summary(env: Env, result: JsonObject) -> None:
+    rows = []
+    for entry in result["stages"]:
+        cloud = entry["cloud"]
+        if "counts" in cloud:
+            rows.append([entry["stage"], str(cloud.get("region", "")), str(cloud["counts"]["total"]),
+                         str(len(cloud["policy"]))])
+    if rows:
+        table(env, "Offline plan", ["stage", "region", "resources", "violations"], rows)
+    violations = [{**v, "resource": f"{e['stage']}:{v['resource']}"} for e in result["stages"]
+                  for v in e["cloud"].get("policy", [])]
+    rules = len(result["stages"][0]["cloud"].get("policy_rules", [])) if result["stages"] else 0
+    _policy(env, violations, rules, f"{len(result['stages'])} stages")
+
+
+def _preview(env: Env, stage: str, cloud: JsonObject) -> None:
     changes = ", ".join(f"{op} {n}" for op, n in cloud["changes"].items()) or "no changes"
     env.console().print(f"{stage}: aws preview: {changes}", markup=False)

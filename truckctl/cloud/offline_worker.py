@@ -29,6 +29,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from truckctl.jsondoc import JsonObject
+
 PROGRAM = "__main__.py"
 
 
@@ -151,7 +153,7 @@ def placeholder_vpn_key(stack: str) -> str:
 
 
 def _evaluate(stacks_dir: Path, project_name: str, stack: str, stage: str,
-              settings: dict[str, str]) -> dict[str, Any]:
+              settings: dict[str, str]) -> JsonObject:
     import runpy
 
     import pulumi
@@ -182,7 +184,7 @@ def _evaluate(stacks_dir: Path, project_name: str, stack: str, stage: str,
     _sync_await(run_pulumi_func(program))
 
     root = runtime_settings.get_root_resource()
-    outputs: dict[str, Any] = {}
+    outputs: JsonObject = {}
     for name, value in (getattr(root, "outputs", None) or {}).items():
         output = pulumi.Output.from_input(value)
         resolved = _sync_await(output.future())

@@ -19,6 +19,7 @@ from truckctl.cloud.iam_policy import policy_document as _policy_document
 from truckctl.cloud.iam_policy import statements as _statements
 from truckctl.cloud.replacement import holds, replace_keys
 from truckctl.cloud.resources import PlannedResource, by_type
+from truckctl.jsondoc import JsonObject
 
 BUCKET = "aws:s3/bucket:Bucket"
 BUCKET_V2 = "aws:s3/bucketV2:BucketV2"
@@ -56,6 +57,7 @@ RESOURCE_POLICY_DOCS = {  # resource policies parliament reads too (their Princi
 }
 IOT_BRIDGE_ACTIONS = {"iot:connect": "client", "iot:publish": "topic"}  # what a truck's bridge does
 IOT_ATTACHED = "iot:Connection.Thing.IsAttached"
+OPS_CLIENT_SUFFIX = "-ops"  # the gateway agent's MQTT client id: the truck's own + this (beside the bridge)
 DATA_TAG = "truckctl-data"  # buckets holding race data carry this tag (stacks/race_cloud/datalake.py)
 WORLD = ("0.0.0.0/0", "::/0")
 AWS_MANAGED_KEYS = ("alias/aws/", "aws/")
@@ -203,7 +205,7 @@ def s3_no_public_access(resources: Sequence[PlannedResource]) -> list[Violation]
 
 
 def _iam_documents(resources: Sequence[PlannedResource], rule: str,
-                   violations: list[Violation]) -> list[tuple[PlannedResource, dict[str, Any]]]:
+                   violations: list[Violation]) -> list[tuple[PlannedResource, JsonObject]]:
     """Every identity policy document of the plan; an unreadable one is reported as a violation."""
     found = []
     for resource in resources:
@@ -306,7 +308,7 @@ def iam_parliament(resources: Sequence[PlannedResource]) -> list[Violation]:
     return violations
 
 
-def _ingress_rules(resource: PlannedResource) -> list[dict[str, Any]]:
+def _ingress_rules(resource: PlannedResource) -> list[JsonObject]:
     """Every ingress rule of a resource as {protocol, from_port, to_port, cidrs}."""
     if resource.type == SECURITY_GROUP:
         return [{"protocol": r.get("protocol"), "from_port": r.get("from_port"), "to_port": r.get("to_port"),
@@ -349,7 +351,7 @@ def kms_rotation(resources: Sequence[PlannedResource]) -> list[Violation]:
             and k.inputs.get("enable_key_rotation") is not True]
 
 
-def _iot_problems(document: dict[str, Any]) -> list[str]:
+def _iot_problems(document: JsonObject) -> list[str]:
     problems: list[str] = []
     clients: set[str] = set()
     topics: list[str] = []
@@ -380,13 +382,15 @@ def _iot_problems(document: dict[str, Any]) -> list[str]:
                     problems.append(f"client {path} is a wildcard")
             else:
                 topics.append(path)
-    if len(clients) != 1:
-        problems.append(f"{len(clients)} client ids ({', '.join(sorted(clients))}): expected exactly one")
+    bridges = {c for c in clients if c + OPS_CLIENT_SUFFIX in clients} or clients
+    if len(bridges) != 1 or not clients <= {c + suffix for c in bridges for suffix in ("", OPS_CLIENT_SUFFIX)}:
+        problems.append(f"{len(clients)} client ids ({', '.join(sorted(clients))}): expected exactly one, with "
+                        f"at most its gateway agent's (the same id + {OPS_CLIENT_SUFFIX})")
     for topic in topics:
         base = topic.removesuffix("/*")
         if any(c in base for c in "*?+#"):
             problems.append(f"topic {topic} has a wildcard before its last level")
-        elif len(clients) == 1 and not _under_own_prefix(base, next(iter(clients))):
+        elif len(bridges) == 1 and not _under_own_prefix(base, next(iter(bridges))):
             problems.append(f"topic {topic} is not under the client's own prefix (its id with / for -)")
     return problems
 
@@ -398,8 +402,9 @@ def _under_own_prefix(topic: str, client: str) -> bool:
 
 def iot_policy_scoped(resources: Sequence[PlannedResource]) -> list[Violation]:
     """An IoT policy serves one truck's bridge and nothing more: iot:Connect as one client id (the
-    thing's name, the certificate attached to that thing) and iot:Publish under that client's own topic
-    prefix (race/truck for race-truck): no other action, no wildcard across trucks."""
+    thing's name, the certificate attached to that thing), and as that id + `-ops` (the truck's own gateway
+    agent, beside the bridge's session), and iot:Publish under that client's own topic prefix (race/truck
+    for race-truck): no other action, no wildcard across trucks."""
     violations = []
     for policy in by_type(list(resources), IOT_POLICY):
         document = _policy_document(policy.inputs.get("policy"))

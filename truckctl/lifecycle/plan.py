@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from truckctl.errors import Problem
+from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.lifecycle.steps import StepResult, StepSummary
 from truckctl.project import Project
 
 if TYPE_CHECKING:
@@ -77,3 +78,43 @@ def aws_plan(project: Project, names: Sequence[str] | None, backend: str | None,
     else:
         result["stages"] = previews
     return result
+
+
+# ---- `up`: the day's move of the race's one stack, checked offline ------------------------------
+
+MOVE_RULE = "move-keeps-data-and-identity"
+
+
+def move_origin(project: Project, stage: str, target: str) -> str | None:
+    """Where this morning's move starts: the stage the last `up` on this target left the race at, else
+    the stage before in race order (None for stage-1: the race's first deployment)."""
+    from truckctl.cloud import current
+    from truckctl.cloud.offline import previous_stage
+
+    return current.read(project, target) or previous_stage(project, stage)
+
+
+def offline_move(project: Project, stage: str, target: str) -> dict[str, Any]:
+    """The race's stack at this stage and the move to it from the stage the race is at (`move_origin`).
+    On the lab it is the cloud tier; on aws it is the move rule's check before `pulumi up`."""
+    from truckctl.cloud.offline import plan_move
+
+    planned = plan_move(project, stage, move_origin(project, stage, target))
+    return {**planned["cloud"], "move": planned["move"]}
+
+
+def checked_move(plan: dict[str, Any]) -> StepResult:
+    """The offline plan (with its move, where it has one) as the cloud step's result; a violation of the
+    stack's rules or of the move rule fails the step (nothing is applied)."""
+    move = plan.get("move") or {"policy": [], "counts": {}, "from": None}
+    violations = violation_problems({"policy": [*plan["policy"], *move["policy"]]})
+    if violations:
+        raise TruckctlError(violations, ExitCode.ERROR, {"cloud": plan})
+    moved = ", ".join(f"{op} {n}" for op, n in move["counts"].items() if n and op != "same") or "none"
+    return StepResult({"mode": "offline plan", "resources": plan["counts"]["total"],
+                       "by_component": plan["counts"]["by_component"], "policy_violations": 0,
+                       "policy_rules": [*plan["policy_rules"], MOVE_RULE],
+                       "move": {"from": move["from"], "counts": move["counts"],
+                                "changes": [{"op": c["op"], "name": c["name"], "keys": c["keys"]}
+                                            for c in move.get("changes", [])]}},
+                      summary=StepSummary(resources=plan["counts"]["total"], move=moved))

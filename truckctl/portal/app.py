@@ -7,6 +7,7 @@ credential: there are none yet).
 The API gives the same documents as the CLI's `--json`, in the same envelope:
 `/api/status` = `truckctl status STAGE --json` (from the latest poll, not a new probe per request),
 `/api/runs` = `truckctl runs --json`, `/api/runs/{run_id}` = `truckctl runs show RUN_ID --json`.
+`/api/incidents` the open and recent incidents (issue 14), also in `/api/status`;
 `/api/snapshot` is everything the page shows; `/api/history` the plots' samples; `/api/events` the
 live stream (server-sent events, one `snapshot` event per poll). Documented at /openapi.json.
 There is no /docs page: FastAPI's loads Swagger UI from a CDN, and the portal serves nothing it
@@ -28,8 +29,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from truckctl import __version__
-from truckctl.cli.output import envelope
+from truckctl.envelope import envelope
 from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.jsondoc import JsonObject
 from truckctl.portal.guard import Guard
 from truckctl.portal.hub import Hub
 from truckctl.portal.settings import PortalSettings
@@ -41,8 +43,8 @@ FIRST_POLL_WAIT_S = 15.0
 KEEPALIVE_S = 15.0
 
 
-def _envelope(command: str, stage: str | None, code: ExitCode, result: dict[str, Any],
-              problems: list[Problem]) -> dict[str, Any]:
+def _envelope(command: str, stage: str | None, code: ExitCode, result: JsonObject,
+              problems: list[Problem]) -> JsonObject:
     return envelope(command, stage, code, result, problems)
 
 
@@ -77,7 +79,7 @@ def create_app(project: Project, settings: PortalSettings, hub: Hub, history: Hi
     async def internal_error(_request: Request, _exc: Exception) -> JSONResponse:  # never a traceback
         return JSONResponse({"detail": "internal error (see the portal's log)"}, status_code=500)
 
-    async def latest() -> dict[str, Any] | None:
+    async def latest() -> JsonObject | None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(hub.ready().wait(), FIRST_POLL_WAIT_S)
         return hub.latest
@@ -112,6 +114,12 @@ def create_app(project: Project, settings: PortalSettings, hub: Hub, history: Hi
         return _envelope("status", settings.stage, ExitCode(document["exit_code"]), document["status"] or {},
                          problems)
 
+    @api.get("/api/incidents", summary="Race-day incidents: open (one per root cause, with evidence and symptoms) "
+                                        "and recently resolved, from the latest poll")
+    async def incidents() -> Any:
+        document = await latest()
+        return not_yet() if document is None else document["incidents"]
+
     @api.get("/api/runs", summary="The run journal, newest first: the envelope of `truckctl runs --json`")
     async def runs(stage: Annotated[str | None, Query(max_length=40, description="Only this stage")] = None) -> Any:
         from truckctl.config.loader import check_stage_name
@@ -140,7 +148,7 @@ def create_app(project: Project, settings: PortalSettings, hub: Hub, history: Hi
         return _envelope("runs show", None, ExitCode.OK, shown, [])
 
     @api.get("/api/history", summary="Telemetry and heartbeat rates per truck over the last hour (the plots)")
-    async def rates() -> dict[str, Any]:
+    async def rates() -> JsonObject:
         from truckctl.portal.view import HISTORY_S
 
         return {"interval_s": settings.interval_s, "window_s": HISTORY_S, "samples": history.as_list()}

@@ -107,8 +107,9 @@ def test_each_truck_iot_policy_names_only_its_own_topics(plan1: Plan) -> None:
         topics = [r for r in resources if ":topic/" in r or ":topicfilter/" in r]
         assert topics and all(f"/{RACE}/{truck}/" in r for r in topics), topics
         assert not any(other in r for r in resources)
-        assert [r for r in resources if ":client/" in r] == [
-            f"arn:aws:iot:eu-south-1:123456789012:client/{RACE}-{truck}"]
+        assert [r for r in resources if ":client/" in r] == [  # the bridge, and the truck's gateway agent beside it
+            f"arn:aws:iot:eu-south-1:123456789012:client/{RACE}-{truck}",
+            f"arn:aws:iot:eu-south-1:123456789012:client/{RACE}-{truck}-ops"]
         attachment = plan1.named(f"{truck}-policy-attachment")
         assert set(attachment.depends_on) == {f"{truck}-iot-policy", f"{truck}-cert"}
         assert set(plan1.named(f"{truck}-thing-principal").depends_on) == {f"{truck}-cert", f"{truck}-thing"}
@@ -125,11 +126,14 @@ def test_a_truck_certificate_feeds_only_its_own_truck(plan1: Plan) -> None:
     assert allows(document, "iot:Publish", own)
     assert allows(document, "iot:Publish", f"{IOT}:topic/{heartbeat_topic(RACE, 'truck-a')}/truck-a-gw")
     assert allows(document, "iot:Connect", f"{IOT}:client/{RACE}-truck-a")
+    assert allows(document, "iot:Connect", f"{IOT}:client/{RACE}-truck-a-ops")  # its gateway agent (truck_ops_agent)
     refused = [
         ("iot:Publish", f"{IOT}:topic/{telemetry_topic(RACE, 'truck-b')}"),  # another truck
         ("iot:Publish", f"{IOT}:topic/other-race/truck-a/telemetry"),  # another race's topics
         ("iot:Publish", f"{IOT}:topic/{RACE}/truck-b/telemetry/truck-a"),  # its name under another's prefix
         ("iot:Connect", f"{IOT}:client/{RACE}-truck-b"),
+        ("iot:Connect", f"{IOT}:client/{RACE}-truck-b-ops"),  # another truck's agent
+        ("iot:Connect", f"{IOT}:client/{RACE}-truck-a-ops-2"),
         ("iot:Connect", f"{IOT}:client/other-race-truck-a"),
         ("iot:Subscribe", f"{IOT}:topicfilter/{RACE}/truck-a/#"),  # the bridge only sends
         ("iot:Receive", own),
