@@ -102,7 +102,8 @@ def up(project: Project, options: UpRequest, progress: Progress | None = None) -
             if checked.trucks:
                 progress.on_step("verify", "smoke check: telemetry from each truck reaches the cloud side")
                 result["smoke"] = run.step("verify", lambda: smoke.check(checked, options.target, inputs.cloud,
-                                                                         run.journal.run_id))
+                                                                         run.journal.run_id,
+                                                                         connection=inputs.connection))
         if left_out:
             result["unreachable"] = [p.location for p in left_out]
             raise TruckctlError(left_out, ExitCode.ERROR, {**result, "failed_step": "prechecks"})
@@ -114,6 +115,9 @@ def lab_up(project: Project, stage: Stage) -> dict[str, Any]:
     down or cut off is not rebuilt away: the prechecks report it, as they would for a real truck."""
     from truckctl.lab import api as lab_api
 
+    if lab_api.is_outside(project):  # the lab's outside operator: the lab is another machine's
+        return {"outside_operator": True, "note": "the lab runs on another machine; this operator reaches "
+                "its trucks through the management path"}
     return dict(lab_api.up(project, stage.name, keep_node_faults=True))
 
 

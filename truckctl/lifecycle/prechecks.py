@@ -89,6 +89,15 @@ def check_aws_access(stage: Stage) -> list[Problem]:
     return problems
 
 
+def clock_skew(node_time: float, before: float, after: float) -> float:
+    """How far the node's clock is off: it read its clock some time between `before` and `after` (the
+    SSH handshakes, one per jump of the management path, come first: the midpoint would count half of
+    them as skew), so only a reading outside that window is off, by its distance to the window."""
+    if node_time > after:
+        return node_time - after
+    return min(0.0, node_time - before)
+
+
 def probe_nodes(nodes: list[tuple[Truck, Node]], access: Connection) -> list[NodeProbe]:
     """SSH to every node at once: host key pinned, clock read, MAC of the interface holding its address."""
 
@@ -108,7 +117,7 @@ def probe_nodes(nodes: list[tuple[Truck, Node]], access: Connection) -> list[Nod
             return NodeProbe(node.name, address, False, explain_ssh_failure(proc.stderr))
         lines = proc.stdout.split()
         try:
-            skew = float(lines[0]) - (before + after) / 2
+            skew = clock_skew(float(lines[0]), before, after)
         except (ValueError, IndexError):
             return NodeProbe(node.name, address, True, "could not read the node's clock")
         return NodeProbe(node.name, address, True, "ok", round(skew, 3), lines[1] if len(lines) > 1 else None)
@@ -174,6 +183,19 @@ def address_conflicts(stage: Stage, probes: list[NodeProbe], scans: dict[str, di
     return problems, seen
 
 
+def check_hops(access: Connection, first_node: str) -> tuple[list[Problem], list[dict[str, Any]]]:
+    """The management path hop by hop, in order: the first that fails is named (unreachable, host key
+    changed, auth refused, forwarding refused); the hops after it are not tried."""
+    from truckctl.management import probe_hops
+
+    probes = probe_hops(access, first_node)
+    rows = [{"hop": p.hop.name, "address": f"{p.hop.host}:{p.hop.port}", "user": p.hop.user, "ok": p.ok,
+             "detail": p.detail} for p in probes]
+    problems = [Problem("hop-failed", f"management path: {p.hop.describe()} failed: {p.detail}", p.hop.name)
+                for p in probes if not p.ok]
+    return problems, rows
+
+
 def run_prechecks(stage: Stage, target: str, access: Connection | None,
                   nodes: list[tuple[Truck, Node]] | None = None) -> PrecheckReport:
     report = PrecheckReport()
@@ -182,6 +204,11 @@ def run_prechecks(stage: Stage, target: str, access: Connection | None,
     if target == "aws":
         report.add("aws", check_aws_access(stage))
     chosen = nodes if nodes is not None else stage.nodes()
+    if access is not None and access.hops and chosen:
+        hop_problems, hops = check_hops(access, str(chosen[0][1].address))
+        report.add("management-path", hop_problems, hops=hops)
+        if hop_problems:  # every node is behind the hop that failed: that hop is the problem
+            return report
     if access is not None and chosen:
         with ThreadPoolExecutor(max_workers=1) as pool:  # the ARP window overlaps the SSH probes
             scans = pool.submit(scan_lans, stage) if os.geteuid() == 0 else None

@@ -93,13 +93,16 @@ def node_targets(stage: Stage) -> list[NodeTarget]:
 def probe_nodes(nodes: list[NodeTarget], access: Connection) -> list[NodeProbe]:
     """One SSH call per node, all at once: `systemctl is-active` of its key units."""
 
+    # Each jump of the management path is one more SSH handshake before the node's own.
+    timeout_s = PROBE_TIMEOUT_S * (1 + len(access.hops))
+
     def probe(node: NodeTarget) -> NodeProbe:
         command = "systemctl is-active " + " ".join(node.services) + "; true"
         try:
             proc = subprocess.run(ssh_argv(access, node.address, command, CONNECT_TIMEOUT_S), capture_output=True,
-                                  text=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False)
+                                  text=True, timeout=timeout_s, stdin=subprocess.DEVNULL, check=False)
         except subprocess.TimeoutExpired:
-            return NodeProbe(node.name, False, f"no answer within {PROBE_TIMEOUT_S:.0f} s")
+            return NodeProbe(node.name, False, f"no answer within {timeout_s:.0f} s")
         if proc.returncode != 0:
             return NodeProbe(node.name, False, explain_ssh_failure(proc.stderr))
         answers = proc.stdout.split()

@@ -46,6 +46,13 @@ def known_hosts_file(project: Project, stage: Stage) -> Path:
 
 
 def connection(project: Project, stage: Stage, target: str) -> Connection:
+    """How this operator reaches the nodes: directly, or through the management path when chosen."""
+    from truckctl.management import apply
+
+    return apply(project, stage, _direct_connection(project, stage, target))
+
+
+def _direct_connection(project: Project, stage: Stage, target: str) -> Connection:
     if target == "lab":
         from truckctl.lab import api as lab_api
 

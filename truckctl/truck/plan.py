@@ -15,6 +15,7 @@ from truckctl.inventory import render_inventory
 from truckctl.truck.vars import admin_vars, check_cloud_outputs, cloud_vars, secret_vars, target_vars
 
 PLAYBOOK = "site.yml"
+ANSIBLE_TIMEOUT_S = 15  # playbooks/ansible.cfg's `timeout`; each jump of the management path adds as much
 
 
 class Connection(Protocol):
@@ -28,6 +29,9 @@ class Connection(Protocol):
 
     @property
     def known_hosts(self) -> Path | str: ...
+
+    @property
+    def ssh_config(self) -> Path | None: ...  # the management path's (truckctl.management), else None
 
 
 @dataclass(frozen=True)
@@ -61,14 +65,21 @@ def connection_vars(connection: Connection) -> dict[str, Any]:
     Ansible's ssh plugin and Mitogen both split ansible_ssh_common_args with shlex, then ssh splits an
     option's value on spaces: each path is quoted for both (see `ssh_path_option`)."""
     key = ssh_path(connection.private_key, "the SSH private key")
-    return {
+    hops = getattr(connection, "hops", ())
+    extra = {"ansible_timeout": ANSIBLE_TIMEOUT_S * (1 + len(hops))} if hops else {}
+    return {**extra,
         "ansible_user": connection.user,
         "ansible_ssh_private_key_file": key,
         "ansible_ssh_common_args": " ".join([
-            "-F /dev/null", ssh_path_option("UserKnownHostsFile", connection.known_hosts),
+            ssh_config_option(connection.ssh_config), ssh_path_option("UserKnownHostsFile", connection.known_hosts),
             "-o GlobalKnownHostsFile=/dev/null", "-o StrictHostKeyChecking=yes", "-o IdentitiesOnly=yes",
         ]),
     }
+
+
+def ssh_config_option(config: Path | None) -> str:
+    """`-F /dev/null` (no ssh_config at all), or the run's management-path file truckctl wrote."""
+    return "-F /dev/null" if config is None else "-F " + shlex.quote(ssh_path(config, "the run's ssh_config"))
 
 
 def ssh_path(path: Path | str, what: str) -> str:
