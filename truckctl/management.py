@@ -18,10 +18,13 @@ the validated model and truckctl's own paths.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import selectors
+import stat
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,6 +44,7 @@ DIRECT = "direct"
 MANAGEMENT = "management"
 HOP_PREFIX = "truckctl-hop-"
 HOP_TIMEOUT_S = 5
+HOP_PERSIST_S = 30  # a hop's shared connection outlives its last user by this much (like Ansible's masters)
 NODE_SSH_PORT = 22
 
 
@@ -86,7 +90,8 @@ def known_hosts_text(base: str, jump: list[JumpHop]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ssh_config_text(path_hops: tuple[Hop, ...], private_key: str, known_hosts: str) -> str:
+def ssh_config_text(path_hops: tuple[Hop, ...], private_key: str, known_hosts: str,
+                    control_dir: str | None = None) -> str:
     """ssh_config for the run. ssh keeps the first value it reads, so each hop's block comes first and
     `Host *` (every node, and every hop) last. Paths are quoted with `ssh_path`'s rules (checked by the
     caller); every other value is a validated host name, user name or port."""
@@ -94,6 +99,8 @@ def ssh_config_text(path_hops: tuple[Hop, ...], private_key: str, known_hosts: s
     for index, hop in enumerate(path_hops):
         out += [f"Host {hop.alias}", f"  HostName {hop.host}", f"  Port {hop.port}", f"  User {hop.user}",
                 f"  ProxyJump {path_hops[index - 1].alias if index else 'none'}"]
+        if control_dir is not None:  # one connection per hop, shared by every node's (`ssh -W` through it)
+            out += ["  ControlMaster auto", f'  ControlPath "{control_dir}/%C"', f"  ControlPersist {HOP_PERSIST_S}"]
     out += ["Host *", f"  ProxyJump {path_hops[-1].alias}", f'  IdentityFile "{private_key}"', "  IdentitiesOnly yes",
             f'  UserKnownHostsFile "{known_hosts}"', "  GlobalKnownHostsFile /dev/null",
             "  StrictHostKeyChecking yes", "  CheckHostIP no", "  UpdateHostKeys no", "  BatchMode yes",
@@ -139,7 +146,8 @@ def through_path(project: Project, stage: Stage, direct: Connection) -> Connecti
     key = ssh_path(direct.private_key, "the SSH private key")
     directory = project.state_dir / "ssh"
     known_file = directory / f"known_hosts-{digest.hexdigest()[:16]}"
-    config = ssh_config_text(path_hops, key, ssh_path(known_file.resolve(), "the run's known_hosts"))
+    config = ssh_config_text(path_hops, key, ssh_path(known_file.resolve(), "the run's known_hosts"),
+                             ssh_path(control_dir(project.state_dir), "the hops' control directory"))
     digest.update(config.encode())
     config_file = directory / f"config-{digest.hexdigest()[:16]}"
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -148,6 +156,23 @@ def through_path(project: Project, stage: Stage, direct: Connection) -> Connecti
         if not file.is_file() or file.read_text() != text:
             write_private(file, text.encode(), 0o600)
     return replace(direct, known_hosts=known_file, hops=path_hops, ssh_config=config_file)
+
+
+def control_dir(state_dir: Path) -> Path:
+    """Where the hops' shared connections have their sockets: short (a Unix socket path is at most 107
+    bytes), one per state directory (operators never share a connection), this user's own and nobody
+    else's (a directory planted by another user is refused)."""
+    base = Path(tempfile.gettempdir()) / f"truckctl-ssh-{os.getuid()}"
+    path = base / hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:8]
+    for directory in (base, path):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o700)
+        info = directory.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            raise TruckctlError.single("unsafe-control-dir", f"{directory} is not a directory of this user's alone: "
+                                       "remove it (truckctl keeps the management path's SSH sockets there)",
+                                       str(directory))
+    return path
 
 
 def apply(project: Project, stage: Stage, direct: Connection) -> Connection:
