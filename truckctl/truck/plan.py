@@ -69,7 +69,8 @@ def connection_vars(connection: Connection) -> dict[str, Any]:
         "ansible_user": connection.user,
         "ansible_ssh_private_key_file": key,
         "ansible_ssh_common_args": " ".join([
-            ssh_config_option(getattr(connection, "ssh_config", None)), ssh_path_option("UserKnownHostsFile", connection.known_hosts),
+            ssh_config_option(getattr(connection, "ssh_config", None)),
+            ssh_path_option("UserKnownHostsFile", connection.known_hosts),
             "-o GlobalKnownHostsFile=/dev/null", "-o StrictHostKeyChecking=yes", "-o IdentitiesOnly=yes",
         ]),
     }
