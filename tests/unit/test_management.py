@@ -13,7 +13,8 @@ import pytest
 from truckctl.config.loader import load_stage
 from truckctl.config.model import JumpHop, Management
 from truckctl.errors import ExitCode, TruckctlError
-from truckctl.lifecycle.prechecks import check_hops, clock_skew, run_prechecks
+from truckctl.lifecycle.prechecks import check_hops, run_prechecks
+from truckctl.lifecycle.probe import clock_skew
 from truckctl.management import (
     VIA_ENV,
     apply,

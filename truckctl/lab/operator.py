@@ -213,7 +213,7 @@ def _jump_account(paths: LabPaths, plan: LabPlan, hop: tuple[str, str], targets:
     quoted = shlex.quote(user)
     script = (f"id -u {quoted} >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent "
               f"--shell /usr/sbin/nologin {quoted}; sshd -t && systemctl reload ssh")
-    from truckctl.lab.lifecycle import connection_for
+    from truckctl.lab.control import connection_for
 
     code, out = ssh_run(connection_for(paths), plan.uplink.standin_address, script)
     if code != 0:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.unit.truck.conftest import KEY_BODY, REPO, FakeConnection, make_cloud
+from tests.helpers import KEY_BODY, REPO, FakeConnection, make_cloud
 from truckctl.cli.app import app
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, Problem, TruckctlError
@@ -56,7 +56,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch, stage: Stage) -> dict[str, Any]:
         on_event(HostEvent("truck-a-gw", "Install the key", "changed", f"wrote {KEY_BODY['truck-a']}"))
         return seen["truck"]
 
-    def smoke_check(stage_: Stage, target: str, cloud: Any, run_id: str) -> dict[str, Any]:
+    def smoke_check(stage_: Stage, target: str, cloud: Any, run_id: str, connection: Any = None) -> dict[str, Any]:
         calls.append("verify")
         return {"checked": True, "arrived_s": {"truck-a": 1.0, "truck-b": 1.1}}
 
@@ -210,7 +210,7 @@ def down_nodes(fakes: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> list[s
     smoke_trucks: list[str] = []
     fakes["smoke_trucks"] = smoke_trucks
 
-    def smoke_check(stage_: Stage, target: str, cloud: Any, run_id: str) -> dict[str, Any]:
+    def smoke_check(stage_: Stage, target: str, cloud: Any, run_id: str, connection: Any = None) -> dict[str, Any]:
         fakes["calls"].append("verify")
         smoke_trucks.extend(t.name for t in stage_.trucks)
         return {"checked": True, "arrived_s": {t.name: 1.0 for t in stage_.trucks}}
