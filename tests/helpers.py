@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from tests.keys import throwaway_private_key
 from truckctl.cloud.outputs import CloudOutputs, TruckAccess, topic_prefix
 from truckctl.config.model import Stage
+from truckctl.remote import Hop
 
 REPO = Path(__file__).resolve().parents[1]  # the repository under test
 # A throwaway key per truck, made for this test session (distinct, so a test can tell which key went
@@ -28,6 +29,8 @@ class FakeConnection:
     user: str = "root"
     private_key: Path = Path("/lab/ssh/id_ed25519")
     known_hosts: Path = Path("/lab/known_hosts")
+    hops: tuple[Hop, ...] = ()  # direct, as inside the truck
+    ssh_config: Path | None = None
 
 
 def make_cloud(stage: Stage, **changes: object) -> CloudOutputs:

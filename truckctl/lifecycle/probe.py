@@ -77,7 +77,7 @@ def node_targets(stage: Stage) -> list[NodeTarget]:
 def probe_nodes(nodes: list[NodeTarget], access: Connection, query: Query) -> list[NodeProbe]:
     """Ask every node at once; a node that cannot be reached is said so, with ssh's own reason."""
 
-    timeout_s = query.timeout_s * (1 + len(getattr(access, "hops", ())))  # each jump: one more handshake first
+    timeout_s = query.timeout_s * (1 + len(access.hops))  # each jump: one more handshake first
 
     def probe(node: NodeTarget) -> NodeProbe:
         before = time.time()

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from truckctl.cloud.outputs import CloudOutputs
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
+from truckctl.remote import Hop
 from truckctl.truck.inventory import render_inventory
 from truckctl.truck.vars import admin_vars, check_cloud_outputs, cloud_vars, secret_vars, target_vars
 
@@ -29,6 +30,12 @@ class Connection(Protocol):
 
     @property
     def known_hosts(self) -> Path | str: ...
+
+    @property
+    def hops(self) -> tuple[Hop, ...]: ...  # the management path's jumps (truckctl.management), or none
+
+    @property
+    def ssh_config(self) -> Path | None: ...  # the management path's ssh_config, or None: -F /dev/null
 
 
 
@@ -63,13 +70,12 @@ def connection_vars(connection: Connection) -> dict[str, Any]:
     Ansible's ssh plugin and Mitogen both split ansible_ssh_common_args with shlex, then ssh splits an
     option's value on spaces: each path is quoted for both (see `ssh_path_option`)."""
     key = ssh_path(connection.private_key, "the SSH private key")
-    hops = getattr(connection, "hops", ())
-    extra = {"ansible_timeout": ANSIBLE_TIMEOUT_S * (1 + len(hops))} if hops else {}
+    extra = {"ansible_timeout": ANSIBLE_TIMEOUT_S * (1 + len(connection.hops))} if connection.hops else {}
     return {**extra,
         "ansible_user": connection.user,
         "ansible_ssh_private_key_file": key,
         "ansible_ssh_common_args": " ".join([
-            ssh_config_option(getattr(connection, "ssh_config", None)),
+            ssh_config_option(connection.ssh_config),
             ssh_path_option("UserKnownHostsFile", connection.known_hosts),
             "-o GlobalKnownHostsFile=/dev/null", "-o StrictHostKeyChecking=yes", "-o IdentitiesOnly=yes",
         ]),
