@@ -100,7 +100,8 @@ def ssh_config_text(path_hops: tuple[Hop, ...], private_key: str, known_hosts: s
         out += [f"Host {hop.alias}", f"  HostName {hop.host}", f"  Port {hop.port}", f"  User {hop.user}",
                 f"  ProxyJump {path_hops[index - 1].alias if index else 'none'}"]
         if control_dir is not None:  # one connection per hop, shared by every node's (`ssh -W` through it)
-            out += ["  ControlMaster auto", f'  ControlPath "{control_dir}/%C"', f"  ControlPersist {HOP_PERSIST_S}"]
+            out += ["  ControlMaster auto", f'  ControlPath "{control_dir}/%C"', f"  ControlPersist {HOP_PERSIST_S}",
+                    "  ServerAliveInterval 5", "  ServerAliveCountMax 2"]  # a cut link ends it within 10 s
     out += ["Host *", f"  ProxyJump {path_hops[-1].alias}", f'  IdentityFile "{private_key}"', "  IdentitiesOnly yes",
             f'  UserKnownHostsFile "{known_hosts}"', "  GlobalKnownHostsFile /dev/null",
             "  StrictHostKeyChecking yes", "  CheckHostIP no", "  UpdateHostKeys no", "  BatchMode yes",

@@ -135,7 +135,8 @@ def test_the_jump_account_only_forwards_to_the_nodes_ssh_port(lab: Lab, outside:
     assert allowed.stdout.startswith("SSH-2.0-"), allowed.stderr
     broker = jump(outside, "-W", f"{gateway.address}:1883", "truckctl-hop-1")
     assert "administratively prohibited" in broker.stderr and not broker.stdout
-    shell = jump(outside, "truckctl-hop-1", "id")
+    close_hop_connections(outside)  # the account itself, not a shared connection, must refuse a shell
+    shell = jump(outside, "-o", "ControlPath=none", "truckctl-hop-1", "id")
     assert shell.returncode != 0 and "uid=" not in shell.stdout  # no shell, no command
 
 
@@ -146,7 +147,13 @@ def standin_root(lab: Lab) -> Path:
     return merged_dir(LabPaths(lab.project.state_dir).root, state.plan.standin)
 
 
+def close_hop_connections(outside: Outside) -> None:
+    """The hop's shared connection (ControlPersist) of earlier runs: each failure is met by a new one."""
+    jump(outside, "-O", "exit", "truckctl-hop-1")
+
+
 def hop_failure(lab: Lab, outside: Outside) -> str:
+    close_hop_connections(outside)
     code, document = outside.cli(lab, "up", STAGE, "--tier", "truck")
     assert code == 1, document
     assert [e["code"] for e in document["errors"]] == ["hop-failed"]
@@ -206,5 +213,6 @@ def test_a_changed_host_key_on_the_jump_host_is_refused(lab: Lab, outside: Outsi
     message = hop_failure(lab, outside)
     assert message.endswith("failed: host key does not match the pinned one (another machine on this address?)")
     # and nothing else gets through: a plain SSH to a node through the path is refused at the hop
+    close_hop_connections(outside)
     refused = jump(outside, f"root@{lab.node('truck-a-gw').address}", "true")
     assert refused.returncode == 255 and "Host key verification failed" in refused.stderr
