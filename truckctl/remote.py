@@ -73,7 +73,7 @@ def explain_ssh_failure(stderr: str) -> str:
         return "host key does not match the pinned one (another machine on this address?)"
     if "Permission denied" in text:
         return "SSH key refused"
-    if "administratively prohibited" in text or "open failed" in text:
+    if "administratively prohibited" in text or "open failed" in text or "open refused" in text:
         return "the jump host refused to forward the connection"
     if "timed out" in text or "No route" in text or "unreachable" in text or "refused" in text:
         return "unreachable"

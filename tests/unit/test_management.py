@@ -196,6 +196,8 @@ def test_ssh_complaints_become_one_short_reason() -> None:
     assert explain_ssh_failure("truckctl-jump@10.0.0.5: Permission denied (publickey).") == "SSH key refused"
     assert explain_ssh_failure("channel 0: open failed: administratively prohibited: open failed\n"
                                "stdio forwarding failed") == "the jump host refused to forward the connection"
+    assert explain_ssh_failure("Stdio forwarding request failed: Session open refused by peer"
+                               ) == "the jump host refused to forward the connection"  # through a shared connection
 
 
 def test_clock_skew_counts_only_readings_outside_the_round_trip() -> None:
