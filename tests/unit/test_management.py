@@ -14,7 +14,7 @@ from truckctl.config.loader import load_stage
 from truckctl.config.model import JumpHop, Management
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.lifecycle.prechecks import check_hops, run_prechecks
-from truckctl.lifecycle.probe import clock_skew
+from truckctl.lifecycle.probe import skew_beyond as clock_skew
 from truckctl.management import (
     VIA_ENV,
     apply,
@@ -27,6 +27,7 @@ from truckctl.management import (
 )
 from truckctl.project import Project
 from truckctl.remote import Connection, explain_ssh_failure, ssh_argv
+from truckctl.targets.lab import LabTarget
 from truckctl.truck.plan import connection_vars
 
 REPO = Path(__file__).resolve().parents[2]
@@ -180,7 +181,7 @@ def test_prechecks_name_the_failed_hop_and_do_not_try_the_nodes(project: Project
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     conn = path_to(project, tmp_path, monkeypatch, closed_port())
     stage = load_stage(project, "stage-1")
-    report = run_prechecks(stage, "lab", conn)
+    report = run_prechecks(stage, LabTarget(project), conn)
     assert [p.code for p in report.problems] == ["hop-failed"]
     assert "hop 'cloud-gw'" in report.problems[0].message and "unreachable" in report.problems[0].message
     assert "ssh" not in report.checks  # every node is behind the failed hop: not probed
