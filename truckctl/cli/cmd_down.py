@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from truckctl.cli.options import InterruptTelemetryOpt
+
 if TYPE_CHECKING:
     from truckctl.cli.dispatch import Outcome
     from truckctl.cli.output import Env
@@ -40,7 +42,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON do
 def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_factory: Callable[[], Project]) -> None:
     @app.command("down")
     def down(stage: StageArg, target: TargetOpt = "lab", yes: YesOpt = False, delete_data: DeleteDataOpt = False,
-             confirm_delete_data: ConfirmDataOpt = None, json_output: JsonOpt = False) -> None:
+             confirm_delete_data: ConfirmDataOpt = None, json_output: JsonOpt = False,
+             interrupt_telemetry: InterruptTelemetryOpt = False) -> None:
         """Tear a stage down: truck tier, then certificates, then the cloud tier; keeps the data lake."""
         from truckctl.cli.dispatch import Outcome, run
         from truckctl.cli.progress import NodeProgress
@@ -55,7 +58,7 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
             confirmation = core.confirm(stage, target, yes=yes, delete_data=delete_data,
                                         confirm_delete_data=confirm_delete_data, interactive=sys.stdin.isatty(),
                                         ask=ask)
-            options = core.DownOptions(stage, target, delete_data)
+            options = core.DownOptions(stage, target, delete_data, interrupt_telemetry)
             with NodeProgress(env) as progress:  # silent with --json: stdout holds only the document
                 steps = core.DownProgress() if env.json else core.DownProgress(progress.phase, progress.callbacks())
                 result = core.down(project_factory(), options, confirmation, steps)

@@ -36,6 +36,8 @@ class UpRequest:
     limit: str | None = None
     check: bool = False  # --check --diff: report what would change, change nothing
     exclude: tuple[str, ...] = ()  # nodes left out (found unreachable by the prechecks)
+    hold_cuts: bool = False  # the race is live: what would interrupt telemetry waits (lifecycle/racelive.py)
+    interrupt_telemetry: bool = False  # --interrupt-telemetry: never hold back (the race crew decided)
 
 
 def _ignore(*_: Any) -> None:
@@ -58,7 +60,7 @@ def truck_tier(project: Project, stage: Stage, request: UpRequest, connection: C
     from truckctl.truck.runner import RunnerSettings, run_plan
 
     plan = build_plan(project.playbooks_dir, stage, cloud, connection, request.target, request.limit,
-                      request.check, request.exclude)
+                      request.check, request.exclude, request.hold_cuts)
     callbacks.on_hosts(plan.hosts)
     result = run_plan(plan, RunnerSettings(project.state_dir), callbacks.on_host_event, callbacks.cancel)
     if result.status == "canceled":

@@ -194,6 +194,7 @@ class DownOptions:
     stage: str
     target: str = "lab"
     delete_data: bool = False
+    interrupt_telemetry: bool = False  # --interrupt-telemetry: tear down even while the race is live
 
 
 # ---- the truck tier's teardown plan ----------------------------------------------------------
@@ -273,6 +274,16 @@ def down(project: Project, options: DownOptions, confirmation: Confirmation, pro
             run.lab_receiver = lab_outputs.alert_webhook_url
             for secret in lab_outputs.secret_values():
                 run.secret(secret)
+        if not options.interrupt_telemetry:  # every step of down cuts the feed: while live, none runs
+            from truckctl.lifecycle import racelive
+
+            progress.on_step("liveness", "is the race live? (telemetry at the cloud side, the stage's race window)")
+            liveness = racelive.journaled_check(run, stage, options.target, lab_outputs)
+            result["live"] = liveness.as_dict()
+            if liveness.live:
+                refused = racelive.refuse_down(stage, liveness)
+                refused.result = {**result, **refused.result}
+                raise refused
 
         if options.target == "aws" and "revoke" not in done:
             progress.on_step("revoke", "deactivating every truck's IoT certificate first, whatever else fails")

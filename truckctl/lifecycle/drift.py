@@ -16,7 +16,7 @@ from truckctl.config.loader import load_stage
 from truckctl.config.model import Stage
 from truckctl.core.up import UpCallbacks, UpRequest, truck_tier
 from truckctl.errors import ExitCode, TruckctlError
-from truckctl.lifecycle import targets
+from truckctl.lifecycle import racelive, targets
 from truckctl.lifecycle.orchestrator import truck_failures
 from truckctl.lifecycle.run import Run, finish_run, locked_run
 from truckctl.project import Project
@@ -32,6 +32,7 @@ class DriftOptions:
     target: str = "lab"
     fix: bool = False
     limit: str | None = None
+    interrupt_telemetry: bool = False  # --interrupt-telemetry: fix what would cut telemetry even while live
 
 
 @dataclass
@@ -68,12 +69,34 @@ def drift(project: Project, options: DriftOptions, hooks: DriftHooks | None = No
         if not hooks.confirm(found):
             result["fix"] = "not applied: not confirmed (give --yes where there is no terminal to confirm on)"
             return finish_run(run, ExitCode.CHANGES, result), ExitCode.CHANGES
-        hooks.on_step("fix", f"applying the configuration to put back {len(found['items'])} drifted item(s)")
-        result["applied"] = run.step("fix", lambda: apply_fix(project, stage, options, inputs, run, hooks))
+        held = hold_back(project, stage, options, inputs, run, hooks, found, result)
+        hooks.on_step("fix", f"applying the configuration to put back {len(found['items'])} drifted item(s)"
+                      + (f", holding back {len(held)} that would interrupt telemetry" if held else ""))
+        hold = bool(result.get("live", {}).get("live"))
+        result["applied"] = run.step("fix", lambda: apply_fix(project, stage, options, inputs, run, hooks, hold))
         after = measure(project, stage, options, inputs, run, hooks, "recheck")
         result.update(after=after, fixed=not after["drift"])
-        code = ExitCode.OK if not after["drift"] else ExitCode.CHANGES
+        code = ExitCode.OK if not after["drift"] and not held else ExitCode.CHANGES
         return finish_run(run, code, result), code
+
+
+def hold_back(project: Project, stage: Stage, options: DriftOptions, inputs: targets.TargetInputs, run: Run,
+              hooks: DriftHooks, found: dict[str, Any], result: dict[str, Any]) -> list[racelive.Held]:
+    """Is the stage live (unless --interrupt-telemetry)? If so, which found changes wait (journaled)."""
+    if options.interrupt_telemetry:
+        result["live"] = {"live": None, "reasons": [f"not checked: {racelive.OPTION} given"]}
+        return []
+    hooks.on_step("liveness", "is the race live? (telemetry at the cloud side, the stage's race window)")
+    liveness = racelive.journaled_check(run, stage, options.target, inputs.cloud)
+    result["live"] = liveness.as_dict()
+    if not liveness.live:
+        return []
+    held = racelive.held_changes(found["truck"]["changes"], racelive.gateways(stage),
+                                 racelive.tagged_tasks(project.playbooks_dir))
+    for item in held:
+        run.journal.event("held", "fix", node=item.node, task=item.task, change=item.change, reason=liveness.why)
+    result.update(held=[item.as_dict() for item in held], held_reason=racelive.held_line(stage, liveness, held))
+    return held
 
 
 def measure(project: Project, stage: Stage, options: DriftOptions, inputs: targets.TargetInputs, run: Run,
@@ -135,14 +158,14 @@ def cloud_check(project: Project, stage: Stage, target: str) -> dict[str, Any]:
 
 
 def apply_fix(project: Project, stage: Stage, options: DriftOptions, inputs: targets.TargetInputs, run: Run,
-              hooks: DriftHooks) -> dict[str, Any]:
+              hooks: DriftHooks, hold_cuts: bool = False) -> dict[str, Any]:
     applied: dict[str, Any] = {}
     if options.target == "aws":
         from truckctl.cloud.engine import AwsEngine
 
         _, operation = AwsEngine(project, stage).up()
         applied["cloud"] = operation.as_dict()
-    request = UpRequest(stage.name, options.target, "truck", options.limit)
+    request = UpRequest(stage.name, options.target, "truck", options.limit, hold_cuts=hold_cuts)
     truck = truck_tier(project, stage, request, inputs.connection, inputs.cloud, hooks.truck).as_dict()
     failures = truck_failures(truck)
     if failures:

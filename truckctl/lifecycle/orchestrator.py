@@ -22,7 +22,7 @@ from truckctl.config.loader import load_stage
 from truckctl.config.model import Stage
 from truckctl.core.up import TIERS, UpCallbacks, UpRequest, truck_tier
 from truckctl.errors import ExitCode, Problem, TruckctlError
-from truckctl.lifecycle import smoke, targets
+from truckctl.lifecycle import racelive, smoke, targets
 from truckctl.lifecycle.prechecks import run_prechecks
 from truckctl.lifecycle.run import Run, finish_run, locked_run
 from truckctl.project import Project
@@ -84,9 +84,10 @@ def up(project: Project, options: UpRequest, progress: Progress | None = None) -
                 for truck_access in inputs.cloud.trucks.values():
                     run.secret(truck_access.private_key_pem.get_secret_value())
                 run.lab_receiver = inputs.cloud.alert_webhook_url if options.target == "lab" else None
-                progress.on_step("truck", f"converging the truck nodes of {stage.name} on {options.target}")
                 request = dataclasses.replace(options, tier="truck",
                                               exclude=tuple(str(p.location) for p in left_out))
+                request = hold_if_live(project, stage, request, inputs, run, progress, result)
+                progress.on_step("truck", f"converging the truck nodes of {stage.name} on {options.target}")
                 result["truck"] = run.step("truck", lambda: truck_step(project, stage, request, inputs, run,
                                                                        progress.truck))
             if planned is not None:
@@ -106,7 +107,34 @@ def up(project: Project, options: UpRequest, progress: Progress | None = None) -
         if left_out:
             result["unreachable"] = [p.location for p in left_out]
             raise TruckctlError(left_out, ExitCode.ERROR, {**result, "failed_step": "prechecks"})
-        return finish_run(run, ExitCode.OK, result)
+        return finish_run(run, ExitCode.CHANGES if result.get("held") else ExitCode.OK, result)
+
+
+def hold_if_live(project: Project, stage: Stage, request: UpRequest, inputs: targets.TargetInputs, run: Run,
+                 progress: Progress, result: dict[str, Any]) -> UpRequest:
+    """While the race is live (and no --interrupt-telemetry), the truck run holds back what would cut telemetry;
+    a check-mode pass over the run's gateways says precisely what that is (node, task, change)."""
+    if request.interrupt_telemetry:
+        return request
+    progress.on_step("liveness", "is the race live? (telemetry at the cloud side, the stage's race window)")
+    liveness = racelive.journaled_check(run, stage, request.target, inputs.cloud)
+    result["live"] = liveness.as_dict()
+    if not liveness.live:
+        return request
+    gateways = [g for g in racelive.gateways(stage) if g in resolve_limit(stage, request.limit)
+                and g not in request.exclude]
+    if gateways:
+        progress.on_step("held", f"live: finding what would interrupt telemetry on {', '.join(gateways)} (check mode)")
+        others = tuple(name for _, node in stage.nodes() if (name := node.name) not in gateways)
+        check = dataclasses.replace(request, check=True, limit=None, exclude=others)
+        found = run.step("held", lambda: {**truck_tier(project, stage, check, inputs.connection, inputs.cloud,
+                                                       UpCallbacks()).as_dict(), "_changed": 0})
+        held = racelive.held_changes(found["changes"], gateways, racelive.tagged_tasks(project.playbooks_dir))
+        for item in held:
+            run.journal.event("held", "truck", node=item.node, task=item.task, change=item.change, reason=liveness.why)
+        if held:
+            result.update(held=[item.as_dict() for item in held], held_reason=racelive.held_line(stage, liveness, held))
+    return dataclasses.replace(request, hold_cuts=True)
 
 
 def lab_up(project: Project, stage: Stage) -> dict[str, Any]:
