@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import asdict
 from typing import Any
 
 import pytest
@@ -108,18 +109,16 @@ def test_the_tagged_handlers_are_skipped_on_gateways_by_the_hold_variable() -> N
 
 
 def gw_changes() -> list[dict[str, Any]]:
-    items = ({"kind": "broker", "item": "configuration loaded", "expected": "/etc/mosquitto/mosquitto.conf as it is now",
-              "found": "an older version", "diff": "", "cuts_telemetry": True},
+    items = ({"kind": "broker", "item": "configuration loaded", "found": "an older version", "diff": "",
+              "expected": "/etc/mosquitto/mosquitto.conf as it is now", "cuts_telemetry": True},
              {"kind": "sshd", "item": "passwordauthentication", "expected": "no", "found": "yes", "diff": "",
               "cuts_telemetry": False})
-    changes = [Change("truck-a-gw", "Configure the broker, its bridge to the cloud ingest and the bridge's certificates",
-                      FEED, "truck_files"),
+    changes = [Change("truck-a-gw", "Configure the broker, its bridge and the bridge's certificates", FEED,
+                      "truck_files"),
                Change("truck-a-gw", "telemetry : Restart mosquitto", "", "systemd_service", handler=True),
                Change("truck-a-hv1", "Load the firewall", "", "systemd_service", handler=True),
                Change("truck-a-gw", "Configure sshd", SSHD, "truck_files"),
                Change("truck-b-gw", "Compare the node's live state", "", "truck_live_state", items)]
-    from dataclasses import asdict
-
     return [asdict(c) for c in changes]
 
 
