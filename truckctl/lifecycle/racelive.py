@@ -14,7 +14,7 @@ A stage is live when
 What cuts telemetry is marked in the plain playbooks, once: tasks and handlers tagged `cuts-telemetry`
 (they cut it on a truck's gateway, where the broker, the bridge and the uplink are), and the live-state
 items the `truck_live_state` module flags `cuts_telemetry`. With `hold_telemetry_cuts=true` the
-playbooks skip those on the gateways; `ansible-playbook --list-tasks --tags cuts-telemetry` lists them.
+playbooks skip those on the gateways (handlers ignore --skip-tags: the variable is what holds them).
 A held-back change is found by the check-mode pass (drift's own, or one over the gateways for `up`):
 each of its changes on a gateway made by a tagged task or handler, or flagged by the module, is held.
 """

@@ -272,7 +272,7 @@ def test_lab_tears_down_trucks_then_certificates_then_cloud(project: Project, fa
     assert fakes.calls == ["preflight lab", "truck", "revoke truck-a", "revoke truck-b"]  # nothing to destroy
     summary = show_run(project, result["run_id"])["summary"]
     assert summary["command"] == "down" and summary["status"] == "ok"
-    assert list(summary["steps"]) == ["truck", "revoke", "cloud"]
+    assert list(summary["steps"]) == ["liveness", "truck", "revoke", "cloud"]  # liveness: is the race live? (no)
     assert all(step["status"] == "ok" for step in summary["steps"].values())
     assert result["cloud"]["destroyed"] is False and "nothing is deployed" in result["cloud"]["note"]
     kept = {item["what"]: item for item in result["kept"]}
