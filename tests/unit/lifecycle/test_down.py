@@ -418,9 +418,9 @@ def test_aws_deactivates_every_certificate_first_even_with_a_node_unreachable(pr
     assert result["cloud"] == {"destroyed": False, "reason": "nodes were not taken down"}
     run = show_run(project, list_runs(project, "stage-1")[0]["run_id"])
     ends = {e["step"]: e["status"] for e in run["events"] if e["kind"] == "step-end"}
-    assert ends == {"revoke": "ok", "truck": "failed"}
+    assert ends == {"liveness": "ok", "revoke": "ok", "truck": "failed"}
     starts = [e["step"] for e in run["events"] if e["kind"] == "step-start"]
-    assert starts == ["revoke", "truck"]
+    assert starts == ["liveness", "revoke", "truck"]
     assert [(e["truck"], e["certificate_id"], e["before"], e["after"])
             for e in journal_events(project, run["summary"]["run_id"], "certificate")] == [
         ("truck-a", CERTIFICATES["truck-a"], "ACTIVE", "INACTIVE"),
