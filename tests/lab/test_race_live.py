@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.lab.conftest import STAGE, Lab, wait_for
+from tests.lab.harness import STAGE, Lab, wait_for
 from tests.lab.runs import ensure_converged, truckctl
 from truckctl.lifecycle.journal import runs_dir
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.truck.conftest import REPO
+from tests.helpers import REPO
 from truckctl.project import Project
 
 

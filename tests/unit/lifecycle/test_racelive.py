@@ -7,13 +7,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from tests.helpers import REPO, FakeConnection, make_cloud
 from tests.unit.lifecycle.fakes import truck_result
-from tests.unit.truck.conftest import REPO, FakeConnection, make_cloud
 from truckctl.cli.app import app
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
@@ -36,6 +37,10 @@ def windowed(stage: Stage, start: str = "11:00", until: str = "17:30") -> Stage:
     return stage.model_copy(update={"info": info, "race": stage.race.model_copy(update={"timezone": "Europe/Rome"})})
 
 
+def no_window(stage: Stage) -> Stage:
+    return stage.model_copy(update={"info": stage.info.model_copy(update={"live_from": None, "live_until": None})})
+
+
 def ages(**by_truck: float | None) -> racelive.Seen:
     return racelive.Seen({"truck-a": None, "truck-b": None, **{k.replace("_", "-"): v for k, v in by_truck.items()}})
 
@@ -47,15 +52,19 @@ EVENING = dt.datetime(2027, 5, 8, 19, 0, tzinfo=ROME)
 
 
 def test_fresh_telemetry_makes_the_stage_live_naming_the_truck(stage: Stage) -> None:
-    decided = racelive.decide(stage, ages(truck_a=2.5), EVENING)
+    decided = racelive.decide(stage, ages(truck_a=2.5), EVENING)  # after the example's window (11:00-17:30)
     assert decided.live and decided.reasons == ("telemetry of truck-a seen 2.5 s ago at the cloud side",)
 
 
 def test_stale_or_no_telemetry_outside_any_window_is_not_live(stage: Stage) -> None:
     stale = stage.defaults.telemetry.stale_after_s + 1
-    assert not racelive.decide(stage, ages(truck_a=stale), NOON).live
-    assert not racelive.decide(stage, ages(), NOON).live
+    assert not racelive.decide(no_window(stage), ages(truck_a=stale), NOON).live
+    assert not racelive.decide(no_window(stage), ages(), NOON).live
     assert not racelive.decide(windowed(stage), ages(), EVENING).live
+
+
+def test_the_example_stage_declares_its_race_window(stage: Stage) -> None:
+    assert (stage.info.live_from, stage.info.live_until) == (dt.time(11, 0), dt.time(17, 30))
 
 
 def test_inside_the_race_window_is_live_even_with_no_telemetry(stage: Stage) -> None:
@@ -67,7 +76,7 @@ def test_inside_the_race_window_is_live_even_with_no_telemetry(stage: Stage) -> 
 
 def test_not_knowing_without_a_window_holds_back_and_with_a_window_the_window_decides(stage: Stage) -> None:
     unknown = racelive.Seen(None, "the cloud stand-in does not answer")
-    decided = racelive.decide(stage, unknown, NOON)
+    decided = racelive.decide(no_window(stage), unknown, NOON)
     assert decided.live and "cannot tell whether telemetry flows (the cloud stand-in does not answer)" in decided.why
     assert not racelive.decide(windowed(stage), unknown, EVENING).live
     assert racelive.decide(windowed(stage), unknown, NOON).live
@@ -293,3 +302,26 @@ def test_up_while_live_finds_what_waits_on_the_gateways_and_holds_it(project: Pr
 def test_the_check_decides_at_the_clock_s_time(stage: Stage) -> None:
     assert racelive.check(windowed(stage), "lab", None, clock=NOON.timestamp).live
     assert not racelive.check(windowed(stage), "lab", None, clock=EVENING.timestamp).live
+
+
+# ---- the race window in the stage file ---------------------------------------------------------
+
+@pytest.mark.parametrize(("lines", "expected"), [
+    ('  live_from: 11:00\n  live_until: "17:30"\n',
+     'stage-1.yaml:{line}: stage.live_from: expected a time of day in quotes such as "11:00", got the number 660'),
+    ('  live_from: "11:00"\n', "stage-1.yaml:2: stage.live_until: expected live_until with live_from"),
+    ('  live_from: "18:00"\n  live_until: "17:30"\n',
+     "stage-1.yaml:{line2}: stage.live_until: expected a time after live_from (18:00), got 17:30"),
+    ('  live_until: "25:00"\n', "stage-1.yaml:{line}: stage.live_until: expected a time of day \"HH:MM\""),
+])
+def test_a_bad_race_window_is_one_line_naming_file_line_and_field(example_project: Path, lines: str,
+                                                                 expected: str) -> None:
+    path = example_project / "inventory" / "stages" / "stage-1.yaml"
+    text = "".join(line for line in path.read_text().splitlines(keepends=True) if "live_" not in line)
+    head, _, tail = text.partition("  distance_km: 171\n")
+    path.write_text(head + "  distance_km: 171\n" + lines + tail)
+    line = head.count("\n") + 2
+    outcome = CliRunner().invoke(app, ["-C", str(example_project), "validate", "stage-1"])
+    assert outcome.exit_code == 5
+    errors = [row for row in outcome.output.splitlines() if row.startswith("error:")]
+    assert len(errors) == 1 and expected.format(line=line, line2=line + 1) in errors[0], outcome.output
