@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from truckctl.cli.options import InterruptTelemetryOpt
+from truckctl.cli.options import InterruptTelemetryOpt, TargetOpt, TierOpt
+from truckctl.target import TargetKind, Tier
 
 if TYPE_CHECKING:
     from truckctl.cli.dispatch import Outcome
@@ -19,8 +20,6 @@ if TYPE_CHECKING:
     from truckctl.project import Project
 
 StageArg = Annotated[str, typer.Argument(help="Stage name, e.g. stage-1.", show_default=False)]
-TargetOpt = Annotated[str, typer.Option("--target", help="lab (simulated trucks, offline cloud plan) or aws.")]
-TierOpt = Annotated[str, typer.Option("--tier", help="Which tier: cloud, truck or all.")]
 LimitOpt = Annotated[str | None, typer.Option("--limit", help="Only this node (truck tier).", show_default=False)]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Never prompt (up asks nothing today; for scripts).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
@@ -28,7 +27,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON do
 
 def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_factory: Callable[[], Project]) -> None:
     @app.command("up")
-    def up(stage: StageArg, target: TargetOpt = "lab", tier: TierOpt = "all", limit: LimitOpt = None,
+    def up(stage: StageArg, target: TargetOpt = TargetKind.lab, tier: TierOpt = Tier.all, limit: LimitOpt = None,
            yes: YesOpt = False, json_output: JsonOpt = False,
            interrupt_telemetry: InterruptTelemetryOpt = False) -> None:
         """Bring a stage's environment up: prechecks, cloud tier, truck tier, smoke check."""
@@ -42,9 +41,11 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
 
         def action() -> Outcome:
             from truckctl.errors import ExitCode
+            from truckctl.targets import for_kind
 
+            chosen = for_kind(target, project_factory())
             with NodeProgress(env) as progress:
-                result = orchestrator.up(project_factory(), options, progress.progress())
+                result = orchestrator.up(chosen, options, progress.progress())
             return Outcome(result, ExitCode.CHANGES if result.get("held") else ExitCode.OK)
 
         raise typer.Exit(run(env, "up", stage, action, render_up))

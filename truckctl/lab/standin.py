@@ -54,12 +54,13 @@ acl_file /etc/mosquitto/acl-local
 """
 
 
-def acl_trucks(plan: LabPlan) -> str:
-    """Each truck's certificate may publish (and read) only under its own topic prefix."""
+def acl_trucks(plan: LabPlan, also: list[str] | None = None) -> str:
+    """Each truck's certificate may publish (and read) only under its own topic prefix. `also`: trucks
+    of other days of the race the lab has served (an identity lasts the race)."""
     lines = ["# truckctl lab: one block per truck certificate (user = certificate CN)"]
-    for truck in plan.trucks:
-        lines += ["", f"user {client_id(plan.race_id, truck.name)}",
-                  f"topic readwrite {topic_prefix(plan.race_id, truck.name)}/#"]
+    for truck in dict.fromkeys([t.name for t in plan.trucks] + (also or [])):
+        lines += ["", f"user {client_id(plan.race_id, truck)}",
+                  f"topic readwrite {topic_prefix(plan.race_id, truck)}/#"]
     return "\n".join(lines) + "\n"
 
 
@@ -76,6 +77,7 @@ def service_config(plan: LabPlan) -> dict[str, object]:
     principals[OPERATOR_CN] = "truckctl"
     return {
         "race_id": plan.race_id,
+        "stage": plan.stage,  # every message is counted under it; only its trucks alarm (see move.py)
         "prefixes": {t.name: topic_prefix(plan.race_id, t.name) for t in plan.trucks},
         "nodes": {t.name: [n.name for n in plan.truck_nodes if n.truck == t.name] for t in plan.trucks},
         "telemetry_topics": {t.name: telemetry_topic(plan.race_id, t.name) for t in plan.trucks},

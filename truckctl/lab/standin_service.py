@@ -6,6 +6,10 @@ Stdlib plus paho only, and compatible with paho 1.6 (Debian 12) and 2.x. It play
 - the alert receiver that stands in for the webhook / SNS subscription (POST /alerts, GET /alerts);
 - the CloudWatch alarms: an alert of its own when a truck's telemetry or a node's heartbeat has not
   been seen for stale_after_s after having been seen, and another when it comes back.
+- the race-long cloud's stage of the day (DESIGN section 15): every message is counted under the stage
+  the lab is on when it arrives (GET /status: `stages`), and only the trucks in today's tech zone
+  alarm. `truckctl lab up STAGE` moves the lab by rewriting the config file, which the service reloads
+  (it polls the file's mtime) without losing anything it received.
 
 Access model, as the cloud's: the HTTP API is HTTPS with client certificates from the lab CA (its
 CRL checked), on the stand-in's uplink address only. A truck's certificate (the one its bridge uses)
@@ -62,6 +66,7 @@ class Seen:
         self.payload = ""
         self.recent: deque[str] = deque(maxlen=RECENT)  # so a marker is found despite a busy feed
         self.alarming = False
+        self.armed = False  # seen since the stage began: only then can its silence alarm
         # Messages lost on the way, by the feed's own sequence numbers: {"rider": r, "seq": n, ...} per source
         # (the lab's transponder simulator numbers its readings); a gap is a lost message, a repeat a re-delivery.
         self.seq: dict[str, int] = {}
@@ -69,6 +74,7 @@ class Seen:
         self.repeated = 0
 
     def hit(self, now: float, topic: str, payload: str) -> None:
+        self.armed = True
         self.last, self.topic, self.payload = now, topic, payload[:PAYLOAD_EXCERPT]
         self.recent.append(self.payload)
         self.count += 1
@@ -129,6 +135,7 @@ class Tracker:
         self.posted: dict[str, deque[dict[str, Any]]] = {}
         self.sequence = 0
         self.mqtt_connected = False
+        self.days = StageDays(list(prefixes))
 
     def topics(self) -> list[str]:
         return [f"{p}/{kind}{suffix}" for p in self.prefixes.values() for kind in ("telemetry", "heartbeat")
@@ -145,6 +152,7 @@ class Tracker:
                 if kind == "telemetry":
                     self._resume(self.telemetry[truck], now, "telemetry-resumed", truck, None)
                     self.telemetry[truck].hit(now, topic, text)
+                    self.days.count(truck, kind, now, text)
                 elif kind == "heartbeat":
                     node = rest or _node_from(text)
                     seen = self.heartbeats[truck].get(node)
@@ -153,6 +161,7 @@ class Tracker:
                         return
                     self._resume(seen, now, "heartbeat-resumed", truck, node)
                     seen.hit(now, topic, text)
+                    self.days.count(truck, kind, now, text)
             return
 
     def _resume(self, seen: Seen, now: float, alarm: str, truck: str, node: str | None) -> None:
@@ -171,6 +180,8 @@ class Tracker:
             streams += [(truck, node, "heartbeat-missing", seen) for truck, nodes in self.heartbeats.items()
                         for node, seen in nodes.items()]
             for truck, node, alarm, seen in streams:
+                if not self.days.expected(truck) or not seen.armed:
+                    continue  # a truck absent from today's tech zone, or a stream not seen since the move
                 if seen.last is None or seen.alarming or now - seen.last < self.stale_after_s:
                     continue
                 seen.alarming = True
@@ -224,11 +235,80 @@ class Tracker:
                 for truck in self.prefixes if principal in (OPERATOR, truck)
             }
             return {"time": _iso(now), "stale_after_s": self.stale_after_s, "mqtt_connected": self.mqtt_connected,
-                    "trucks": trucks, "alerts": len(self._visible(principal))}
+                    "trucks": trucks, "alerts": len(self._visible(principal)),
+                    **self.days.view(None if principal == OPERATOR else principal)}
 
     def alert_list(self, principal: str = OPERATOR) -> list[dict[str, Any]]:
         with self.lock:
             return self._visible(principal)
+
+
+# ---- the stage of the day: moves of the lab, per-stage counts -----------------------------------
+
+MAX_STAGES = 64  # a race has about 21; a stage visited twice keeps one record
+STAGE_RECENT = 50  # per stage and truck: the last telemetry payloads, and the last smoke-check markers
+
+
+class StageDays:
+    """Which stage the lab is on, which trucks it expects, and what each stage received, per truck.
+    Called under the Tracker's lock."""
+
+    def __init__(self, trucks: list[str], stage: str | None = None) -> None:
+        self.stage = stage
+        self.active = set(trucks)
+        self.stages: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def expected(self, truck: str) -> bool:
+        return truck in self.active
+
+    def count(self, truck: str, kind: str, now: float, payload: str) -> None:
+        stage = self.stage or "unstaged"
+        if stage not in self.stages and len(self.stages) >= MAX_STAGES:
+            del self.stages[next(iter(self.stages))]
+        row = self.stages.setdefault(stage, {}).setdefault(truck, {
+            "telemetry": 0, "heartbeat": 0, "first_at": _iso(now), "recent_telemetry": deque(maxlen=STAGE_RECENT),
+            "markers": deque(maxlen=STAGE_RECENT)})
+        row[kind] += 1
+        row["last_at"] = _iso(now)
+        if kind == "telemetry":
+            row["recent_telemetry"].append(payload[:PAYLOAD_EXCERPT])
+            if '"smoke"' in payload:  # a run's smoke check: kept apart, so a busy feed never pushes it out
+                row["markers"].append(payload[:PAYLOAD_EXCERPT])
+
+    def view(self, truck: str | None) -> dict[str, Any]:
+        """The current stage, today's trucks and each stage's counts (a truck's certificate: its own)."""
+        stages = {stage: {t: {**row, "recent_telemetry": list(row["recent_telemetry"]), "markers": list(row["markers"])}
+                          for t, row in rows.items() if truck in (None, t)}
+                  for stage, rows in self.stages.items()}
+        return {"stage": self.stage, "expected_trucks": sorted(self.active if truck is None else self.active & {truck}),
+                "stages": stages}
+
+
+def move(tracker: Tracker, config: dict[str, Any]) -> list[str]:
+    """Move the stand-in to the config's stage: trucks it has not met are added (their topics returned,
+    to subscribe), today's trucks are expected, and every stream must be seen again before its silence
+    alarms (the day starts; a truck absent today, or re-addressed during the move, raises nothing).
+    What was received is kept."""
+    with tracker.lock:
+        new = [truck for truck in config["prefixes"] if truck not in tracker.prefixes]
+        for truck, prefix in config["prefixes"].items():
+            tracker.prefixes.setdefault(truck, prefix)
+            tracker.telemetry.setdefault(truck, Seen())
+            tracker.dropped.setdefault(truck, 0)
+            nodes = tracker.heartbeats.setdefault(truck, {})
+            for node in config["nodes"].get(truck, []):
+                nodes.setdefault(node, Seen())
+        if config.get("stage") != tracker.days.stage:
+            for seen in [*tracker.telemetry.values(), *(s for n in tracker.heartbeats.values() for s in n.values())]:
+                seen.armed = False
+            for truck in set(tracker.prefixes) - set(config["prefixes"]):
+                tracker.telemetry[truck].alarming = False
+                for seen in tracker.heartbeats[truck].values():
+                    seen.alarming = False
+        tracker.days.stage = config.get("stage")
+        tracker.days.active = set(config["prefixes"])
+    return [f"{tracker.prefixes[t]}/{kind}{suffix}" for t in new for kind in ("telemetry", "heartbeat")
+            for suffix in ("", "/#")]
 
 
 def _node_from(payload: str) -> str:
@@ -518,17 +598,30 @@ def main(argv: list[str]) -> int:
     with open(argv[1] if len(argv) > 1 else "/etc/truckctl-standin/config.json") as handle:
         config = json.load(handle)
     tracker = Tracker(config["prefixes"], float(config["stale_after_s"]), nodes=config["nodes"])
-    start_mqtt(tracker, config["mqtt_host"], int(config["mqtt_port"]))
+    tracker.days.stage = config.get("stage")
+    client = start_mqtt(tracker, config["mqtt_host"], int(config["mqtt_port"]))
+    tls = config["tls"]
+    access = Access(config["principals"], tls["ca"], tls["cert"], tls["key"], tls["crl"])
+    path = argv[1] if len(argv) > 1 else "/etc/truckctl-standin/config.json"
+    loaded = os.stat(path).st_mtime
 
     def checker() -> None:
+        nonlocal loaded
         while True:
             for alert in tracker.check():
                 print("alarm:", json.dumps(alert["body"]), flush=True)
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                if os.stat(path).st_mtime != loaded:  # `lab up` moved the lab to another stage
+                    loaded = os.stat(path).st_mtime
+                    with open(path) as handle:
+                        moved = json.load(handle)
+                    for topic in move(tracker, moved):
+                        client.subscribe(topic, qos=1)
+                    access.principals = {**access.principals, **moved["principals"]}
+                    print(f"truckctl stand-in: on {moved.get('stage')}", flush=True)
             time.sleep(float(config.get("check_interval_s", 1)))
 
     threading.Thread(target=checker, daemon=True, name="checker").start()
-    tls = config["tls"]
-    access = Access(config["principals"], tls["ca"], tls["cert"], tls["key"], tls["crl"])
     server = StandinServer((config["http_host"], int(config["http_port"])), tracker, access)
     print(f"truckctl stand-in: https on {config['http_host']}:{config['http_port']}", flush=True)
     server.serve_forever()

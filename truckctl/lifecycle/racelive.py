@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.lifecycle.steps import StepResult
 
 if TYPE_CHECKING:
     from truckctl.cloud.outputs import CloudOutputs
@@ -108,7 +109,9 @@ def seen_from_status(stage: Stage, status: dict[str, Any]) -> Seen:
 
 def observe(stage: Stage, target: str, cloud: CloudOutputs | None) -> Seen:
     """Ask the cloud side (lab: the stand-in's /status); never raises: not knowing is an answer."""
-    if target != "lab":
+    from truckctl.target import TargetKind
+
+    if target != TargetKind.lab:  # the Target object does not read the cloud side's telemetry view yet
         return Seen(None, "the cloud side's telemetry view on aws is CloudWatch, which truckctl does not read yet")
     if cloud is None:
         return Seen(None, "no cloud stand-in is up")
@@ -132,11 +135,13 @@ def journaled_check(run: Run, stage: Stage, target: str, cloud: CloudOutputs | N
     """The check as the run's `liveness` step (its time and answer in the journal)."""
     holder: list[Liveness] = []
 
-    def step() -> dict[str, Any]:
+    def step() -> StepResult:
         holder.append(check(stage, target, cloud))
-        return {"summary_live": holder[0].live, "summary_reasons": list(holder[0].reasons)}
+        return StepResult(holder[0].as_dict())
 
     run.step("liveness", step)
+    run.journal.event("liveness", "liveness", live=holder[0].live, reasons=list(holder[0].reasons),
+                      checked_s=round(holder[0].checked_s, 3))
     return holder[0]
 
 

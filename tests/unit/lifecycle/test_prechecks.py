@@ -8,10 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO
 from truckctl.config.model import Stage
 from truckctl.lifecycle import arp, prechecks
 from truckctl.lifecycle.prechecks import NodeProbe, clock_problems, ssh_problems
+from truckctl.lifecycle.probe import skew_beyond
+from truckctl.project import Project
 from truckctl.remote import Connection, explain_ssh_failure, ssh_argv
+from truckctl.targets import aws
+from truckctl.targets.aws import AwsTarget
+from truckctl.targets.lab import LabTarget
 
 
 def test_ssh_argv_keeps_host_key_checking_on(tmp_path: Path) -> None:
@@ -40,11 +46,14 @@ def test_unreachable_and_skewed_nodes_are_reported() -> None:
     assert len(clock) == 1 and "+7.50 s" in clock[0].message and clock[0].location == "truck-a-hv1"
 
 
-def test_missing_pulumi_is_a_precheck_problem(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(prechecks.shutil, "which", lambda name: None if name == "pulumi" else "/usr/bin/" + name)
-    problems = prechecks.check_tools("aws")
+def test_missing_pulumi_is_a_precheck_problem(stage: Stage, monkeypatch: pytest.MonkeyPatch) -> None:
+    which = lambda name: None if name == "pulumi" else "/usr/bin/" + name  # noqa: E731
+    monkeypatch.setattr(prechecks.shutil, "which", which)
+    monkeypatch.setattr(aws.shutil, "which", which)
+    problems = AwsTarget(Project(REPO)).prechecks(stage)["tools"]
     assert any("pulumi CLI is not on PATH" in p.message for p in problems)
-    assert not any("pulumi" in p.message for p in prechecks.check_tools("lab"))
+    assert not any("pulumi" in p.message for p in prechecks.check_tools())
+    assert LabTarget(Project(REPO)).prechecks(stage) == {}
 
 
 def test_aws_access_names_missing_secret(stage: Stage, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,7 +61,7 @@ def test_aws_access_names_missing_secret(stage: Stage, monkeypatch: pytest.Monke
                  "PULUMI_CONFIG_PASSPHRASE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", "/nonexistent")
-    codes = [p.code for p in prechecks.check_aws_access(stage)]
+    codes = [p.code for p in aws.check_aws_access(stage)]
     assert codes == ["aws-credentials", "secret-missing"]
 
 
@@ -81,3 +90,9 @@ def test_arp_request_and_reply_frames() -> None:
                            socket.inet_aton("10.31.1.11"), mac, socket.inet_aton("10.31.1.254")))
     assert arp._reply(reply) == ("10.31.1.11", "02:00:00:00:aa:11")
     assert arp._reply(frame) is None  # a request is not a reply
+
+
+def test_a_clock_is_off_only_by_what_lies_outside_the_time_its_reading_took() -> None:
+    assert skew_beyond(1004.5, 1000.0, 1005.0) == 0.0  # a slow SSH set-up is not skew
+    assert skew_beyond(1008.0, 1000.0, 1005.0) == 3.0
+    assert skew_beyond(995.0, 1000.0, 1005.0) == -5.0

@@ -13,14 +13,15 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import REPO, FakeConnection, make_cloud
+from tests.helpers import REPO, FakeConnection, FakeLabTarget, make_cloud
 from tests.unit.lifecycle.fakes import truck_result
 from truckctl.cli.app import app
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
-from truckctl.lifecycle import racelive, targets
+from truckctl.lifecycle import racelive
 from truckctl.lifecycle.drift import DriftOptions, drift
 from truckctl.lifecycle.journal import runs_dir
+from truckctl.lifecycle.steps import StepResult
 from truckctl.project import Project
 from truckctl.truck.events import Change, TruckRunResult
 from truckctl.truck.plan import build_plan
@@ -149,7 +150,7 @@ def test_the_hold_is_an_extra_var_of_the_truck_run_only_when_asked(stage: Stage)
 # ---- drift --fix while live ------------------------------------------------------------------
 
 @pytest.fixture
-def live_nodes(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def live_nodes(monkeypatch: pytest.MonkeyPatch, project: Project) -> dict[str, Any]:
     """A gateway whose broker config and sshd were edited by hand; a run holding cuts fixes sshd only."""
     state: dict[str, Any] = {"broker": True, "sshd": True, "plans": [], "ages": {"truck-a": 1.0, "truck-b": None}}
 
@@ -171,8 +172,9 @@ def live_nodes(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return result
 
     monkeypatch.setattr("truckctl.truck.runner.run_plan", run_plan)
-    monkeypatch.setattr(targets, "connection", lambda project, stage, target: FakeConnection())
-    monkeypatch.setattr(targets, "cloud_outputs", lambda project, stage, target: make_cloud(stage))
+    target = FakeLabTarget(project)
+    monkeypatch.setattr("truckctl.targets.for_kind", lambda kind, project_: target)
+    state["target"] = target
     monkeypatch.setattr(racelive, "observe", lambda stage, target, cloud: racelive.Seen(dict(state["ages"])))
     monkeypatch.setattr("truckctl.lifecycle.run.notify", lambda *a, **k: [])
     return state
@@ -185,7 +187,7 @@ def journal_events(project: Project, run_id: str) -> list[dict[str, Any]]:
 
 def test_live_drift_fix_holds_the_restart_fixes_the_rest_and_exits_3(project: Project,
                                                                     live_nodes: dict[str, Any]) -> None:
-    result, code = drift(project, DriftOptions("stage-1", fix=True))
+    result, code = drift(live_nodes["target"], DriftOptions("stage-1", fix=True))
     assert code == ExitCode.CHANGES
     assert [p.check for p in live_nodes["plans"]] == [True, False, True]
     assert live_nodes["plans"][1].hold_cuts and live_nodes["plans"][1].extravars["hold_telemetry_cuts"] is True
@@ -198,29 +200,29 @@ def test_live_drift_fix_holds_the_restart_fixes_the_rest_and_exits_3(project: Pr
     assert [i["item"] for i in result["after"]["items"]] == ["Configure the broker"]
     events = journal_events(project, result["run_id"])
     assert [(e["node"], e["task"]) for e in events if e["kind"] == "held"] == [("truck-a-gw", "Restart mosquitto")]
-    liveness = next(e for e in events if e["kind"] == "step-end" and e["step"] == "liveness")
-    assert liveness["summary_live"] is True
+    liveness = next(e for e in events if e["kind"] == "liveness")
+    assert liveness["live"] is True and any(e["kind"] == "step-end" and e["step"] == "liveness" for e in events)
 
 
 def test_interrupt_telemetry_applies_everything_without_asking_the_cloud_side(project: Project,
                                                                              live_nodes: dict[str, Any],
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(racelive, "observe", lambda *a: pytest.fail("liveness checked despite the flag"))
-    result, code = drift(project, DriftOptions("stage-1", fix=True, interrupt_telemetry=True))
+    result, code = drift(live_nodes["target"], DriftOptions("stage-1", fix=True, interrupt_telemetry=True))
     assert code == ExitCode.OK and result["fixed"] and "held" not in result
     assert not live_nodes["plans"][1].hold_cuts and not live_nodes["broker"]
 
 
 def test_not_live_applies_everything(project: Project, live_nodes: dict[str, Any]) -> None:
     live_nodes["ages"] = {"truck-a": 600.0, "truck-b": None}
-    result, code = drift(project, DriftOptions("stage-1", fix=True))
+    result, code = drift(live_nodes["target"], DriftOptions("stage-1", fix=True))
     assert code == ExitCode.OK and result["live"]["live"] is False and not live_nodes["plans"][1].hold_cuts
 
 
 def test_drift_without_fix_does_not_ask_whether_the_race_is_live(project: Project, live_nodes: dict[str, Any],
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(racelive, "observe", lambda *a: pytest.fail("liveness checked without --fix"))
-    result, code = drift(project, DriftOptions("stage-1"))
+    result, code = drift(live_nodes["target"], DriftOptions("stage-1"))
     assert code == ExitCode.CHANGES and "live" not in result
 
 
@@ -250,14 +252,11 @@ def test_down_while_live_refuses_and_changes_nothing(project: Project, stage: St
     from truckctl.lifecycle import down as core
 
     monkeypatch.setattr(racelive, "observe", lambda stage, target, cloud: racelive.Seen({"truck-a": 3.0}))
-    ran: list[str] = []
-    backends = core.Backends(run_truck=lambda *a: ran.append("truck"),  # type: ignore[arg-type,return-value]
-                             lab_outputs=lambda project, stage: make_cloud(stage),
-                             revoke=lambda *a: ran.append("revoke") or {},  # type: ignore[func-returns-value]
-                             connection=lambda *a: FakeConnection())  # type: ignore[arg-type,return-value]
+    target = FakeLabTarget(project)
+    monkeypatch.setattr("truckctl.truck.runner.run_plan", lambda *a: pytest.fail("the truck tier ran"))
     with pytest.raises(TruckctlError) as caught:
-        core.down(project, core.DownOptions("stage-1"), core.Confirmation(True), backends=backends)
-    assert caught.value.exit_code == ExitCode.CHANGES and ran == []
+        core.down(target, core.DownOptions("stage-1"), core.Confirmation(True))
+    assert caught.value.exit_code == ExitCode.CHANGES and target.revoked == []
     problem = caught.value.problems[0]
     assert problem.code == "race-live" and problem.location == "--interrupt-telemetry"
     assert "stage-1 is live (telemetry of truck-a seen 3 s ago at the cloud side): down would cut" in problem.message
@@ -268,7 +267,7 @@ def test_down_while_live_refuses_and_changes_nothing(project: Project, stage: St
 
 def test_up_while_live_finds_what_waits_on_the_gateways_and_holds_it(project: Project, stage: Stage,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from truckctl.lifecycle import orchestrator, smoke
+    from truckctl.lifecycle import orchestrator
 
     plans: list[Any] = []
 
@@ -277,13 +276,9 @@ def test_up_while_live_finds_what_waits_on_the_gateways_and_holds_it(project: Pr
         found = [Change("truck-b-gw", "Load the firewall", "", "systemd_service", handler=True)] if plan.check else []
         return truck_result(plan.check, found)
 
-    monkeypatch.setattr(orchestrator, "lab_up", lambda project, stage: {})
-    monkeypatch.setattr(orchestrator, "prechecks", lambda stage, options, connection: {"ok": True})
-    monkeypatch.setattr(orchestrator, "offline_cloud", lambda project, stage: {
-        "policy": [], "policy_rules": [], "counts": {"total": 1, "by_component": {}}})
-    monkeypatch.setattr(smoke, "check", lambda *a: {"checked": True, "arrived_s": {}})
-    monkeypatch.setattr(targets, "connection", lambda project, stage, target: FakeConnection())
-    monkeypatch.setattr(targets, "cloud_outputs", lambda project, stage, target: make_cloud(stage))
+    target = FakeLabTarget(project)
+    monkeypatch.setattr(orchestrator, "prechecks", lambda *a: StepResult({"ok": True, "checks": {}}))
+    monkeypatch.setattr("truckctl.targets.for_kind", lambda kind, project_: target)
     monkeypatch.setattr("truckctl.truck.runner.run_plan", run_plan)
     monkeypatch.setattr(racelive, "observe", lambda stage, target, cloud: racelive.Seen({"truck-b": 0.5}))
     outcome = CliRunner().invoke(app, ["-C", str(REPO), "up", "stage-1", "--json"])
