@@ -7,6 +7,8 @@ every problem is reported with its file and field path in one pass.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import re
 from ipaddress import IPv4Address, IPv4Network
@@ -179,6 +181,49 @@ class Lab(Model):
     uplink_cidr: IPv4Network = IPv4Network("100.64.10.0/24")
 
 
+def _host_key_blob(value: str) -> str:
+    """The key's type must be the one its blob names (a pasted key of another kind is a mistake)."""
+    kind, blob = value.split(" ")
+    try:
+        raw = base64.b64decode(blob, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("expected a host key's base64 blob, it does not decode") from None
+    length = int.from_bytes(raw[:4], "big")
+    if len(raw) < 4 + length or raw[4:4 + length] != kind.encode():
+        raise ValueError(f"expected a {kind} key blob, the blob holds another key type")
+    return value
+
+
+# A pinned host key as `ssh-keyscan` prints it without the host: "TYPE BASE64" (no comment).
+SshHostKey = Annotated[
+    str,
+    StringConstraints(pattern=r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]{16,}={0,2}$",
+                      max_length=16_384),
+    AfterValidator(_host_key_blob),
+]
+# A host name or an IPv4 address: DNS labels, never starting with "-" (no option for ssh to read).
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HostName = Annotated[str, StringConstraints(max_length=253, pattern=rf"^{_LABEL}(\.{_LABEL})*$")]
+JumpUser = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
+
+
+class JumpHop(Model):
+    """One hop of the management path: a jump host reached with SSH, its host key(s) pinned."""
+
+    name: DnsName
+    host: HostName
+    port: Port = 22
+    user: JumpUser
+    host_keys: list[SshHostKey] = Field(default_factory=list, max_length=8)
+
+
+class Management(Model):
+    """How operators outside the truck reach its nodes: SSH jumps, in order (the first is dialled first).
+    Host keys may also come from the target's known_hosts (the lab vouches for its stand-in's)."""
+
+    jump: list[JumpHop] = Field(min_length=1, max_length=4)
+
+
 class Race(Model):
     race: RaceInfo
     cloud: Cloud
@@ -189,6 +234,7 @@ class Race(Model):
     roles: dict[DnsName, RoleSpec] = Field(min_length=1)
     trucks: list[Truck] = Field(min_length=1, max_length=16)
     lab: Lab = Lab()
+    management: Management | None = None
 
 
 class NetworkOverride(Model):
@@ -251,6 +297,7 @@ class Stage(Model):
     roles: dict[str, RoleSpec]
     trucks: list[Truck]
     lab: Lab
+    management: Management | None = None
 
     def nodes(self) -> list[tuple[Truck, Node]]:
         return [(truck, node) for truck in self.trucks for node in truck.nodes]

@@ -18,6 +18,7 @@ from truckctl.config.loader import load_stage
 from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.lab import aptcache, naming, network, node, registry, rootfs, standin
 from truckctl.lab import state as st
+from truckctl.lab.operator import refuse_outside
 from truckctl.lab.paths import LabPaths
 from truckctl.lab.pki import LabPki
 from truckctl.lab.plan import STANDIN_HTTP_PORT, STANDIN_MQTT_PORT, LabPlan, check_host_routes, plan_lab
@@ -69,6 +70,7 @@ def up(project: Project, stage_name: str, progress: Progress = _quiet, keep_node
     an unhealthy lab is torn down and rebuilt.
     """
     require_root("up")
+    refuse_outside(project.state_dir, "up")
     started = time.monotonic()
     stage = load_stage(project, stage_name)
     paths = LabPaths(project.state_dir)
@@ -248,6 +250,7 @@ def _node_row(n: node.NodePlan) -> dict[str, Any]:
 
 def down(project: Project, progress: Progress = _quiet) -> dict[str, Any]:
     require_root("down")
+    refuse_outside(project.state_dir, "down")
     started = time.monotonic()
     with st.locked(project.state_dir):
         state = st.load(project.state_dir)

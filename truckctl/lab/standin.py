@@ -14,8 +14,11 @@ from truckctl.lab import rootwrite
 from truckctl.lab.pki import OPERATOR_CN, OPERATOR_LEAF, LabPki, client_id
 from truckctl.lab.plan import STANDIN, STANDIN_HTTP_PORT, STANDIN_MQTT_PORT, LabPlan
 from truckctl.lifecycle.webhttp import ClientTls
+from truckctl.ops.topology import NodeRef, Topology, TruckTopo
 
 SERVICE_SOURCE = Path(__file__).with_name("standin_service.py")
+OPS_PACKAGE = Path(__file__).resolve().parent.parent / "ops"  # the diagnosis, run by the service as it is
+SERVICE_LIB = "usr/local/lib/truckctl-standin"
 LOCAL_MQTT_PORT = 1883
 UNIT = "truckctl-standin.service"
 
@@ -89,7 +92,26 @@ def service_config(plan: LabPlan) -> dict[str, object]:
         "tls": {"ca": f"{CERTS}/ca.pem", "cert": f"{CERTS}/server.pem", "key": f"{CERTS}/server.key",
                 "crl": f"{CERTS}/crl.pem"},
         "check_interval_s": 1,
+        "topology": topology(plan).to_dict(),
     }
+
+
+def topology(plan: LabPlan) -> Topology:
+    """The dependency model of the lab's trucks (the stage's: same names, addresses and gateways)."""
+    trucks = []
+    for truck in plan.trucks:
+        nodes = tuple(NodeRef(n.name, n.address, n.role, n.uplink_address is not None)
+                      for n in plan.truck_nodes if n.truck == truck.name)
+        trucks.append(TruckTopo(truck.name, truck.cidr, next(n for n in nodes if n.gateway), nodes))
+    return Topology(tuple(trucks), float(plan.stale_after_s))
+
+
+def ops_files() -> dict[str, bytes]:
+    """The service's copy of truckctl.ops (standard library only), under a stub `truckctl` package."""
+    files = {f"{SERVICE_LIB}/truckctl/__init__.py": b'"""truckctl.ops for the lab stand-in."""\n'}
+    files.update({f"{SERVICE_LIB}/truckctl/ops/{source.name}": source.read_bytes()
+                  for source in sorted(OPS_PACKAGE.glob("*.py"))})
+    return files
 
 
 UNIT_TEXT = """[Unit]
@@ -129,7 +151,9 @@ def write_files(root: Path, plan: LabPlan, pki: LabPki) -> None:
     write_revocations(root, plan, pki)
     rootwrite.write_file(root, "etc/mosquitto/acl-trucks", acl_trucks(plan))
     rootwrite.write_file(root, "etc/mosquitto/acl-local", ACL_LOCAL)
-    rootwrite.write_file(root, "usr/local/lib/truckctl-standin/standin_service.py", SERVICE_SOURCE.read_bytes())
+    rootwrite.write_file(root, f"{SERVICE_LIB}/standin_service.py", SERVICE_SOURCE.read_bytes())
+    for path, content in ops_files().items():
+        rootwrite.write_file(root, path, content)
     rootwrite.write_file(root, "etc/truckctl-standin/config.json", json.dumps(service_config(plan), indent=1) + "\n")
     rootwrite.write_file(root, f"etc/systemd/system/{UNIT}", UNIT_TEXT)
     rootwrite.ensure_symlink(root, f"etc/systemd/system/multi-user.target.wants/{UNIT}", f"/etc/systemd/system/{UNIT}")
