@@ -10,11 +10,21 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import re
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from truckctl.config.names import reserved_account
 from truckctl.text import hidden
@@ -51,6 +61,17 @@ SshPublicKey = Annotated[
 ]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=80), AfterValidator(printable_text)]
 UserName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$"), AfterValidator(_not_system_account)]
+def _time_of_day(value: object) -> dt.time:
+    """"HH:MM" (24 h). YAML reads an unquoted 11:00 as the number 660 (base 60): said so."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f'expected a time of day in quotes such as "11:00", got the number {value} (YAML reads '
+                         "an unquoted 11:00 as a number)")
+    if not isinstance(value, str) or not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", value):
+        raise ValueError(f'expected a time of day "HH:MM" such as "11:00", got {value!r}')
+    return dt.time(int(value[:2]), int(value[3:]))
+
+
+TimeOfDay = Annotated[dt.time, BeforeValidator(_time_of_day)]
 TimeZone = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_+-]{1,30}(/[A-Za-z0-9_+-]{1,30}){0,2}$")]
 
 
@@ -231,6 +252,22 @@ class StageInfo(Model):
     finish: ShortText
     kind: Literal["flat", "hilly", "mountain", "itt", "ttt", "rest"] = "flat"
     distance_km: Annotated[float, Field(ge=0, le=400)] = 0
+    # The race window, in the race's time zone: while inside it (or while telemetry flows) the stage is
+    # live and changes that would interrupt telemetry wait (truckctl/lifecycle/racelive.py).
+    live_from: TimeOfDay | None = None
+    live_until: TimeOfDay | None = Field(default=None, validate_default=True)
+
+    @field_validator("live_until")
+    @classmethod
+    def _window(cls, value: dt.time | None, info: ValidationInfo) -> dt.time | None:
+        start = info.data.get("live_from")
+        if value is None and start is not None:
+            raise ValueError("expected live_until with live_from: the race window needs both ends")
+        if value is not None and "live_from" in info.data and start is None:
+            raise ValueError("expected live_from with live_until: the race window needs both ends")
+        if value is not None and start is not None and value <= start:
+            raise ValueError(f"expected a time after live_from ({start:%H:%M}), got {value:%H:%M}")
+        return value
 
 
 class TechZone(Model):

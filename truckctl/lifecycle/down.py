@@ -107,6 +107,7 @@ class DownProgress:
 class DownOptions:
     stage: str
     delete_data: bool = False
+    interrupt_telemetry: bool = False  # --interrupt-telemetry: tear down even while the race is live
 
 
 # ---- the truck tier's teardown plan ----------------------------------------------------------
@@ -194,6 +195,16 @@ def down(target: Target, options: DownOptions, confirmation: Confirmation, progr
             run.lab_receiver = target.alert_receiver(start.outputs)
             for secret in start.outputs.secret_values():
                 run.secret(secret)
+        if not options.interrupt_telemetry:  # every step of down cuts the feed: while live, none runs
+            from truckctl.lifecycle import racelive
+
+            progress.on_step("liveness", "is the race live? (telemetry at the cloud side, the stage's race window)")
+            liveness = racelive.journaled_check(run, stage, target.kind, start.outputs)
+            result["live"] = liveness.as_dict()
+            if liveness.live:
+                refused = racelive.refuse_down(stage, liveness)
+                refused.result = {**result, **refused.result}
+                raise refused
 
         if target.revoke_first and "revoke" not in done:
             progress.on_step("revoke", target.revoke_message())

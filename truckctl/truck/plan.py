@@ -54,6 +54,7 @@ class RunPlan:
     forks: int
     hosts: list[str]
     secret_vars: JsonObject = field(repr=False)
+    hold_cuts: bool = False  # the race is live: skip what would interrupt telemetry (extra var hold_telemetry_cuts)
 
     def cmdline(self, secrets_file: Path | None, extravars_file: Path | None = None) -> str:
         """ansible-playbook options. Check mode only works this way (not via extra vars). The extra vars
@@ -120,8 +121,10 @@ def resolve_limit(stage: Stage, limit: str | None) -> list[str]:
 
 
 def build_plan(project_dir: Path, stage: Stage, cloud: CloudOutputs, connection: Connection, target: TargetKind | str,
-               limit: str | None = None, check: bool = False, exclude: tuple[str, ...] = ()) -> RunPlan:
-    """`exclude`: nodes to leave out (known unreachable); the run is then limited to the others."""
+               limit: str | None = None, check: bool = False, exclude: tuple[str, ...] = (),
+               hold_cuts: bool = False) -> RunPlan:
+    """`exclude`: nodes to leave out (known unreachable); the run is then limited to the others.
+    `hold_cuts`: the race is live, what would interrupt telemetry waits (playbooks/site.yml)."""
     check_cloud_outputs(stage, cloud, target)
     hosts = [h for h in resolve_limit(stage, limit) if h not in exclude]
     if not hosts:
@@ -134,10 +137,12 @@ def build_plan(project_dir: Path, stage: Stage, cloud: CloudOutputs, connection:
         project_dir=project_dir,
         playbook=PLAYBOOK,
         inventory=inventory,
-        extravars={**cloud_vars(stage, cloud), **target_vars(target), **admin_vars(connection.private_key)},
+        extravars={**cloud_vars(stage, cloud), **target_vars(target), **admin_vars(connection.private_key),
+                   **({"hold_telemetry_cuts": True} if hold_cuts else {})},
         limit=limit,
         check=check,
         forks=max(1, len(hosts)),
         hosts=hosts,
         secret_vars=secret_vars(stage, cloud),
+        hold_cuts=hold_cuts,
     )

@@ -16,3 +16,12 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.setenv("TRUCKCTL_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.delenv("TRUCKCTL_ALERT_WEBHOOK", raising=False)
     return Project(REPO)
+
+
+@pytest.fixture(autouse=True)
+def cloud_side_sees_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race is not live unless a test says so: the (absent) cloud side has seen no telemetry."""
+    from truckctl.lifecycle import racelive
+
+    monkeypatch.setattr(racelive, "observe", lambda stage, target, cloud: racelive.Seen(
+        dict.fromkeys((t.name for t in stage.trucks), None)))
