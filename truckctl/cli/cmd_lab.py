@@ -47,7 +47,8 @@ def register(parent: typer.Typer, env_factory: Callable[[bool], Env], project_fa
         from truckctl.lab import api
 
         env = env_factory(json_output)
-        wanted = stage or result_stage(project_factory) or "stage-1"  # a bare `lab up` never moves the lab
+        # A bare `lab up` never moves the lab; a given name, even an empty one, is checked like any other.
+        wanted = stage if stage is not None else (result_stage(project_factory) or "stage-1")
         raise typer.Exit(run(env, "lab up", wanted,
                              lambda: Outcome(api.up(project_factory(), wanted, _progress(env))), _render_up))
 
