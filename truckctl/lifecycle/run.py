@@ -1,5 +1,11 @@
-"""What every changing command shares: the stage lock, the run journal, notifications on failure,
-and a clean end on Ctrl-C (exit 130, lock released, journal closed)."""
+"""What every changing command shares: the stage locks, the run journal, notifications on failure,
+and a clean end on Ctrl-C (exit 130, locks released, journal closed).
+
+Two locks: the local one (this machine's state directory: it covers what only touches this machine,
+the lab itself) for the whole run, and the team lock on the stage's gateways (`teamlock`), which
+every operator meets, taken before the first step that reaches the trucks (on the lab target the
+nodes exist only after the `lab` step) and renewed until the run ends. The run's summary is then
+also recorded on the gateways (the shared history) before the team lock is released."""
 
 from __future__ import annotations
 
@@ -11,9 +17,11 @@ from typing import Any
 
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.lifecycle import teamlock
 from truckctl.lifecycle.journal import Journal, Redactor
 from truckctl.lifecycle.lock import stage_lock
 from truckctl.lifecycle.notify import Channel, channels, notify
+from truckctl.lifecycle.teamlock import TeamLock, gateways, run_record, this_holder
 from truckctl.lifecycle.webhttp import ClientTls, secret_parts
 from truckctl.project import Project
 
@@ -41,9 +49,34 @@ class Run:
     journal: Journal
     lab_receiver: str | None = None  # the lab stand-in's alert receiver, once known
     notifications: list[dict[str, Any]] = field(default_factory=list)
+    team: TeamLock | None = None  # the team lock, once taken
+
+    def lock_trucks(self) -> None:
+        """Take the team lock on the stage's gateways (once), and keep renewing it."""
+        if self.team is not None:
+            self.team.check()
+            return
+        holder = this_holder(f"{self.command} {self.stage.name} --target {self.target}", self.journal.run_id)
+        transport = teamlock.transport(self.project, self.stage, self.target)
+        team = TeamLock(self.stage.name, gateways(self.stage), transport, holder, on_lost=self._lost)
+        team.take()
+        self.team = team
+        self.journal.event("lock", "run", **team.as_dict())
+        team.start_renewing()
+
+    def _lost(self, reason: str) -> None:
+        """The renewer found the lock gone: journal it and stop the run (as Ctrl-C would, where Python
+        handles SIGINT; otherwise at the next step boundary and at the end of the run)."""
+        import _thread
+
+        self.journal.event("lock-lost", "run", message=reason)
+        _thread.interrupt_main()
 
     def step(self, name: str, action: Step, **fields: Any) -> dict[str, Any]:
-        """Run one step, journaled with its timing; a failure names the step."""
+        """Run one step, journaled with its timing; a failure names the step. Every step but `lab`
+        reaches the trucks: the team lock is taken before the first one."""
+        if name != "lab":
+            self.lock_trucks()
         self.journal.step_start(name, **fields)
         try:
             detail = action()
@@ -58,6 +91,8 @@ class Run:
         except Exception as exc:  # a bug: the step is recorded as failed, locked_run closes the run
             self.journal.step_end(name, "failed", errors=[{"code": "internal-error", "message": type(exc).__name__}])
             raise
+        if self.team is not None:
+            self.team.check()
         summary = {k: detail.pop(k) for k in [k for k in detail if k.startswith("summary_")]}
         self.journal.step_end(name, detail.pop("_status", "ok"), changed=int(detail.pop("_changed", 0)), **summary)
         return detail
@@ -97,6 +132,8 @@ def locked_run(project: Project, stage: Stage, command: str, target: str) -> Ite
         run = Run(project, stage, command, target, journal)
         try:
             yield run
+            if run.team is not None:
+                run.team.check()
         except TruckctlError as exc:
             incomplete = journal.incomplete()
             if incomplete is not None and incomplete not in exc.problems:
@@ -110,6 +147,11 @@ def locked_run(project: Project, stage: Stage, command: str, target: str) -> Ite
             journal.finish(exc.exit_code, exc.problems, exc.result)
             raise
         except KeyboardInterrupt:
+            if run.team is not None and run.team.lost is not None:  # the renewer stopped the run
+                lost = Problem("lock-lost", f"{run.team.lost}; this run stopped so as not to converge beside another")
+                problems = [lost, *filter(None, [journal.incomplete()])]
+                journal.finish(ExitCode.ERROR, problems, {"run_id": journal.run_id})
+                raise TruckctlError(problems, ExitCode.ERROR, {"run_id": journal.run_id}) from None
             problem = Problem("interrupted", f"{command} interrupted; the stage lock is released, re-run to resume")
             problems = [problem, *filter(None, [journal.incomplete()])]
             journal.finish(ExitCode.INTERRUPTED, problems)
@@ -121,6 +163,32 @@ def locked_run(project: Project, stage: Stage, command: str, target: str) -> Ite
                                 "the run journal records where"), *filter(None, [journal.incomplete()])]
             journal.finish(ExitCode.ERROR, problems, {"run_id": journal.run_id})
             raise TruckctlError(problems, ExitCode.ERROR, {"run_id": journal.run_id}) from None
+        finally:
+            end_team_lock(run)
+
+
+def end_team_lock(run: Run) -> None:
+    """Record the run on the gateways (the shared history), then release the team lock there. Never
+    raises: the run keeps its outcome; a gateway out of reach lets its lease run out."""
+    team = run.team
+    if team is None:
+        return
+    team.stop_renewing()
+    try:
+        summary = run.journal.brief()
+        if summary is not None:
+            unrecorded = team.record(run_record(summary, team.holder))
+            if unrecorded:
+                run.journal.note("history", f"run not recorded on {', '.join(unrecorded)} (unreachable)")
+    except Exception as exc:  # a bug here must not keep the lock: the release below still runs
+        run.journal.note("history", f"run not recorded on the gateways ({type(exc).__name__})")
+    try:
+        kept = team.release()
+    except Exception:
+        kept = [g.node for g in team.held]
+    if kept:
+        run.journal.note("lock", f"lock not released on {', '.join(kept)} (unreachable): it expires within "
+                         f"{team.lease} s")
 
 
 def finish_run(run: Run, exit_code: ExitCode, result: dict[str, Any], problems: list[Problem] | None = None

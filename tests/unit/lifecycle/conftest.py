@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.lifecycle.fakes import GatewayDirs
 from tests.unit.truck.conftest import REPO
+from truckctl.lifecycle import teamlock
 from truckctl.project import Project
 
 
@@ -16,3 +18,11 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.setenv("TRUCKCTL_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.delenv("TRUCKCTL_ALERT_WEBHOOK", raising=False)
     return Project(REPO)
+
+
+@pytest.fixture(autouse=True)
+def gateway_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> GatewayDirs:
+    """Every run's team lock and shared history go to the real node script on directories here."""
+    dirs = GatewayDirs(tmp_path / "gateways")
+    monkeypatch.setattr(teamlock, "transport", lambda project, stage, target: dirs)
+    return dirs
