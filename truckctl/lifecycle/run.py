@@ -139,7 +139,7 @@ def locked_run(project: Project, stage: Stage, command: str, target: str) -> Ite
             if incomplete is not None and incomplete not in exc.problems:
                 exc.problems.append(incomplete)
             failed = exc.result.get("failed_step")
-            if exc.exit_code not in (ExitCode.INTERRUPTED, ExitCode.USAGE):
+            if exc.exit_code not in (ExitCode.INTERRUPTED, ExitCode.USAGE, ExitCode.LOCKED):
                 reason = exc.problems[0].message if exc.problems else "failed"
                 where = f" at step {failed}" if failed else ""
                 run.notify("run-failed", f"{command} {stage.name} on {target} failed{where}: {reason}")
