@@ -26,7 +26,9 @@ Confirm = Callable[[list[dict[str, Any]]], bool]
 
 def provably_dead(holder: dict[str, Any] | None) -> bool:
     """Only provable on this host: its process is gone."""
-    return bool(holder) and holder.get("host") == socket.gethostname() and not alive(holder.get("pid") or None)
+    if not holder or holder.get("host") != socket.gethostname():
+        return False
+    return not alive(holder.get("pid") or None)
 
 
 def unlock(project: Project, stage_name: str, target: str, confirm: Confirm, force_local: bool = False
