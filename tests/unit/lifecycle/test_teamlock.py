@@ -217,3 +217,30 @@ def test_the_node_refuses_arguments_it_does_not_expect(nodes: Nodes) -> None:
 def test_an_answer_too_long_is_cut_not_read_whole() -> None:
     code, text = bounded_run(["sh", "-c", "yes | head -c 10000000"], b"", limit=100_000)
     assert (code, text) == (1, "answer too long")
+
+
+def test_operators_racing_for_the_lock_one_wins_every_gateway_the_others_hold_nothing(nodes: Nodes) -> None:
+    import threading
+
+    contenders = [nodes.lock(f"op{n}") for n in range(4)]
+    outcomes: dict[str, str] = {}
+    gate = threading.Barrier(len(contenders))
+
+    def race(lock: TeamLock) -> None:
+        gate.wait()
+        try:
+            lock.take()
+            outcomes[lock.holder.user] = "won"
+        except TruckctlError as exc:
+            outcomes[lock.holder.user] = "locked" if exc.exit_code == ExitCode.LOCKED else str(exc)
+
+    threads = [threading.Thread(target=race, args=(lock,)) for lock in contenders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes.values()) == ["locked", "locked", "locked", "won"], outcomes
+    winner = next(user for user, outcome in outcomes.items() if outcome == "won")
+    for gateway in GATEWAYS:
+        assert json.loads((nodes.lock_dir(gateway.node) / "holder.json").read_text())["user"] == winner
+    assert [lock.held for lock in contenders if lock.holder.user != winner] == [[], [], []]
