@@ -19,7 +19,7 @@ import pytest
 
 from tests.lab.conftest import STAGE, Lab, wait_for
 from tests.lab.runs import ensure_converged, set_lan_cable, start, truckctl
-from tests.lab.test_faults import finish, run_processes, up_reaching_its_truck_step
+from tests.lab.test_faults import finish, run_ids, run_processes, truck_step_started
 from truckctl.config.loader import load_stage
 from truckctl.lab.paths import LabPaths
 from truckctl.lifecycle import teamlock
@@ -50,6 +50,21 @@ def free_or_expired(lab: Lab) -> bool:
     return all(lock["state"] in ("free", "expired") for lock in locks(lab))
 
 
+def holder_in_its_truck_step(lab: Lab) -> tuple[Any, str]:
+    """This host's `up` in its truck step (holding the team lock). On this shared machine a run now and
+    then fails its clock precheck (an SSH round trip of several seconds under load reads as skew): that
+    run is not what these tests are about, so it is started again (up to 3 times)."""
+    for _ in range(3):
+        known = run_ids(lab)
+        process = start(lab, "up", STAGE, "--tier", "truck")
+        run_id = wait_for(lambda known=known, process=process: truck_step_started(lab, known)
+                          or process.poll() is not None, 300, "the run to reach its truck step")
+        if isinstance(run_id, str):
+            return process, run_id
+        finish(process)
+    raise AssertionError("up did not reach its truck step in 3 attempts")
+
+
 def unlock_here(lab: Lab) -> None:
     """This host's stale lock of a killed run (and its processes), once the test is done with it."""
     code, document, stderr = truckctl(lab, "unlock", STAGE, "--yes", timeout=120)
@@ -76,7 +91,7 @@ def test_up_and_drift_fix_started_together_one_runs_the_other_exits_4_naming_it(
 
 def test_sigkilled_holder_its_lock_expires_within_the_lease_and_the_other_proceeds(lab: Lab, ci: dict[str, str]
                                                                                    ) -> None:
-    process, run_id = up_reaching_its_truck_step(lab)
+    process, run_id = holder_in_its_truck_step(lab)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=60)
     try:
@@ -97,7 +112,7 @@ def test_a_link_lost_during_a_run_does_not_leave_the_lock_for_ever(lab: Lab, ci:
     """The engineer's link to truck-a's gateway goes (its LAN cable, the only path this operator has)
     mid-run: the run can neither renew nor release the lock there. Once the run is over and the link
     back, the lock on that gateway runs out within the lease and CI proceeds."""
-    process, _ = up_reaching_its_truck_step(lab)
+    process, _ = holder_in_its_truck_step(lab)
     set_lan_cable(lab, "truck-a-gw", False)
     try:
         code, _, _ = finish(process)
@@ -113,8 +128,8 @@ def test_a_link_lost_during_a_run_does_not_leave_the_lock_for_ever(lab: Lab, ci:
 def test_runs_on_either_machine_lists_both_operators_runs(lab: Lab, ci: dict[str, str]) -> None:
     code, theirs, _ = truckctl(lab, "drift", STAGE, env=ci)
     assert code in (0, 3), theirs["errors"]
-    code, ours, _ = truckctl(lab, "up", STAGE, "--tier", "truck")
-    assert code == 0, ours["errors"]
+    code, ours, _ = truckctl(lab, "drift", STAGE)
+    assert code in (0, 3), ours["errors"]
     for env, own, other in ((None, ours, theirs), (ci, theirs, ours)):
         code, listed, _ = truckctl(lab, "runs", "--stage", STAGE, env=env)
         assert code == 0 and listed["result"]["shared"]["unreachable"] == {}
