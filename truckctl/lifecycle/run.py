@@ -57,9 +57,13 @@ class Run:
             self.team.check()
             return
         holder = this_holder(f"{self.command} {self.stage.name} --target {self.target}", self.journal.run_id)
-        transport = teamlock.transport(self.project, self.stage, self.target)
+        transport = teamlock.held_transport(teamlock.transport(self.project, self.stage, self.target))
         team = TeamLock(self.stage.name, gateways(self.stage), transport, holder, on_lost=self._lost)
-        team.take()
+        try:
+            team.take()
+        except BaseException:  # refused (exit 4) or interrupted: nothing is held, no connection kept
+            _close(transport)
+            raise
         self.team = team
         self.journal.event("lock", "run", **team.as_dict())
         team.start_renewing()
@@ -189,6 +193,13 @@ def end_team_lock(run: Run) -> None:
     if kept:
         run.journal.note("lock", f"lock not released on {', '.join(kept)} (unreachable): it expires within "
                          f"{team.lease} s")
+    _close(team.transport)
+
+
+def _close(transport: object) -> None:
+    close = getattr(transport, "close", None)
+    if close is not None:
+        close()
 
 
 def finish_run(run: Run, exit_code: ExitCode, result: dict[str, Any], problems: list[Problem] | None = None

@@ -26,18 +26,22 @@ machine see every operator's runs. What a node returns is data: bounded, parsed 
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
 import secrets
 import select
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -160,14 +164,44 @@ class Transport(Protocol):
 
 @dataclass(frozen=True)
 class SshTransport:
-    """The gateway over truckctl's SSH (the same path and pinned host keys as every node command)."""
+    """The gateway over truckctl's SSH (the same path and pinned host keys as every node command).
+
+    With `control_dir`, a held lock's calls share one SSH connection per gateway (ControlMaster):
+    the take opens it, renewals, the history record and the release ride on it; it closes with
+    `close()` or by itself LEASE_S after its last use, and within 10 s of a dead link."""
 
     connection: Connection
+    control_dir: str | None = None
 
     def __call__(self, gateway: Gateway, argv: list[str], stdin: bytes) -> tuple[int, str]:
         op, stage, arg, lease, root = argv[4:9]
         command = node_command(op, stage, arg, int(lease), root, sudo=self.connection.user != "root")
-        return bounded_run(ssh_argv(self.connection, gateway.address, command), stdin)
+        ssh = ssh_argv(self.connection, gateway.address, command)
+        if self.control_dir is not None:
+            ssh = [ssh[0], *self._multiplexing(), *ssh[1:]]
+        return bounded_run(ssh, stdin)
+
+    def _multiplexing(self) -> list[str]:
+        return ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_dir}/%C", "-o",
+                f"ControlPersist={LEASE_S}", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2"]
+
+    def close(self) -> None:
+        """End this lock's SSH masters and remove their directory."""
+        if self.control_dir is None:
+            return
+        directory = Path(self.control_dir)
+        for socket_path in directory.glob("*"):
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(["ssh", "-o", f"ControlPath={socket_path}", "-O", "exit", "gateway"],
+                               capture_output=True, timeout=5, check=False, stdin=subprocess.DEVNULL)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def held_transport(base: Transport) -> Transport:
+    """The transport a held lock uses: the same, with SSH connections kept open for its calls."""
+    if isinstance(base, SshTransport) and base.control_dir is None:
+        return SshTransport(base.connection, tempfile.mkdtemp(prefix="truckctl-lock-"))
+    return base
 
 
 def transport(project: Any, stage: Any, target: str) -> Transport:
