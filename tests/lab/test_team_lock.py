@@ -128,10 +128,11 @@ def test_a_link_lost_during_a_run_does_not_leave_the_lock_for_ever(lab: Lab, ci:
 
 
 def test_runs_on_either_machine_lists_both_operators_runs(lab: Lab, ci: dict[str, str]) -> None:
+    """(What the two drift runs find does not matter here: each ran under the lock and is recorded.)"""
     code, theirs, _ = truckctl(lab, "drift", STAGE, env=ci)
-    assert code in (0, 3), theirs["errors"]
+    assert code != 4 and theirs["result"]["run_id"], theirs["errors"]
     code, ours, _ = truckctl(lab, "drift", STAGE)
-    assert code in (0, 3), ours["errors"]
+    assert code != 4 and ours["result"]["run_id"], ours["errors"]
     for env, own, other in ((None, ours, theirs), (ci, theirs, ours)):
         code, listed, _ = truckctl(lab, "runs", "--stage", STAGE, env=env)
         assert code == 0 and listed["result"]["shared"]["unreachable"] == {}
