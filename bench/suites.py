@@ -20,11 +20,11 @@ from harness import Benchmark, Skip, Step
 from portal_suite import portal_benchmark
 from projects import REPO, STAGE, BenchError, StockRun, TempProject, cleanup_all, scaled, stage1_clone
 
+from truckctl.lab.system import INOTIFY_PER_NODE  # what a lab node holds as root on the host
+
 # Networks of our temporary projects (10.7X LANs, 100.64.5X uplinks): see projects.py.
 CLONE = {"octet": 71, "uplink": 51}  # the stage-1 clone: 10.71/10.72, uplink 100.64.51.0/24
 SCALES = {1: (73, 53), 2: (74, 54), 4: (75, 55)}  # trucks -> (LAN octet, uplink octet)
-# inotify instances a lab node holds as root (systemd, journald, logind...: 6-7 measured) plus margin.
-INOTIFY_PER_NODE = 8
 HEADROOM_WAIT_S = float(os.environ.get("BENCH_HEADROOM_WAIT_S", "900"))
 
 SERIES_GOALS = {
@@ -425,6 +425,60 @@ def _lynis() -> Benchmark:
     return bench
 
 
+AGENT_CPU_GOAL_PCT = 2.0  # of one core
+AGENT_RSS_GOAL_MIB = 30.0
+AGENT_WINDOW_S = 60
+# On the gateway: the agent's CPU ticks (utime + stime) and RSS, twice, AGENT_WINDOW_S apart.
+AGENT_PROBE = ("pid=$(systemctl show -p MainPID --value truck-ops-agent); "
+               "t0=$(awk '{print $14+$15}' /proc/$pid/stat); s0=$(cut -d' ' -f1 /proc/uptime); sleep {window}; "
+               "t1=$(awk '{print $14+$15}' /proc/$pid/stat); s1=$(cut -d' ' -f1 /proc/uptime); "
+               "echo $pid $t0 $t1 $s0 $s1 $(getconf CLK_TCK) $(awk '/VmRSS/ {print $2}' /proc/$pid/status)")
+
+
+def agent_usage(root: Path, window_s: int = AGENT_WINDOW_S) -> dict[str, dict[str, float]]:
+    """Each gateway's truck-ops-agent over `window_s` on a converged lab: CPU % of one core and RSS MiB."""
+    sys.path.insert(0, str(REPO))
+    from truckctl.lab import api as lab_api
+    from truckctl.lab.ssh import ssh_run
+    from truckctl.project import Project
+
+    project = Project(root)
+    gateways = [n for n in lab_api.lab_nodes(project) if n.uplink_address]
+    found: dict[str, dict[str, float]] = {}
+    for node in gateways:  # one after the other: the probe itself must not load the 2 cores
+        code, out = ssh_run(lab_api.connection(project), node.address, AGENT_PROBE.replace("{window}", str(window_s)),
+                            timeout=window_s + 30)
+        fields = out.split()
+        if code != 0 or len(fields) != 7:
+            raise BenchError(f"{node.name}: cannot read the agent's usage: {out[:200]}")
+        _, t0, t1, s0, s1, hz, rss_kib = fields
+        cpu = (float(t1) - float(t0)) / float(hz) / (float(s1) - float(s0)) * 100
+        found[node.name] = {"cpu_pct": round(cpu, 2), "rss_mib": round(int(rss_kib) / 1024, 1)}
+    return found
+
+
+def _ops_agent() -> Benchmark:
+    """Not a speed figure: the gateway agent's footprint (issue 14: under 2 % of a core, under 30 MiB)."""
+    bench = Benchmark(
+        "ops-agent", f"truck-ops-agent on each gateway of a converged stage-1 clone: CPU and RSS over "
+        f"{AGENT_WINDOW_S} s (evidence every second, ARP probes, feed and heartbeats from the broker)",
+        [], needs_root=True, slow=True, warmup=0,
+        miss_reason="Python with paho: its interpreter and the evidence it builds every second.")
+
+    def measure() -> None:
+        for node, usage in agent_usage(lab_project().root).items():
+            met = usage["cpu_pct"] < AGENT_CPU_GOAL_PCT and usage["rss_mib"] < AGENT_RSS_GOAL_MIB
+            bench.note(f"{node}: CPU {usage['cpu_pct']} % of a core, RSS {usage['rss_mib']} MiB (goals < "
+                       f"{AGENT_CPU_GOAL_PCT} %, < {AGENT_RSS_GOAL_MIB} MiB: {'met' if met else 'MISSED'})")
+            if not met:
+                raise BenchError(f"{node}: the agent uses {usage}")
+
+    bench.steps = [Step("agent footprint, every gateway", call=measure)]
+    bench.before = lambda: _converged_lab(bench, lab_project, 6)
+    bench.after = lambda: lab_project().lab_down()
+    return bench
+
+
 def benchmarks(truckctl: list[str]) -> list[Benchmark]:
     return [
         Benchmark("offline-plan-one", "`truckctl plan stage-1 --offline` (real stack program under mocks)",
@@ -439,6 +493,7 @@ def benchmarks(truckctl: list[str]) -> list[Benchmark]:
         _drift(),
         _team_lock(),
         _lynis(),
+        _ops_agent(),
         *(_scaling(t) for t in sorted(SCALES)),
         portal_benchmark(),
     ]

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO
 from truckctl.config.loader import load_stage
 from truckctl.config.model import Stage
 from truckctl.project import Project
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture

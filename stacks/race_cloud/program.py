@@ -19,10 +19,6 @@ from .config import MQTT_PORT, StackConfig, from_stage
 # plan's worker imports them once, then forks one child per stage with warm imports.
 AWS_SERVICES = ("athena", "cloudwatch", "ec2", "glue", "iam", "iot", "kinesis", "kms", "s3", "sns", "ssm")
 
-# Stack output names, read back by truckctl.cloud.stack_outputs.
-OUTPUT_NAMES = ("region", "mqttHost", "mqttPort", "caPem", "trucks", "truckPrivateKeys", "telemetryStream",
-                "datalakeBucket", "alertTopicArn", "vpnEndpoint", "vpnPublicKey")
-
 
 def load_config(project_dir: Path, stage_name: str) -> StackConfig:
     settings = pulumi.Config()

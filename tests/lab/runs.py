@@ -8,7 +8,7 @@ import subprocess
 import sys
 from typing import Any
 
-from tests.lab.conftest import STAGE, Lab
+from tests.lab.harness import STAGE, Lab
 from truckctl.lab import network
 from truckctl.lab import state as lab_state
 

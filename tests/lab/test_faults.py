@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from tests.lab.conftest import STAGE, Lab, wait_for
+from tests.lab.harness import STAGE, Lab, wait_for
 from tests.lab.runs import NODES, converges, ensure_converged, set_lan_cable, start, truckctl
 from truckctl.lab import api, naming
 from truckctl.lab import state as lab_state

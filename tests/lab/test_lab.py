@@ -27,7 +27,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from typer.testing import CliRunner
 
-from tests.lab.conftest import REPO, STAGE, Lab, leftovers, nspawn_pids, wait_for
+from tests.helpers import REPO
+from tests.lab.harness import STAGE, Lab, leftovers, nspawn_pids, wait_for
 from truckctl.cli.app import app
 from truckctl.cloud.outputs import CloudOutputs, heartbeat_topic, telemetry_topic
 from truckctl.errors import TruckctlError

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.lab.conftest import STAGE, Lab, wait_for
+from tests.lab.harness import STAGE, Lab, wait_for
 from truckctl.lab import state as lab_state
 from truckctl.lifecycle.journal import list_runs, show_run
 from truckctl.lifecycle.lock import lock_path, read_holder

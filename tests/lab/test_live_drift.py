@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.lab.conftest import STAGE, Lab
+from tests.lab.harness import STAGE, Lab
 
 pytestmark = pytest.mark.lab
 

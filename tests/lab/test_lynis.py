@@ -17,7 +17,8 @@ import json
 import pytest
 import yaml
 
-from tests.lab.conftest import REPO, Lab
+from tests.helpers import REPO
+from tests.lab.harness import Lab
 from tests.lab.lynis import ALLOWED_WARNINGS, GOAL, audit_each_role, unexplained
 from tests.lab.runs import ensure_converged
 from truckctl.remote import ssh_run

@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from tests.lab.conftest import REPO, STAGE, Lab
+from tests.helpers import REPO
+from tests.lab.harness import STAGE, Lab
 from tests.lab.runs import NODES, ensure_converged, environment, truckctl
 from truckctl.lab import api
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.lab.conftest import STAGE, Lab
+from tests.lab.harness import STAGE, Lab
 from tests.lab.runs import command, ensure_converged, environment, set_lan_cable
 from tests.lab.test_truck_tier import secret_fragments
 

@@ -34,7 +34,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.lab.conftest import REPO, STAGE, Lab
+from tests.helpers import REPO
+from tests.lab.harness import STAGE, Lab
 from tests.lab.portscan import tcp_scan, udp_scan
 from tests.lab.runs import ensure_converged
 from truckctl.config.loader import load_stage

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.lab.conftest import Lab, wait_for
+from tests.lab.harness import Lab, wait_for
 from tests.lab.test_lab import Mqtt
 from truckctl.cloud.outputs import heartbeat_topic
 from truckctl.lab import standin

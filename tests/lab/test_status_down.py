@@ -26,7 +26,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.lab.conftest import STAGE, Lab, wait_for
+from tests.lab.harness import STAGE, Lab, wait_for
 from truckctl.cloud.outputs import CloudOutputs, TruckAccess
 from truckctl.lab import api
 from truckctl.lifecycle.journal import list_runs, show_run

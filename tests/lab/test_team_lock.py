@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.lab.conftest import STAGE, Lab, wait_for
+from tests.lab.harness import STAGE, Lab, wait_for
 from tests.lab.runs import set_lan_cable, start, truckctl
 from tests.lab.test_faults import finish, run_ids, run_processes
 from truckctl.config.loader import load_stage

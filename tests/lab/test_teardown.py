@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.lab.conftest import STAGE, Lab, wait_for
+from tests.lab.harness import STAGE, Lab, wait_for
 from tests.lab.runs import converges, ensure_converged, set_lan_cable, start, truckctl
 from tests.lab.test_faults import journal, run_ids, truck_step_started
 from truckctl.lifecycle.lock import read_holder

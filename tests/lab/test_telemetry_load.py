@@ -33,7 +33,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.lab.conftest import STAGE, Lab, wait_for
+from tests.lab.harness import STAGE, Lab, wait_for
 from tests.lab.runs import ensure_converged
 from truckctl.config.loader import load_stage
 from truckctl.lab import api

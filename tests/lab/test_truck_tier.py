@@ -28,12 +28,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from typer.testing import CliRunner
 
-from tests.lab.conftest import STAGE, Lab, wait_for
+from tests.lab.harness import STAGE, Lab, wait_for
 from truckctl.cli.app import app
 from truckctl.config.loader import load_stage
-from truckctl.core.up import UpCallbacks, UpRequest, truck_tier
 from truckctl.lab import api
 from truckctl.lifecycle import targets
+from truckctl.truck.tier import UpCallbacks, UpRequest, truck_tier
 
 pytestmark = pytest.mark.lab
 

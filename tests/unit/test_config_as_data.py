@@ -20,15 +20,15 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from tests.helpers import REPO
 from truckctl import ansible_data
 from truckctl.config.loader import load_stage
 from truckctl.config.model import Race, StageFile
 from truckctl.config.yamlfile import FieldPath, format_path
 from truckctl.errors import TruckctlError
-from truckctl.inventory import inventory_yaml, render_inventory
 from truckctl.project import Project
+from truckctl.truck.inventory import inventory_yaml, render_inventory
 
-REPO = Path(__file__).resolve().parents[2]
 STAGE = "stage-7"  # overrides two trucks' networks: the stage's network fields exist in the base
 
 TEMPLATES = [

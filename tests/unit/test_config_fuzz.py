@@ -9,11 +9,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import REPO
 from truckctl.config.loader import load_race, load_stage
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.project import Project
-
-REPO = Path(__file__).resolve().parents[2]
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True),
                     st.text(max_size=20), st.sampled_from(["10.31.1.0/24", "10.31.1.11", "stage-1", "gateway"]))

@@ -21,13 +21,13 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import REPO
 from truckctl.cloud.addressing import cloud_layout
 from truckctl.config.loader import load_stage
 from truckctl.errors import ExitCode, TruckctlError
-from truckctl.inventory import render_inventory
 from truckctl.project import Project
+from truckctl.truck.inventory import render_inventory
 
-REPO = Path(__file__).resolve().parents[2]
 DERIVED_CODES = {"address-in-dhcp-pool", "derived-dhcp-pool", "derived-vlan-address", "derived-vpn-address"}
 
 

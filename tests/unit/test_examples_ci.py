@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO
+
 WORKFLOWS = sorted((REPO / "examples" / "ci").glob("*.yml"))
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO
+
 BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(*argv: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -34,8 +35,8 @@ def test_yamllint(path: str) -> None:
 
 def test_playbook_syntax_check(tmp_path: Path) -> None:
     from truckctl.config.loader import load_stage
-    from truckctl.inventory import inventory_yaml
     from truckctl.project import Project
+    from truckctl.truck.inventory import inventory_yaml
 
     inventory = tmp_path / "stage-1.yml"
     inventory.write_text(inventory_yaml(load_stage(Project(REPO), "stage-1")))

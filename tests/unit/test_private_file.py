@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.truck.conftest import FakeConnection, make_cloud
+from tests.helpers import FakeConnection, make_cloud
 from truckctl.config.model import Stage
 from truckctl.lab.pki import LabPki
 from truckctl.lab.ssh import ensure_keypair, write_known_hosts

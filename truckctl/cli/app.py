@@ -90,7 +90,7 @@ def validate(
 ) -> None:
     """Validate the race and stage configuration without touching anything."""
     from truckctl.cli import render
-    from truckctl.core import configuration
+    from truckctl.lifecycle import configuration
 
     env = _env(json_output)
     stage = stages[0] if stages and len(stages) == 1 else None
@@ -103,7 +103,7 @@ def validate(
 def list_stages(json_output: JsonOpt = False) -> None:
     """List the race's stages with dates, towns and state."""
     from truckctl.cli import render
-    from truckctl.core import configuration
+    from truckctl.lifecycle import configuration
 
     env = _env(json_output)
     _finish(run(env, "stages", None, lambda: Outcome(configuration.stages(_project())), render.stages))
@@ -113,7 +113,7 @@ def list_stages(json_output: JsonOpt = False) -> None:
 def inventory(stage: StageArg, json_output: JsonOpt = False) -> None:
     """Print the Ansible inventory rendered for a stage (YAML; JSON with --json)."""
     from truckctl.cli import render
-    from truckctl.core import configuration
+    from truckctl.lifecycle import configuration
 
     env = _env(json_output)
     _finish(run(env, "inventory", stage, lambda: Outcome(configuration.inventory(_project(), stage)),
@@ -122,7 +122,7 @@ def inventory(stage: StageArg, json_output: JsonOpt = False) -> None:
 
 # Commands that live in their own modules register here (each module imports only typer at the top).
 # In the order `truckctl --help` lists them: the stage's lifecycle, then the journal, then the lab.
-cmd_plan.register(app)
+cmd_plan.register(app, _env, _project)
 cmd_up.register(app, _env, _project)
 cmd_drift.register(app, _env, _project)
 cmd_status.register(app, _env, _project)

@@ -77,6 +77,40 @@ def register(parent: typer.Typer, env_factory: Callable[[bool], Env], project_fa
         raise typer.Exit(run(env_factory(json_output), "lab status", result_stage(project_factory), action,
                              _render_status))
 
+    @app.command("fault")
+    def lab_fault(
+        kind: Annotated[str, typer.Argument(help="A drill (cable, cloud-block, revoke-cert, broker-stop, bridge-stop, "
+                                                 "feed-silence, node-off, node-cut, heartbeat-stop, clock-skew, "
+                                                 "impostor), or `clear` or `list`.")],
+        target: Annotated[str | None,
+                          typer.Argument(help="Its truck, node or address (clear: the drill's kind).")] = None,
+        clear_target: Annotated[str | None, typer.Argument(help="clear only: the drill's target.")] = None,
+        json_output: JsonOpt = False,
+    ) -> None:
+        """Start a race-day drill for real on the lab, clear drills, or list the active ones.
+
+        `lab fault cable truck-a`, `lab fault clear` (all), `lab fault clear cable truck-a`, `lab fault list`.
+        """
+        from truckctl.cli.dispatch import Outcome, run
+        from truckctl.errors import ExitCode, TruckctlError
+        from truckctl.lab import faults
+
+        def action() -> Outcome:
+            if kind == "clear":
+                result = faults.clear(project_factory(), target, clear_target)
+            elif clear_target is not None:
+                raise TruckctlError.single("usage", f"`lab fault {kind}` takes one target", exit_code=ExitCode.USAGE)
+            elif kind == "list":
+                if target is not None:
+                    raise TruckctlError.single("usage", "`lab fault list` takes no target", exit_code=ExitCode.USAGE)
+                result = faults.list_drills(project_factory())
+            else:
+                result = faults.start(project_factory(), kind, target)
+            return Outcome(result.to_dict())
+
+        raise typer.Exit(run(env_factory(json_output), f"lab fault {kind}", result_stage(project_factory), action,
+                             _render_fault))
+
     parent.add_typer(app, name="lab")
 
 
@@ -124,3 +158,18 @@ def _render_status(env: Env, outcome: Outcome) -> None:
     state = "healthy" if r["healthy"] else "NOT healthy"
     table(env, f"lab {r['stage']}: {state}",
           ["truck", "node", "address", "role", "supervisor", "systemd", "ssh", "uplink"], rows)
+
+
+def _render_fault(env: Env, outcome: Outcome) -> None:
+    from truckctl.cli.render import table
+
+    r = outcome.result
+    for drill in r["changed"]:
+        env.console().print(f"{r['action']} {drill['kind']} {drill['target']}: {drill['effect']}", markup=False)
+    if r["note"]:
+        env.console().print(r["note"], markup=False)
+    rows = [[d["kind"], d["target"], d["incident"], d["effect"]] for d in r["active"]]
+    if rows:
+        table(env, "active drills", ["drill", "target", "incident expected", "what it did"], rows)
+    else:
+        env.console().print("no drill is active", markup=False)

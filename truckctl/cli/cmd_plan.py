@@ -7,102 +7,66 @@ Only typer and the standard library are imported here: the rest inside the comma
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-LAB_NOTE = ("offline plan: the stack program evaluated under Pulumi mocks, nothing is created "
-            "(on the lab target this is the cloud tier's plan: the lab's cloud stand-in replaces AWS)")
-AWS_NOTE = "aws preview: Pulumi's preview of the stage's stack against AWS"
-
+if TYPE_CHECKING:
+    from truckctl.cli.output import Env
+    from truckctl.cloud.engine import CloudEvent
+    from truckctl.project import Project
 
 class Target(StrEnum):
     lab = "lab"
     aws = "aws"
 
 
-def register(app: typer.Typer) -> None:
-    app.command("plan")(plan)
+def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_factory: Callable[[], Project]) -> None:
+    @app.command("plan")
+    def plan(
+        stage: Annotated[str | None, typer.Argument(help="Stage name, e.g. stage-1.", show_default=False)] = None,
+        all_stages: Annotated[bool, typer.Option("--all", help="Plan every stage.")] = False,
+        offline: Annotated[bool, typer.Option(
+            "--offline", help="Evaluate the stack program under Pulumi mocks: no cloud, no credentials.")] = False,
+        target: Annotated[Target, typer.Option(
+            "--target", help="lab: the cloud tier plans offline; aws: a real Pulumi preview.")] = Target.lab,
+        backend: Annotated[str | None, typer.Option(
+            "--backend", help="Pulumi backend URL for --target aws (default: file backend in the state directory).",
+            show_default=False)] = None,
+        secrets_provider: Annotated[str | None, typer.Option(
+            "--secrets-provider", help="passphrase (default, from the environment) or awskms://KEY.",
+            show_default=False)] = None,
+        jobs: Annotated[int | None, typer.Option(
+            "--jobs", min=1, max=16, help="Stages planned in parallel offline (default: CPU count, at most 4).",
+            show_default=False)] = None,
+        json_output: Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")] = False,
+    ) -> None:
+        """Show what the cloud tier would create for a stage, with the policy check (offline under mocks)."""
+        from truckctl.cli.dispatch import Outcome, run
+        from truckctl.cli.render_cloud import cloud_plan
+        from truckctl.errors import ExitCode
+        from truckctl.lifecycle.plan import aws_plan, offline_plan
 
+        if all_stages == (stage is not None):
+            raise typer.BadParameter("give one STAGE, or --all", param_hint="STAGE / --all")
+        env = env_factory(json_output)
+        names = None if all_stages else [stage or ""]
+        use_aws = target is Target.aws and not offline
 
-def plan(
-    stage: Annotated[str | None, typer.Argument(help="Stage name, e.g. stage-1.", show_default=False)] = None,
-    all_stages: Annotated[bool, typer.Option("--all", help="Plan every stage.")] = False,
-    offline: Annotated[bool, typer.Option(
-        "--offline", help="Evaluate the stack program under Pulumi mocks: no cloud, no credentials.")] = False,
-    target: Annotated[Target, typer.Option(
-        "--target", help="lab: the cloud tier plans offline; aws: a real Pulumi preview.")] = Target.lab,
-    backend: Annotated[str | None, typer.Option(
-        "--backend", help="Pulumi backend URL for --target aws (default: file backend in the state directory).",
-        show_default=False)] = None,
-    secrets_provider: Annotated[str | None, typer.Option(
-        "--secrets-provider", help="passphrase (default, from the environment) or awskms://KEY.",
-        show_default=False)] = None,
-    jobs: Annotated[int | None, typer.Option(
-        "--jobs", min=1, max=16, help="Stages planned in parallel offline (default: CPU count, at most 4).",
-        show_default=False)] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")] = False,
-) -> None:
-    """Show what the cloud tier would create for a stage, with the policy check (offline under mocks)."""
-    from truckctl.cli.app import _env, _project
-    from truckctl.cli.dispatch import run
-    from truckctl.cli.render_cloud import cloud_plan
+        def progress(event: CloudEvent) -> None:
+            # Progress goes to stderr, so stdout stays one JSON document with --json.
+            if event.kind == "resource" and event.phase != "start":
+                env.err_console().print(f"  {event.phase:<6} {event.op:<8} {event.type} {event.name}", markup=False)
+            elif event.kind == "diagnostic":
+                env.err_console().print(f"  {event.op}: {event.message}", markup=False)
 
-    if all_stages == (stage is not None):
-        raise typer.BadParameter("give one STAGE, or --all", param_hint="STAGE / --all")
-    env = _env(json_output)
-    names = None if all_stages else [stage or ""]
-    use_aws = target is Target.aws and not offline
+        def action() -> Outcome:
+            project = project_factory()
+            if use_aws:
+                return Outcome(aws_plan(project, names, backend, secrets_provider, progress))
+            result, problems = offline_plan(project, names, jobs)
+            return Outcome(result, ExitCode.ERROR if problems else ExitCode.OK, problems)
 
-    def action() -> Any:
-        project = _project()
-        if use_aws:
-            return _aws_plan(project, names, backend, secrets_provider, env)
-        return _offline_plan(project, names, jobs)
-
-    raise typer.Exit(run(env, "plan", stage, action, cloud_plan))
-
-
-def _offline_plan(project: Any, names: list[str] | None, jobs: int | None) -> Any:
-    from truckctl.cli.dispatch import Outcome
-    from truckctl.cloud.offline import plan_offline
-    from truckctl.errors import ExitCode, Problem
-
-    plans = plan_offline(project, names, jobs)
-    problems = [Problem("policy-violation", f"{v['rule']}: {v['message']}", f"{p['stage']}: {v['resource']}")
-                for p in plans for v in p["policy"]]
-    result: dict[str, Any] = {"target": "lab", "mode": "offline", "note": LAB_NOTE}
-    if names is not None:
-        result.update(stage=plans[0]["stage"], cloud=plans[0])
-    else:
-        result["stages"] = [{"stage": p["stage"], "cloud": p} for p in plans]
-        result["totals"] = {"stages": len(plans), "resources": sum(p["counts"]["total"] for p in plans),
-                            "violations": len(problems)}
-    return Outcome(result, ExitCode.ERROR if problems else ExitCode.OK, problems)
-
-
-def _aws_plan(project: Any, names: list[str] | None, backend: str | None, secrets_provider: str | None,
-              env: Any) -> Any:
-    from truckctl.cli.dispatch import Outcome
-    from truckctl.cloud.engine import AwsEngine, CloudEvent
-    from truckctl.config.loader import load_stages
-
-    def progress(event: CloudEvent) -> None:
-        # Progress goes to stderr, so stdout stays one JSON document with --json.
-        if event.kind == "resource" and event.phase != "start":
-            env.err_console().print(f"  {event.phase:<6} {event.op:<8} {event.type} {event.name}", markup=False)
-        elif event.kind == "diagnostic":
-            env.err_console().print(f"  {event.op}: {event.message}", markup=False)
-
-    stages = load_stages(project, names)
-    previews = []
-    for stage in stages:
-        engine = AwsEngine(project, stage, backend=backend, secrets_provider=secrets_provider, on_event=progress)
-        previews.append({"stage": stage.name, "cloud": {"mode": "preview", **engine.preview().as_dict()}})
-    result: dict[str, Any] = {"target": "aws", "mode": "preview", "note": AWS_NOTE}
-    if names is not None:
-        result.update(stage=previews[0]["stage"], cloud=previews[0]["cloud"])
-    else:
-        result["stages"] = previews
-    return Outcome(result)
+        raise typer.Exit(run(env, "plan", stage, action, cloud_plan))

@@ -15,9 +15,9 @@ if TYPE_CHECKING:
 
     from truckctl.cli.dispatch import Outcome
     from truckctl.cli.output import Env
-    from truckctl.core.up import UpCallbacks
     from truckctl.lifecycle.orchestrator import Progress
     from truckctl.truck.events import HostEvent
+    from truckctl.truck.tier import UpCallbacks
 
 
 class NodeProgress:
@@ -30,7 +30,7 @@ class NodeProgress:
         self.live: Live | None = None
 
     def callbacks(self) -> UpCallbacks:
-        from truckctl.core.up import UpCallbacks
+        from truckctl.truck.tier import UpCallbacks
 
         if self.env.json:
             return UpCallbacks()

@@ -11,9 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from truckctl.cloud.policy import Rule
-from truckctl.cloud.resources import PlannedResource, normalise
-
-COMPONENT_TYPE_PREFIX = "truckctl:race:"
+from truckctl.cloud.resources import COMPONENT_TYPE_PREFIX, PlannedResource, normalise
 
 
 def _component(resource: Any) -> str:

@@ -8,7 +8,6 @@ This module itself imports no pulumi: the CLI stays light.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from collections import Counter
@@ -16,12 +15,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from truckctl.cloud.policy import RULES, evaluate
-from truckctl.cloud.resources import PlannedResource
+from truckctl.cloud.resources import COMPONENT_TYPE_PREFIX, PlannedResource
+from truckctl.config.names import STAGE_NAME
 from truckctl.errors import Problem, TruckctlError
 from truckctl.project import Project
 
-COMPONENT_TYPE_PREFIX = "truckctl:race:"
-_STAGE_NAME = re.compile(r"stage-[1-9][0-9]?")  # as truckctl.config.loader.STAGE_NAME, without its imports
 WORKER_TIMEOUT_S = 600
 PLACEHOLDER_NOTE = ("placeholder values from mocks: never fed to a real apply "
                     "(ids, ARNs, endpoints and keys are fakes; secrets are redacted)")
@@ -63,7 +61,7 @@ def plan_offline(project: Project, names: Sequence[str] | None, jobs: int | None
 
     `settings` is stack config for the program (e.g. deleteData=true, to see a teardown's effect).
     """
-    if names is not None and not all(_STAGE_NAME.fullmatch(n) for n in names):
+    if names is not None and not all(STAGE_NAME.fullmatch(n) for n in names):
         from truckctl.config.loader import check_stage_name
 
         for name in names:

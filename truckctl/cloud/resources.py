@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SECRET = "[secret]"
+# The type of the stack program's component resources (stacks/race_cloud/component.py TYPE_PREFIX,
+# which stays its own: stacks/ is a plain Pulumi project; tests/unit/cloud checks they agree).
+COMPONENT_TYPE_PREFIX = "truckctl:race:"
 
 # Maps whose keys are user data (tag keys, Glue parameters, alarm dimensions): never renamed.
 _OPAQUE_MAPS = frozenset({"tags", "tags_all", "parameters", "dimensions", "attributes", "default_tags"})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,14 +10,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from truckctl.config.model import Defaults, NetworkOverride, Race, Stage, StageFile, Truck
-from truckctl.config.names import inventory_group_problems
+from truckctl.config.names import STAGE_NAME, inventory_group_problems
 from truckctl.config.rules import network_rules, race_rules, suggest
 from truckctl.config.schema_errors import schema_problems
 from truckctl.config.yamlfile import FieldPath, YamlDoc, YamlProblems, read_yaml
 from truckctl.errors import Problem, TruckctlError, config_error
 from truckctl.project import Project
-
-STAGE_NAME = re.compile(r"stage-([1-9][0-9]?)")  # always fullmatch: `$` would accept "stage-1\n"
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,10 @@ from truckctl.errors import Problem
 if TYPE_CHECKING:
     from truckctl.config.model import Race
     from truckctl.config.yamlfile import FieldPath
+
+# A stage's name (it reaches file paths, lock names, run ids and node commands). Always fullmatch:
+# `$` would accept "stage-1\n". Light to import (no pydantic): the offline plan checks names with it.
+STAGE_NAME = re.compile(r"stage-([1-9][0-9]?)")
 
 # Debian 12's base system (base-passwd, plus the accounts debootstrap's minbase and openssh add) and the
 # accounts and groups of the packages truckctl's roles install (common_packages and
@@ -36,7 +41,7 @@ def reserved_account(name: str) -> bool:
     return name in SYSTEM_ACCOUNTS or name.startswith("systemd-")
 
 
-# Groups the rendered inventory defines itself (truckctl/inventory.py) or Ansible reserves.
+# Groups the rendered inventory defines itself (truckctl/truck/inventory.py) or Ansible reserves.
 INVENTORY_GROUPS = frozenset({"all", "ungrouped", "trucks"})
 
 

@@ -9,7 +9,7 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from truckctl.config.model import SecretRef
-from truckctl.config.yamlfile import FieldPath, YamlDoc
+from truckctl.config.yamlfile import FieldPath
 from truckctl.errors import Problem
 
 
@@ -39,10 +39,6 @@ def _drop_typo_twins(problems: list[Problem]) -> list[Problem]:
     return [p for p in problems
             if not (p.code == "missing-field" and repr(str(p.location).rsplit(".", 1)[-1].rsplit(" ", 1)[-1])
                     in suggested)]
-
-
-def doc_locator(doc: YamlDoc) -> Any:
-    return doc.where
 
 
 def _describe(err: Any) -> str:

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,16 +18,14 @@ from pydantic import SecretStr
 from truckctl.cloud.outputs import CloudOutputs, TruckAccess, topic_prefix
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
-from truckctl.lab import standin
+from truckctl.lab import faults, standin
 from truckctl.lab import state as st
-from truckctl.lab.lifecycle import Progress, connection_for, down, start_node, status, stop_node, up
+from truckctl.lab.control import Progress, connection_for, down, start_node, status, stop_node, up
 from truckctl.lab.network import link_exists, set_link
-from truckctl.lab.node import merged_dir
 from truckctl.lab.paths import LabPaths
 from truckctl.lab.pki import OPERATOR_LEAF, LabPki, client_id
 from truckctl.lab.plan import LAN_IF, STANDIN_HTTP_PORT, STANDIN_MQTT_PORT, UPLINK_IF, LabPlan
-from truckctl.lab.probe import port_open
-from truckctl.lab.ssh import LabConnection, ssh_run
+from truckctl.lab.ssh import LabConnection
 from truckctl.lab.system import require_root
 from truckctl.lifecycle.webhttp import ClientTls
 from truckctl.project import Project
@@ -133,18 +130,7 @@ def revoke_truck(project: Project, truck: str, timeout_s: float = 15.0) -> dict[
     name = f"truck-{truck}"
     serial = pki.revoke(name)
     replacement = pki.ensure_client(name, client_id(plan.race_id, truck)).serial
-    standin.write_revocations(merged_dir(paths.root, plan.standin), plan, pki)
-    address = plan.uplink.standin_address
-    code, out = ssh_run(connection_for(paths), address, "systemctl restart mosquitto")
-    if code != 0:
-        raise TruckctlError.single("lab-standin", f"the stand-in's broker did not restart with the new CRL: {out}",
-                                   plan.standin.name)
-    deadline = time.monotonic() + timeout_s
-    while not port_open(address, STANDIN_MQTT_PORT):
-        if time.monotonic() > deadline:
-            raise TruckctlError.single("lab-standin", f"the stand-in's broker is not listening on "
-                                       f"{address}:{STANDIN_MQTT_PORT} after the restart", plan.standin.name)
-        time.sleep(0.1)
+    faults.reload_standin(faults.Lab(project), timeout_s)
     return {"truck": truck, "revoked_serial": serial, "replacement_serial": replacement,
             "revoked_total": len(pki.revoked())}
 

@@ -23,7 +23,7 @@ def lab_id(state_dir: Path) -> str:
     return short_hash(str(state_dir.resolve()), length=6)
 
 
-LINK_KINDS = "buvw"  # truck bridge, uplink bridge, LAN veth, uplink veth
+LINK_KINDS = "buvwi"  # truck bridge, uplink bridge, LAN veth, uplink veth, a drill's impostor veth
 _LAB_LINK = re.compile(rf"^tl[{LINK_KINDS}][0-9a-f]{{8}}$")
 
 
@@ -54,6 +54,11 @@ def lan_veth(lab: str, node: str) -> str:
 def uplink_veth(lab: str, node: str) -> str:
     """Host side of a gateway node's second interface, on the uplink bridge: the 'cable'."""
     return _ifname("w", lab, node)
+
+
+def impostor_veth(lab: str, address: str) -> str:
+    """Host side of a drill's impostor on a truck LAN bridge (lab fault impostor)."""
+    return _ifname("i", lab, address)
 
 
 def netns(lab: str, node: str) -> str:

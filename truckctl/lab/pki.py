@@ -88,16 +88,31 @@ class LabPki:
         """Revoke the leaf's current certificate and drop its files (the next ensure_* issues a new one).
 
         Returns the revoked serial, or None when there was nothing to revoke (already done)."""
+        serial = self.hold(name)  # recorded before the files go: a crash never un-revokes
+        if serial is not None:
+            issued = self.leaf(name)
+            issued.cert.unlink()
+            issued.key.unlink(missing_ok=True)
+        return serial
+
+    def hold(self, name: str) -> str | None:
+        """Put the leaf's current certificate on the CRL and keep its files (a drill: `release` undoes it).
+
+        Returns its serial, or None when the leaf has no certificate."""
         issued = self.leaf(name)
         if not issued.cert.exists():
             return None
         serial = issued.serial
-        revoked = {**self.revoked(), serial: name}
-        # recorded before the files go (a crash never un-revokes), replacing any link planted at the path
-        write_private(self.revoked_file, json.dumps(revoked, indent=1, sort_keys=True) + "\n", mode=0o644)
-        issued.cert.unlink()
-        issued.key.unlink(missing_ok=True)
+        self._write_revoked({**self.revoked(), serial: name})
         return serial
+
+    def release(self, serial: str) -> None:
+        """Take a held serial off the CRL again."""
+        self._write_revoked({k: v for k, v in self.revoked().items() if k != serial})
+
+    def _write_revoked(self, revoked: dict[str, str]) -> None:
+        # replacing any link planted at the path
+        write_private(self.revoked_file, json.dumps(revoked, indent=1, sort_keys=True) + "\n", mode=0o644)
 
     def crl_pem(self) -> bytes:
         """The CA's CRL listing every revoked serial (valid as long as the CA: the lab never refreshes it)."""

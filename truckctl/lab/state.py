@@ -32,7 +32,8 @@ NETNS = "netns"
 LINK = "link"  # bridges and host-side veths
 TMPFS = "tmpfs"  # /run/systemd/nspawn, only when the lab mounted it
 DIR = "dir"  # a directory the lab owns (node overlays): deleted once nothing is mounted beneath
-TEARDOWN_ORDER = [PROCESS, CGROUP, RUNFILE, MOUNT, SCRATCH, NETNS, LINK, TMPFS, DIR]
+DRILL = "drill"  # name: kind:target; data: what the drill did and how to undo it (lab/faults.py)
+TEARDOWN_ORDER = [DRILL, PROCESS, CGROUP, RUNFILE, MOUNT, SCRATCH, NETNS, LINK, TMPFS, DIR]
 
 
 @dataclass
@@ -119,10 +120,6 @@ def load(state_dir: Path) -> LabState | None:
         raise TruckctlError([Problem("lab-state", f"unreadable lab state ({exc})", str(path))]) from None
     state.path = path
     return state
-
-
-def forget(state_dir: Path) -> None:
-    state_file(state_dir).unlink(missing_ok=True)
 
 
 DEAD_HOLDER_WAIT_S = 5.0

@@ -42,11 +42,11 @@ if TYPE_CHECKING:
     from truckctl.cloud.engine import OnEvent, OperationResult
     from truckctl.cloud.outputs import CloudOutputs
     from truckctl.config.model import Stage
-    from truckctl.core.up import UpCallbacks
     from truckctl.lifecycle.run import Run
     from truckctl.remote import Connection
     from truckctl.truck.events import HostEvent, TruckRunResult
     from truckctl.truck.plan import RunPlan
+    from truckctl.truck.tier import UpCallbacks
 
 DOWN_PLAYBOOK = "down.yml"
 STEPS = ("truck", "revoke", "cloud")
@@ -109,9 +109,9 @@ class Engine(Protocol):
 
 def _run_truck(plan: RunPlan, project: Project, on_event: Callable[[HostEvent], None],
                cancel: Callable[[], bool] | None) -> TruckRunResult:
-    from truckctl.truck.runner import RunnerSettings, run_plan
+    from truckctl.truck.tier import execute_plan
 
-    return run_plan(plan, RunnerSettings(project.state_dir), on_event, cancel)
+    return execute_plan(plan, project, on_event, cancel)
 
 
 def _revoke(project: Project, truck: str) -> dict[str, Any]:
@@ -200,7 +200,7 @@ class DownOptions:
 
 def teardown_plan(project: Project, stage: Stage, connection: Connection, target: str) -> RunPlan:
     """down.yml over the stage's rendered inventory: no cloud values, no secrets (it only removes)."""
-    from truckctl.inventory import render_inventory
+    from truckctl.truck.inventory import render_inventory
     from truckctl.truck.plan import RunPlan, connection_vars, resolve_limit
     from truckctl.truck.vars import target_vars
 
@@ -325,22 +325,11 @@ def _cloud_message(stage: Stage, options: DownOptions) -> str:
 
 def truck_step(project: Project, stage: Stage, target: str, run: Run, progress: DownProgress,
                backends: Backends) -> dict[str, Any]:
+    from truckctl.truck.tier import UpCallbacks
+
     plan = teardown_plan(project, stage, backends.connection(project, stage, target), target)
-    callbacks = progress.truck
-
-    def on_event(event: HostEvent) -> None:
-        if event.status in ("changed", "failed", "unreachable"):
-            run.journal.event("task", "truck", node=event.host, task=event.task, status=event.status,
-                              message=event.message)
-        if callbacks is not None:
-            callbacks.on_host_event(event)
-
-    if callbacks is not None:
-        callbacks.on_hosts(plan.hosts)
-    outcome = backends.run_truck(plan, project, on_event, callbacks.cancel if callbacks is not None else None)
-    if outcome.status == "canceled":
-        raise TruckctlError([Problem("interrupted", "the truck tier's teardown was interrupted")],
-                            ExitCode.INTERRUPTED, {"truck": outcome.as_dict()})
+    outcome = run.truck(plan, progress.truck or UpCallbacks(), "the truck tier's teardown was interrupted",
+                        backends.run_truck)
     if not outcome.hosts:  # Ansible itself failed: no recap at all
         raise TruckctlError.single("truck-failed", f"the teardown playbook did not run (ansible-runner "
                                    f"{outcome.status}, rc {outcome.rc}); see {outcome.artifacts_dir}")
@@ -350,9 +339,6 @@ def truck_step(project: Project, stage: Stage, target: str, run: Run, progress: 
                 for host, stats in sorted(outcome.hosts.items()) if stats.unreachable or stats.failed]
     missing = sorted(set(plan.hosts) - set(outcome.hosts))
     not_down += [{"node": host, "reason": "not in the playbook's recap"} for host in missing]
-    for host, stats in outcome.hosts.items():
-        run.journal.event("node", "truck", node=host, state=stats.state, changed=stats.changed,
-                          unreachable=stats.unreachable, failed=stats.failed)
     detail = outcome.as_dict()
     detail.update(playbook=DOWN_PLAYBOOK, not_down=not_down, _status="failed" if not_down else "ok",
                   _changed=outcome.changed, summary_not_down=[item["node"] for item in not_down])

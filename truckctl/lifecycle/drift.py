@@ -14,13 +14,13 @@ from typing import Any
 
 from truckctl.config.loader import load_stage
 from truckctl.config.model import Stage
-from truckctl.core.up import UpCallbacks, UpRequest, truck_tier
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.lifecycle import targets
 from truckctl.lifecycle.orchestrator import truck_failures
 from truckctl.lifecycle.run import Run, finish_run, locked_run
 from truckctl.project import Project
 from truckctl.truck.plan import resolve_limit
+from truckctl.truck.tier import UpCallbacks, UpRequest, truck_tier
 
 LAB_CLOUD_NOTE = ("lab target: the cloud tier is the offline plan, with no deployed state that could drift; "
                   "cloud drift is measured on aws (pulumi refresh --preview-only + preview --expect-no-changes)")

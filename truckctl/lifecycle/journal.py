@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from truckctl.config.names import STAGE_NAME
 from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.processes import alive
 from truckctl.project import Project
@@ -222,7 +223,7 @@ def list_runs(project: Project, stage: str | None = None) -> list[dict[str, Any]
 
 # What new_run_id makes: <UTC time>-<stage>-<command>-<4 hex digits>, ASCII only (str.isalnum would
 # let other scripts' letters and digits through to a path).
-RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-stage-[1-9][0-9]?-[a-z][a-z-]{0,30}-[0-9a-f]{4}")
+RUN_ID = re.compile(rf"[0-9]{{8}}T[0-9]{{6}}Z-{STAGE_NAME.pattern}-[a-z][a-z-]{{0,30}}-[0-9a-f]{{4}}")
 
 
 def show_run(project: Project, run_id: str) -> dict[str, Any]:

@@ -20,13 +20,14 @@ from typing import Any
 from truckctl.cloud.outputs import CloudOutputs
 from truckctl.config.loader import load_stage
 from truckctl.config.model import Stage
-from truckctl.core.up import TIERS, UpCallbacks, UpRequest, truck_tier
 from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.lifecycle import smoke, targets
+from truckctl.lifecycle.plan import violation_problems
 from truckctl.lifecycle.prechecks import run_prechecks
 from truckctl.lifecycle.run import Run, finish_run, locked_run
 from truckctl.project import Project
 from truckctl.truck.plan import resolve_limit
+from truckctl.truck.tier import TIERS, UpCallbacks, UpRequest
 
 
 @dataclass
@@ -147,10 +148,9 @@ def offline_cloud(project: Project, stage: Stage) -> dict[str, Any]:
 
 
 def cloud_step_result(plan: dict[str, Any]) -> dict[str, Any]:
-    violations = plan["policy"]
+    violations = violation_problems(plan)
     if violations:
-        raise TruckctlError([Problem("policy-violation", f"{v['rule']}: {v['message']}", v["resource"])
-                             for v in violations], ExitCode.ERROR, {"cloud": plan})
+        raise TruckctlError(violations, ExitCode.ERROR, {"cloud": plan})
     return {"mode": "offline plan (lab target)", "resources": plan["counts"]["total"],
             "by_component": plan["counts"]["by_component"], "policy_violations": 0,
             "policy_rules": plan["policy_rules"], "summary_resources": plan["counts"]["total"]}
@@ -177,21 +177,12 @@ def aws_cloud(project: Project, stage: Stage, run: Run) -> tuple[CloudOutputs, d
 
 def truck_step(project: Project, stage: Stage, request: UpRequest, inputs: targets.TargetInputs, run: Run,
                callbacks: UpCallbacks) -> dict[str, Any]:
-    def on_event(event: Any) -> None:
-        # Tasks with secrets are no_log; scrubbing here too keeps a mistake in a role off the screen.
-        event = dataclasses.replace(event, message=run.journal.redactor.scrub(event.message))
-        if event.status in ("changed", "failed", "unreachable"):
-            run.journal.event("task", "truck", node=event.host, task=event.task, status=event.status,
-                              message=event.message)
-        callbacks.on_host_event(event)
+    from truckctl.truck.plan import build_plan
 
     started = time.monotonic()
-    result = truck_tier(project, stage, request, inputs.connection, inputs.cloud,
-                        UpCallbacks(on_phase=callbacks.on_phase, on_host_event=on_event, on_hosts=callbacks.on_hosts,
-                                    cancel=callbacks.cancel))
-    for host, stats in result.hosts.items():
-        run.journal.event("node", "truck", node=host, state=stats.state, ok=stats.ok, changed=stats.changed,
-                          failed=stats.failed, unreachable=stats.unreachable)
+    plan = build_plan(project.playbooks_dir, stage, inputs.cloud, inputs.connection, request.target, request.limit,
+                      request.check, request.exclude)
+    result = run.truck(plan, callbacks)
     detail = result.as_dict()
     detail["_status"] = "ok" if result.ok else "failed"
     detail["_changed"] = result.changed

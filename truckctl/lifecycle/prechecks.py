@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -19,21 +17,12 @@ from typing import Any
 
 from truckctl.config.model import Node, Stage, Truck
 from truckctl.errors import Problem
-from truckctl.remote import Connection, explain_ssh_failure, ssh_argv
+from truckctl.lifecycle import probe
+from truckctl.lifecycle.probe import NodeProbe, NodeTarget
+from truckctl.remote import Connection
 
 MAX_CLOCK_SKEW_S = 2.0
-SSH_TIMEOUT_S = 5
 ANSIBLE_SERIES = "2.19."
-
-
-@dataclass
-class NodeProbe:
-    name: str
-    address: str
-    reachable: bool
-    detail: str
-    skew_s: float | None = None
-    mac: str | None = None
 
 
 @dataclass
@@ -62,7 +51,7 @@ def check_tools(target: str) -> list[Problem]:
                                     f"{ANSIBLE_SERIES}x", "tools"))
     except metadata.PackageNotFoundError:
         problems.append(Problem("tool-missing", "ansible-core is not installed (pip install -e .)", "tools"))
-    from truckctl.truck_paths import ansible_bin
+    from truckctl.truck.paths import ansible_bin
 
     if not (ansible_bin() / "ansible-playbook").exists():
         problems.append(Problem("tool-missing", f"ansible-playbook not found in {ansible_bin()}", "tools"))
@@ -91,30 +80,8 @@ def check_aws_access(stage: Stage) -> list[Problem]:
 
 def probe_nodes(nodes: list[tuple[Truck, Node]], access: Connection) -> list[NodeProbe]:
     """SSH to every node at once: host key pinned, clock read, MAC of the interface holding its address."""
-
-    def probe(node: Node) -> NodeProbe:
-        address = str(node.address)
-        command = ("date +%s.%N; for i in /sys/class/net/*; do "
-                   f"ip -4 -o addr show dev ${{i##*/}} 2>/dev/null | grep -q ' {address}/' && cat $i/address; "
-                   "done; true")
-        before = time.time()
-        try:
-            proc = subprocess.run(ssh_argv(access, address, command, SSH_TIMEOUT_S), capture_output=True,
-                                  text=True, timeout=SSH_TIMEOUT_S * 3, stdin=subprocess.DEVNULL, check=False)
-        except subprocess.TimeoutExpired:
-            return NodeProbe(node.name, address, False, "SSH timed out")
-        after = time.time()
-        if proc.returncode == 255:  # ssh's own failure; anything else is the remote command's
-            return NodeProbe(node.name, address, False, explain_ssh_failure(proc.stderr))
-        lines = proc.stdout.split()
-        try:
-            skew = float(lines[0]) - (before + after) / 2
-        except (ValueError, IndexError):
-            return NodeProbe(node.name, address, True, "could not read the node's clock")
-        return NodeProbe(node.name, address, True, "ok", round(skew, 3), lines[1] if len(lines) > 1 else None)
-
-    with ThreadPoolExecutor(max_workers=max(1, min(32, len(nodes)))) as pool:
-        return list(pool.map(probe, [node for _, node in nodes]))
+    targets = [NodeTarget(node.name, truck.name, node.role, str(node.address), ()) for truck, node in nodes]
+    return probe.probe_nodes(targets, access, probe.CLOCK)
 
 
 def ssh_problems(probes: list[NodeProbe]) -> list[Problem]:

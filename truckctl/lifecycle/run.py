@@ -9,11 +9,12 @@ also recorded on the gateways (the shared history) before the team lock is relea
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, Problem, TruckctlError
@@ -24,6 +25,11 @@ from truckctl.lifecycle.notify import Channel, channels, notify
 from truckctl.lifecycle.teamlock import TeamLock, gateways, run_record, this_holder
 from truckctl.lifecycle.webhttp import ClientTls, secret_parts
 from truckctl.project import Project
+
+if TYPE_CHECKING:
+    from truckctl.truck.events import HostEvent, TruckRunResult
+    from truckctl.truck.plan import RunPlan
+    from truckctl.truck.tier import Runner, UpCallbacks
 
 Step = Callable[[], dict[str, Any]]
 
@@ -100,6 +106,27 @@ class Run:
         summary = {k: detail.pop(k) for k in [k for k in detail if k.startswith("summary_")]}
         self.journal.step_end(name, detail.pop("_status", "ok"), changed=int(detail.pop("_changed", 0)), **summary)
         return detail
+
+    def truck(self, plan: RunPlan, callbacks: UpCallbacks, interrupted: str = "the truck run was interrupted",
+              runner: Runner | None = None) -> TruckRunResult:
+        """The truck tier's run of a plan inside this run: its changed, failed and unreachable tasks and
+        each node's recap journaled (messages scrubbed), the caller's callbacks told as they come."""
+        from truckctl.truck.tier import run_truck_plan
+
+        def on_event(event: HostEvent) -> None:
+            # Tasks with secrets are no_log; scrubbing here too keeps a mistake in a role off the screen.
+            event = dataclasses.replace(event, message=self.journal.redactor.scrub(event.message))
+            if event.status in ("changed", "failed", "unreachable"):
+                self.journal.event("task", "truck", node=event.host, task=event.task, status=event.status,
+                                   message=event.message)
+            callbacks.on_host_event(event)
+
+        result = run_truck_plan(self.project, plan, dataclasses.replace(callbacks, on_host_event=on_event),
+                                interrupted, runner)
+        for host, stats in result.hosts.items():
+            self.journal.event("node", "truck", node=host, state=stats.state, ok=stats.ok, changed=stats.changed,
+                               failed=stats.failed, unreachable=stats.unreachable)
+        return result
 
     def secret(self, value: str) -> None:
         self.journal.redactor.add(value)

@@ -14,56 +14,29 @@ the cloud side can be read) every heartbeat and every truck's telemetry fresh.
 from __future__ import annotations
 
 import json
-import re
-import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from truckctl.errors import TruckctlError
-from truckctl.lifecycle import history, journal
+from truckctl.lifecycle import history, journal, probe
 from truckctl.lifecycle.lock import lock_status
+from truckctl.lifecycle.probe import UNKNOWN, NodeProbe, NodeTarget, node_targets
 from truckctl.lifecycle.targets import check_target
 from truckctl.project import Project
-from truckctl.remote import Connection, explain_ssh_failure, ssh_argv
+from truckctl.remote import Connection
 
 if TYPE_CHECKING:
     from truckctl.cloud.outputs import CloudOutputs
     from truckctl.config.model import Stage
 
-# The units the roles run (roles/hardening, time, monitoring on every node; telemetry and the
-# gateway half of network on gateways). Debian names sshd's unit `ssh`.
-NODE_SERVICES = ("ssh", "nftables", "chrony", "prometheus-node-exporter", "truck-heartbeat")
-GATEWAY_SERVICES = ("mosquitto", "dnsmasq")
-CONNECT_TIMEOUT_S = 2
-PROBE_TIMEOUT_S = 4.0
 AWS_CLOUDSIDE_NOTE = ("cloud-side last-seen comes from CloudWatch (the ingest metrics and the telemetry-stopped / "
                       "heartbeat-missing alarms of the cloud tier); it is not available without the pulumi CLI "
                       "and AWS credentials, so it is not shown")
 
-OK, STALE, NONE, UNKNOWN = "ok", "stale", "none", "unknown"
-_SYSTEMD_STATE = re.compile(r"[a-z-]{1,20}")
-
-
-@dataclass(frozen=True)
-class NodeTarget:
-    """One node to probe: where it is and which units it must run."""
-
-    name: str
-    truck: str
-    role: str
-    address: str
-    services: tuple[str, ...]
-
-
-@dataclass
-class NodeProbe:
-    name: str
-    reachable: bool
-    detail: str
-    services: dict[str, str] = field(default_factory=dict)  # unit -> systemctl is-active answer
+OK, STALE, NONE = "ok", "stale", "none"
 
 
 Prober = Callable[[list[NodeTarget], Connection], list[NodeProbe]]
@@ -81,41 +54,11 @@ class CloudSide:
 CloudReader = Callable[[Project, "Stage", str], CloudSide]
 
 
-def node_targets(stage: Stage) -> list[NodeTarget]:
-    targets = []
-    for truck, node in stage.nodes():
-        gateway = stage.roles[node.role].gateway
-        services = NODE_SERVICES + (GATEWAY_SERVICES if gateway else ())
-        targets.append(NodeTarget(node.name, truck.name, node.role, str(node.address), services))
-    return targets
-
-
 # ---- probes ----------------------------------------------------------------------------------
 
 def probe_nodes(nodes: list[NodeTarget], access: Connection) -> list[NodeProbe]:
-    """One SSH call per node, all at once: `systemctl is-active` of its key units."""
-
-    def probe(node: NodeTarget) -> NodeProbe:
-        command = "systemctl is-active " + " ".join(node.services) + "; true"
-        try:
-            proc = subprocess.run(ssh_argv(access, node.address, command, CONNECT_TIMEOUT_S), capture_output=True,
-                                  text=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False)
-        except subprocess.TimeoutExpired:
-            return NodeProbe(node.name, False, f"no answer within {PROBE_TIMEOUT_S:.0f} s")
-        if proc.returncode != 0:
-            return NodeProbe(node.name, False, explain_ssh_failure(proc.stderr))
-        answers = proc.stdout.split()
-        if len(answers) != len(node.services):
-            return NodeProbe(node.name, True, f"unexpected answer from systemctl: {proc.stdout.strip()[:120]!r}",
-                             dict.fromkeys(node.services, UNKNOWN))
-        # the node's answer is data: a state systemd could give (active, failed, activating...) or "unknown"
-        return NodeProbe(node.name, True, "ok", {unit: answer if _SYSTEMD_STATE.fullmatch(answer) else UNKNOWN
-                                                 for unit, answer in zip(node.services, answers, strict=True)})
-
-    if not nodes:
-        return []
-    with ThreadPoolExecutor(max_workers=min(32, len(nodes))) as pool:
-        return list(pool.map(probe, nodes))
+    """One short SSH call per node, all at once: `systemctl is-active` of its key units."""
+    return probe.probe_nodes(nodes, access, probe.SERVICES)
 
 
 def read_cloud(project: Project, stage: Stage, target: str) -> CloudSide:

@@ -52,7 +52,7 @@ StatusSource = Callable[[], dict[str, Any]]
 def stage_header(project: Project, stage_name: str) -> tuple[dict[str, Any] | None, Stage | None, list[Problem]]:
     """Race and stage facts for the header, the stage model for the topology; problems if unloadable."""
     from truckctl.config.loader import load_stage
-    from truckctl.core.configuration import stage_summary
+    from truckctl.lifecycle.configuration import stage_summary
 
     try:
         stage = load_stage(project, stage_name)

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from truckctl.cloud.outputs import CloudOutputs
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
-from truckctl.inventory import render_inventory
+from truckctl.truck.inventory import render_inventory
 from truckctl.truck.vars import admin_vars, check_cloud_outputs, cloud_vars, secret_vars, target_vars
 
 PLAYBOOK = "site.yml"

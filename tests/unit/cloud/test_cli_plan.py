@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from tests.helpers import REPO
 from truckctl.cli.app import app
 from truckctl.cloud import policy
 from truckctl.errors import ExitCode
-
-from .conftest import REPO
 
 
 def invoke(*args: str) -> Any:

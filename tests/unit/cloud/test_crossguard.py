@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import REPO
 from truckctl.cloud import policy
 from truckctl.cloud.crossguard import planned_resources, stack_validation
-
-from .conftest import REPO
 
 
 def resource(type_: str, name: str, props: dict[str, Any], protect: bool = False, parent: Any = None,

@@ -11,13 +11,12 @@ import pytest
 from pulumi.automation import CommandResult, ConfigValue, OpType
 from pulumi.automation.errors import CommandError, ConcurrentUpdateError
 
+from tests.helpers import REPO
 from truckctl.cloud import engine
 from truckctl.cloud.engine import AwsEngine, CloudEvent, backend_url, secrets_provider_url, to_cloud_event
 from truckctl.config.loader import load_stage
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.project import Project
-
-from .conftest import REPO
 
 PASSPHRASE = "correct horse battery staple"
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import REPO
+from tests.unit.cloud.support import Plan
 from truckctl.cloud.iam_policy import allows
 from truckctl.cloud.offline import plan_offline
 from truckctl.cloud.offline_worker import placeholder_vpn_key
@@ -15,8 +17,6 @@ from truckctl.cloud.outputs import CloudOutputs, heartbeat_topic, telemetry_topi
 from truckctl.cloud.stack_outputs import cloud_outputs_from_stack, truck_certificates
 from truckctl.errors import TruckctlError
 from truckctl.project import Project
-
-from .conftest import REPO, Plan
 
 RACE = "gdf27"
 TRUCKS = ("truck-a", "truck-b")
@@ -372,3 +372,23 @@ def test_certificate_ids_from_older_outputs_and_from_no_stack() -> None:
         with pytest.raises(TruckctlError) as caught:
             truck_certificates(bad)
         assert caught.value.problems[0].code == "cloud-outputs-invalid"
+
+
+def test_the_stack_and_truckctl_agree_on_outputs_and_component_type() -> None:
+    """stacks/ is a plain Pulumi project (it cannot import truckctl): its exports and its component type
+    are the ones truckctl reads (stack_outputs.REQUIRED, resources.COMPONENT_TYPE_PREFIX)."""
+    import subprocess
+
+    from truckctl.cloud.resources import COMPONENT_TYPE_PREFIX
+    from truckctl.cloud.stack_outputs import REQUIRED
+
+    proc = subprocess.run([sys.executable, "-m", "truckctl.cloud.offline_worker", "--project", str(REPO), "stage-1"],
+                          capture_output=True, text=True, check=True, cwd=REPO)
+    (document,) = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert set(REQUIRED) <= set(document["outputs"]), set(REQUIRED) - set(document["outputs"])
+    sys.path.insert(0, str(REPO / "stacks"))
+    try:
+        from race_cloud.component import TYPE_PREFIX
+    finally:
+        sys.path.remove(str(REPO / "stacks"))
+    assert TYPE_PREFIX == COMPONENT_TYPE_PREFIX

@@ -49,10 +49,11 @@ def test_record_persists_at_once_and_only_once(example_project: Path, tmp_path: 
     assert not list(tmp_path.glob("lab/*.tmp"))
 
 
-def test_teardown_order_covers_every_kind_with_processes_first() -> None:
-    assert st.TEARDOWN_ORDER[0] == st.PROCESS
+def test_teardown_order_covers_every_kind_drills_then_processes_first() -> None:
+    # Drills are undone before anything else (an impostor's namespace, a cut link), then processes.
+    assert st.TEARDOWN_ORDER[:2] == [st.DRILL, st.PROCESS]
     assert st.TEARDOWN_ORDER.index(st.MOUNT) < st.TEARDOWN_ORDER.index(st.DIR)
-    assert len(set(st.TEARDOWN_ORDER)) == len(st.TEARDOWN_ORDER) == 9
+    assert len(set(st.TEARDOWN_ORDER)) == len(st.TEARDOWN_ORDER) == 10
 
 
 def test_missing_state_means_no_lab(tmp_path: Path) -> None:

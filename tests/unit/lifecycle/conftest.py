@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO
 from tests.unit.lifecycle.fakes import GatewayDirs
-from tests.unit.truck.conftest import REPO
 from truckctl.lifecycle import teamlock
 from truckctl.project import Project
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 from truckctl.cli.app import app
 from truckctl.config.loader import load_stage
 from truckctl.errors import ExitCode, TruckctlError

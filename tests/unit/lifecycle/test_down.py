@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.unit.truck.conftest import KEY_BODY, REPO, FakeConnection, make_cloud
+from tests.helpers import KEY_BODY, REPO, FakeConnection, make_cloud
 from truckctl.cli.app import app
 from truckctl.cloud.engine import OperationResult
 from truckctl.cloud.outputs import CloudOutputs
@@ -511,7 +511,7 @@ def test_resume_redoes_a_destroy_that_kept_the_data_when_deletion_is_now_asked()
 
 def test_down_playbook_passes_the_syntax_check(tmp_path: Path) -> None:
     from truckctl.config.loader import load_stage
-    from truckctl.inventory import inventory_yaml
+    from truckctl.truck.inventory import inventory_yaml
 
     inventory = tmp_path / "stage-1.yml"
     inventory.write_text(inventory_yaml(load_stage(Project(REPO), "stage-1")))

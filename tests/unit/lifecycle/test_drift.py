@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from tests.helpers import REPO, FakeConnection, make_cloud
 from tests.unit.lifecycle.fakes import truck_result
-from tests.unit.truck.conftest import REPO, FakeConnection, make_cloud
 from truckctl.cli.app import app
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError

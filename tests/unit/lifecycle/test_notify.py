@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 from typer.testing import CliRunner
 
+from tests.helpers import REPO, FakeConnection, make_cloud
 from tests.unit.lifecycle.fakes import truck_result
-from tests.unit.truck.conftest import REPO, FakeConnection, make_cloud
 from truckctl.cli.app import app
 from truckctl.config.loader import load_stage
 from truckctl.config.model import Stage

@@ -32,9 +32,9 @@ def test_ssh_failures_are_explained(stderr: str, expected: str) -> None:
 
 
 def test_unreachable_and_skewed_nodes_are_reported() -> None:
-    probes = [NodeProbe("truck-a-gw", "10.31.1.11", False, "unreachable"),
-              NodeProbe("truck-a-hv1", "10.31.1.12", True, "ok", skew_s=7.5),
-              NodeProbe("truck-a-hv2", "10.31.1.13", True, "ok", skew_s=-0.2)]
+    probes = [NodeProbe("truck-a-gw", False, "unreachable", address="10.31.1.11"),
+              NodeProbe("truck-a-hv1", True, "ok", address="10.31.1.12", skew_s=7.5),
+              NodeProbe("truck-a-hv2", True, "ok", address="10.31.1.13", skew_s=-0.2)]
     assert [p.location for p in ssh_problems(probes)] == ["truck-a-gw"]
     clock = clock_problems(probes)
     assert len(clock) == 1 and "+7.50 s" in clock[0].message and clock[0].location == "truck-a-hv1"
@@ -62,8 +62,8 @@ def test_conflict_names_address_node_and_foreign_mac(stage: Stage, monkeypatch: 
     answers = {"10.31.1.11": {"02:00:00:00:00:11", "02:00:00:00:00:99"}, "10.31.1.12": {"02:00:00:00:00:12"},
                "10.31.1.13": set()}
     monkeypatch.setattr(arp, "arp_scan", lambda *a, **k: answers)
-    probes = [NodeProbe("truck-a-gw", "10.31.1.11", True, "ok", 0.0, "02:00:00:00:00:11"),
-              NodeProbe("truck-a-hv1", "10.31.1.12", True, "ok", 0.0, "02:00:00:00:00:12")]
+    probes = [NodeProbe("truck-a-gw", True, "ok", address="10.31.1.11", skew_s=0.0, mac="02:00:00:00:00:11"),
+              NodeProbe("truck-a-hv1", True, "ok", address="10.31.1.12", skew_s=0.0, mac="02:00:00:00:00:12")]
     problems, _ = prechecks.address_conflicts(stage, probes)
     assert len(problems) == 1  # one foreign MAC on truck-a-gw's address; a single own MAC is fine
     first = problems[0]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.unit.truck.conftest import KEY_BODY, FakeConnection, make_cloud
+from tests.helpers import KEY_BODY, FakeConnection, make_cloud
 from truckctl.cli import cmd_status
 from truckctl.cli.app import app
 from truckctl.cli.dispatch import Outcome

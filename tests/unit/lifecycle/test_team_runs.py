@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from tests.helpers import REPO, FakeConnection
 from tests.unit.lifecycle.fakes import GatewayDirs
 from tests.unit.lifecycle.test_status import healthy_probes, lab_side, seen
-from tests.unit.truck.conftest import REPO, FakeConnection
 from truckctl.cli.app import app
 from truckctl.config.loader import load_stage
 from truckctl.errors import ExitCode, TruckctlError

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from tests.helpers import REPO
 from tests.unit.lifecycle.test_down import Fakes
-from tests.unit.truck.conftest import REPO
 from truckctl.cli.app import app
 from truckctl.config.model import Stage
 from truckctl.errors import TruckctlError

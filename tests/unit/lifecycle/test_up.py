@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.unit.truck.conftest import KEY_BODY, REPO, FakeConnection, make_cloud
+from tests.helpers import KEY_BODY, REPO, FakeConnection, make_cloud
 from truckctl.cli.app import app
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, Problem, TruckctlError

@@ -10,7 +10,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from tests.unit.portal.conftest import FakeLab, portal
+from tests.unit.portal.support import FakeLab, portal
 from truckctl.cli.app import app as cli
 from truckctl.errors import ExitCode
 from truckctl.lifecycle.journal import Journal

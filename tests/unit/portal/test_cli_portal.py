@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.unit.portal.conftest import TOKEN, FakeLab, free_port, live_server
-from tests.unit.truck.conftest import REPO
+from tests.helpers import REPO
+from tests.unit.portal.support import TOKEN, FakeLab, free_port, live_server
 from truckctl.cli import cmd_portal
 from truckctl.cli.app import app
 from truckctl.portal import server

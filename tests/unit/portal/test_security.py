@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.unit.portal.conftest import TOKEN, FakeLab, portal
-from tests.unit.truck.conftest import KEY_BODY
+from tests.helpers import KEY_BODY
+from tests.unit.portal.support import TOKEN, FakeLab, portal
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.lifecycle.journal import Journal, Redactor
 from truckctl.portal import settings as portal_settings

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.unit.portal.conftest import FakeLab, stage1
+from tests.unit.portal.support import FakeLab, stage1
 from truckctl.portal import view
 from truckctl.portal.hub import MAX_VIEWERS, Hub
 

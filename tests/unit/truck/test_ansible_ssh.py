@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.truck.conftest import make_cloud
+from tests.helpers import make_cloud
 from truckctl.config.model import Stage
 from truckctl.errors import TruckctlError
 from truckctl.truck.plan import build_plan, connection_vars
@@ -68,7 +68,7 @@ def test_paths_ssh_cannot_carry_are_refused(tmp_path: Path) -> None:
 RUN = """
 import sys
 from pathlib import Path
-from tests.unit.truck.conftest import make_cloud
+from tests.helpers import make_cloud
 from truckctl.config.loader import load_stage
 from truckctl.project import Project
 from truckctl.truck.plan import build_plan

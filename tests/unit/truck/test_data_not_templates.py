@@ -18,14 +18,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from tests.unit.truck.conftest import FakeConnection, make_cloud
+from tests.helpers import REPO, FakeConnection, make_cloud
 from truckctl.cloud.outputs import TruckAccess
 from truckctl.config.loader import load_stage
 from truckctl.project import Project
 from truckctl.truck.plan import build_plan
 from truckctl.truck.runner import MITOGEN_ENV, RunnerSettings, run_plan
-
-REPO = Path(__file__).resolve().parents[3]
 
 PLAYBOOK = """\
 - name: Write what truckctl handed over

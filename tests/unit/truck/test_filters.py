@@ -7,7 +7,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.unit.truck.conftest import REPO
+from tests.helpers import REPO
 
 
 def load() -> ModuleType:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.truck.conftest import REPO
+from tests.helpers import REPO
 
 PLAYBOOKS = REPO / "playbooks"
 USER = pwd.getpwuid(os.getuid()).pw_name

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.truck.conftest import KEY_BODY, FakeConnection, make_cloud
+from tests.helpers import KEY_BODY, FakeConnection, make_cloud
 from truckctl.cloud.outputs import CloudOutputs
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError

@@ -15,14 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.truck.conftest import FakeConnection, make_cloud
+from tests.helpers import REPO, FakeConnection, make_cloud
 from truckctl.config.loader import load_stage
 from truckctl.processes import RUN_TAG, alive, tagged
 from truckctl.project import Project
 from truckctl.truck.plan import build_plan
 from truckctl.truck.runner import RunnerSettings, end_orphans, run_plan
 
-REPO = Path(__file__).resolve().parents[3]
 PLAYBOOK = """\
 - name: A long task
   hosts: truck-a-gw

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from ansible.parsing.vault import VaultLib, VaultSecret
 
-from tests.unit.truck.conftest import KEY_BODY, FakeConnection, fake_key
+from tests.helpers import KEY_BODY, FakeConnection, fake_key
 from truckctl.cloud.outputs import CloudOutputs
 from truckctl.config.model import Stage
 from truckctl.truck.plan import build_plan

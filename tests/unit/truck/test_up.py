@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from tests.unit.truck.conftest import REPO, FakeConnection, make_cloud
+from tests.helpers import REPO, FakeConnection, make_cloud
 from truckctl.config.model import Stage
-from truckctl.core import up as core
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.project import Project
+from truckctl.truck import tier as core
 from truckctl.truck.events import Change, HostEvent, HostStats, TruckRunResult
 from truckctl.truck.plan import RunPlan
 

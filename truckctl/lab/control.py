@@ -248,7 +248,8 @@ def _teardown(state: st.LabState, progress: Progress) -> dict[str, int]:
     progress(f"tearing down the lab of {state.stage}")
     problems: list[Problem] = []
     removed: dict[str, int] = {}
-    undo = {st.PROCESS: _stop_processes, st.CGROUP: _remove_cgroups, st.RUNFILE: _remove_files, st.MOUNT: _unmount,
+    undo = {st.DRILL: _end_drills,
+            st.PROCESS: _stop_processes, st.CGROUP: _remove_cgroups, st.RUNFILE: _remove_files, st.MOUNT: _unmount,
             st.SCRATCH: _remove_scratch, st.NETNS: _remove_netns, st.LINK: _remove_links,
             st.TMPFS: _unmount_tmpfs, st.DIR: _remove_dirs}
     for kind in st.TEARDOWN_ORDER:
@@ -267,6 +268,16 @@ def _teardown(state: st.LabState, progress: Progress) -> dict[str, int]:
     if state.path is not None:
         state.path.unlink(missing_ok=True)
     return removed
+
+
+def _end_drills(resources: list[st.Resource], state: st.LabState) -> list[Problem]:
+    """Drills go with the nodes and links they lived in; what outlives the lab (the CA's CRL) is undone."""
+    from truckctl.lab import faults
+
+    if state.path is not None:
+        pki = state.path.parent / "pki"
+        faults.teardown(resources, lambda: LabPki(pki))
+    return []
 
 
 def _cgroup_roots_of(resource: st.Resource) -> list[Path]:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from truckctl.cloud.outputs import CloudOutputs
     from truckctl.config.model import Stage
     from truckctl.truck.events import HostEvent, TruckRunResult
-    from truckctl.truck.plan import Connection
+    from truckctl.truck.plan import Connection, RunPlan
 
 Target = Literal["lab", "aws"]
 Tier = Literal["cloud", "truck", "all"]
@@ -52,16 +52,31 @@ class UpCallbacks:
     cancel: Callable[[], bool] | None = None
 
 
+Runner = Callable[["RunPlan", Project, Callable[["HostEvent"], None], "Callable[[], bool] | None"], "TruckRunResult"]
+
+
+def execute_plan(plan: RunPlan, project: Project, on_event: Callable[[HostEvent], None],
+              cancel: Callable[[], bool] | None) -> TruckRunResult:
+    from truckctl.truck.runner import RunnerSettings, run_plan
+
+    return run_plan(plan, RunnerSettings(project.state_dir), on_event, cancel)
+
+
+def run_truck_plan(project: Project, plan: RunPlan, callbacks: UpCallbacks,
+                   interrupted: str = "the truck run was interrupted", runner: Runner | None = None) -> TruckRunResult:
+    """Run a planned ansible-playbook run; a canceled run is an interruption (exit 130)."""
+    callbacks.on_hosts(plan.hosts)
+    result = (runner or execute_plan)(plan, project, callbacks.on_host_event, callbacks.cancel)
+    if result.status == "canceled":
+        raise TruckctlError([Problem("interrupted", interrupted)], ExitCode.INTERRUPTED, {"truck": result.as_dict()})
+    return result
+
+
 def truck_tier(project: Project, stage: Stage, request: UpRequest, connection: Connection,
                 cloud: CloudOutputs, callbacks: UpCallbacks) -> TruckRunResult:
+    """site.yml over the stage's nodes, as `request` asks (check mode, limit, nodes left out)."""
     from truckctl.truck.plan import build_plan
-    from truckctl.truck.runner import RunnerSettings, run_plan
 
     plan = build_plan(project.playbooks_dir, stage, cloud, connection, request.target, request.limit,
                       request.check, request.exclude)
-    callbacks.on_hosts(plan.hosts)
-    result = run_plan(plan, RunnerSettings(project.state_dir), callbacks.on_host_event, callbacks.cancel)
-    if result.status == "canceled":
-        raise TruckctlError([Problem("interrupted", "the truck run was interrupted")], ExitCode.INTERRUPTED,
-                            {"truck": result.as_dict()})
-    return result
+    return run_truck_plan(project, plan, callbacks)

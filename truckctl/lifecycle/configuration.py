@@ -6,8 +6,8 @@ from typing import Any
 
 from truckctl.config.loader import load_race, load_stage, load_stages, stage_names
 from truckctl.config.model import Stage
-from truckctl.inventory import inventory_yaml, render_inventory
 from truckctl.project import Project
+from truckctl.truck.inventory import inventory_yaml, render_inventory
 
 
 def stage_summary(stage: Stage) -> dict[str, Any]:

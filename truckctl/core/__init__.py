@@ -1,1 +1,0 @@
-"""The core: operations that return results and raise only TruckctlError. No printing, no exits."""

@@ -1,0 +1,140 @@
+"""The one node probe: one SSH call per node, all nodes at once, host keys pinned.
+
+Two questions are asked with it: the prechecks' (the node's clock and the MAC of the interface that
+holds its address) and status' (`systemctl is-active` of the node's key units). Each is a `Query`:
+its command, its timeouts and how its answer is read. A node's answer is data: it is parsed, never
+trusted as a format (a compromised node may answer anything).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from truckctl.remote import Connection, explain_ssh_failure, ssh_argv
+
+if TYPE_CHECKING:
+    from truckctl.config.model import Stage
+
+# The units the roles run (roles/hardening, time, monitoring on every node; telemetry and the
+# gateway half of network on gateways). Debian names sshd's unit `ssh`.
+NODE_SERVICES = ("ssh", "nftables", "chrony", "prometheus-node-exporter", "truck-heartbeat")
+GATEWAY_SERVICES = ("mosquitto", "dnsmasq")
+UNKNOWN = "unknown"
+_SYSTEMD_STATE = re.compile(r"[a-z-]{1,20}")
+
+
+@dataclass(frozen=True)
+class NodeTarget:
+    """One node to probe: where it is and which units it must run."""
+
+    name: str
+    truck: str
+    role: str
+    address: str
+    services: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NodeProbe:
+    """What one probe found. `services` (status): unit -> systemctl is-active answer; `skew_s` and
+    `mac` (prechecks): the node's clock against this host's, the MAC holding its address."""
+
+    name: str
+    reachable: bool
+    detail: str
+    services: dict[str, str] = field(default_factory=dict)
+    address: str = ""
+    skew_s: float | None = None
+    mac: str | None = None
+
+
+@dataclass(frozen=True)
+class Query:
+    """One question asked of every node: the command, SSH's connect timeout and the whole call's."""
+
+    command: Callable[[NodeTarget], str]
+    answer: Callable[[NodeTarget, str, float, float], NodeProbe]  # (node, stdout, sent at, answered at)
+    connect_timeout_s: int
+    timeout_s: float
+    timeout_detail: str
+
+
+def node_targets(stage: Stage) -> list[NodeTarget]:
+    targets = []
+    for truck, node in stage.nodes():
+        gateway = stage.roles[node.role].gateway
+        services = NODE_SERVICES + (GATEWAY_SERVICES if gateway else ())
+        targets.append(NodeTarget(node.name, truck.name, node.role, str(node.address), services))
+    return targets
+
+
+def probe_nodes(nodes: list[NodeTarget], access: Connection, query: Query) -> list[NodeProbe]:
+    """Ask every node at once; a node that cannot be reached is said so, with ssh's own reason."""
+
+    def probe(node: NodeTarget) -> NodeProbe:
+        before = time.time()
+        try:
+            proc = subprocess.run(ssh_argv(access, node.address, query.command(node), query.connect_timeout_s),
+                                  capture_output=True, text=True, timeout=query.timeout_s,
+                                  stdin=subprocess.DEVNULL, check=False)
+        except subprocess.TimeoutExpired:
+            return NodeProbe(node.name, False, query.timeout_detail, address=node.address)
+        if proc.returncode == 255:  # ssh's own failure; the commands end with `true`
+            return NodeProbe(node.name, False, explain_ssh_failure(proc.stderr), address=node.address)
+        return query.answer(node, proc.stdout, before, time.time())
+
+    if not nodes:
+        return []
+    with ThreadPoolExecutor(max_workers=min(32, len(nodes))) as pool:
+        return list(pool.map(probe, nodes))
+
+
+# ---- status: the key units -------------------------------------------------------------------
+
+def _services_command(node: NodeTarget) -> str:
+    return "systemctl is-active " + " ".join(node.services) + "; true"
+
+
+def _services_answer(node: NodeTarget, stdout: str, before: float, after: float) -> NodeProbe:
+    answers = stdout.split()
+    if len(answers) != len(node.services):
+        return NodeProbe(node.name, True, f"unexpected answer from systemctl: {stdout.strip()[:120]!r}",
+                         dict.fromkeys(node.services, UNKNOWN), node.address)
+    # a state systemd could give (active, failed, activating...) or "unknown"
+    return NodeProbe(node.name, True, "ok", {unit: answer if _SYSTEMD_STATE.fullmatch(answer) else UNKNOWN
+                                             for unit, answer in zip(node.services, answers, strict=True)},
+                     node.address)
+
+
+SERVICES_TIMEOUT_S = 4.0
+SERVICES = Query(_services_command, _services_answer, connect_timeout_s=2, timeout_s=SERVICES_TIMEOUT_S,
+                 timeout_detail=f"no answer within {SERVICES_TIMEOUT_S:.0f} s")
+
+
+# ---- prechecks: the clock and the MAC holding the node's address -----------------------------
+
+def _clock_command(node: NodeTarget) -> str:
+    return ("date +%s.%N; for i in /sys/class/net/*; do "
+            f"ip -4 -o addr show dev ${{i##*/}} 2>/dev/null | grep -q ' {node.address}/' && cat $i/address; "
+            "done; true")
+
+
+def _clock_answer(node: NodeTarget, stdout: str, before: float, after: float) -> NodeProbe:
+    lines = stdout.split()
+    try:
+        skew = float(lines[0]) - (before + after) / 2
+    except (ValueError, IndexError):
+        return NodeProbe(node.name, True, "could not read the node's clock", address=node.address)
+    return NodeProbe(node.name, True, "ok", address=node.address, skew_s=round(skew, 3),
+                     mac=lines[1] if len(lines) > 1 else None)
+
+
+CLOCK_SSH_TIMEOUT_S = 5
+CLOCK = Query(_clock_command, _clock_answer, connect_timeout_s=CLOCK_SSH_TIMEOUT_S,
+              timeout_s=CLOCK_SSH_TIMEOUT_S * 3, timeout_detail="SSH timed out")
