@@ -38,15 +38,18 @@ case $root in /*) ;; *) echo "error bad-root"; exit 0;; esac
 [ -n "$now" ] || now=$(date +%s)
 umask 077
 locks=$root/locks runs=$root/runs/$stage
-mkdir -p "$locks" "$runs" || { echo "error cannot-create"; exit 0; }
-chmod 700 "$root" "$locks" "$root/runs" 2>/dev/null
+[ -d "$runs" ] || { mkdir -p "$locks" "$runs" && chmod 700 "$root" "$locks" "$root/runs"; } ||
+  { echo "error cannot-create"; exit 0; }
 exec 9>>"$locks/$stage.mutex" || { echo "error cannot-open"; exit 0; }
 flock -w 10 9 || { echo "busy $now 0"; exit 0; }
 lock=$locks/$stage
-num() { case $1 in ''|*[!0-9]*) echo 0;; *) echo "$1";; esac; }
-field() { [ -f "$lock/$1" ] && head -c "$2" "$lock/$1" | tr -d '\n\r'; }
-cur_token=$(field token 64) cur_exp=$(num "$(field expires 12)")
-holder() { field holder.json __HOLDER_MAX__; echo; }
+cur_token='' cur_exp=0 line=''
+if [ -d "$lock" ]; then  # shell builtins only on the common path: every fork costs on a busy node
+  { IFS= read -r cur_token < "$lock/token"; } 2>/dev/null
+  { IFS= read -r line < "$lock/expires"; } 2>/dev/null
+  case $line in ''|*[!0-9]*) ;; *) [ ${#line} -gt 12 ] || cur_exp=$line;; esac
+fi
+holder() { [ -f "$lock/holder.json" ] && head -c __HOLDER_MAX__ "$lock/holder.json" | tr -d '\n\r'; echo; }
 mine() { [ -d "$lock" ] && [ "$cur_token" = "$arg" ]; }
 live() { [ -d "$lock" ] && [ "$cur_exp" -gt "$now" ]; }
 record() {  # stdin -> one bounded line in runs/, the newest __KEEP_RUNS__ kept
@@ -59,13 +62,14 @@ case $op in
 take)
   if live && ! mine; then echo "held $now $cur_exp"; holder; exit 0; fi
   state=taken; if [ -d "$lock" ] && ! mine; then state=taken-expired; fi
-  new=$locks/.$stage.new; rm -rf "$new"; mkdir "$new" || { echo "error cannot-create"; exit 0; }
+  new=$locks/.$stage.new; [ ! -e "$new" ] || rm -rf "$new"; mkdir "$new" || { echo "error cannot-create"; exit 0; }
   printf '%s\n' "$arg" > "$new/token"; echo $((now + lease)) > "$new/expires"
-  head -c __HOLDER_MAX__ | tr -d '\n\r' > "$new/holder.json"
+  line=''; IFS= read -r line || true; [ ${#line} -le __HOLDER_MAX__ ] || line=''
+  printf '%s' "$line" > "$new/holder.json"
   echo "$state $now $((now + lease))"; if [ $state = taken-expired ]; then holder; else echo; fi
-  rm -rf "$lock.old"; [ -d "$lock" ] && mv "$lock" "$lock.old"; mv "$new" "$lock"; rm -rf "$lock.old";;
+  [ ! -d "$lock" ] || rm -rf "$lock"; mv "$new" "$lock";;
 renew)
-  if mine; then echo $((now + lease)) > "$lock/.expires" && mv -f "$lock/.expires" "$lock/expires"
+  if mine; then echo $((now + lease)) > "$lock/expires"
     echo "renewed $now $((now + lease))"; echo
   else echo "lost $now $cur_exp"; holder; fi;;
 release)
