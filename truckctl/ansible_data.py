@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from truckctl.jsondoc import JsonObject
+
 UNSAFE_TAG = "!unsafe"
 STR_TAG = "tag:yaml.org,2002:str"
 
@@ -57,7 +59,7 @@ _Dumper.add_representer(str, _unsafe_str)
 _Dumper.add_representer(dict, _mapping)
 
 
-def dump(data: dict[str, Any]) -> str:
+def dump(data: JsonObject) -> str:
     """YAML for Ansible (inventory or vars file) in which no string is a template."""
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=False, width=1_000_000)
 

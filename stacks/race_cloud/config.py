@@ -9,8 +9,8 @@ from ipaddress import IPv4Network
 
 import pulumi
 
-from truckctl.cloud.addressing import CloudLayout, cloud_layout
 from truckctl.cloud.outputs import heartbeat_topic, telemetry_topic, topic_prefix
+from truckctl.config.addressing import CloudLayout, cloud_layout
 from truckctl.config.model import Stage
 
 MQTT_PORT = 8883  # AWS IoT Core MQTT over TLS with client certificates

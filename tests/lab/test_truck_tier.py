@@ -32,7 +32,8 @@ from tests.lab.harness import STAGE, Lab, wait_for
 from truckctl.cli.app import app
 from truckctl.config.loader import load_stage
 from truckctl.lab import api
-from truckctl.lifecycle import targets
+from truckctl.target import Tier
+from truckctl.targets.lab import LabTarget
 from truckctl.truck.tier import UpCallbacks, UpRequest, truck_tier
 
 pytestmark = pytest.mark.lab
@@ -65,9 +66,9 @@ def runs(lab: Lab) -> Runs:
     second, out2, t2 = cli_up(str(lab.project.root))
     started = time.monotonic()
     stage = load_stage(lab.project, STAGE)
-    inputs = targets.inputs(lab.project, stage, "lab")
-    check = {"truck": truck_tier(lab.project, stage, UpRequest(STAGE, "lab", "truck", check=True), inputs.connection,
-                                 inputs.cloud, UpCallbacks()).as_dict()}
+    target = LabTarget(lab.project)
+    check = {"truck": truck_tier(lab.project, stage, UpRequest(STAGE, target.kind, Tier.truck, check=True),
+                                 target.connection(stage), target.cloud_outputs(stage), UpCallbacks()).as_dict()}
     t3 = time.monotonic() - started
     seconds = {"first run": round(t1, 1), "idempotent re-run": round(t2, 1), "check mode": round(t3, 1)}
     print(f"\ntruck tier on the lab, {STAGE}, {len(NODES)} nodes: {seconds}")

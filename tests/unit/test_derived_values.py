@@ -1,7 +1,7 @@
 """validate accepts exactly what the run's derivations accept (issue 13).
 
 The network role derives each node's VLAN addresses and the gateway's DHCP pool (its filter plugin),
-the stack derives the VPC, subnets and each truck's VPN tunnel address (truckctl.cloud.addressing).
+the stack derives the VPC, subnets and each truck's VPN tunnel address (truckctl.config.addressing).
 For the shipped race and for generated races (truck and node counts, LAN and VLAN sizes, address
 plans, cloud CIDRs), `load_stage` (what `validate` runs) succeeds exactly when every derivation the
 run would make succeeds; when it refuses, each error is one line naming the file and field.
@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import REPO
-from truckctl.cloud.addressing import cloud_layout
+from truckctl.config.addressing import cloud_layout
 from truckctl.config.loader import load_stage
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.project import Project

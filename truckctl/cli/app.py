@@ -146,7 +146,8 @@ def main() -> None:
             raise
         code = exc.exit_code
         if "--json" in sys.argv[1:]:
-            from truckctl.cli.output import envelope, write_json
+            from truckctl.cli.output import write_json
+            from truckctl.envelope import envelope
             from truckctl.errors import ExitCode, Problem
 
             command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")

@@ -21,13 +21,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from truckctl.cli.options import TargetOpt
+from truckctl.target import TargetKind
+
 if TYPE_CHECKING:
     from truckctl.cli.dispatch import Outcome
     from truckctl.cli.output import Env
     from truckctl.project import Project
 
 StageArg = Annotated[str, typer.Argument(help="Stage name, e.g. stage-1.", show_default=False)]
-TargetOpt = Annotated[str, typer.Option("--target", help="lab (simulated trucks and cloud stand-in) or aws.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Confirm the teardown without typing the stage name.")]
 DeleteDataOpt = Annotated[bool, typer.Option("--delete-data", help="Also delete the data lake (always needs the "
                                              "stage name typed, or --confirm-delete-data).")]
@@ -39,7 +41,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON do
 
 def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_factory: Callable[[], Project]) -> None:
     @app.command("down")
-    def down(stage: StageArg, target: TargetOpt = "lab", yes: YesOpt = False, delete_data: DeleteDataOpt = False,
+    def down(stage: StageArg, target: TargetOpt = TargetKind.lab, yes: YesOpt = False,
+             delete_data: DeleteDataOpt = False,
              confirm_delete_data: ConfirmDataOpt = None, json_output: JsonOpt = False) -> None:
         """Tear a stage down: truck tier, then certificates, then the cloud tier; keeps the data lake."""
         from truckctl.cli.dispatch import Outcome, run
@@ -52,13 +55,16 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
             return str(typer.prompt(prompt, err=True, default="", show_default=False))
 
         def action() -> Outcome:
-            confirmation = core.confirm(stage, target, yes=yes, delete_data=delete_data,
+            from truckctl.targets import for_kind
+
+            chosen = for_kind(target, project_factory())
+            confirmation = core.confirm(stage, chosen, yes=yes, delete_data=delete_data,
                                         confirm_delete_data=confirm_delete_data, interactive=sys.stdin.isatty(),
                                         ask=ask)
-            options = core.DownOptions(stage, target, delete_data)
+            options = core.DownOptions(stage, delete_data)
             with NodeProgress(env) as progress:  # silent with --json: stdout holds only the document
                 steps = core.DownProgress() if env.json else core.DownProgress(progress.phase, progress.callbacks())
-                result = core.down(project_factory(), options, confirmation, steps)
+                result = core.down(chosen, options, confirmation, steps)
             return Outcome(result)
 
         raise typer.Exit(run(env, "down", stage, action, render))

@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from truckctl.cli.options import TargetOpt
+from truckctl.target import TargetKind
+
 if TYPE_CHECKING:
     from truckctl.cli.dispatch import Outcome
     from truckctl.cli.output import Env
@@ -23,7 +26,7 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
     @app.command("drift")
     def drift(
         stage: Annotated[str, typer.Argument(help="Stage name, e.g. stage-1.", show_default=False)],
-        target: Annotated[str, typer.Option("--target", help="lab or aws.")] = "lab",
+        target: TargetOpt = TargetKind.lab,
         fix: Annotated[bool, typer.Option("--fix", help="Apply the configuration where it drifted.")] = False,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Fix without asking (needed without a terminal).")
                        ] = False,
@@ -38,6 +41,7 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
         from truckctl.cli.progress import NodeProgress
         from truckctl.lifecycle.drift import DriftHooks, DriftOptions
         from truckctl.lifecycle.drift import drift as core_drift
+        from truckctl.targets import for_kind
 
         if output_format not in FORMATS:
             raise typer.BadParameter(f"expected one of {', '.join(FORMATS)}", param_hint="--format")
@@ -58,7 +62,7 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
         def action() -> Outcome:
             with NodeProgress(env if not quiet else env_factory(True)) as progress:
                 hooks = DriftHooks(confirm=confirm, on_step=progress.progress().on_step, truck=progress.callbacks())
-                result, code = core_drift(project_factory(), DriftOptions(stage, target, fix, limit), hooks)
+                result, code = core_drift(for_kind(target, project_factory()), DriftOptions(stage, fix, limit), hooks)
             return Outcome(result, code)
 
         raise typer.Exit(run(env, "drift", stage, action, render_markdown if markdown else render_drift))

@@ -8,20 +8,16 @@ Only typer and the standard library are imported here: the rest inside the comma
 from __future__ import annotations
 
 from collections.abc import Callable
-from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from truckctl.target import TargetKind
 
 if TYPE_CHECKING:
     from truckctl.cli.output import Env
     from truckctl.cloud.engine import CloudEvent
     from truckctl.project import Project
-
-class Target(StrEnum):
-    lab = "lab"
-    aws = "aws"
-
 
 def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_factory: Callable[[], Project]) -> None:
     @app.command("plan")
@@ -30,8 +26,8 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
         all_stages: Annotated[bool, typer.Option("--all", help="Plan every stage.")] = False,
         offline: Annotated[bool, typer.Option(
             "--offline", help="Evaluate the stack program under Pulumi mocks: no cloud, no credentials.")] = False,
-        target: Annotated[Target, typer.Option(
-            "--target", help="lab: the cloud tier plans offline; aws: a real Pulumi preview.")] = Target.lab,
+        target: Annotated[TargetKind, typer.Option(
+            "--target", help="lab: the cloud tier plans offline; aws: a real Pulumi preview.")] = TargetKind.lab,
         backend: Annotated[str | None, typer.Option(
             "--backend", help="Pulumi backend URL for --target aws (default: file backend in the state directory).",
             show_default=False)] = None,
@@ -53,7 +49,7 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
             raise typer.BadParameter("give one STAGE, or --all", param_hint="STAGE / --all")
         env = env_factory(json_output)
         names = None if all_stages else [stage or ""]
-        use_aws = target is Target.aws and not offline
+        use_aws = target is TargetKind.aws and not offline
 
         def progress(event: CloudEvent) -> None:
             # Progress goes to stderr, so stdout stays one JSON document with --json.

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from truckctl.cli.options import TargetOpt
+from truckctl.target import TargetKind
+
 if TYPE_CHECKING:
     import socket
 
@@ -27,7 +30,6 @@ StageArg = Annotated[str | None, typer.Argument(help="Stage name, e.g. stage-1 (
                                                 show_default=False)]
 ListenOpt = Annotated[str, typer.Option("--listen", metavar="ADDR:PORT",
                                         help="Where to listen. Not loopback: needs TRUCKCTL_PORTAL_TOKEN and TLS.")]
-TargetOpt = Annotated[str, typer.Option("--target", help="lab (simulated trucks and cloud stand-in) or aws.")]
 CertOpt = Annotated[Path | None, typer.Option("--tls-cert", help="TLS certificate (PEM) to serve HTTPS.")]
 KeyOpt = Annotated[Path | None, typer.Option("--tls-key", help="Its private key (PEM).")]
 InsecureOpt = Annotated[bool, typer.Option("--insecure-http",
@@ -41,7 +43,7 @@ INSECURE_WARNING = ("WARNING: serving plain HTTP on {host}, which is not loopbac
 
 def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_factory: Callable[[], Project]) -> None:
     @app.command("portal")
-    def portal(stage: StageArg = None, listen: ListenOpt = "127.0.0.1:8765", target: TargetOpt = "lab",
+    def portal(stage: StageArg = None, listen: ListenOpt = "127.0.0.1:8765", target: TargetOpt = TargetKind.lab,
                tls_cert: CertOpt = None, tls_key: KeyOpt = None, insecure_http: InsecureOpt = False,
                interval: IntervalOpt = 2.0, json_output: JsonOpt = False) -> None:
         """Serve the live web view of a stage (read-only): topology, problems, plots, runs, drift, lock."""
@@ -54,13 +56,11 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
         def check() -> Outcome:
             from truckctl.config.loader import check_stage_name, load_stage
             from truckctl.errors import ExitCode, TruckctlError
-            from truckctl.lifecycle.targets import check_target
             from truckctl.portal.server import bind
             from truckctl.portal.settings import settings
             from truckctl.portal.view import stage_of_the_day
 
             project = project_factory()
-            check_target(target)
             name = stage
             if name is None:
                 name = stage_of_the_day(project)
@@ -68,7 +68,7 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
                     raise TruckctlError.single("usage", "no stage of the race is dated today: name one, e.g. "
                                                "`truckctl portal stage-1`", "STAGE", ExitCode.USAGE)
             check_stage_name(name)
-            chosen["s"] = settings(name, target, listen, tls_cert, tls_key, insecure_http, interval)
+            chosen["s"] = settings(name, target.value, listen, tls_cert, tls_key, insecure_http, interval)
             warnings = []
             try:
                 load_stage(project, name)
@@ -76,7 +76,7 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
                 warnings = [p.as_dict() for p in exc.problems]
             s = chosen["s"]
             bound.append(bind(s))
-            return Outcome({"url": s.url, "stage": name, "target": target, "read_only": True,
+            return Outcome({"url": s.url, "stage": name, "target": target.value, "read_only": True,
                             "credential": s.credential is not None, "tls": s.tls, "interval_s": s.interval_s,
                             "warnings": warnings})
 

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from truckctl.cli.dispatch import Outcome, run
+from truckctl.cli.options import TargetOpt
 from truckctl.cli.output import Env
+from truckctl.target import TargetKind
 
 if TYPE_CHECKING:
     from truckctl.project import Project
@@ -22,7 +24,7 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
     def runs(ctx: typer.Context,
              stage: Annotated[str | None, typer.Option("--stage", "-s", help="Only this stage, with the runs every "
                                                        "operator recorded on its gateways.")] = None,
-             target: Annotated[str, typer.Option("--target", help="Where the gateways are: lab or aws.")] = "lab",
+             target: TargetOpt = TargetKind.lab,
              json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False) -> None:
         """List runs, newest first (or `runs show RUN_ID`)."""
         if ctx.invoked_subcommand is not None:
@@ -30,13 +32,12 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
         from truckctl.cli import render_lifecycle
         from truckctl.config.loader import check_stage_name
         from truckctl.lifecycle.history import all_runs
-        from truckctl.lifecycle.targets import check_target
+        from truckctl.targets import for_kind
 
         def action() -> Outcome:
-            check_target(target)
             if stage is not None:
                 check_stage_name(stage)
-            return Outcome(all_runs(project_factory(), stage, target))
+            return Outcome(all_runs(for_kind(target, project_factory()), stage))
 
         raise typer.Exit(run(env_factory(json_output), "runs", stage, action, render_lifecycle.runs))
 
@@ -52,7 +53,7 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
 
     @app.command()
     def unlock(stage: Annotated[str, typer.Argument(help="Stage name, e.g. stage-1.")],
-               target: Annotated[str, typer.Option("--target", help="Where the gateways are: lab or aws.")] = "lab",
+               target: TargetOpt = TargetKind.lab,
                yes: Annotated[bool, typer.Option("--yes", "-y", help="Release another operator's lock on the "
                                                  "gateways without asking.")] = False,
                force: Annotated[bool, typer.Option("--force", help="Also clear a local lock file written by "
@@ -63,8 +64,8 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
 
         from truckctl.cli import render_lifecycle
         from truckctl.config.loader import check_stage_name
-        from truckctl.lifecycle.targets import check_target
         from truckctl.lifecycle.unlock import unlock as clear
+        from truckctl.targets import for_kind
 
         def confirm(held: list[dict[str, object]]) -> bool:
             if yes:
@@ -76,9 +77,8 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
                                       "next lease renewal. Release the lock?", default=False, err=True))
 
         def action() -> Outcome:
-            check_target(target)
             check_stage_name(stage)
-            return Outcome(clear(project_factory(), stage, target, confirm, force))
+            return Outcome(clear(for_kind(target, project_factory()), stage, confirm, force))
 
         raise typer.Exit(run(env_factory(json_output), "unlock", stage, action, render_lifecycle.message))
 

@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from truckctl.cli.options import TargetOpt
+from truckctl.target import TargetKind
+
 if TYPE_CHECKING:
     from rich.console import Group
 
@@ -23,7 +26,6 @@ if TYPE_CHECKING:
     from truckctl.project import Project
 
 StageArg = Annotated[str, typer.Argument(help="Stage name, e.g. stage-1.", show_default=False)]
-TargetOpt = Annotated[str, typer.Option("--target", help="lab (simulated trucks and cloud stand-in) or aws.")]
 WatchOpt = Annotated[bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C (not with --json).")]
 IntervalOpt = Annotated[float, typer.Option("--interval", min=1.0, help="Seconds between refreshes with --watch.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
@@ -31,8 +33,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON do
 
 def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_factory: Callable[[], Project]) -> None:
     @app.command("status")
-    def status(stage: StageArg, target: TargetOpt = "lab", watch: WatchOpt = False, interval: IntervalOpt = 5.0,
-               json_output: JsonOpt = False) -> None:
+    def status(stage: StageArg, target: TargetOpt = TargetKind.lab, watch: WatchOpt = False,
+               interval: IntervalOpt = 5.0, json_output: JsonOpt = False) -> None:
         """One view of a stage: nodes, services, telemetry and heartbeats, cloud tier, lock, runs, drift."""
         from truckctl.cli.dispatch import run
         from truckctl.errors import ExitCode, TruckctlError
@@ -49,12 +51,13 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
         raise typer.Exit(run(env, "status", stage, lambda: measure(project_factory(), stage, target), render))
 
 
-def measure(project: Project, stage: str, target: str) -> Outcome:
+def measure(project: Project, stage: str, target: TargetKind) -> Outcome:
     from truckctl.cli.dispatch import Outcome
     from truckctl.errors import ExitCode
     from truckctl.lifecycle.status import status
+    from truckctl.targets import for_kind
 
-    document = status(project, stage, target)
+    document = status(for_kind(target, project), stage)
     return Outcome(document, ExitCode.OK if document["healthy"] else ExitCode.ERROR)
 
 

@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from truckctl.cli.options import TargetOpt, TierOpt
+from truckctl.target import TargetKind, Tier
+
 if TYPE_CHECKING:
     from truckctl.cli.dispatch import Outcome
     from truckctl.cli.output import Env
     from truckctl.project import Project
 
 StageArg = Annotated[str, typer.Argument(help="Stage name, e.g. stage-1.", show_default=False)]
-TargetOpt = Annotated[str, typer.Option("--target", help="lab (simulated trucks, offline cloud plan) or aws.")]
-TierOpt = Annotated[str, typer.Option("--tier", help="Which tier: cloud, truck or all.")]
 LimitOpt = Annotated[str | None, typer.Option("--limit", help="Only this node (truck tier).", show_default=False)]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Never prompt (up asks nothing today; for scripts).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
@@ -26,7 +27,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON do
 
 def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_factory: Callable[[], Project]) -> None:
     @app.command("up")
-    def up(stage: StageArg, target: TargetOpt = "lab", tier: TierOpt = "all", limit: LimitOpt = None,
+    def up(stage: StageArg, target: TargetOpt = TargetKind.lab, tier: TierOpt = Tier.all, limit: LimitOpt = None,
            yes: YesOpt = False, json_output: JsonOpt = False) -> None:
         """Bring a stage's environment up: prechecks, cloud tier, truck tier, smoke check."""
         from truckctl.cli.dispatch import Outcome, run
@@ -37,8 +38,11 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
         options = orchestrator.UpRequest(stage=stage, target=target, tier=tier, limit=limit)
 
         def action() -> Outcome:
+            from truckctl.targets import for_kind
+
+            chosen = for_kind(target, project_factory())
             with NodeProgress(env) as progress:
-                return Outcome(orchestrator.up(project_factory(), options, progress.progress()))
+                return Outcome(orchestrator.up(chosen, options, progress.progress()))
 
         raise typer.Exit(run(env, "up", stage, action, render_up))
 

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from truckctl.cli.output import Env, envelope, write_json, write_problems
+from truckctl.cli.output import Env, write_json, write_problems
+from truckctl.envelope import envelope
 from truckctl.errors import ExitCode, Problem, TruckctlError
 
 # A full or read-only disk is the machine's problem, not a bug: one clear line, never a traceback.

@@ -9,15 +9,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
-from truckctl import __version__
-from truckctl.errors import ExitCode, Problem
+from truckctl.errors import Problem
 from truckctl.text import hidden
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
-SCHEMA = 1
 
 
 @dataclass
@@ -93,20 +91,6 @@ def _make_console(stream: TextIO, rich: bool) -> Console:
         return _Console(file=stream, highlight=False)
     return _Console(file=stream, no_color=True, highlight=False, force_terminal=False, width=200,
                     emoji=False, color_system=None)
-
-
-def envelope(command: str, stage: str | None, exit_code: ExitCode, result: dict[str, Any],
-             problems: list[Problem]) -> dict[str, Any]:
-    return {
-        "truckctl": __version__,
-        "schema": SCHEMA,
-        "command": command,
-        "stage": stage,
-        "ok": exit_code in (ExitCode.OK, ExitCode.CHANGES) and not problems,
-        "exit_code": int(exit_code),
-        "result": result,
-        "errors": [p.as_dict() for p in problems],
-    }
 
 
 def write_json(env: Env, document: dict[str, Any]) -> None:

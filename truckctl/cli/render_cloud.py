@@ -8,6 +8,7 @@ from typing import Any
 from truckctl.cli.dispatch import Outcome
 from truckctl.cli.output import Env
 from truckctl.cli.render import table
+from truckctl.jsondoc import JsonObject
 
 
 def _short(value: Any, limit: int = 70) -> str:
@@ -15,7 +16,7 @@ def _short(value: Any, limit: int = 70) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _key_inputs(resource: dict[str, Any]) -> str:
+def _key_inputs(resource: JsonObject) -> str:
     return " ".join(f"{k}={_short(v)}" for k, v in resource.get("key_inputs", {}).items())
 
 
@@ -43,9 +44,9 @@ def cloud_plan(env: Env, outcome: Outcome) -> None:
         _all_summary(env, result)
 
 
-def _stage_tables(env: Env, cloud: dict[str, Any]) -> None:
+def _stage_tables(env: Env, cloud: JsonObject) -> None:
     out = env.console()
-    by_component: dict[str, list[dict[str, Any]]] = {}
+    by_component: dict[str, list[JsonObject]] = {}
     for resource in cloud["resources"]:
         by_component.setdefault(resource["component"], []).append(resource)
     for component, resources in by_component.items():
@@ -60,7 +61,7 @@ def _stage_tables(env: Env, cloud: dict[str, Any]) -> None:
     _policy(env, cloud["policy"], len(cloud["policy_rules"]))
 
 
-def _all_summary(env: Env, result: dict[str, Any]) -> None:
+def _all_summary(env: Env, result: JsonObject) -> None:
     rows = []
     for entry in result["stages"]:
         cloud = entry["cloud"]
@@ -75,6 +76,6 @@ def _all_summary(env: Env, result: dict[str, Any]) -> None:
     _policy(env, violations, rules, f"{len(result['stages'])} stages")
 
 
-def _preview(env: Env, stage: str, cloud: dict[str, Any]) -> None:
+def _preview(env: Env, stage: str, cloud: JsonObject) -> None:
     changes = ", ".join(f"{op} {n}" for op, n in cloud["changes"].items()) or "no changes"
     env.console().print(f"{stage}: aws preview: {changes}", markup=False)

@@ -13,6 +13,8 @@ from fnmatch import fnmatchcase
 from functools import cache
 from typing import Any
 
+from truckctl.jsondoc import JsonObject
+
 # Services whose grants read data or secrets, or hand out identities: no prefix wildcard (`s3:Get*`) there.
 SENSITIVE_SERVICES = frozenset({"iam", "sts", "kms", "ssm", "secretsmanager", "s3", "iot", "ec2", "lambda",
                                 "dynamodb", "organizations", "cloudformation"})
@@ -45,7 +47,7 @@ BROAD_MANAGED_POLICIES = {
 }
 
 
-def policy_document(raw: Any) -> dict[str, Any] | None:
+def policy_document(raw: Any) -> JsonObject | None:
     """A document from a dict or its JSON text; None when it is neither."""
     if isinstance(raw, dict):
         return raw
@@ -64,19 +66,19 @@ def items(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
-def statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+def statements(document: JsonObject) -> list[JsonObject]:
     return [s for s in items(document.get("Statement")) if isinstance(s, dict)]
 
 
-def allow_statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+def allow_statements(document: JsonObject) -> list[JsonObject]:
     return [s for s in statements(document) if s.get("Effect") == "Allow"]
 
 
-def actions(statement: dict[str, Any]) -> list[str]:
+def actions(statement: JsonObject) -> list[str]:
     return [str(a) for a in items(statement.get("Action"))]
 
 
-def resources(statement: dict[str, Any]) -> list[str]:
+def resources(statement: JsonObject) -> list[str]:
     return [str(r) for r in items(statement.get("Resource"))]
 
 
@@ -178,11 +180,11 @@ def managed_policy_problem(arn: str) -> str | None:
            "write the few statements the role needs instead"
 
 
-def allows(document: dict[str, Any], action: str, resource: str) -> bool:
+def allows(document: JsonObject, action: str, resource: str) -> bool:
     """Whether the document lets `action` on `resource` (conditions taken as met, so this errs on the
     side of allowing): some Allow matches and no Deny does."""
 
-    def matches(statement: dict[str, Any]) -> bool:
+    def matches(statement: JsonObject) -> bool:
         if "NotAction" in statement:
             acted = not any(action_matches(str(p), action) for p in items(statement["NotAction"]))
         else:

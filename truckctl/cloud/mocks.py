@@ -13,6 +13,8 @@ from typing import Any
 from pulumi.runtime import mocks, rpc
 from pulumi.runtime.sync_await import _ensure_event_loop
 
+from truckctl.jsondoc import JsonObject
+
 ACCOUNT_ID = "123456789012"  # AWS's documentation account id: obviously not a real one
 PLACEHOLDER = "placeholder"
 
@@ -27,7 +29,7 @@ class Registration:
     dependencies: list[str]
     protect: bool
     retain_on_delete: bool
-    inputs: dict[str, Any] = field(default_factory=dict)
+    inputs: JsonObject = field(default_factory=dict)
     id: str = ""
 
 
@@ -41,7 +43,7 @@ class PlanMocks(mocks.Mocks):
     def __init__(self, region: str = "us-east-1") -> None:
         self.region = region
 
-    def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    def call(self, args: mocks.MockCallArgs) -> tuple[JsonObject, list[tuple[str, str]]]:
         token = args.token
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/{PLACEHOLDER}",
@@ -55,7 +57,7 @@ class PlanMocks(mocks.Mocks):
             return {"id": "ami-00000000000000000", "name": PLACEHOLDER, "architecture": "x86_64"}, []
         return {}, []
 
-    def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+    def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, JsonObject]:
         inputs = dict(args.inputs)
         if args.typ.startswith("pulumi:providers:"):
             # The program's explicit provider carries the race's region: ARNs from now on use it.
@@ -64,7 +66,7 @@ class PlanMocks(mocks.Mocks):
         rid, extra = self._outputs(args.typ, args.name, inputs)
         return rid, {**inputs, **extra}
 
-    def _outputs(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def _outputs(self, typ: str, name: str, inputs: JsonObject) -> tuple[str, JsonObject]:
         """Ids and ARNs in each service's real format, so policy documents built from them look real."""
         region, account = self.region, ACCOUNT_ID
         physical = str(inputs.get("name") or inputs.get("bucket") or name)

@@ -12,12 +12,12 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
 from truckctl.cloud.policy import RULES, evaluate
 from truckctl.cloud.resources import COMPONENT_TYPE_PREFIX, PlannedResource
 from truckctl.config.names import STAGE_NAME
 from truckctl.errors import Problem, TruckctlError
+from truckctl.jsondoc import JsonObject
 from truckctl.project import Project
 
 WORKER_TIMEOUT_S = 600
@@ -56,7 +56,7 @@ def default_jobs() -> int:
 
 
 def plan_offline(project: Project, names: Sequence[str] | None, jobs: int | None = None,
-                 settings: dict[str, str] | None = None) -> list[dict[str, Any]]:
+                 settings: dict[str, str] | None = None) -> list[JsonObject]:
     """Plan the given stages (every stage when None); one result per stage, in race order.
 
     `settings` is stack config for the program (e.g. deleteData=true, to see a teardown's effect).
@@ -108,14 +108,14 @@ def _start_worker(project: Project, stages: list[str], jobs: int,
                             text=True, cwd=project.root)
 
 
-def planned_resources(registrations: list[dict[str, Any]]) -> list[PlannedResource]:
+def planned_resources(registrations: list[JsonObject]) -> list[PlannedResource]:
     """Custom resources only (components group them; providers are plumbing), deps by logical name."""
     by_urn = {r["urn"]: r for r in registrations}
 
-    def is_resource(record: dict[str, Any] | None) -> bool:
+    def is_resource(record: JsonObject | None) -> bool:
         return bool(record and record["custom"] and not record["type"].startswith("pulumi:providers:"))
 
-    def component(record: dict[str, Any]) -> str:
+    def component(record: JsonObject) -> str:
         parent = by_urn.get(record["parent"])
         while parent is not None:
             if parent["type"].startswith(COMPONENT_TYPE_PREFIX):
@@ -138,18 +138,18 @@ def planned_resources(registrations: list[dict[str, Any]]) -> list[PlannedResour
     return sorted(resources, key=lambda r: order.get(r.component, len(order)))
 
 
-def key_inputs(resource: PlannedResource) -> dict[str, Any]:
+def key_inputs(resource: PlannedResource) -> JsonObject:
     return {k: resource.inputs[k] for k in KEY_INPUTS.get(resource.short_type, ("name",)) if k in resource.inputs}
 
 
-def stage_plan(document: dict[str, Any]) -> dict[str, Any]:
+def stage_plan(document: JsonObject) -> JsonObject:
     """The `cloud` part of a plan result for one stage, from the worker's document."""
     from truckctl.cloud.stack_outputs import cloud_outputs_from_stack
 
     resources = planned_resources(document["registrations"])
     violations = evaluate(resources)
     try:
-        preview: dict[str, Any] = cloud_outputs_from_stack(document["outputs"], placeholder=True).model_dump(
+        preview: JsonObject = cloud_outputs_from_stack(document["outputs"], placeholder=True).model_dump(
             mode="json")
     except TruckctlError as exc:
         preview = {"error": str(exc)}

@@ -26,6 +26,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from truckctl.jsondoc import JsonObject
+
 PROGRAM = "__main__.py"
 
 
@@ -140,7 +142,7 @@ def placeholder_vpn_key(stage: str) -> str:
     return base64.b64encode(hashlib.sha256(f"truckctl offline plan {stage}".encode()).digest()).decode()
 
 
-def _evaluate(stacks_dir: Path, project_name: str, stage: str, settings: dict[str, str]) -> dict[str, Any]:
+def _evaluate(stacks_dir: Path, project_name: str, stage: str, settings: dict[str, str]) -> JsonObject:
     import runpy
 
     import pulumi
@@ -169,7 +171,7 @@ def _evaluate(stacks_dir: Path, project_name: str, stage: str, settings: dict[st
     _sync_await(run_pulumi_func(program))
 
     root = runtime_settings.get_root_resource()
-    outputs: dict[str, Any] = {}
+    outputs: JsonObject = {}
     for name, value in (getattr(root, "outputs", None) or {}).items():
         output = pulumi.Output.from_input(value)
         resolved = _sync_await(output.future())

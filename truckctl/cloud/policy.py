@@ -17,6 +17,7 @@ from truckctl.cloud.iam_policy import items as _items
 from truckctl.cloud.iam_policy import policy_document as _policy_document
 from truckctl.cloud.iam_policy import statements as _statements
 from truckctl.cloud.resources import PlannedResource, by_type
+from truckctl.jsondoc import JsonObject
 
 BUCKET = "aws:s3/bucket:Bucket"
 BUCKET_V2 = "aws:s3/bucketV2:BucketV2"
@@ -200,7 +201,7 @@ def s3_no_public_access(resources: Sequence[PlannedResource]) -> list[Violation]
 
 
 def _iam_documents(resources: Sequence[PlannedResource], rule: str,
-                   violations: list[Violation]) -> list[tuple[PlannedResource, dict[str, Any]]]:
+                   violations: list[Violation]) -> list[tuple[PlannedResource, JsonObject]]:
     """Every identity policy document of the plan; an unreadable one is reported as a violation."""
     found = []
     for resource in resources:
@@ -303,7 +304,7 @@ def iam_parliament(resources: Sequence[PlannedResource]) -> list[Violation]:
     return violations
 
 
-def _ingress_rules(resource: PlannedResource) -> list[dict[str, Any]]:
+def _ingress_rules(resource: PlannedResource) -> list[JsonObject]:
     """Every ingress rule of a resource as {protocol, from_port, to_port, cidrs}."""
     if resource.type == SECURITY_GROUP:
         return [{"protocol": r.get("protocol"), "from_port": r.get("from_port"), "to_port": r.get("to_port"),
@@ -346,7 +347,7 @@ def kms_rotation(resources: Sequence[PlannedResource]) -> list[Violation]:
             and k.inputs.get("enable_key_rotation") is not True]
 
 
-def _iot_problems(document: dict[str, Any]) -> list[str]:
+def _iot_problems(document: JsonObject) -> list[str]:
     problems: list[str] = []
     clients: set[str] = set()
     topics: list[str] = []

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from truckctl.jsondoc import JsonObject
+
 SECRET = "[secret]"
 # The type of the stack program's component resources (stacks/race_cloud/component.py TYPE_PREFIX,
 # which stays its own: stacks/ is a plain Pulumi project; tests/unit/cloud checks they agree).
@@ -26,7 +28,7 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 class PlannedResource:
     type: str  # e.g. aws:s3/bucket:Bucket
     name: str  # logical name, unique within the stack
-    inputs: dict[str, Any]
+    inputs: JsonObject
     depends_on: list[str] = field(default_factory=list)
     component: str = ""
     id: str = ""
@@ -40,7 +42,7 @@ class PlannedResource:
         module = head.split(":", 1)[-1].split("/", 1)[0]
         return f"{module}:{kind}"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JsonObject:
         return {"type": self.type, "name": self.name, "component": self.component, "inputs": self.inputs,
                 "depends_on": self.depends_on, "protect": self.protect, "retain_on_delete": self.retain_on_delete}
 

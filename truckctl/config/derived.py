@@ -1,7 +1,7 @@
 """Truck addresses the roles derive from the configuration: ONE implementation, used by the network
 role (its filter plugin, playbooks/roles/network/filter_plugins/truck_net.py, imports these) and by
 validation (truckctl.config.rules.derived_rules), so `validate` refuses exactly what a run would fail
-on. The cloud side's derivations (VPC, subnets, VPN tunnel addresses) are truckctl.cloud.addressing,
+on. The cloud side's derivations (VPC, subnets, VPN tunnel addresses) are truckctl.config.addressing,
 shared the same way with stacks/. Strings in, strings out: the filter plugin gets Jinja values.
 """
 

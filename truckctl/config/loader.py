@@ -15,6 +15,7 @@ from truckctl.config.rules import network_rules, race_rules, suggest
 from truckctl.config.schema_errors import schema_problems
 from truckctl.config.yamlfile import FieldPath, YamlDoc, YamlProblems, read_yaml
 from truckctl.errors import Problem, TruckctlError, config_error
+from truckctl.jsondoc import JsonObject
 from truckctl.project import Project
 
 
@@ -176,7 +177,7 @@ def _apply_network(truck: Truck, override: NetworkOverride, where: Any) -> tuple
                                     + suggest(node_name, node_names), where(("addresses", node_name))))
     nodes = [n.model_copy(update={"address": override.addresses[n.name]}) if n.name in override.addresses else n
              for n in truck.nodes]
-    update: dict[str, Any] = {"nodes": nodes}
+    update: JsonObject = {"nodes": nodes}
     if override.lan is not None:
         update["lan"] = override.lan
     if override.vlans is not None:
@@ -184,7 +185,7 @@ def _apply_network(truck: Truck, override: NetworkOverride, where: Any) -> tuple
     return truck.model_copy(update=update), problems
 
 
-def _merge_defaults(race_doc: YamlDoc, doc: YamlDoc, overrides: dict[str, Any]) -> tuple[Defaults | None,
+def _merge_defaults(race_doc: YamlDoc, doc: YamlDoc, overrides: JsonObject) -> tuple[Defaults | None,
                                                                                       list[Problem]]:
     merged = _deep_merge(race_doc.data.get("defaults") or {}, overrides)
 

@@ -96,10 +96,10 @@ def network_rules(race: Race, trucks: list[Truck], where: TruckLocator) -> list[
 
 def derived_rules(race: Race, truck: Truck, where: TruckLocator) -> list[Problem]:
     """What the roles and the stack derive for one truck, computed by the very functions they use
-    (truckctl.config.derived, truckctl.cloud.addressing): the gateway's DHCP pool, each node's VLAN
+    (truckctl.config.derived, truckctl.config.addressing): the gateway's DHCP pool, each node's VLAN
     addresses, the truck's VPN tunnel address. A value they would fail on is refused here, before
     any side effect, instead of half-way through a run."""
-    from truckctl.cloud.addressing import cloud_layout
+    from truckctl.config.addressing import cloud_layout
     from truckctl.config.derived import dhcp_pool_conflicts, dhcp_pool_range, truck_host_offset, truck_vlan_address
 
     problems: list[Problem] = []

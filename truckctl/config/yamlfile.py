@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from truckctl.errors import Problem
+from truckctl.jsondoc import JsonObject
 
 MAX_FILE_BYTES = 1_000_000  # a race file is a few KiB; anything this big is a mistake or hostile
 MAX_DEPTH = 32
@@ -41,7 +42,7 @@ class YamlDoc:
 
     path: Path
     display: str
-    data: dict[str, Any]
+    data: JsonObject
     lines: dict[FieldPath, int]
 
     def where(self, field: FieldPath) -> str:

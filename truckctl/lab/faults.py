@@ -165,7 +165,7 @@ class Lab:
         self.state, self.plan, self.paths = state, state.plan, LabPaths(project.state_dir)
 
     def ssh(self, item: NodePlan, command: str, what: str, timeout: float = 60) -> str:
-        from truckctl.lab.lifecycle import connection_for
+        from truckctl.lab.control import connection_for
 
         code, out = ssh_run(connection_for(self.paths), item.address, command, timeout=timeout)
         if code != 0:
@@ -246,7 +246,7 @@ def _start(lab: Lab, kind: str, target: Target) -> tuple[str, dict[str, Any]]:
         lab.ssh(item, f"systemctl stop {unit}", f"stopping {unit}")
         return f"{unit} stopped on {item.name}", {"node": item.name, "unit": unit}
     if kind == "node-off":
-        from truckctl.lab.lifecycle import stop_node
+        from truckctl.lab.control import stop_node
 
         stop_node(lab.project, item.name)
         # The lab's namespace outlives the container and its kernel would still answer ARP: a node
@@ -310,7 +310,7 @@ def _undo(lab: Lab, drill: st.Resource) -> None:
     elif kind in ("broker-stop", "feed-silence", "heartbeat-stop"):
         lab.ssh(nodes[data["node"]], f"systemctl start {data['unit']}", f"starting {data['unit']}")
     elif kind == "node-off":
-        from truckctl.lab.lifecycle import start_node
+        from truckctl.lab.control import start_node
 
         for iface in data.get("ifaces", []):
             run(["ip", "-n", data["netns"], "link", "set", iface, "up"], what=f"{data['node']}: {iface} up")
@@ -344,8 +344,8 @@ def list_drills(project: Project) -> FaultResult:
 
 def start(project: Project, kind: str, target: str | None = None) -> FaultResult:
     """Start a drill (already active: nothing changes). Bad kind or target: a usage error, nothing done."""
+    _kind(kind)  # a usage error comes first, root or not
     require_root("lab fault")
-    _kind(kind)
     lab = Lab(project)
     tgt = resolve(lab.plan, kind, target)
     key = f"{kind}:{tgt.name}"
@@ -368,29 +368,41 @@ def start(project: Project, kind: str, target: str | None = None) -> FaultResult
     return FaultResult("started", [_drill(resource)], active(lab))
 
 
+# Cleared first: what cuts a node off (the others' undoing goes over SSH to it), then the rest, newest first.
+CLEAR_FIRST = ("cable", "node-cut", "node-off", "impostor")
+
+
 def clear(project: Project, kind: str | None = None, target: str | None = None) -> FaultResult:
-    """Undo the active drills (all, those of a kind, or one): exactly what each recorded."""
-    require_root("lab fault clear")
+    """Undo the active drills (all, those of a kind, or one): exactly what each recorded. One that cannot
+    be undone stays recorded (and is reported) while the others are still undone."""
     if kind is not None:
         _kind(kind)
+    require_root("lab fault clear")
     lab = Lab(project)
     if kind is not None and target is not None:
         target = resolve(lab.plan, kind, target).name
     chosen = [r for r in lab.state.of_kind(st.DRILL)
               if (kind is None or r.data["drill"] == kind) and (target is None or r.data["target"] == target)]
-    cleared = []
-    for resource in reversed(chosen):
+    ordered = sorted(reversed(chosen), key=lambda r: r.data["drill"] not in CLEAR_FIRST)
+    cleared, problems = [], []
+    for resource in ordered:
         if resource.data.get("effect"):  # a drill that never got made has nothing to undo
-            if resource.data["drill"] == "node-off":
-                _undo(lab, resource)
-            else:
-                with st.locked(project.state_dir):
+            try:
+                if resource.data["drill"] == "node-off":  # start_node takes the lab lock itself
                     _undo(lab, resource)
+                else:
+                    with st.locked(project.state_dir):
+                        _undo(lab, resource)
+            except TruckctlError as exc:
+                problems += exc.problems
+                continue
             cleared.append(_drill(resource))
         lab.state.resources.remove(resource)
         lab.state.save()
-    note = "" if chosen else "no such drill is active"
-    return FaultResult("cleared", cleared, active(lab), note)
+    result = FaultResult("cleared", cleared, active(lab), "" if chosen else "no such drill is active")
+    if problems:
+        raise TruckctlError(problems, ExitCode.ERROR, result.to_dict())
+    return result
 
 
 def teardown(resources: list[st.Resource], pki: Callable[[], LabPki]) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from truckctl.errors import Problem, TruckctlError
+from truckctl.jsondoc import JsonObject
 from truckctl.lab.plan import LabPlan
 from truckctl.processes import alive
 
@@ -40,7 +41,7 @@ TEARDOWN_ORDER = [DRILL, PROCESS, CGROUP, RUNFILE, MOUNT, SCRATCH, NETNS, LINK, 
 class Resource:
     kind: str
     name: str
-    data: dict[str, Any] = field(default_factory=dict)
+    data: JsonObject = field(default_factory=dict)
 
 
 @dataclass
@@ -54,7 +55,7 @@ class LabState:
     resources: list[Resource] = field(default_factory=list)
     path: Path | None = None  # where it is saved; not serialized
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {
             "version": STATE_VERSION, "lab_id": self.lab_id, "stage": self.stage,
             "fingerprint": self.fingerprint, "complete": self.complete, "created_at": self.created_at,
@@ -63,7 +64,7 @@ class LabState:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LabState:
+    def from_dict(cls, data: JsonObject) -> LabState:
         if data.get("version") != STATE_VERSION:
             raise ValueError(f"unsupported lab state version {data.get('version')!r}")
         return cls(

@@ -14,6 +14,7 @@ from typing import Any
 from truckctl.cloud.outputs import CloudOutputs
 from truckctl.errors import TruckctlError
 from truckctl.lifecycle.webhttp import BadUrl, ClientTls, ExchangeFailed, Target, exchange, parse_url
+from truckctl.target import TargetKind
 
 TIMEOUT_S = 3.0
 MAX_BYTES = 4 * 2**20
@@ -21,7 +22,7 @@ MAX_BYTES = 4 * 2**20
 
 def standin_target(cloud: CloudOutputs, path: str) -> Target:
     """The stand-in serves /status and /alerts beside the alert receiver the lab's outputs name."""
-    if cloud.target != "lab" or not cloud.alert_webhook_url:
+    if TargetKind(cloud.target) is not TargetKind.lab or not cloud.alert_webhook_url:
         raise TruckctlError.single("no-standin", "cloud-side status comes from the lab's stand-in; "
                                    "on aws it needs CloudWatch")
     try:

@@ -31,22 +31,20 @@ import copy
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.lifecycle import journal
-from truckctl.lifecycle.targets import check_target
+from truckctl.lifecycle.steps import StepRecord, StepResult, StepSummary
 from truckctl.project import Project
+from truckctl.target import Target, TargetKind, TeardownStart
 
 if TYPE_CHECKING:
-    from truckctl.cloud.engine import OnEvent, OperationResult
-    from truckctl.cloud.outputs import CloudOutputs
     from truckctl.config.model import Stage
     from truckctl.lifecycle.run import Run
     from truckctl.remote import Connection
-    from truckctl.truck.events import HostEvent, TruckRunResult
     from truckctl.truck.plan import RunPlan
-    from truckctl.truck.tier import UpCallbacks
+    from truckctl.truck.tier import Runner, UpCallbacks
 
 DOWN_PLAYBOOK = "down.yml"
 STEPS = ("truck", "revoke", "cloud")
@@ -62,7 +60,7 @@ class Confirmation:
     delete_data: bool = False  # the stage name typed with --delete-data, or --confirm-delete-data STAGE
 
 
-def confirm(stage: str, target: str, *, yes: bool, delete_data: bool, confirm_delete_data: str | None,
+def confirm(stage: str, target: Target, *, yes: bool, delete_data: bool, confirm_delete_data: str | None,
             interactive: bool, ask: Callable[[str], str]) -> Confirmation:
     """The confirmation policy.
 
@@ -87,96 +85,12 @@ def confirm(stage: str, target: str, *, yes: bool, delete_data: bool, confirm_de
         raise TruckctlError.single("not-confirmed", f"down asks for confirmation and there is no terminal to ask "
                                    f"on: pass {needed} to tear {stage} down; nothing was changed", "--yes",
                                    ExitCode.USAGE)
-    data = ("and DELETES the data lake (race data, its KMS key)" if delete_data and target == "aws" else
-            "(the lab has no data lake: --delete-data deletes nothing more there)" if delete_data else
-            "and keeps the data lake")
-    typed = ask(f"This tears {stage} down on {target} (truck tier, certificates, cloud tier) {data}.\n"
+    data = target.delete_data_text(delete_data)
+    typed = ask(f"This tears {stage} down on {target.kind.value} (truck tier, certificates, cloud tier) {data}.\n"
                 f"Type the stage name to confirm")
     if typed.strip() != stage:
         raise TruckctlError.single("not-confirmed", f"typed {typed.strip()!r}, not {stage!r}: nothing was changed")
     return Confirmation(True, delete_data)
-
-
-# ---- what down talks to (tests swap these) ---------------------------------------------------
-
-class Engine(Protocol):
-    def outputs(self) -> CloudOutputs: ...
-
-    def certificates(self) -> tuple[str, dict[str, str]]: ...
-
-    def destroy(self, delete_data: bool = False) -> OperationResult: ...
-
-
-def _run_truck(plan: RunPlan, project: Project, on_event: Callable[[HostEvent], None],
-               cancel: Callable[[], bool] | None) -> TruckRunResult:
-    from truckctl.truck.tier import execute_plan
-
-    return execute_plan(plan, project, on_event, cancel)
-
-
-def _revoke(project: Project, truck: str) -> dict[str, Any]:
-    from truckctl.lab import api as lab_api
-
-    return lab_api.revoke_truck(project, truck)
-
-
-def _iot_client(region: str) -> Any:
-    from truckctl.cloud.revoke import iot_client
-
-    return iot_client(region)
-
-
-def _engine(project: Project, stage: Stage, on_event: OnEvent) -> Engine:
-    from truckctl.cloud.engine import AwsEngine
-
-    return AwsEngine(project, stage, on_event=on_event)
-
-
-def _preflight(target: str) -> None:
-    if target == "aws":
-        from truckctl.cloud.engine import require_pulumi_cli
-
-        require_pulumi_cli()  # before the lock and the journal, and before any truck is stopped
-
-
-def _lab_outputs(project: Project, stage: Stage) -> CloudOutputs | None:
-    """The lab's outputs, or None when no lab is up (then there is nothing to tear down)."""
-    from truckctl.lab import api as lab_api
-
-    try:
-        return lab_api.cloud_outputs(project, stage)
-    except TruckctlError as exc:
-        if exc.problems and exc.problems[0].code == "lab-not-up":
-            return None
-        raise
-
-
-def _standin_seen(outputs: CloudOutputs) -> dict[str, Any] | None:
-    from truckctl.lifecycle import cloudside
-
-    try:
-        return dict(cloudside.fetch(outputs, "/status"))
-    except TruckctlError:
-        return None
-
-
-def _connection(project: Project, stage: Stage, target: str) -> Connection:
-    from truckctl.lifecycle import targets
-
-    return targets.connection(project, stage, target)
-
-
-@dataclass
-class Backends:
-    run_truck: Callable[[RunPlan, Project, Callable[[HostEvent], None], Callable[[], bool] | None],
-                        TruckRunResult] = _run_truck
-    revoke: Callable[[Project, str], dict[str, Any]] = _revoke
-    engine: Callable[[Project, Stage, OnEvent], Engine] = _engine
-    preflight: Callable[[str], None] = _preflight
-    lab_outputs: Callable[[Project, Stage], CloudOutputs | None] = _lab_outputs
-    standin_seen: Callable[[CloudOutputs], dict[str, Any] | None] = _standin_seen
-    connection: Callable[[Project, Stage, str], Connection] = _connection
-    iot_client: Callable[[str], Any] = _iot_client  # a boto3 IoT client for the region (aws revocation)
 
 
 def _no_step(step: str, message: str) -> None:
@@ -192,13 +106,12 @@ class DownProgress:
 @dataclass(frozen=True)
 class DownOptions:
     stage: str
-    target: str = "lab"
     delete_data: bool = False
 
 
 # ---- the truck tier's teardown plan ----------------------------------------------------------
 
-def teardown_plan(project: Project, stage: Stage, connection: Connection, target: str) -> RunPlan:
+def teardown_plan(project: Project, stage: Stage, connection: Connection, target: TargetKind) -> RunPlan:
     """down.yml over the stage's rendered inventory: no cloud values, no secrets (it only removes)."""
     from truckctl.truck.inventory import render_inventory
     from truckctl.truck.plan import RunPlan, connection_vars, resolve_limit
@@ -214,7 +127,8 @@ def teardown_plan(project: Project, stage: Stage, connection: Connection, target
 
 # ---- resume ----------------------------------------------------------------------------------
 
-def resumable(project: Project, stage: str, target: str, current_run: str) -> tuple[str | None, dict[str, Any]]:
+def resumable(project: Project, stage: str, target: str, current_run: str
+              ) -> tuple[str | None, dict[str, StepRecord]]:
     """The down run this one resumes (the stage's newest run, if it is an unfinished down on the same
     target) and its steps as recorded; (None, {}) otherwise."""
     runs = [r for r in journal.list_runs(project, stage) if r["run_id"] != current_run]
@@ -227,57 +141,64 @@ def resumable(project: Project, stage: str, target: str, current_run: str) -> tu
         summary = json.loads((journal.runs_dir(project) / last["run_id"] / "summary.json").read_text())
     except (OSError, ValueError):
         return last["run_id"], {}
-    steps = summary.get("steps")
-    return last["run_id"], steps if isinstance(steps, dict) else {}
+    return last["run_id"], step_records(summary.get("steps"))
 
 
-def steps_done(steps: dict[str, Any], delete_data: bool) -> set[str]:
-    done = {name for name, info in steps.items() if name in STEPS and isinstance(info, dict)
-            and info.get("status") == "ok"}
-    if delete_data and "cloud" in done and not steps["cloud"].get("summary_delete_data"):
+def step_records(steps: object) -> dict[str, StepRecord]:
+    """summary.json's `steps`, as typed records (entries that are not step records are left out)."""
+    if not isinstance(steps, dict):
+        return {}
+    records = {name: StepRecord.read(info) for name, info in steps.items()}
+    return {name: record for name, record in records.items() if record is not None}
+
+
+def steps_done(steps: dict[str, StepRecord], delete_data: bool) -> set[str]:
+    done = {name for name, record in steps.items() if name in STEPS and record.status == "ok"}
+    if delete_data and "cloud" in done and not steps["cloud"].delete_data:
         done.discard("cloud")  # the earlier destroy kept the data lake: this one must delete it
     return done
 
 
 # ---- the command -----------------------------------------------------------------------------
 
-def down(project: Project, options: DownOptions, confirmation: Confirmation, progress: DownProgress | None = None,
-         backends: Backends | None = None) -> dict[str, Any]:
+def down(target: Target, options: DownOptions, confirmation: Confirmation, progress: DownProgress | None = None,
+         runner: Runner | None = None) -> dict[str, Any]:
+    """`runner` runs the truck tier's plan (tests hand in a fake; default: ansible-runner)."""
     from truckctl.config.loader import load_stage
     from truckctl.lifecycle.run import finish_run, locked_run
 
     progress = progress or DownProgress()
-    backends = backends or Backends()
-    check_target(options.target)
+    project = target.project
     stage = load_stage(project, options.stage)
     if not confirmation.teardown or (options.delete_data and not confirmation.delete_data):
         raise TruckctlError.single("not-confirmed", f"down {stage.name} was not confirmed: nothing was changed",
                                    exit_code=ExitCode.USAGE)
-    backends.preflight(options.target)
-    lab_outputs = backends.lab_outputs(project, stage) if options.target == "lab" else None
-    with locked_run(project, stage, "down", options.target) as run:
-        result: dict[str, Any] = {"stage": stage.name, "target": options.target, "delete_data": options.delete_data}
-        resumed, steps = resumable(project, stage.name, options.target, run.journal.run_id)
+    target.preflight()  # before the lock and the journal, and before any truck is stopped
+    start = target.teardown_start(stage)
+    with locked_run(project, stage, "down", target) as run:
+        result: dict[str, Any] = {"stage": stage.name, "target": target.kind.value,
+                                  "delete_data": options.delete_data}
+        resumed, steps = resumable(project, stage.name, target.kind.value, run.journal.run_id)
         done = steps_done(steps, options.delete_data)
         result.update(resumed_from=resumed, skipped_steps=sorted(done))
         if resumed:
             run.journal.event("resume", "run", resumed_from=resumed, skipped=sorted(done))
             progress.on_step("resume", f"resuming {resumed}: " + (f"skipping {', '.join(sorted(done))} (done there)"
                                                                   if done else "no step of it completed"))
-        if options.target == "lab" and lab_outputs is None:
+        if not start.anything_up:
             run.journal.event("note", "run", message="no lab is up: nothing to tear down")
             result.update(note="no lab is up for this project: no truck node and no stand-in to tear down",
                           kept=[_journal_kept(run)], deleted=[])
             return finish_run(run, ExitCode.OK, result)
-        if lab_outputs is not None:
-            run.lab_receiver = lab_outputs.alert_webhook_url
-            for secret in lab_outputs.secret_values():
+        if start.outputs is not None:
+            run.lab_receiver = target.alert_receiver(start.outputs)
+            for secret in start.outputs.secret_values():
                 run.secret(secret)
 
-        if options.target == "aws" and "revoke" not in done:
-            progress.on_step("revoke", "deactivating every truck's IoT certificate first, whatever else fails")
+        if target.revoke_first and "revoke" not in done:
+            progress.on_step("revoke", target.revoke_message())
             try:
-                result["revoke"] = run.step("revoke", lambda: aws_revoke_step(project, stage, run, backends))
+                result["revoke"] = run.step("revoke", lambda: target.revoke(stage, run.journal.event))
             except TruckctlError as exc:
                 exc.result = {**result, **exc.result, "cloud": {"destroyed": False, "reason": "the revocation failed"},
                               "note": "down stopped at the revocation: no truck node and no cloud resource was "
@@ -287,49 +208,40 @@ def down(project: Project, options: DownOptions, confirmation: Confirmation, pro
         if "truck" not in done:
             progress.on_step("truck", "stopping the heartbeats and the telemetry bridge, removing the trucks' "
                              "certificates from the gateways")
-            result["truck"] = run.step("truck", lambda: truck_step(project, stage, options.target, run, progress,
-                                                                   backends))
+            result["truck"] = run.step("truck", lambda: truck_step(project, stage, target, run, progress, runner))
         left = list(result.get("truck", {}).get("not_down", []))
 
-        if options.target == "lab" and "revoke" not in done:
-            progress.on_step("revoke", "revoking the trucks' certificates at the cloud side")
-            result["revoke"] = run.step("revoke", lambda: revoke_step(project, stage, options.target, backends))
+        if not target.revoke_first and "revoke" not in done:
+            progress.on_step("revoke", target.revoke_message())
+            result["revoke"] = run.step("revoke", lambda: target.revoke(stage, run.journal.event))
 
         if left:
             problems = [Problem("node-not-down", f"node {item['node']} was not taken down ({item['reason']}): "
                                 "the cloud tier is left in place; re-run `truckctl down` once it is reachable",
                                 item["node"]) for item in left]
             result.update(cloud={"destroyed": False, "reason": "nodes were not taken down"},
-                          kept=kept(stage, options, None, lab_outputs, backends, run, cloud_destroyed=False),
-                          deleted=[])
+                          kept=kept(stage, target, options, None, start, run, cloud_destroyed=False), deleted=[])
             raise TruckctlError(problems, ExitCode.ERROR, {**result, "failed_step": "truck"})
 
         if "cloud" not in done:
-            progress.on_step("cloud", _cloud_message(stage, options))
-            result["cloud"] = run.step("cloud", lambda: cloud_step(project, stage, options, run, backends))
+            progress.on_step("cloud", target.destroy_message(stage, options.delete_data))
+            result["cloud"] = run.step("cloud", lambda: target.destroy(stage, options.delete_data, run.journal.event,
+                                                                       run.secret))
         bucket = (result.get("cloud") or {}).get("datalake_bucket")
-        if options.target == "lab" and options.delete_data:
-            result["note"] = ("--delete-data: the lab has no data lake to delete; what the stand-in received goes "
-                              "with `truckctl lab down`")
-        result["kept"] = kept(stage, options, bucket, lab_outputs, backends, run, cloud_destroyed=True)
-        result["deleted"] = deleted(stage, options, bucket)
+        note = target.delete_data_note(options.delete_data)
+        if note:
+            result["note"] = note
+        result["kept"] = kept(stage, target, options, bucket, start, run, cloud_destroyed=True)
+        result["deleted"] = target.deleted(stage, options.delete_data, bucket)
         return finish_run(run, ExitCode.OK, result)
 
 
-def _cloud_message(stage: Stage, options: DownOptions) -> str:
-    if options.target == "lab":
-        return "lab target: the cloud tier is the offline plan, nothing to destroy"
-    return (f"pulumi destroy of stack {stage.name} in {stage.cloud.region}"
-            + (" INCLUDING the data lake" if options.delete_data else ", keeping the data lake"))
-
-
-def truck_step(project: Project, stage: Stage, target: str, run: Run, progress: DownProgress,
-               backends: Backends) -> dict[str, Any]:
+def truck_step(project: Project, stage: Stage, target: Target, run: Run, progress: DownProgress,
+               runner: Runner | None) -> StepResult:
     from truckctl.truck.tier import UpCallbacks
 
-    plan = teardown_plan(project, stage, backends.connection(project, stage, target), target)
-    outcome = run.truck(plan, progress.truck or UpCallbacks(), "the truck tier's teardown was interrupted",
-                        backends.run_truck)
+    plan = teardown_plan(project, stage, target.connection(stage), target.kind)
+    outcome = run.truck(plan, progress.truck or UpCallbacks(), "the truck tier's teardown was interrupted", runner)
     if not outcome.hosts:  # Ansible itself failed: no recap at all
         raise TruckctlError.single("truck-failed", f"the teardown playbook did not run (ansible-runner "
                                    f"{outcome.status}, rc {outcome.rc}); see {outcome.artifacts_dir}")
@@ -339,122 +251,22 @@ def truck_step(project: Project, stage: Stage, target: str, run: Run, progress: 
                 for host, stats in sorted(outcome.hosts.items()) if stats.unreachable or stats.failed]
     missing = sorted(set(plan.hosts) - set(outcome.hosts))
     not_down += [{"node": host, "reason": "not in the playbook's recap"} for host in missing]
-    detail = outcome.as_dict()
-    detail.update(playbook=DOWN_PLAYBOOK, not_down=not_down, _status="failed" if not_down else "ok",
-                  _changed=outcome.changed, summary_not_down=[item["node"] for item in not_down])
-    return detail
-
-
-def aws_revoke_step(project: Project, stage: Stage, run: Run, backends: Backends) -> dict[str, Any]:
-    """Every truck's IoT certificate INACTIVE, from the certificate ids in the stack outputs."""
-    from truckctl.cloud.revoke import deactivate_all
-
-    engine = backends.engine(project, stage, lambda event: None)
-    region, certificates = engine.certificates()
-    if not certificates:
-        return {"certificates": [], "note": "the stack has no truck certificates (never deployed, or already "
-                "destroyed): nothing to revoke", "summary_trucks": []}
-    try:
-        client = backends.iot_client(region)
-    except Exception as exc:  # no region, no botocore data: nothing was tried
-        raise TruckctlError.single("revoke-failed", f"no AWS IoT client for {region!r} ({type(exc).__name__}): no "
-                                   "certificate was deactivated and nothing else was torn down; fix the AWS "
-                                   "setup and re-run `truckctl down`") from None
-    states, problems = deactivate_all(client, certificates)
-    for state in states:
-        run.journal.event("certificate", "revoke", **state.as_dict())
-    if problems:
-        raise TruckctlError(problems, ExitCode.ERROR, {"revoke": {"certificates": [s.as_dict() for s in states]}})
-    changed = [s for s in states if s.changed]
-    return {"certificates": [s.as_dict() for s in states], "region": region,
-            "note": f"{len(changed)} IoT certificate(s) set INACTIVE, {len(states) - len(changed)} already not "
-                    "trusted: AWS IoT refuses and disconnects them; the cloud destroy deletes them",
-            "summary_trucks": [s.truck for s in states], "_changed": len(changed)}
-
-
-def revoke_step(project: Project, stage: Stage, target: str, backends: Backends) -> dict[str, Any]:
-    revoked = [backends.revoke(project, truck.name) for truck in stage.trucks]
-    return {"revoked": revoked, "note": "the lab CA's CRL now lists the trucks' certificates and the stand-in "
-            "refuses them; fresh certificates wait for the next `up`",
-            "summary_trucks": [item["truck"] for item in revoked], "_changed": len(revoked)}
-
-
-def cloud_step(project: Project, stage: Stage, options: DownOptions, run: Run, backends: Backends) -> dict[str, Any]:
-    if options.target == "lab":
-        return {"destroyed": False, "summary_delete_data": options.delete_data,
-                "note": "lab target: the cloud tier is the offline plan, so nothing is deployed to destroy; the "
-                        "cloud stand-in keeps what it received until `truckctl lab down`"}
-    from truckctl.cloud.engine import CloudEvent
-
-    def record(event: CloudEvent) -> None:
-        if event.kind == "resource" and event.phase in ("done", "failed"):
-            run.journal.event("resource", "cloud", name=event.name, type=event.type, op=event.op,
-                              status=event.phase)
-
-    engine = backends.engine(project, stage, record)
-    try:
-        outputs = engine.outputs()
-    except TruckctlError:
-        bucket = None  # no outputs: never deployed, or already destroyed by an earlier down
-    else:
-        for secret in outputs.secret_values():
-            run.secret(secret)
-        bucket = outputs.datalake_bucket
-    operation = engine.destroy(options.delete_data)
-    return {"destroyed": True, "operation": operation.as_dict(), "datalake_bucket": bucket,
-            "_changed": sum(n for op, n in operation.changes.items() if op != "same"),
-            "summary_delete_data": options.delete_data}
+    detail = {**outcome.as_dict(), "playbook": DOWN_PLAYBOOK, "not_down": not_down}
+    return StepResult(detail, "failed" if not_down else "ok", outcome.changed,
+                      StepSummary(not_down=tuple(item["node"] for item in not_down)))
 
 
 # ---- what was kept ---------------------------------------------------------------------------
-
-def _datalake_name(stage: Stage, bucket: str | None) -> str:
-    # stacks/race_cloud/datalake.py names it <race>-<stage>-datalake-<account id>
-    return bucket or f"{stage.race.id}-{stage.name}-datalake-<account id>"
-
-
-def _kms_name(stage: Stage) -> str:
-    # stacks/race_cloud/kms.py: its alias goes with the stack, the key stays (found by its description)
-    return f"the customer KMS key described 'truckctl {stage.race.name} {stage.name}: data lake, ingest, alerts, VPN'"
-
 
 def _journal_kept(run: Run) -> dict[str, str]:
     return {"what": "run journal", "name": run.project.display(run.journal.dir),
             "detail": f"this run's record (truckctl runs show {run.journal.run_id})"}
 
 
-def kept(stage: Stage, options: DownOptions, bucket: str | None, lab_outputs: CloudOutputs | None,
-         backends: Backends, run: Run, cloud_destroyed: bool) -> list[dict[str, str]]:
-    items: list[dict[str, str]] = []
-    if options.target == "aws":
-        if not cloud_destroyed:
-            items.append({"what": "cloud tier", "name": f"Pulumi stack {stage.name}",
-                          "detail": "not destroyed: some nodes were not taken down"})
-        elif not options.delete_data:
-            items.append({"what": "data lake", "name": _datalake_name(stage, bucket),
-                          "detail": "S3 bucket with the race's telemetry, protected and retained"})
-            items.append({"what": "data lake key", "name": _kms_name(stage),
-                          "detail": "retained with the lake: without it the data is unreadable"})
-    elif lab_outputs is not None:
-        seen = backends.standin_seen(lab_outputs)
-        if seen is not None:
-            counts = "; ".join(f"{name}: {info.get('counts', {}).get('telemetry', 0)} telemetry and "
-                               f"{info.get('counts', {}).get('heartbeat', 0)} heartbeat messages"
-                               for name, info in sorted((seen.get("trucks") or {}).items()))
-            items.append({"what": "the stand-in's received data (the lab's data lake)",
-                          "name": f"{lab_outputs.mqtt_host} (cloud stand-in)",
-                          "detail": f"{counts}; kept until `truckctl lab down`"})
+def kept(stage: Stage, target: Target, options: DownOptions, bucket: str | None, start: TeardownStart, run: Run,
+         cloud_destroyed: bool) -> list[dict[str, str]]:
+    items = target.kept(stage, options.delete_data, bucket, start, cloud_destroyed)
     items.append({"what": "gateway message store", "name": f"{GATEWAY_STORE} on each gateway",
                   "detail": "anything queued while an uplink was down stays on disk; the next `up` sends it"})
     items.append(_journal_kept(run))
     return items
-
-
-def deleted(stage: Stage, options: DownOptions, bucket: str | None) -> list[dict[str, str]]:
-    if not options.delete_data:
-        return []
-    if options.target == "aws":
-        return [{"what": "data lake", "name": _datalake_name(stage, bucket), "detail": "deleted with its contents"},
-                {"what": "data lake key", "name": _kms_name(stage),
-                 "detail": "scheduled for deletion (KMS waits 30 days)"}]
-    return []  # the lab has no data lake: what the stand-in holds goes with `truckctl lab down`

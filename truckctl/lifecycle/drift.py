@@ -12,24 +12,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from truckctl.cloud.outputs import CloudOutputs
 from truckctl.config.loader import load_stage
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
-from truckctl.lifecycle import targets
 from truckctl.lifecycle.orchestrator import truck_failures
 from truckctl.lifecycle.run import Run, finish_run, locked_run
+from truckctl.lifecycle.steps import StepResult
 from truckctl.project import Project
+from truckctl.remote import Connection
+from truckctl.target import Target, Tier
 from truckctl.truck.plan import resolve_limit
 from truckctl.truck.tier import UpCallbacks, UpRequest, truck_tier
-
-LAB_CLOUD_NOTE = ("lab target: the cloud tier is the offline plan, with no deployed state that could drift; "
-                  "cloud drift is measured on aws (pulumi refresh --preview-only + preview --expect-no-changes)")
 
 
 @dataclass(frozen=True)
 class DriftOptions:
     stage: str
-    target: str = "lab"
     fix: bool = False
     limit: str | None = None
 
@@ -43,25 +42,30 @@ class DriftHooks:
     truck: UpCallbacks = field(default_factory=UpCallbacks)
 
 
-def drift(project: Project, options: DriftOptions, hooks: DriftHooks | None = None) -> tuple[dict[str, Any], ExitCode]:
+@dataclass(frozen=True)
+class NodeAccess:
+    """How the truck tier reaches the nodes in this run, and the cloud outputs it renders."""
+
+    connection: Connection
+    cloud: CloudOutputs
+
+
+def drift(target: Target, options: DriftOptions, hooks: DriftHooks | None = None) -> tuple[dict[str, Any], ExitCode]:
     hooks = hooks or DriftHooks()
-    targets.check_target(options.target)
+    project = target.project
     stage = load_stage(project, options.stage)
     resolve_limit(stage, options.limit)  # an unknown --limit is a usage error before anything is written
-    if options.target == "aws":
-        from truckctl.cloud.engine import require_pulumi_cli
-
-        require_pulumi_cli()
-    with locked_run(project, stage, "drift", options.target) as run:
-        inputs = targets.inputs(project, stage, options.target)
-        for access in inputs.cloud.trucks.values():
-            run.secret(access.private_key_pem.get_secret_value())
-        run.lab_receiver = inputs.cloud.alert_webhook_url if options.target == "lab" else None
-        found = measure(project, stage, options, inputs, run, hooks, "check")
-        result: dict[str, Any] = {"stage": stage.name, "target": options.target, **found, "fixed": False}
+    target.preflight()
+    with locked_run(project, stage, "drift", target) as run:
+        access = NodeAccess(target.connection(stage), target.cloud_outputs(stage))
+        for secret in access.cloud.trucks.values():
+            run.secret(secret.private_key_pem.get_secret_value())
+        run.lab_receiver = target.alert_receiver(access.cloud)
+        found = measure(project, stage, options, target, access, run, hooks, "check")
+        result: dict[str, Any] = {"stage": stage.name, "target": target.kind.value, **found, "fixed": False}
         if not found["drift"]:
             return finish_run(run, ExitCode.OK, result), ExitCode.OK
-        run.notify("drift-found", f"drift on {stage.name} ({options.target}): {summary_line(found)}",
+        run.notify("drift-found", f"drift on {stage.name} ({target.kind.value}): {summary_line(found)}",
                    items=found["items"][:50])
         if not options.fix:
             return finish_run(run, ExitCode.CHANGES, result), ExitCode.CHANGES
@@ -69,19 +73,18 @@ def drift(project: Project, options: DriftOptions, hooks: DriftHooks | None = No
             result["fix"] = "not applied: not confirmed (give --yes where there is no terminal to confirm on)"
             return finish_run(run, ExitCode.CHANGES, result), ExitCode.CHANGES
         hooks.on_step("fix", f"applying the configuration to put back {len(found['items'])} drifted item(s)")
-        result["applied"] = run.step("fix", lambda: apply_fix(project, stage, options, inputs, run, hooks))
-        after = measure(project, stage, options, inputs, run, hooks, "recheck")
+        result["applied"] = run.step("fix", lambda: apply_fix(project, stage, options, target, access, hooks))
+        after = measure(project, stage, options, target, access, run, hooks, "recheck")
         result.update(after=after, fixed=not after["drift"])
         code = ExitCode.OK if not after["drift"] else ExitCode.CHANGES
         return finish_run(run, code, result), code
 
 
-def measure(project: Project, stage: Stage, options: DriftOptions, inputs: targets.TargetInputs, run: Run,
+def measure(project: Project, stage: Stage, options: DriftOptions, target: Target, access: NodeAccess, run: Run,
             hooks: DriftHooks, step: str) -> dict[str, Any]:
-    hooks.on_step(step, "truck tier in check mode with diff" + ("; cloud refresh and preview" if
-                                                                 options.target == "aws" else ""))
-    truck = run.step(f"{step}-truck", lambda: truck_check(project, stage, options, inputs, hooks))
-    cloud = run.step(f"{step}-cloud", lambda: cloud_check(project, stage, options.target))
+    hooks.on_step(step, target.drift_message())
+    truck = run.step(f"{step}-truck", lambda: truck_check(project, stage, options, target, access, hooks))
+    cloud = run.step(f"{step}-cloud", lambda: target.cloud_drift(stage))
     items = [item for change in truck["changes"] for item in truck_items(change)]
     items += [drift_item("cloud", None, "cloud-resource", name, "as the stack declares it", "differs")
               for name in cloud.get("drifted", [])]
@@ -115,40 +118,29 @@ def truck_items(change: dict[str, Any]) -> list[dict[str, Any]]:
     return [drift_item("truck", host, kind, change["task"], "as the roles render it", "differs", change["diff"])]
 
 
-def truck_check(project: Project, stage: Stage, options: DriftOptions, inputs: targets.TargetInputs,
-                hooks: DriftHooks) -> dict[str, Any]:
-    request = UpRequest(stage.name, options.target, "truck", options.limit, check=True)
-    result = truck_tier(project, stage, request, inputs.connection, inputs.cloud, hooks.truck).as_dict()
+def truck_check(project: Project, stage: Stage, options: DriftOptions, target: Target, access: NodeAccess,
+                hooks: DriftHooks) -> StepResult:
+    request = UpRequest(stage.name, target.kind, Tier.truck, options.limit, check=True)
+    result = truck_tier(project, stage, request, access.connection, access.cloud, hooks.truck).as_dict()
     failures = truck_failures(result)
     if failures:  # an unreachable node is not "no drift": the check itself failed
         raise TruckctlError(failures, ExitCode.ERROR, {"truck": result})
-    return {**result, "_changed": result["changed"]}
+    return StepResult(result, changed=result["changed"])
 
 
-def cloud_check(project: Project, stage: Stage, target: str) -> dict[str, Any]:
-    if target == "lab":
-        return {"checked": False, "note": LAB_CLOUD_NOTE, "drifted": []}
-    from truckctl.cloud.engine import AwsEngine
-
-    operation = AwsEngine(project, stage).drift()
-    return {"checked": True, **operation.as_dict(), "_changed": len(operation.drifted)}
-
-
-def apply_fix(project: Project, stage: Stage, options: DriftOptions, inputs: targets.TargetInputs, run: Run,
-              hooks: DriftHooks) -> dict[str, Any]:
+def apply_fix(project: Project, stage: Stage, options: DriftOptions, target: Target, access: NodeAccess,
+              hooks: DriftHooks) -> StepResult:
     applied: dict[str, Any] = {}
-    if options.target == "aws":
-        from truckctl.cloud.engine import AwsEngine
-
-        _, operation = AwsEngine(project, stage).up()
-        applied["cloud"] = operation.as_dict()
-    request = UpRequest(stage.name, options.target, "truck", options.limit)
-    truck = truck_tier(project, stage, request, inputs.connection, inputs.cloud, hooks.truck).as_dict()
+    cloud = target.cloud_fix(stage)
+    if cloud is not None:
+        applied["cloud"] = cloud
+    request = UpRequest(stage.name, target.kind, Tier.truck, options.limit)
+    truck = truck_tier(project, stage, request, access.connection, access.cloud, hooks.truck).as_dict()
     failures = truck_failures(truck)
     if failures:
         raise TruckctlError(failures, ExitCode.ERROR, {"applied": {"truck": truck}})
     applied["truck"] = {"changed": truck["changed"], "hosts": truck["hosts"], "duration_s": truck["duration_s"]}
-    return {**applied, "_changed": truck["changed"]}
+    return StepResult(applied, changed=truck["changed"])
 
 
 def summary_line(found: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from truckctl.errors import TruckctlError
 from truckctl.lifecycle import journal, teamlock
 from truckctl.lifecycle.journal import LISTED
-from truckctl.project import Project
+from truckctl.target import Target
 
 
 def merge(local: list[dict[str, Any]], shared: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -28,10 +28,10 @@ def merge(local: list[dict[str, Any]], shared: list[dict[str, Any]]) -> list[dic
     return sorted(merged.values(), key=lambda r: (r.get("started") or 0, r["run_id"]), reverse=True)
 
 
-def shared_runs(project: Project, stage: Any, target: str) -> dict[str, Any]:
+def shared_runs(target: Target, stage: Any) -> dict[str, Any]:
     """The runs recorded on the stage's gateways, and which gateways answered (never raises)."""
     try:
-        transport = teamlock.transport(project, stage, target)
+        transport = teamlock.transport(target, stage)
     except TruckctlError as exc:
         return {"runs": [], "read": [], "unreachable": {}, "note": f"the gateways were not read: {exc}"}
     gws = teamlock.gateways(stage)
@@ -40,8 +40,9 @@ def shared_runs(project: Project, stage: Any, target: str) -> dict[str, Any]:
             "note": None}
 
 
-def all_runs(project: Project, stage_name: str | None, target: str = "lab") -> dict[str, Any]:
+def all_runs(target: Target, stage_name: str | None) -> dict[str, Any]:
     """`truckctl runs`: with a stage, every operator's runs of it; without, this machine's runs."""
+    project = target.project
     local = journal.list_runs(project, stage_name)
     if stage_name is None:
         return {"runs": merge(local, []), "shared": {"note": "give --stage to add the runs other operators "
@@ -49,5 +50,5 @@ def all_runs(project: Project, stage_name: str | None, target: str = "lab") -> d
     from truckctl.config.loader import load_stage
 
     stage = load_stage(project, stage_name)
-    shared = shared_runs(project, stage, target)
+    shared = shared_runs(target, stage)
     return {"runs": merge(local, shared.pop("runs")), "shared": shared}

@@ -25,6 +25,8 @@ from typing import Any
 
 from truckctl.config.names import STAGE_NAME
 from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.jsondoc import JsonObject
+from truckctl.lifecycle.steps import StepResult
 from truckctl.processes import alive
 from truckctl.project import Project
 
@@ -80,7 +82,7 @@ class Journal:
     started: float = field(default_factory=time.time)
     _bytes: int = 0
     _truncated: bool = False
-    _steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _steps: dict[str, JsonObject] = field(default_factory=dict)
     write_error: str | None = None  # why the journal stopped writing, once it had to
 
     def __post_init__(self) -> None:
@@ -171,7 +173,11 @@ class Journal:
         self.event("step-end", step, status=status, changed=changed, duration_s=duration, **fields)
         self._write_summary("running", ExitCode.OK, [])
 
-    def finish(self, exit_code: ExitCode, problems: list[Problem], result: dict[str, Any] | None = None) -> None:
+    def step_done(self, step: str, result: StepResult) -> None:
+        """A step that returned: its typed result as the journal keeps it (status, changes, summary facts)."""
+        self.step_end(step, result.status, result.changed, **result.summary.journal_fields())
+
+    def finish(self, exit_code: ExitCode, problems: list[Problem], result: JsonObject | None = None) -> None:
         status = {ExitCode.OK: "ok", ExitCode.CHANGES: "changes", ExitCode.INTERRUPTED: "interrupted"}.get(
             exit_code, "failed")
         self.event("run-end", "run", status=status, exit_code=int(exit_code),
@@ -181,7 +187,7 @@ class Journal:
             self._write_summary(status, exit_code, problems, result, strict=True)
 
     def _write_summary(self, status: str, exit_code: ExitCode, problems: list[Problem],
-                       result: dict[str, Any] | None = None, strict: bool = False) -> None:
+                       result: JsonObject | None = None, strict: bool = False) -> None:
         failed = next((name for name, s in self._steps.items()
                        if s.get("status") in ("failed", "error", "partial", "interrupted")), None)
         summary = {
@@ -206,7 +212,7 @@ class Journal:
             tmp.unlink(missing_ok=True)
 
 
-def list_runs(project: Project, stage: str | None = None) -> list[dict[str, Any]]:
+def list_runs(project: Project, stage: str | None = None) -> list[JsonObject]:
     out = []
     for summary in sorted(runs_dir(project).glob("*/summary.json"), reverse=True) if runs_dir(project).is_dir() \
             else []:
@@ -226,7 +232,7 @@ def list_runs(project: Project, stage: str | None = None) -> list[dict[str, Any]
 RUN_ID = re.compile(rf"[0-9]{{8}}T[0-9]{{6}}Z-{STAGE_NAME.pattern}-[a-z][a-z-]{{0,30}}-[0-9a-f]{{4}}")
 
 
-def show_run(project: Project, run_id: str) -> dict[str, Any]:
+def show_run(project: Project, run_id: str) -> JsonObject:
     if not RUN_ID.fullmatch(run_id):
         shown = repr(run_id if len(run_id) <= 60 else run_id[:60] + "...")
         raise TruckctlError.single("bad-run-id", f"expected a run id as listed by 'truckctl runs', got {shown}",
@@ -249,12 +255,12 @@ def show_run(project: Project, run_id: str) -> dict[str, Any]:
     return {"summary": summary, "events": events}
 
 
-def last_run(project: Project, stage: str) -> dict[str, Any] | None:
+def last_run(project: Project, stage: str) -> JsonObject | None:
     runs = list_runs(project, stage)
     return runs[0] if runs else None
 
 
-def _died(summary: dict[str, Any]) -> None:
+def _died(summary: JsonObject) -> None:
     """A run whose process is gone without recording its end: it died in the step still running."""
     summary["status"] = "died"
     steps = summary.get("steps")

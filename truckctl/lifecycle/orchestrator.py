@@ -21,13 +21,14 @@ from truckctl.cloud.outputs import CloudOutputs
 from truckctl.config.loader import load_stage
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, Problem, TruckctlError
-from truckctl.lifecycle import smoke, targets
-from truckctl.lifecycle.plan import violation_problems
 from truckctl.lifecycle.prechecks import run_prechecks
 from truckctl.lifecycle.run import Run, finish_run, locked_run
+from truckctl.lifecycle.steps import StepResult, StepSummary
 from truckctl.project import Project
+from truckctl.remote import Connection
+from truckctl.target import CloudApplied, Target, Tier, parse_tier
 from truckctl.truck.plan import resolve_limit
-from truckctl.truck.tier import TIERS, UpCallbacks, UpRequest
+from truckctl.truck.tier import UpCallbacks, UpRequest
 
 
 @dataclass
@@ -38,101 +39,91 @@ class Progress:
     truck: UpCallbacks = field(default_factory=UpCallbacks)
 
 
-def check_options(options: UpRequest) -> None:
-    targets.check_target(options.target)
-    if options.tier not in TIERS:
-        raise TruckctlError.single("unknown-tier", f"expected --tier cloud, truck or all, got {options.tier!r}",
-                                   "--tier", ExitCode.USAGE)
-
-
-def up(project: Project, options: UpRequest, progress: Progress | None = None) -> dict[str, Any]:
+def up(target: Target, options: UpRequest, progress: Progress | None = None) -> dict[str, Any]:
     progress = progress or Progress()
-    check_options(options)
+    project = target.project
+    options = dataclasses.replace(options, target=target.kind, tier=parse_tier(options.tier))
     stage = load_stage(project, options.stage)  # configuration valid: the first precheck
     resolve_limit(stage, options.limit)  # an unknown --limit is a usage error before anything is written
-    if options.target == "aws":
-        from truckctl.cloud.engine import require_pulumi_cli
-
-        require_pulumi_cli()  # before the lock and the journal: a missing tool writes nothing
-    with locked_run(project, stage, "up", options.target) as run:
-        result: dict[str, Any] = {"stage": stage.name, "target": options.target, "tier": options.tier,
+    target.preflight()  # before the lock and the journal: a missing tool writes nothing
+    with locked_run(project, stage, "up", target) as run:
+        result: dict[str, Any] = {"stage": stage.name, "target": target.kind.value, "tier": options.tier.value,
                                   "limit": options.limit}
-        wants_cloud = options.tier in ("cloud", "all")
-        wants_truck = options.tier in ("truck", "all")
-        if options.target == "lab":
-            progress.on_step("lab", f"bringing up the lab of {stage.name} (simulated trucks and cloud stand-in)")
-            result["lab"] = run.step("lab", lambda: lab_up(project, stage))
-        connection = targets.connection(project, stage, options.target) if wants_truck else None
+        message = target.prepare_message(stage)
+        if message:
+            progress.on_step("lab", message)
+            result["lab"] = run.step("lab", lambda: StepResult(target.prepare(stage) or {}))
+        connection = target.connection(stage) if options.tier.wants_truck else None
         progress.on_step("prechecks", "configuration, tools, SSH with pinned host keys, clocks, address conflicts")
-        result["prechecks"] = run.step("prechecks", lambda: prechecks(stage, options, connection))
+        result["prechecks"] = run.step("prechecks", lambda: prechecks(stage, options, connection, target))
         # A node found unreachable is left out: the others converge, the run ends with exit 1 naming it.
         left_out = unreachable_problems(result["prechecks"])
         for problem in left_out:
             run.journal.event("node", "prechecks", node=problem.location, state="unreachable", message=problem.message)
         cloud: CloudOutputs | None = None
         with ThreadPoolExecutor(max_workers=1) as pool:
-            planned: Future[dict[str, Any]] | None = None
-            if wants_cloud and options.target == "lab":
-                progress.on_step("cloud", "lab target: the cloud tier is the offline plan with its policy rules; "
-                                 "the lab's cloud stand-in provides the cloud outputs")
-                planned = pool.submit(offline_cloud, project, stage)  # beside the truck tier: it needs no plan
-            elif wants_cloud:
-                progress.on_step("cloud", f"pulumi up of stack {stage.name} in {stage.cloud.region}")
-                cloud, result["cloud"] = aws_cloud(project, stage, run)
-            if wants_truck:
-                inputs = targets.inputs(project, stage, options.target, cloud)
-                result["cloud_source"] = inputs.cloud_source
-                for truck_access in inputs.cloud.trucks.values():
+            planned: Future[CloudApplied] | None = None
+            if options.tier.wants_cloud:
+                progress.on_step("cloud", target.cloud_up_message(stage))
+                if target.cloud_beside_truck:  # it feeds the truck tier nothing: it runs beside it
+                    planned = pool.submit(target.cloud_up, stage, run.journal.event)
+                else:
+                    applied: list[CloudApplied] = []
+                    result["cloud"] = run.step("cloud", lambda: applied_step(applied, target.cloud_up(
+                        stage, run.journal.event)))
+                    cloud = applied[0].outputs
+            if options.tier.wants_truck:
+                outputs = cloud if cloud is not None else target.cloud_outputs(stage)
+                result["cloud_source"] = target.cloud_source(stage)
+                for truck_access in outputs.trucks.values():
                     run.secret(truck_access.private_key_pem.get_secret_value())
-                run.lab_receiver = inputs.cloud.alert_webhook_url if options.target == "lab" else None
-                progress.on_step("truck", f"converging the truck nodes of {stage.name} on {options.target}")
-                request = dataclasses.replace(options, tier="truck",
+                run.lab_receiver = target.alert_receiver(outputs)
+                progress.on_step("truck", f"converging the truck nodes of {stage.name} on {target.kind.value}")
+                request = dataclasses.replace(options, tier=Tier.truck,
                                               exclude=tuple(str(p.location) for p in left_out))
-                result["truck"] = run.step("truck", lambda: truck_step(project, stage, request, inputs, run,
-                                                                       progress.truck))
+                assert connection is not None
+                result["truck"] = run.step("truck", lambda: truck_step(project, stage, request, connection, outputs,
+                                                                       run, progress.truck))
             if planned is not None:
-                result["cloud"] = run.step("cloud", lambda: cloud_step_result(planned.result()))
+                done = planned
+                result["cloud"] = run.step("cloud", lambda: done.result().step)
         failures = truck_failures(result.get("truck"))
         if failures:
             raise TruckctlError(left_out + failures, ExitCode.ERROR, {**result, "failed_step": "truck"})
-        if wants_truck and options.limit is None:
+        if options.tier.wants_truck and options.limit is None:
             # Trucks whose gateway was left out cannot be checked: they are already reported.
             gateways_out = {p.location for p in left_out}
             checked = stage.model_copy(update={"trucks": [t for t in stage.trucks
                                                           if stage.gateway(t).name not in gateways_out]})
             if checked.trucks:
                 progress.on_step("verify", "smoke check: telemetry from each truck reaches the cloud side")
-                result["smoke"] = run.step("verify", lambda: smoke.check(checked, options.target, inputs.cloud,
-                                                                         run.journal.run_id))
+                result["smoke"] = run.step("verify", lambda: target.smoke(checked, outputs, run.journal.run_id))
         if left_out:
             result["unreachable"] = [p.location for p in left_out]
             raise TruckctlError(left_out, ExitCode.ERROR, {**result, "failed_step": "prechecks"})
         return finish_run(run, ExitCode.OK, result)
 
 
-def lab_up(project: Project, stage: Stage) -> dict[str, Any]:
-    """The lab under the run: built if missing, reused if its infrastructure is up. A truck node that is
-    down or cut off is not rebuilt away: the prechecks report it, as they would for a real truck."""
-    from truckctl.lab import api as lab_api
-
-    return dict(lab_api.up(project, stage.name, keep_node_faults=True))
+def applied_step(applied: list[CloudApplied], outcome: CloudApplied) -> StepResult:
+    applied.append(outcome)  # its outputs feed the truck tier
+    return outcome.step
 
 
-def prechecks(stage: Stage, options: UpRequest, connection: Any) -> dict[str, Any]:
+def prechecks(stage: Stage, options: UpRequest, connection: Any, target: Target) -> StepResult:
     """Every precheck must pass, except that some (not all) nodes may be unreachable: those are left
     out of the run (step status `partial`) and the run ends with exit 1 naming them."""
     nodes = stage.nodes()
     if options.limit is not None:
         nodes = [(t, n) for t, n in nodes if n.name == options.limit]
-    report = run_prechecks(stage, options.target, connection, nodes)
+    report = run_prechecks(stage, target, connection, nodes)
     unreachable = [p for p in report.problems if p.code == "node-unreachable"]
     if len(unreachable) < len(report.problems) or len(unreachable) == len(nodes):
         raise TruckctlError(report.problems, ExitCode.ERROR, {"prechecks": report.as_dict()})
     detail = report.as_dict()
-    if unreachable:
-        detail.update(_status="partial", unreachable=[p.as_dict() for p in unreachable],
-                      summary_unreachable=[p.location for p in unreachable])
-    return detail
+    if not unreachable:
+        return StepResult(detail)
+    detail["unreachable"] = [p.as_dict() for p in unreachable]
+    return StepResult(detail, "partial", summary=StepSummary(unreachable=tuple(str(p.location) for p in unreachable)))
 
 
 def unreachable_problems(prechecks_detail: dict[str, Any]) -> list[Problem]:
@@ -141,53 +132,16 @@ def unreachable_problems(prechecks_detail: dict[str, Any]) -> list[Problem]:
                     item["location"]) for item in prechecks_detail.get("unreachable", [])]
 
 
-def offline_cloud(project: Project, stage: Stage) -> dict[str, Any]:
-    from truckctl.cloud.offline import plan_offline
-
-    return plan_offline(project, [stage.name])[0]
-
-
-def cloud_step_result(plan: dict[str, Any]) -> dict[str, Any]:
-    violations = violation_problems(plan)
-    if violations:
-        raise TruckctlError(violations, ExitCode.ERROR, {"cloud": plan})
-    return {"mode": "offline plan (lab target)", "resources": plan["counts"]["total"],
-            "by_component": plan["counts"]["by_component"], "policy_violations": 0,
-            "policy_rules": plan["policy_rules"], "summary_resources": plan["counts"]["total"]}
-
-
-def aws_cloud(project: Project, stage: Stage, run: Run) -> tuple[CloudOutputs, dict[str, Any]]:
-    from truckctl.cloud.engine import AwsEngine, CloudEvent
-
-    def record(event: CloudEvent) -> None:
-        if event.kind == "resource" and event.phase in ("done", "failed"):
-            run.journal.event("resource", "cloud", name=event.name, type=event.type, op=event.op,
-                              status=event.phase)
-
-    holder: dict[str, Any] = {}
-
-    def apply() -> dict[str, Any]:
-        outputs, operation = AwsEngine(project, stage, on_event=record).up()
-        holder["outputs"] = outputs
-        return {**operation.as_dict(), "_changed": sum(v for k, v in operation.changes.items() if k != "same")}
-
-    detail = run.step("cloud", apply)
-    return holder["outputs"], detail
-
-
-def truck_step(project: Project, stage: Stage, request: UpRequest, inputs: targets.TargetInputs, run: Run,
-               callbacks: UpCallbacks) -> dict[str, Any]:
+def truck_step(project: Project, stage: Stage, request: UpRequest, connection: Connection, cloud: CloudOutputs,
+               run: Run, callbacks: UpCallbacks) -> StepResult:
     from truckctl.truck.plan import build_plan
 
     started = time.monotonic()
-    plan = build_plan(project.playbooks_dir, stage, inputs.cloud, inputs.connection, request.target, request.limit,
+    plan = build_plan(project.playbooks_dir, stage, cloud, connection, request.target, request.limit,
                       request.check, request.exclude)
     result = run.truck(plan, callbacks)
-    detail = result.as_dict()
-    detail["_status"] = "ok" if result.ok else "failed"
-    detail["_changed"] = result.changed
-    detail["summary_seconds"] = round(time.monotonic() - started, 2)
-    return detail
+    return StepResult(result.as_dict(), "ok" if result.ok else "failed", result.changed,
+                      StepSummary(seconds=round(time.monotonic() - started, 2)))
 
 
 def truck_failures(truck: dict[str, Any] | None) -> list[Problem]:

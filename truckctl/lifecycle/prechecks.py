@@ -12,7 +12,6 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from truckctl.config.model import Node, Stage, Truck
@@ -20,6 +19,7 @@ from truckctl.errors import Problem
 from truckctl.lifecycle import probe
 from truckctl.lifecycle.probe import NodeProbe, NodeTarget
 from truckctl.remote import Connection
+from truckctl.target import Target
 
 MAX_CLOCK_SKEW_S = 2.0
 ANSIBLE_SERIES = "2.19."
@@ -42,7 +42,7 @@ class PrecheckReport:
         return {"ok": self.ok, "checks": self.checks}
 
 
-def check_tools(target: str) -> list[Problem]:
+def check_tools() -> list[Problem]:
     problems = []
     try:
         version = metadata.version("ansible-core")
@@ -58,23 +58,6 @@ def check_tools(target: str) -> list[Problem]:
     if shutil.which("ssh") is None:
         problems.append(Problem("tool-missing", "the ssh client is not installed (apt-get install openssh-client)",
                                 "tools"))
-    if target == "aws" and shutil.which("pulumi") is None:
-        problems.append(Problem("tool-missing", "the pulumi CLI is not on PATH: install Pulumi 3.x "
-                                "(https://www.pulumi.com/docs/install/) to use --target aws", "tools"))
-    return problems
-
-
-def check_aws_access(stage: Stage) -> list[Problem]:
-    problems = []
-    has_keys = os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY")
-    has_profile = os.environ.get("AWS_PROFILE") or (Path.home() / ".aws" / "credentials").exists()
-    if not (has_keys or has_profile or os.environ.get("AWS_WEB_IDENTITY_TOKEN_FILE")):
-        problems.append(Problem("aws-credentials", "no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
-                                "AWS_SECRET_ACCESS_KEY", "environment"))
-    for name, ref in stage.secrets.items():
-        if not os.environ.get(ref.env):
-            problems.append(Problem("secret-missing", f"secret {name!r} is referenced as environment variable "
-                                    f"{ref.env}, which is not set", "environment"))
     return problems
 
 
@@ -141,13 +124,14 @@ def address_conflicts(stage: Stage, probes: list[NodeProbe], scans: dict[str, di
     return problems, seen
 
 
-def run_prechecks(stage: Stage, target: str, access: Connection | None,
+def run_prechecks(stage: Stage, target: Target, access: Connection | None,
                   nodes: list[tuple[Truck, Node]] | None = None) -> PrecheckReport:
     report = PrecheckReport()
     report.add("configuration", [], stage=stage.name)
-    report.add("tools", check_tools(target))
-    if target == "aws":
-        report.add("aws", check_aws_access(stage))
+    own = target.prechecks(stage)  # the target's: its tools (aws: pulumi), its credentials
+    report.add("tools", check_tools() + own.pop("tools", []))
+    for name, problems in own.items():
+        report.add(name, problems)
     chosen = nodes if nodes is not None else stage.nodes()
     if access is not None and chosen:
         with ThreadPoolExecutor(max_workers=1) as pool:  # the ARP window overlaps the SSH probes

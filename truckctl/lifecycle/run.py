@@ -22,16 +22,18 @@ from truckctl.lifecycle import teamlock
 from truckctl.lifecycle.journal import Journal, Redactor
 from truckctl.lifecycle.lock import stage_lock
 from truckctl.lifecycle.notify import Channel, channels, notify
+from truckctl.lifecycle.steps import StepResult
 from truckctl.lifecycle.teamlock import TeamLock, gateways, run_record, this_holder
-from truckctl.lifecycle.webhttp import ClientTls, secret_parts
+from truckctl.lifecycle.webhttp import secret_parts
 from truckctl.project import Project
 
 if TYPE_CHECKING:
+    from truckctl.target import Target
     from truckctl.truck.events import HostEvent, TruckRunResult
     from truckctl.truck.plan import RunPlan
     from truckctl.truck.tier import Runner, UpCallbacks
 
-Step = Callable[[], dict[str, Any]]
+Step = Callable[[], StepResult]
 
 
 def env_secrets(stage: Stage) -> list[str]:
@@ -51,9 +53,9 @@ class Run:
     project: Project
     stage: Stage
     command: str
-    target: str
+    target: Target
     journal: Journal
-    lab_receiver: str | None = None  # the lab stand-in's alert receiver, once known
+    lab_receiver: str | None = None  # the target's own alert receiver (the lab stand-in's), once known
     notifications: list[dict[str, Any]] = field(default_factory=list)
     team: TeamLock | None = None  # the team lock, once taken
 
@@ -62,8 +64,9 @@ class Run:
         if self.team is not None:
             self.team.check()
             return
-        holder = this_holder(f"{self.command} {self.stage.name} --target {self.target}", self.journal.run_id)
-        transport = teamlock.held_transport(teamlock.transport(self.project, self.stage, self.target))
+        holder = this_holder(f"{self.command} {self.stage.name} --target {self.target.kind.value}",
+                             self.journal.run_id)
+        transport = teamlock.held_transport(teamlock.transport(self.target, self.stage))
         team = TeamLock(self.stage.name, gateways(self.stage), transport, holder, on_lost=self._lost)
         try:
             team.take()
@@ -103,9 +106,8 @@ class Run:
             raise
         if self.team is not None:
             self.team.check()
-        summary = {k: detail.pop(k) for k in [k for k in detail if k.startswith("summary_")]}
-        self.journal.step_end(name, detail.pop("_status", "ok"), changed=int(detail.pop("_changed", 0)), **summary)
-        return detail
+        self.journal.step_done(name, detail)
+        return dict(detail.detail)
 
     def truck(self, plan: RunPlan, callbacks: UpCallbacks, interrupted: str = "the truck run was interrupted",
               runner: Runner | None = None) -> TruckRunResult:
@@ -134,9 +136,10 @@ class Run:
     def notify(self, kind: str, message: str, **details: Any) -> list[dict[str, Any]]:
         """Notify every channel; never raises: the run keeps its own outcome whatever the channels do."""
         try:
-            targets: list[Channel] = channels(self.stage, self.lab_receiver, self._lab_tls())
+            tls = self.target.receiver_tls() if self.lab_receiver else None
+            targets: list[Channel] = channels(self.stage, self.lab_receiver, tls)
             sent = notify(targets, self.stage, kind, message, scrub=self.journal.redactor.scrub,
-                          run_id=self.journal.run_id, target=self.target, **details)
+                          run_id=self.journal.run_id, target=self.target.kind.value, **details)
         except Exception as exc:  # a bug here must not cost the run its record
             sent = [{"channel": "all", "ok": False, "error": f"notification not sent ({type(exc).__name__})"}]
         sent = self.journal.redactor.scrub(sent)
@@ -144,22 +147,15 @@ class Run:
         self.journal.event("notification", "notify", notification=kind, deliveries=sent)
         return sent
 
-    def _lab_tls(self) -> ClientTls | None:
-        if not self.lab_receiver:
-            return None
-        from truckctl.lab.api import operator_tls
-
-        return operator_tls(self.project)
-
 
 @contextmanager
-def locked_run(project: Project, stage: Stage, command: str, target: str) -> Iterator[Run]:
+def locked_run(project: Project, stage: Stage, command: str, target: Target) -> Iterator[Run]:
     """Lock the stage, open the journal; on failure notify, journal it, and re-raise as TruckctlError.
 
     The caller ends a successful run with `finish_run`. KeyboardInterrupt becomes exit 130.
     """
-    with stage_lock(project, stage.name, f"{command} {stage.name} --target {target}"):
-        journal = Journal(project, stage.name, command, target, Redactor(env_secrets(stage)))
+    with stage_lock(project, stage.name, f"{command} {stage.name} --target {target.kind.value}"):
+        journal = Journal(project, stage.name, command, target.kind.value, Redactor(env_secrets(stage)))
         run = Run(project, stage, command, target, journal)
         try:
             yield run
@@ -173,7 +169,7 @@ def locked_run(project: Project, stage: Stage, command: str, target: str) -> Ite
             if exc.exit_code not in (ExitCode.INTERRUPTED, ExitCode.USAGE, ExitCode.LOCKED):
                 reason = exc.problems[0].message if exc.problems else "failed"
                 where = f" at step {failed}" if failed else ""
-                run.notify("run-failed", f"{command} {stage.name} on {target} failed{where}: {reason}")
+                run.notify("run-failed", f"{command} {stage.name} on {target.kind.value} failed{where}: {reason}")
             exc.result.update(run_id=journal.run_id, notifications=run.notifications)
             journal.finish(exc.exit_code, exc.problems, exc.result)
             raise

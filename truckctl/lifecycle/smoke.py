@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from truckctl.cloud.outputs import CloudOutputs
 from truckctl.config.model import Stage
@@ -32,11 +31,9 @@ def publish(address: str, port: int, topic: str, payload: str, timeout_s: float 
         client.loop_stop()
 
 
-def check(stage: Stage, target: str, cloud: CloudOutputs, run_id: str, timeout_s: float = TIMEOUT_S
-          ) -> dict[str, Any]:
-    if target != "lab":
-        return {"checked": False, "note": "on aws, arrival is watched by the CloudWatch alarms of the cloud tier; "
-                "the end-to-end smoke check needs read access to the stream and is not done from here"}
+def check(stage: Stage, cloud: CloudOutputs, run_id: str, timeout_s: float = TIMEOUT_S) -> dict[str, float]:
+    """Publish a marked message on each truck's broker and wait for it at the lab's stand-in: the seconds
+    each truck's took to arrive."""
     marker = {"smoke": run_id, "ts": time.time()}
     started = time.monotonic()
     for truck in stage.trucks:
@@ -57,4 +54,4 @@ def check(stage: Stage, target: str, cloud: CloudOutputs, run_id: str, timeout_s
         raise TruckctlError([Problem("smoke-failed", f"telemetry published on truck {name}'s broker did not reach "
                                      f"the cloud side within {timeout_s:.0f} s", name) for name in sorted(waiting)],
                             ExitCode.ERROR, {"smoke": {"arrived_s": arrived}})
-    return {"checked": True, "arrived_s": arrived, "summary_trucks": len(arrived)}
+    return arrived

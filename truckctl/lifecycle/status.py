@@ -17,24 +17,19 @@ import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from truckctl.errors import TruckctlError
 from truckctl.lifecycle import history, journal, probe
 from truckctl.lifecycle.lock import lock_status
 from truckctl.lifecycle.probe import UNKNOWN, NodeProbe, NodeTarget, node_targets
-from truckctl.lifecycle.targets import check_target
 from truckctl.project import Project
 from truckctl.remote import Connection
+from truckctl.target import CloudSide, Target
 
 if TYPE_CHECKING:
-    from truckctl.cloud.outputs import CloudOutputs
     from truckctl.config.model import Stage
 
-AWS_CLOUDSIDE_NOTE = ("cloud-side last-seen comes from CloudWatch (the ingest metrics and the telemetry-stopped / "
-                      "heartbeat-missing alarms of the cloud tier); it is not available without the pulumi CLI "
-                      "and AWS credentials, so it is not shown")
 
 OK, STALE, NONE = "ok", "stale", "none"
 
@@ -42,16 +37,7 @@ OK, STALE, NONE = "ok", "stale", "none"
 Prober = Callable[[list[NodeTarget], Connection], list[NodeProbe]]
 
 
-@dataclass
-class CloudSide:
-    """What the cloud side knows: the tier's state and outputs, and (lab) the stand-in's /status."""
-
-    tier: dict[str, Any]
-    seen: dict[str, Any] | None  # the stand-in's /status document; None when it cannot be read
-    note: str | None = None  # why `seen` is missing, said plainly
-
-
-CloudReader = Callable[[Project, "Stage", str], CloudSide]
+CloudReader = Callable[["Stage"], CloudSide]
 
 
 # ---- probes ----------------------------------------------------------------------------------
@@ -59,60 +45,6 @@ CloudReader = Callable[[Project, "Stage", str], CloudSide]
 def probe_nodes(nodes: list[NodeTarget], access: Connection) -> list[NodeProbe]:
     """One short SSH call per node, all at once: `systemctl is-active` of its key units."""
     return probe.probe_nodes(nodes, access, probe.SERVICES)
-
-
-def read_cloud(project: Project, stage: Stage, target: str) -> CloudSide:
-    """The cloud tier's state and what the cloud side has seen; never raises for an unreadable side."""
-    if target == "lab":
-        return _lab_cloud(project, stage)
-    return _aws_cloud(project, stage)
-
-
-def _lab_cloud(project: Project, stage: Stage) -> CloudSide:
-    from truckctl.lab import api as lab_api
-    from truckctl.lifecycle import cloudside
-
-    tier: dict[str, Any] = {"state": "offline plan + cloud stand-in",
-                            "note": "on the lab target the cloud tier is the offline plan; the lab's cloud "
-                                    "stand-in plays the ingest and the alert receiver"}
-    try:
-        outputs = lab_api.cloud_outputs(project, stage)
-    except TruckctlError as exc:
-        return CloudSide({**tier, "standin": "down"}, None, str(exc))
-    tier.update(public_outputs(outputs))
-    try:
-        seen = cloudside.fetch(outputs, "/status")
-    except TruckctlError as exc:
-        return CloudSide({**tier, "standin": "not answering"}, None, str(exc))
-    tier["standin"] = "answering" + ("" if seen.get("mqtt_connected") else " (its MQTT reader is not connected)")
-    return CloudSide(tier, seen)
-
-
-def _aws_cloud(project: Project, stage: Stage) -> CloudSide:
-    from truckctl.cloud.engine import AwsEngine
-
-    try:
-        outputs = AwsEngine(project, stage).outputs()
-    except TruckctlError as exc:
-        tier = {"state": "unknown", "note": f"the stack's outputs cannot be read: {exc}"}
-    else:
-        tier = {"state": "deployed", **public_outputs(outputs)}
-    return CloudSide(tier, None, AWS_CLOUDSIDE_NOTE)
-
-
-def public_outputs(outputs: CloudOutputs) -> dict[str, Any]:
-    """CloudOutputs without anything secret (the trucks' private keys) or bulky (PEMs)."""
-    return {
-        "region": outputs.region,
-        "endpoint": f"{outputs.mqtt_host}:{outputs.mqtt_port}",
-        "telemetry_stream": outputs.telemetry_stream,
-        "datalake_bucket": outputs.datalake_bucket,
-        "alert_topic": outputs.alert_topic_arn,
-        "alert_receiver": outputs.alert_webhook_url if outputs.target == "lab" else None,  # aws: a secret URL
-        "vpn_endpoint": outputs.vpn_endpoint,
-        "trucks": {name: {"thing": access.thing_name, "certificate": access.certificate_ref}
-                   for name, access in outputs.trucks.items()},
-    }
 
 
 # ---- assembly (pure) -------------------------------------------------------------------------
@@ -127,7 +59,7 @@ def stream(view: dict[str, Any] | None, stale_after_s: float) -> dict[str, Any]:
             "alarm": bool(view.get("alarm"))}
 
 
-def assemble(stage: Stage, target: str, nodes: list[NodeTarget], probes: list[NodeProbe] | None,
+def assemble(stage: Stage, target: Target, nodes: list[NodeTarget], probes: list[NodeProbe] | None,
              connection_note: str | None, cloud: CloudSide) -> dict[str, Any]:
     """The status document from what was measured; `unhealthy` lists every finding, one line each."""
     stale_after = float(stage.defaults.telemetry.stale_after_s)
@@ -153,9 +85,9 @@ def assemble(stage: Stage, target: str, nodes: list[NodeTarget], probes: list[No
             unhealthy.append(f"{truck.name}: telemetry {_stream_text(telemetry)} at the cloud side")
         trucks.append({"name": truck.name, "telemetry": telemetry, "nodes": rows,
                        "healthy": telemetry["state"] not in (STALE, NONE) and all(r["healthy"] for r in rows)})
-    if cloud.seen is None and target == "lab":
+    if cloud.seen is None and target.cloud_side_required:
         unhealthy.append(f"cloud side: {cloud.note or 'the stand-in cannot be read'}")
-    return {"stage": stage.name, "target": target, "stale_after_s": stale_after, "trucks": trucks,
+    return {"stage": stage.name, "target": target.kind.value, "stale_after_s": stale_after, "trucks": trucks,
             "cloud": {**cloud.tier, "last_seen_note": cloud.note if cloud.seen is None else None,
                       "alerts": (cloud.seen or {}).get("alerts")},
             "unhealthy": unhealthy, "healthy": not unhealthy}
@@ -205,25 +137,24 @@ def last_drift(project: Project, stage: str) -> dict[str, Any] | None:
 
 # ---- the command -----------------------------------------------------------------------------
 
-def status(project: Project, stage_name: str, target: str = "lab", *, prober: Prober | None = None,
+def status(target: Target, stage_name: str, *, prober: Prober | None = None,
            cloud_reader: CloudReader | None = None) -> dict[str, Any]:
     """Measure everything at once and assemble the document (prober and cloud_reader: tests swap them)."""
     from truckctl.config.loader import load_stage
-    from truckctl.lifecycle import targets
 
-    check_target(target)
+    project = target.project
     stage = load_stage(project, stage_name)
     started = time.monotonic()
     nodes = node_targets(stage)
     connection_note: str | None = None
     try:
-        access: Connection | None = targets.connection(project, stage, target)
+        access: Connection | None = target.connection(stage)
     except TruckctlError as exc:
         access, connection_note = None, str(exc)
-    prober, cloud_reader = prober or probe_nodes, cloud_reader or read_cloud
+    prober, cloud_reader = prober or probe_nodes, cloud_reader or target.read_cloud
     with ThreadPoolExecutor(max_workers=2) as pool:  # the cloud side and the gateways read while nodes are probed
-        cloud_future = pool.submit(cloud_reader, project, stage, target)
-        team_future = pool.submit(team_view, project, stage, target) if access is not None else None
+        cloud_future = pool.submit(cloud_reader, stage)
+        team_future = pool.submit(team_view, target, stage) if access is not None else None
         probes = prober(nodes, access) if access is not None else None
         cloud = cloud_future.result()
         team = team_future.result() if team_future is not None else {"locks": [], "shared": None}
@@ -243,17 +174,16 @@ def status(project: Project, stage_name: str, target: str = "lab", *, prober: Pr
     return document
 
 
-def team_view(project: Project, stage: Any, target: str) -> dict[str, Any]:
+def team_view(target: Target, stage: Stage) -> dict[str, Any]:
     """The team lock on each gateway and the runs recorded there (never raises)."""
     from truckctl.lifecycle import teamlock
 
     try:
-        transport = teamlock.transport(project, stage, target)
+        transport = teamlock.transport(target, stage)
     except TruckctlError:
         return {"locks": [], "shared": None}
     gws = teamlock.gateways(stage)
-    return {"locks": teamlock.read_locks(stage.name, gws, transport), "shared": history.shared_runs(project, stage,
-                                                                                                     target)}
+    return {"locks": teamlock.read_locks(stage.name, gws, transport), "shared": history.shared_runs(target, stage)}
 
 
 def team_lock_holder(locks: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -204,11 +204,9 @@ def held_transport(base: Transport) -> Transport:
     return base
 
 
-def transport(project: Any, stage: Any, target: str) -> Transport:
-    """How this run reaches the stage's gateways: the target's SSH connection."""
-    from truckctl.lifecycle import targets
-
-    return SshTransport(targets.connection(project, stage, target))
+def transport(target: Any, stage: Any) -> Transport:
+    """How the stage's gateways are reached: the target's SSH connection (its path, its pinned keys)."""
+    return SshTransport(target.connection(stage))
 
 
 def bounded_run(argv: list[str], stdin: bytes, limit: int = REPLY_MAX, timeout: float = CALL_TIMEOUT_S

@@ -19,7 +19,7 @@ from truckctl.lifecycle import journal as journal_module
 from truckctl.lifecycle import lock as local_lock
 from truckctl.lifecycle import teamlock
 from truckctl.processes import alive
-from truckctl.project import Project
+from truckctl.target import Target
 
 Confirm = Callable[[list[dict[str, Any]]], bool]
 
@@ -31,15 +31,15 @@ def provably_dead(holder: dict[str, Any] | None) -> bool:
     return not alive(holder.get("pid") or None)
 
 
-def unlock(project: Project, stage_name: str, target: str, confirm: Confirm, force_local: bool = False
-           ) -> dict[str, Any]:
+def unlock(target: Target, stage_name: str, confirm: Confirm, force_local: bool = False) -> dict[str, Any]:
     from truckctl.config.loader import load_stage
     from truckctl.lifecycle.run import env_secrets
 
+    project = target.project
     stage = load_stage(project, stage_name)
     result: dict[str, Any] = {"stage": stage_name, "local": local_lock.unlock(project, stage_name, force_local)}
     try:
-        transport = teamlock.transport(project, stage, target)
+        transport = teamlock.transport(target, stage)
     except TruckctlError as exc:
         result.update(cleared=result["local"]["cleared"], gateways=[],
                       message=f"this machine: {result['local']['message']}; the gateways were not reached ({exc})")
@@ -55,9 +55,9 @@ def unlock(project: Project, stage_name: str, target: str, confirm: Confirm, for
         raise TruckctlError([Problem("not-confirmed", f"the lock of {lock['description']} on {lock['gateway']} was "
                                      "not released: not confirmed (give --yes where there is no terminal)",
                                      lock["gateway"]) for lock in live], ExitCode.USAGE, result)
-    record = journal_module.Journal(project, stage_name, "unlock", target,
+    record = journal_module.Journal(project, stage_name, "unlock", target.kind.value,
                                     journal_module.Redactor(env_secrets(stage)))
-    holder = teamlock.this_holder(f"unlock {stage_name} --target {target}", record.run_id)
+    holder = teamlock.this_holder(f"unlock {stage_name} --target {target.kind.value}", record.run_id)
     record.event("lock-forced", "run", gateways=[lock["gateway"] for lock in held],
                  holders=[lock["holder"] for lock in held])
     summary = {"stage": stage_name, "forced": [{"gateway": lock["gateway"], "holder": lock["holder"]}

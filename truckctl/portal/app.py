@@ -28,8 +28,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from truckctl import __version__
-from truckctl.cli.output import envelope
+from truckctl.envelope import envelope
 from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.jsondoc import JsonObject
 from truckctl.portal.guard import Guard
 from truckctl.portal.hub import Hub
 from truckctl.portal.settings import PortalSettings
@@ -41,8 +42,8 @@ FIRST_POLL_WAIT_S = 15.0
 KEEPALIVE_S = 15.0
 
 
-def _envelope(command: str, stage: str | None, code: ExitCode, result: dict[str, Any],
-              problems: list[Problem]) -> dict[str, Any]:
+def _envelope(command: str, stage: str | None, code: ExitCode, result: JsonObject,
+              problems: list[Problem]) -> JsonObject:
     return envelope(command, stage, code, result, problems)
 
 
@@ -77,7 +78,7 @@ def create_app(project: Project, settings: PortalSettings, hub: Hub, history: Hi
     async def internal_error(_request: Request, _exc: Exception) -> JSONResponse:  # never a traceback
         return JSONResponse({"detail": "internal error (see the portal's log)"}, status_code=500)
 
-    async def latest() -> dict[str, Any] | None:
+    async def latest() -> JsonObject | None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(hub.ready().wait(), FIRST_POLL_WAIT_S)
         return hub.latest
@@ -116,11 +117,12 @@ def create_app(project: Project, settings: PortalSettings, hub: Hub, history: Hi
     async def runs(stage: Annotated[str | None, Query(max_length=40, description="Only this stage")] = None) -> Any:
         from truckctl.config.loader import check_stage_name
         from truckctl.lifecycle.history import all_runs
+        from truckctl.targets import for_kind
 
         try:
             if stage is not None:
                 check_stage_name(stage)
-            listed = await asyncio.to_thread(all_runs, project, stage, settings.target)
+            listed = await asyncio.to_thread(all_runs, for_kind(settings.target, project), stage)
         except TruckctlError as exc:
             return _error_response(exc, "runs", stage)
         return _envelope("runs", stage, ExitCode.OK, listed, [])
@@ -140,7 +142,7 @@ def create_app(project: Project, settings: PortalSettings, hub: Hub, history: Hi
         return _envelope("runs show", None, ExitCode.OK, shown, [])
 
     @api.get("/api/history", summary="Telemetry and heartbeat rates per truck over the last hour (the plots)")
-    async def rates() -> dict[str, Any]:
+    async def rates() -> JsonObject:
         from truckctl.portal.view import HISTORY_S
 
         return {"interval_s": settings.interval_s, "window_s": HISTORY_S, "samples": history.as_list()}

@@ -14,7 +14,8 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+
+from truckctl.jsondoc import JsonObject
 
 MAX_VIEWERS = 200  # event streams at once; more are refused (503) rather than slowing everyone down
 
@@ -23,9 +24,9 @@ MAX_VIEWERS = 200  # event streams at once; more are refused (503) rather than s
 class Hub:
     """Holds the latest snapshot and the viewers' queues; `run()` is the polling task."""
 
-    poll: Callable[[], dict[str, Any]]  # blocking (SSH probes, HTTP): run in a worker thread
+    poll: Callable[[], JsonObject]  # blocking (SSH probes, HTTP): run in a worker thread
     interval_s: float
-    latest: dict[str, Any] | None = None
+    latest: JsonObject | None = None
     latest_event: bytes = b""
     polls: int = 0
     _viewers: set[asyncio.Queue[bytes]] = field(default_factory=set)
@@ -40,7 +41,7 @@ class Hub:
             self._ready = asyncio.Event()
         return self._ready
 
-    def publish(self, snapshot: dict[str, Any]) -> None:
+    def publish(self, snapshot: JsonObject) -> None:
         self.latest = snapshot
         self.polls += 1
         self.latest_event = ("event: snapshot\ndata: " + json.dumps(snapshot, default=str, separators=(",", ":"))

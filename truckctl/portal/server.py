@@ -31,8 +31,9 @@ def build(project: Project, settings: PortalSettings, measure: StatusSource | No
     """The ASGI app and its hub; `measure` replaces the real status probe (tests: a fake prober)."""
     from truckctl.lifecycle.status import status
     from truckctl.portal.app import create_app
+    from truckctl.targets import for_kind
 
-    measure = measure or functools.partial(status, project, settings.stage, settings.target)
+    measure = measure or functools.partial(status, for_kind(settings.target, project), settings.stage)
     history = History(settings.interval_s)
     poll: Callable[[], dict[str, Any]] = functools.partial(
         snapshot, project, settings.stage, settings.target, measure, history, log.warning)

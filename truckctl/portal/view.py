@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.jsondoc import JsonObject
 from truckctl.lifecycle import journal
 from truckctl.lifecycle.history import merge
 from truckctl.lifecycle.journal import Redactor
@@ -44,12 +45,12 @@ DRIFT_ITEMS_SHOWN = 50
 HISTORY_S = 3600.0  # the plots cover the last hour at least
 OK, DEGRADED, DOWN, UNKNOWN = "ok", "degraded", "down", "unknown"
 
-StatusSource = Callable[[], dict[str, Any]]
+StatusSource = Callable[[], JsonObject]
 
 
 # ---- the stage of the day ----------------------------------------------------------------------
 
-def stage_header(project: Project, stage_name: str) -> tuple[dict[str, Any] | None, Stage | None, list[Problem]]:
+def stage_header(project: Project, stage_name: str) -> tuple[JsonObject | None, Stage | None, list[Problem]]:
     """Race and stage facts for the header, the stage model for the topology; problems if unloadable."""
     from truckctl.config.loader import load_stage
     from truckctl.lifecycle.configuration import stage_summary
@@ -74,7 +75,7 @@ def stage_of_the_day(project: Project, today: str | None = None) -> str | None:
 
 # ---- topology ----------------------------------------------------------------------------------
 
-def _node_state(row: dict[str, Any] | None) -> str:
+def _node_state(row: JsonObject | None) -> str:
     if row is None:
         return UNKNOWN
     if not row["reachable"]:
@@ -82,12 +83,12 @@ def _node_state(row: dict[str, Any] | None) -> str:
     return OK if row["healthy"] else DEGRADED
 
 
-def _stream_state(view: dict[str, Any] | None) -> str:
+def _stream_state(view: JsonObject | None) -> str:
     state = (view or {}).get("state", "unknown")
     return {"ok": OK, "stale": DOWN, "none": DOWN}.get(state, UNKNOWN)
 
 
-def topology(stage: Stage, status: dict[str, Any] | None) -> dict[str, Any]:
+def topology(stage: Stage, status: JsonObject | None) -> JsonObject:
     """The picture's data: the configuration's shape, coloured by what status measured."""
     trucks_seen = {t["name"]: t for t in (status or {}).get("trucks", [])}
     trucks = []
@@ -117,7 +118,7 @@ def topology(stage: Stage, status: dict[str, Any] | None) -> dict[str, Any]:
 
 # ---- problems ----------------------------------------------------------------------------------
 
-def problems(stage: Stage | None, status: dict[str, Any] | None, errors: list[Problem]) -> list[dict[str, Any]]:
+def problems(stage: Stage | None, status: JsonObject | None, errors: list[Problem]) -> list[JsonObject]:
     """Status's unhealthy items, each on its truck and node, and the alarms raised at the cloud side."""
     out = [{"truck": None, "node": None, "kind": "portal", "text": p.line()} for p in errors]
     if status is None:
@@ -146,7 +147,7 @@ def problems(stage: Stage | None, status: dict[str, Any] | None, errors: list[Pr
 
 # ---- journal-backed parts ----------------------------------------------------------------------
 
-def _summary(project: Project, run_id: str) -> dict[str, Any]:
+def _summary(project: Project, run_id: str) -> JsonObject:
     try:
         data = json.loads((journal.runs_dir(project) / run_id / "summary.json").read_text())
     except (OSError, ValueError):
@@ -154,7 +155,7 @@ def _summary(project: Project, run_id: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def drift_view(project: Project, runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+def drift_view(project: Project, runs: list[JsonObject]) -> JsonObject | None:
     """The last drift run and what it found (items without their diffs: those are on the run's page)."""
     last = next((r for r in runs if r["command"] == "drift"), None)
     if last is None:
@@ -169,7 +170,7 @@ def drift_view(project: Project, runs: list[dict[str, Any]]) -> dict[str, Any] |
             "items_total": len(items)}
 
 
-def plan_view(project: Project, runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+def plan_view(project: Project, runs: list[JsonObject]) -> JsonObject | None:
     """The cloud step of the newest run that recorded one (an `up`'s offline plan or apply)."""
     for run in runs:
         if run["command"] != "up":
@@ -183,7 +184,7 @@ def plan_view(project: Project, runs: list[dict[str, Any]]) -> dict[str, Any] | 
 
 # ---- rates and their history -------------------------------------------------------------------
 
-def counts(status: dict[str, Any] | None) -> dict[str, tuple[int | None, int | None]]:
+def counts(status: JsonObject | None) -> dict[str, tuple[int | None, int | None]]:
     """Per truck: (telemetry messages, heartbeats) counted so far at the cloud side (None: unknown)."""
     out: dict[str, tuple[int | None, int | None]] = {}
     for truck in (status or {}).get("trucks", []):
@@ -204,13 +205,13 @@ class History:
     """The last hour (at least) of per-truck rates, bounded: one sample per poll, oldest dropped."""
 
     interval_s: float
-    samples: deque[dict[str, Any]] = field(default_factory=deque)
+    samples: deque[JsonObject] = field(default_factory=deque)
     _last: tuple[float, dict[str, tuple[int | None, int | None]]] | None = None
 
     def __post_init__(self) -> None:
         self.samples = deque(maxlen=int(HISTORY_S / max(self.interval_s, 0.1)) + 60)
 
-    def add(self, at: float, status: dict[str, Any] | None) -> dict[str, Any]:
+    def add(self, at: float, status: JsonObject | None) -> JsonObject:
         now = counts(status)
         rates: dict[str, dict[str, float | None]] = {}
         for truck, (telemetry, beats) in now.items():
@@ -223,17 +224,17 @@ class History:
         self.samples.append(sample)
         return sample
 
-    def as_list(self) -> list[dict[str, Any]]:
+    def as_list(self) -> list[JsonObject]:
         return list(self.samples)
 
 
 # ---- one poll ----------------------------------------------------------------------------------
 
 def snapshot(project: Project, stage_name: str, target: str, measure: StatusSource, history: History,
-             log: Callable[[str], None] = lambda _line: None) -> dict[str, Any]:
+             log: Callable[[str], None] = lambda _line: None) -> JsonObject:
     """Measure once and assemble everything the page shows; never raises (a failure is shown instead)."""
     header, stage, errors = stage_header(project, stage_name)
-    status: dict[str, Any] | None = None
+    status: JsonObject | None = None
     code = ExitCode.INVALID_CONFIG if errors else ExitCode.ERROR
     if stage is not None:
         try:
@@ -244,7 +245,7 @@ def snapshot(project: Project, stage_name: str, target: str, measure: StatusSour
         except Exception as exc:  # a bug must not take the portal down, nor reach a viewer as a traceback
             log(f"status failed: {type(exc).__name__}")  # its text may quote a secret: the type only
             errors = [Problem("internal", "status could not be measured (an internal error: see the portal's log)")]
-    runs: list[dict[str, Any]] = []
+    runs: list[JsonObject] = []
     try:
         # every operator's runs: the local journal and those recorded on the gateways (read by status)
         runs = merge(journal.list_runs(project, stage_name if stage is not None else None),

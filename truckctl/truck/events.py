@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from truckctl.jsondoc import JsonObject
+
 Status = Literal["started", "ok", "changed", "failed", "unreachable", "skipped"]
 
 _OUTCOMES: dict[str, Status] = {
@@ -77,7 +79,7 @@ class TruckRunResult:
     def changed(self) -> int:
         return sum(h.changed for h in self.hosts.values())
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JsonObject:
         return {
             "status": self.status,
             "rc": self.rc,
@@ -117,7 +119,7 @@ def _as_lines(value: Any) -> str:
     return str(value)
 
 
-def _message(res: dict[str, Any]) -> str:
+def _message(res: JsonObject) -> str:
     text = res.get("msg") or res.get("stderr") or ""
     return str(text).strip().splitlines()[0][:300] if text else ""
 
@@ -133,7 +135,7 @@ class EventCollector:
     recap_seen: bool = False
     handler_tasks: set[str] = field(default_factory=set)
 
-    def __call__(self, event: dict[str, Any]) -> bool:
+    def __call__(self, event: JsonObject) -> bool:
         name = event.get("event", "")
         data = event.get("event_data") or {}
         if name == "playbook_on_stats":
@@ -146,7 +148,7 @@ class EventCollector:
             self._outcome(name, data)
         return True  # keep every event in the artifacts: they are the run's durable record
 
-    def _outcome(self, name: str, data: dict[str, Any]) -> None:
+    def _outcome(self, name: str, data: JsonObject) -> None:
         host, task, res = data.get("host", ""), _task(data), data.get("res") or {}
         self.hosts.setdefault(host, HostStats())
         status: Status = _OUTCOMES[name]
@@ -166,14 +168,14 @@ class EventCollector:
         self.on_event(event)
 
     @staticmethod
-    def _diffs(res: dict[str, Any]) -> str:
+    def _diffs(res: JsonObject) -> str:
         if "diff" in res:
             return render_diff(res["diff"])
         items = res.get("results") or []  # loops: one diff per changed item
         return "".join(render_diff(item["diff"]) for item in items
                        if isinstance(item, dict) and item.get("changed") and "diff" in item)
 
-    def _recap(self, data: dict[str, Any]) -> None:
+    def _recap(self, data: JsonObject) -> None:
         self.recap_seen = True
         keys = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable", "skipped": "skipped"}
         names = set().union(*(data.get(k) or {} for k in keys))
@@ -181,5 +183,5 @@ class EventCollector:
             self.hosts[host] = HostStats(**{attr: int((data.get(k) or {}).get(host, 0)) for k, attr in keys.items()})
 
 
-def _task(data: dict[str, Any]) -> str:
+def _task(data: JsonObject) -> str:
     return str(data.get("task") or data.get("task_action") or "")

@@ -6,9 +6,8 @@ are DNS labels); every value from the configuration is data (`inventory_yaml` ma
 
 from __future__ import annotations
 
-from typing import Any
-
 from truckctl.config.model import Stage, Truck
+from truckctl.jsondoc import JsonObject
 
 
 def group_name(name: str) -> str:
@@ -16,7 +15,7 @@ def group_name(name: str) -> str:
     return name.replace("-", "_")
 
 
-def truck_vars(stage: Stage, truck: Truck) -> dict[str, Any]:
+def truck_vars(stage: Stage, truck: Truck) -> JsonObject:
     gateway = stage.gateway(truck)
     return {
         "truck_name": truck.name,
@@ -29,7 +28,7 @@ def truck_vars(stage: Stage, truck: Truck) -> dict[str, Any]:
     }
 
 
-def stage_vars(stage: Stage) -> dict[str, Any]:
+def stage_vars(stage: Stage) -> JsonObject:
     return {
         "race_id": stage.race.id,
         "race_name": stage.race.name,
@@ -44,10 +43,10 @@ def stage_vars(stage: Stage) -> dict[str, Any]:
     }
 
 
-def render_inventory(stage: Stage) -> dict[str, Any]:
+def render_inventory(stage: Stage) -> JsonObject:
     """The inventory as Ansible's YAML inventory structure: truck groups, role groups, all vars."""
-    trucks: dict[str, Any] = {}
-    roles: dict[str, Any] = {
+    trucks: JsonObject = {}
+    roles: JsonObject = {
         group_name(name): {
             "hosts": {},
             "vars": {"role_name": name, "role_is_gateway": spec.gateway,

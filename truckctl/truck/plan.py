@@ -6,11 +6,13 @@ import copy
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from truckctl.cloud.outputs import CloudOutputs
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
+from truckctl.jsondoc import JsonObject
+from truckctl.target import TargetKind
 from truckctl.truck.inventory import render_inventory
 from truckctl.truck.vars import admin_vars, check_cloud_outputs, cloud_vars, secret_vars, target_vars
 
@@ -36,13 +38,13 @@ class RunPlan:
 
     project_dir: Path
     playbook: str
-    inventory: dict[str, Any]
-    extravars: dict[str, Any]
+    inventory: JsonObject
+    extravars: JsonObject
     limit: str | None
     check: bool
     forks: int
     hosts: list[str]
-    secret_vars: dict[str, Any] = field(repr=False)
+    secret_vars: JsonObject = field(repr=False)
 
     def cmdline(self, secrets_file: Path | None, extravars_file: Path | None = None) -> str:
         """ansible-playbook options. Check mode only works this way (not via extra vars). The extra vars
@@ -55,7 +57,7 @@ class RunPlan:
         return shlex.join(args)
 
 
-def connection_vars(connection: Connection) -> dict[str, Any]:
+def connection_vars(connection: Connection) -> JsonObject:
     """Inventory vars to reach the nodes the way truckctl's own SSH does (remote.py): no ssh_config (the
     user's or the system's), host keys checked against truckctl's known_hosts only, only the given key.
     Ansible's ssh plugin and Mitogen both split ansible_ssh_common_args with shlex, then ssh splits an
@@ -101,7 +103,7 @@ def resolve_limit(stage: Stage, limit: str | None) -> list[str]:
     return [limit]
 
 
-def build_plan(project_dir: Path, stage: Stage, cloud: CloudOutputs, connection: Connection, target: str,
+def build_plan(project_dir: Path, stage: Stage, cloud: CloudOutputs, connection: Connection, target: TargetKind | str,
                limit: str | None = None, check: bool = False, exclude: tuple[str, ...] = ()) -> RunPlan:
     """`exclude`: nodes to leave out (known unreachable); the run is then limited to the others."""
     check_cloud_outputs(stage, cloud, target)

@@ -21,9 +21,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from truckctl.errors import TruckctlError
+from truckctl.jsondoc import JsonObject
 from truckctl.private_file import write_private
 from truckctl.processes import RUN_TAG, alive, end_tagged
 from truckctl.truck.events import EventCollector, HostEvent, TruckRunResult
@@ -116,7 +116,7 @@ def run_plan(plan: RunPlan, settings: RunnerSettings, on_event: Callable[[HostEv
         secrets_file = (write_encrypted_vars(private_dir / "secrets.vault", plan.secret_vars, password)
                         if password else None)
         inventory, extravars = write_data_files(private_dir, plan)
-        kwargs: dict[str, Any] = dict(
+        kwargs: JsonObject = dict(
             private_data_dir=str(private_dir), project_dir=str(plan.project_dir),
             artifact_dir=str(settings.artifacts_dir), ident=ident, rotate_artifacts=settings.keep_artifacts,
             playbook=plan.playbook, inventory=str(inventory), limit=plan.limit,

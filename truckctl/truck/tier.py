@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.project import Project
+from truckctl.target import TargetKind, Tier
 
 if TYPE_CHECKING:
     from truckctl.cloud.outputs import CloudOutputs
@@ -20,10 +21,6 @@ if TYPE_CHECKING:
     from truckctl.truck.events import HostEvent, TruckRunResult
     from truckctl.truck.plan import Connection, RunPlan
 
-Target = Literal["lab", "aws"]
-Tier = Literal["cloud", "truck", "all"]
-TARGETS: tuple[str, ...] = ("lab", "aws")
-TIERS: tuple[str, ...] = ("cloud", "truck", "all")
 
 
 @dataclass(frozen=True)
@@ -31,8 +28,8 @@ class UpRequest:
     """What `truckctl up` was asked for; the truck tier gets it with the nodes the prechecks left out."""
 
     stage: str
-    target: str = "lab"  # the embedded default, as on the command line
-    tier: str = "all"
+    target: TargetKind = TargetKind.lab  # the embedded default, as on the command line
+    tier: Tier = Tier.all
     limit: str | None = None
     check: bool = False  # --check --diff: report what would change, change nothing
     exclude: tuple[str, ...] = ()  # nodes left out (found unreachable by the prechecks)

@@ -7,33 +7,32 @@ Split in two on purpose: `cloud_vars` may appear anywhere (command line, artifac
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from truckctl.cloud.outputs import CloudOutputs
 from truckctl.config.model import Stage
-from truckctl.errors import ExitCode, TruckctlError
+from truckctl.errors import TruckctlError
+from truckctl.jsondoc import JsonObject
+from truckctl.target import TargetKind, parse_kind
 
 # Where chronyd may not steer the clock and networkd must not take over the interfaces: the
 # lab's containers (no CAP_SYS_TIME, which must never be granted; SSH runs over the eth0 the lab
 # configured; no VLAN or WireGuard module in the kernel). Files are still rendered and checked.
-LAB_TARGET_VARS: dict[str, Any] = {
-    "truck_target": "lab",
+LAB_TARGET_VARS: JsonObject = {
+    "truck_target": TargetKind.lab.value,
     "time_clock_control": False,
     "network_activate": False,
 }
-AWS_TARGET_VARS: dict[str, Any] = {"truck_target": "aws"}
+AWS_TARGET_VARS: JsonObject = {"truck_target": TargetKind.aws.value}
 
 
-def target_vars(target: str) -> dict[str, Any]:
-    if target == "lab":
-        return dict(LAB_TARGET_VARS)
-    if target == "aws":
-        return dict(AWS_TARGET_VARS)
-    raise TruckctlError.single("unknown-target", f"expected target lab or aws, got {target!r}", "--target",
-                               ExitCode.USAGE)
+TARGET_VARS: dict[TargetKind, JsonObject] = {TargetKind.lab: LAB_TARGET_VARS, TargetKind.aws: AWS_TARGET_VARS}
 
 
-def admin_vars(private_key: Path | str) -> dict[str, Any]:
+def target_vars(target: TargetKind | str) -> JsonObject:
+    return dict(TARGET_VARS[parse_kind(target)])
+
+
+def admin_vars(private_key: Path | str) -> JsonObject:
     """The public half of truckctl's connection key: the live-state check keeps exactly it (and the
     account's configured ops key) in the connecting account's authorized keys. Without a readable
     `.pub` beside the key, that account's keys are left unchecked (never a lock-out)."""
@@ -59,7 +58,7 @@ def check_cloud_outputs(stage: Stage, cloud: CloudOutputs, target: str) -> None:
                                    f"{', '.join(missing)}", "CloudOutputs.trucks")
 
 
-def cloud_vars(stage: Stage, cloud: CloudOutputs) -> dict[str, Any]:
+def cloud_vars(stage: Stage, cloud: CloudOutputs) -> JsonObject:
     """The non-secret cloud values the telemetry and vpn roles need (for the stage's trucks only)."""
     return {
         "cloud_mqtt_host": cloud.mqtt_host,
@@ -80,7 +79,7 @@ def cloud_vars(stage: Stage, cloud: CloudOutputs) -> dict[str, Any]:
     }
 
 
-def secret_vars(stage: Stage, cloud: CloudOutputs) -> dict[str, Any]:
+def secret_vars(stage: Stage, cloud: CloudOutputs) -> JsonObject:
     """Values that must never be written in clear or appear in a log: the trucks' private keys."""
     return {"cloud_truck_keys": {t.name: cloud.trucks[t.name].private_key_pem.get_secret_value()
                                  for t in stage.trucks}}

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Any
 
+from truckctl.jsondoc import JsonObject
 from truckctl.private_file import write_private
 
 VAULT_PROMPT = r"Vault password:\s*?$"
@@ -23,7 +23,7 @@ def new_password() -> str:
     return secrets.token_urlsafe(32)
 
 
-def write_encrypted_vars(path: Path, values: dict[str, Any], password: str) -> Path:
+def write_encrypted_vars(path: Path, values: JsonObject, password: str) -> Path:
     """Write `values` as a vault-encrypted vars file (mode 0600) for `-e @path`."""
     from ansible.constants import DEFAULT_VAULT_ID_MATCH
     from ansible.parsing.vault import VaultLib, VaultSecret

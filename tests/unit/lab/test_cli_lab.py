@@ -50,3 +50,24 @@ def test_lab_help_lists_the_three_commands() -> None:
     assert result.exit_code == 0
     for command in ("up", "down", "status"):
         assert f" {command} " in result.output
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["lab", "fault", "cable", "truck-a", "extra"], "`lab fault cable` takes one target"),
+    (["lab", "fault", "list", "truck-a"], "`lab fault list` takes no target"),
+    (["lab", "fault", "unplug"], "no drill 'unplug' (drills: cable, cloud-block, revoke-cert,"),
+    (["lab", "fault", "clear", "unplug"], "no drill 'unplug'"),
+])
+def test_lab_fault_usage_errors_are_one_line_and_need_no_lab(example_project: Path, argv: list[str],
+                                                            message: str) -> None:
+    result = CliRunner().invoke(app, ["-C", str(example_project), *argv, "--json"])
+    document = json.loads(result.output)
+    assert result.exit_code == 2 and document["exit_code"] == 2 and document["command"] == " ".join(argv[:3])
+    [error] = document["errors"]
+    assert error["message"].startswith(message) and "\n" not in error["message"]
+
+
+def test_lab_fault_without_a_lab_says_so(example_project: Path) -> None:
+    result = CliRunner().invoke(app, ["-C", str(example_project), "lab", "fault", "cable", "truck-a", "--json"])
+    document = json.loads(result.output)
+    assert result.exit_code == 1 and document["errors"][0]["code"] in ("lab-not-up", "lab-needs-root")

@@ -24,5 +24,5 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
 def gateway_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> GatewayDirs:
     """Every run's team lock and shared history go to the real node script on directories here."""
     dirs = GatewayDirs(tmp_path / "gateways")
-    monkeypatch.setattr(teamlock, "transport", lambda project, stage, target: dirs)
+    monkeypatch.setattr(teamlock, "transport", lambda target, stage: dirs)
     return dirs

@@ -22,7 +22,9 @@ from truckctl.lifecycle import lock as lock_module
 from truckctl.lifecycle.journal import list_runs
 from truckctl.lifecycle.lock import lock_path, read_holder
 from truckctl.lifecycle.run import finish_run, locked_run
+from truckctl.lifecycle.steps import StepResult
 from truckctl.project import Project
+from truckctl.targets.lab import LabTarget
 
 FULL = Path("/dev/full")  # every write to it fails with ENOSPC
 RUN_ID = "20270508T060000Z-stage-1-up-0001"
@@ -44,7 +46,8 @@ def test_a_journal_that_cannot_start_stops_the_run_before_anything(project: Proj
     run_dir(project).mkdir(parents=True)
     (run_dir(project) / "summary.json.tmp").symlink_to(FULL)
     ran: list[str] = []
-    with pytest.raises(TruckctlError) as caught, locked_run(project, load_stage(project, "stage-1"), "up", "lab"):
+    stage = load_stage(project, "stage-1")
+    with pytest.raises(TruckctlError) as caught, locked_run(project, stage, "up", LabTarget(project)):
         ran.append("body")
     assert ran == []
     problem = caught.value.problems[0]
@@ -68,13 +71,13 @@ def test_a_lock_that_cannot_be_written_is_not_left_behind(project: Project, monk
 
 def test_a_journal_that_fills_up_mid_run_keeps_what_it_has_and_fails_the_run(project: Project) -> None:
     stage = load_stage(project, "stage-1")
-    with pytest.raises(TruckctlError) as caught, locked_run(project, stage, "up", "lab") as run:
-        run.step("prechecks", lambda: {"ok": True})
+    with pytest.raises(TruckctlError) as caught, locked_run(project, stage, "up", LabTarget(project)) as run:
+        run.step("prechecks", lambda: StepResult({"ok": True}))
         events = run_dir(project) / "events.jsonl"
         whole = events.read_text()
         events.rename(events.with_name("events.before"))
         events.symlink_to(FULL)  # the disk is full from here on
-        run.step("truck", lambda: {"_changed": 3})
+        run.step("truck", lambda: StepResult({}, changed=3))
         assert run.journal.write_error is not None and "No space left on device" in run.journal.write_error
         finish_run(run, ExitCode.OK, {"stage": "stage-1"})
     error = caught.value

@@ -16,22 +16,28 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import KEY_BODY, REPO, FakeConnection, make_cloud
+from tests.helpers import KEY_BODY, REPO, FakeConnection, FakeLabTarget, make_cloud
 from truckctl.cli.app import app
 from truckctl.cloud.engine import OperationResult
 from truckctl.cloud.outputs import CloudOutputs
+from truckctl.cloud.revoke import iot_client
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.lifecycle import down as core
 from truckctl.lifecycle.journal import list_runs, runs_dir, show_run
 from truckctl.lifecycle.lock import lock_path, stage_lock
+from truckctl.lifecycle.steps import StepRecord
 from truckctl.project import Project
+from truckctl.remote import Connection
+from truckctl.target import Target
+from truckctl.targets.aws import AwsTarget
+from truckctl.targets.lab import LabTarget
 from truckctl.truck.events import HostEvent, HostStats, TruckRunResult
 from truckctl.truck.plan import RunPlan
 
+LAB, AWS = LabTarget(Project(REPO)), AwsTarget(Project(REPO))  # confirm() asks them only for words
 NODES = ["truck-a-gw", "truck-a-hv1", "truck-a-hv2", "truck-b-gw", "truck-b-hv1", "truck-b-hv2"]
 BIN = Path(sys.executable).parent
-REAL_BACKENDS = core.Backends  # the fixture below swaps core.Backends for the CLI path
 
 
 def truck_result(unreachable: tuple[str, ...] = ()) -> TruckRunResult:
@@ -60,7 +66,7 @@ class StubbedIot:
 
         self.calls = calls
         self.regions: list[str] = []
-        self.client = core.Backends().iot_client(REGION)
+        self.client = iot_client(REGION)
         self.stubber = Stubber(self.client)
         self.stubber.activate()
         self.client.meta.events.register_first("before-parameter-build.iot", self._record)
@@ -122,7 +128,7 @@ class FakeEngine:
 
 
 class Fakes:
-    """Backends that record the order of calls; nothing real runs."""
+    """Fake targets and a fake truck run that record the order of calls; nothing real runs."""
 
     def __init__(self, stage: Stage) -> None:
         self.stage = stage
@@ -137,39 +143,58 @@ class Fakes:
         for truck in CERTIFICATES:
             self.iot.deactivates(truck)
 
-    def backends(self) -> core.Backends:
+    def run_plan(self, plan: RunPlan, settings: Any, on_event: Any, cancel: Any) -> TruckRunResult:
+        self.calls.append("truck")
+        self.plans.append(plan)
+        on_event(HostEvent("truck-a-gw", "Remove the truck's certificate and key from the gateway", "changed"))
+        return self.truck
+
+    def target(self, kind: str, project: Project) -> Target:
+        """The fake target of that kind: what the CLI's `for_kind` returns in these tests."""
         if not self.iot.pending:  # the test queued no IoT answer: both certificates are ACTIVE
             self.iot_deactivates_all()
+        if kind == "aws":
+            return FakeAwsTarget(project, self.calls, self.stage, self)
+        return FakeLab(project, self)
 
-        def run_truck(plan: RunPlan, project: Project, on_event: Any, cancel: Any) -> TruckRunResult:
-            self.calls.append("truck")
-            self.plans.append(plan)
-            on_event(HostEvent("truck-a-gw", "Remove the truck's certificate and key from the gateway", "changed"))
-            return self.truck
 
-        def revoke(project: Project, truck: str) -> dict[str, Any]:
-            self.calls.append(f"revoke {truck}")
-            return {"truck": truck, "revoked_serial": "abc", "replacement_serial": "def"}
+class FakeLab(FakeLabTarget):
+    def __init__(self, project: Project, fakes: Fakes) -> None:
+        super().__init__(project, lab_up=fakes.lab_up)
+        self.calls = fakes.calls
+        self.standin = {"trucks": {"truck-a": {"counts": {"telemetry": 812, "heartbeat": 300}},
+                                   "truck-b": {"counts": {"telemetry": 790, "heartbeat": 301}}}}
 
-        def lab_outputs(project: Project, stage: Stage) -> CloudOutputs | None:
-            return make_cloud(stage, alert_webhook_url="http://100.64.10.2:8080/alerts") if self.lab_up else None
+    def preflight(self) -> None:
+        self.calls.append("preflight lab")
 
-        return REAL_BACKENDS(
-            run_truck=run_truck, revoke=revoke,
-            engine=lambda project, stage, on_event: FakeEngine(self.calls, stage, self.fail_destroy),
-            preflight=lambda target: self.calls.append(f"preflight {target}"),
-            lab_outputs=lab_outputs,
-            standin_seen=lambda outputs: {"trucks": {"truck-a": {"counts": {"telemetry": 812, "heartbeat": 300}},
-                                                     "truck-b": {"counts": {"telemetry": 790, "heartbeat": 301}}}},
-            connection=lambda project, stage, target: FakeConnection(),
-            iot_client=self.iot.factory,
-        )
+    def cloud_outputs(self, stage: Stage) -> CloudOutputs:
+        super().cloud_outputs(stage)  # refuses when no lab is up
+        return make_cloud(stage, alert_webhook_url="http://100.64.10.2:8080/alerts")
+
+    def revoke_truck(self, truck: str) -> dict[str, Any]:
+        self.calls.append(f"revoke {truck}")
+        return {"truck": truck, "revoked_serial": "abc", "replacement_serial": "def"}
+
+
+class FakeAwsTarget(AwsTarget):
+    """The aws target with Pulumi faked (FakeEngine), a real boto3 IoT client answered by botocore's Stubber,
+    and SSH through FakeConnection."""
+
+    def __init__(self, project: Project, calls: list[str], stage: Stage, fakes: Fakes) -> None:
+        super().__init__(project, engine=lambda project_, stage_, on_event: FakeEngine(calls, stage_,
+                                                                                      fakes.fail_destroy),
+                         iot_client=fakes.iot.factory, require_pulumi=lambda: calls.append("preflight aws"))
+
+    def connection(self, stage: Stage) -> Connection:
+        return FakeConnection()  # type: ignore[return-value]
 
 
 @pytest.fixture
 def fakes(stage: Stage, monkeypatch: pytest.MonkeyPatch) -> Fakes:
     made = Fakes(stage)
-    monkeypatch.setattr(core, "Backends", made.backends)  # what the CLI path constructs
+    monkeypatch.setattr("truckctl.targets.for_kind", made.target)  # what the CLI path constructs
+    monkeypatch.setattr("truckctl.truck.runner.run_plan", made.run_plan)
     return made
 
 
@@ -178,8 +203,8 @@ REVOKED = ["certificates", "iot DescribeCertificate truck-a", "iot UpdateCertifi
 
 
 def run_down(project: Project, fakes: Fakes, target: str = "lab", delete_data: bool = False) -> dict[str, Any]:
-    return core.down(project, core.DownOptions("stage-1", target, delete_data), core.Confirmation(True, delete_data),
-                     backends=fakes.backends())
+    return core.down(fakes.target(target, project), core.DownOptions("stage-1", delete_data),
+                     core.Confirmation(True, delete_data))
 
 
 def nothing_changed(project: Project, fakes: Fakes) -> None:
@@ -196,14 +221,14 @@ def never_asked(prompt: str) -> str:
 
 def test_no_terminal_and_no_yes_is_refused_as_usage() -> None:
     with pytest.raises(TruckctlError) as caught:
-        core.confirm("stage-1", "lab", yes=False, delete_data=False, confirm_delete_data=None, interactive=False,
+        core.confirm("stage-1", LAB, yes=False, delete_data=False, confirm_delete_data=None, interactive=False,
                      ask=never_asked)
     assert caught.value.exit_code == ExitCode.USAGE
     assert "pass --yes" in str(caught.value) and "nothing was changed" in str(caught.value)
 
 
 def test_yes_confirms_without_a_prompt() -> None:
-    assert core.confirm("stage-1", "aws", yes=True, delete_data=False, confirm_delete_data=None, interactive=True,
+    assert core.confirm("stage-1", AWS, yes=True, delete_data=False, confirm_delete_data=None, interactive=True,
                         ask=never_asked) == core.Confirmation(True, False)
 
 
@@ -214,43 +239,43 @@ def test_on_a_terminal_the_stage_name_must_be_typed() -> None:
         prompts.append(prompt)
         return " stage-1 \n"
 
-    assert core.confirm("stage-1", "aws", yes=False, delete_data=False, confirm_delete_data=None, interactive=True,
+    assert core.confirm("stage-1", AWS, yes=False, delete_data=False, confirm_delete_data=None, interactive=True,
                         ask=ask) == core.Confirmation(True, False)
     assert "keeps the data lake" in prompts[0] and "Type the stage name" in prompts[0]
     with pytest.raises(TruckctlError) as caught:
-        core.confirm("stage-1", "aws", yes=False, delete_data=False, confirm_delete_data=None, interactive=True,
+        core.confirm("stage-1", AWS, yes=False, delete_data=False, confirm_delete_data=None, interactive=True,
                      ask=lambda prompt: "stage-2")
     assert caught.value.exit_code == ExitCode.ERROR and "nothing was changed" in str(caught.value)
 
 
 def test_delete_data_needs_the_name_typed_even_with_yes() -> None:
     prompts: list[str] = []
-    confirmation = core.confirm("stage-1", "aws", yes=True, delete_data=True, confirm_delete_data=None,
+    confirmation = core.confirm("stage-1", AWS, yes=True, delete_data=True, confirm_delete_data=None,
                                 interactive=True, ask=lambda prompt: prompts.append(prompt) or "stage-1")
     assert confirmation == core.Confirmation(True, True) and "DELETES the data lake" in prompts[0]
     with pytest.raises(TruckctlError) as caught:
-        core.confirm("stage-1", "aws", yes=True, delete_data=True, confirm_delete_data=None, interactive=False,
+        core.confirm("stage-1", AWS, yes=True, delete_data=True, confirm_delete_data=None, interactive=False,
                      ask=never_asked)
     assert caught.value.exit_code == ExitCode.USAGE and "--confirm-delete-data stage-1" in str(caught.value)
 
 
 def test_ci_deletes_data_only_with_the_stage_name_repeated() -> None:
-    assert core.confirm("stage-1", "aws", yes=True, delete_data=True, confirm_delete_data="stage-1",
+    assert core.confirm("stage-1", AWS, yes=True, delete_data=True, confirm_delete_data="stage-1",
                         interactive=False, ask=never_asked) == core.Confirmation(True, True)
     for wrong in ("stage-2", ""):
         with pytest.raises(TruckctlError) as caught:
-            core.confirm("stage-1", "aws", yes=True, delete_data=True, confirm_delete_data=wrong, interactive=False,
+            core.confirm("stage-1", AWS, yes=True, delete_data=True, confirm_delete_data=wrong, interactive=False,
                          ask=never_asked)
         assert caught.value.exit_code == ExitCode.USAGE
     with pytest.raises(TruckctlError, match="only goes with --delete-data"):
-        core.confirm("stage-1", "aws", yes=True, delete_data=False, confirm_delete_data="stage-1",
+        core.confirm("stage-1", AWS, yes=True, delete_data=False, confirm_delete_data="stage-1",
                      interactive=False, ask=never_asked)
 
 
 def test_core_refuses_an_unconfirmed_down_before_any_lock_or_journal(project: Project, fakes: Fakes) -> None:
     for confirmation, delete in ((core.Confirmation(False, False), False), (core.Confirmation(True, False), True)):
         with pytest.raises(TruckctlError) as caught:
-            core.down(project, core.DownOptions("stage-1", "lab", delete), confirmation, backends=fakes.backends())
+            core.down(fakes.target("lab", project), core.DownOptions("stage-1", delete), confirmation)
         assert caught.value.exit_code == ExitCode.USAGE
     nothing_changed(project, fakes)
 
@@ -319,14 +344,12 @@ def test_no_secret_reaches_the_journal(project: Project, fakes: Fakes) -> None:
 
 
 def test_a_missing_pulumi_cli_stops_aws_before_any_node_is_touched(project: Project, fakes: Fakes) -> None:
-    backends = fakes.backends()
-
-    def no_pulumi(target: str) -> None:
+    def no_pulumi() -> None:
         raise TruckctlError.single("pulumi-missing", "the aws target needs the Pulumi CLI")
 
-    backends.preflight = no_pulumi
+    target = AwsTarget(project, require_pulumi=no_pulumi)
     with pytest.raises(TruckctlError, match="Pulumi CLI"):
-        core.down(project, core.DownOptions("stage-1", "aws"), core.Confirmation(True), backends=backends)
+        core.down(target, core.DownOptions("stage-1"), core.Confirmation(True))
     nothing_changed(project, fakes)
 
 
@@ -502,9 +525,12 @@ def test_a_finished_down_or_another_command_is_not_resumed(project: Project, fak
 def test_resume_redoes_a_destroy_that_kept_the_data_when_deletion_is_now_asked() -> None:
     steps = {"truck": {"status": "ok"}, "revoke": {"status": "ok"},
              "cloud": {"status": "ok", "summary_delete_data": False}}
-    assert core.steps_done(steps, delete_data=False) == {"truck", "revoke", "cloud"}
-    assert core.steps_done(steps, delete_data=True) == {"truck", "revoke"}
-    assert core.steps_done({"truck": {"status": "running"}, "revoke": {"status": "failed"}}, False) == set()
+    records = core.step_records(steps)
+    assert records["cloud"] == StepRecord("ok", 0, delete_data=False)  # a typed record, read once
+    assert core.steps_done(records, delete_data=False) == {"truck", "revoke", "cloud"}
+    assert core.steps_done(records, delete_data=True) == {"truck", "revoke"}
+    assert core.steps_done(core.step_records({"truck": {"status": "running"}, "revoke": {"status": "failed"},
+                                              "cloud": "not a record"}), False) == set()
 
 
 # ---- the playbook ----------------------------------------------------------------------------

@@ -9,17 +9,17 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import REPO, FakeConnection, make_cloud
+from tests.helpers import REPO, FakeLabTarget
 from tests.unit.lifecycle.fakes import truck_result
 from truckctl.cli.app import app
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.lifecycle import drift as drift_module
-from truckctl.lifecycle import targets
 from truckctl.lifecycle.drift import DriftHooks, DriftOptions, drift
 from truckctl.lifecycle.journal import list_runs, show_run
 from truckctl.lifecycle.report import drift_markdown
 from truckctl.project import Project
+from truckctl.targets import for_kind
 from truckctl.truck.events import Change, TruckRunResult
 
 SSHD_DIFF = "--- before\n+++ after\n-PasswordAuthentication yes\n+PasswordAuthentication no\n"
@@ -28,7 +28,7 @@ SSHD_DIFF = "--- before\n+++ after\n-PasswordAuthentication yes\n+PasswordAuthen
 
 
 @pytest.fixture
-def nodes(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def nodes(monkeypatch: pytest.MonkeyPatch, project: Project) -> dict[str, Any]:
     """A node whose sshd config was edited by hand: check mode sees it until a real run fixes it."""
     state: dict[str, Any] = {"drifted": True, "runs": [], "unreachable": False}
 
@@ -40,8 +40,9 @@ def nodes(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return truck_result(plan.check, changes, state["unreachable"])
 
     monkeypatch.setattr("truckctl.truck.runner.run_plan", run_plan)
-    monkeypatch.setattr(targets, "connection", lambda project, stage, target: FakeConnection())
-    monkeypatch.setattr(targets, "cloud_outputs", lambda project, stage, target: make_cloud(stage))
+    target = FakeLabTarget(project)
+    monkeypatch.setattr("truckctl.targets.for_kind", lambda kind, project_: target)  # the CLI's choice
+    state["target"] = target
     sent: list[tuple[str, str]] = []
     monkeypatch.setattr("truckctl.lifecycle.run.notify",
                         lambda channels, stage, kind, message, **details: sent.append((kind, message)) or [])
@@ -50,7 +51,7 @@ def nodes(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
 
 def test_drift_found_exits_3_with_the_diff_and_notifies(project: Project, nodes: dict[str, Any]) -> None:
-    found, code = drift(project, DriftOptions("stage-1"))
+    found, code = drift(nodes["target"], DriftOptions("stage-1"))
     assert code == ExitCode.CHANGES and nodes["runs"] == ["check"]
     assert found["drift"] is True and found["fixed"] is False
     assert found["items"] == [{"tier": "truck", "node": "truck-a-gw", "kind": "task", "item": "Configure sshd",
@@ -62,7 +63,7 @@ def test_drift_found_exits_3_with_the_diff_and_notifies(project: Project, nodes:
 
 
 def test_fix_applies_and_rechecks_clean(project: Project, nodes: dict[str, Any]) -> None:
-    found, code = drift(project, DriftOptions("stage-1", fix=True))
+    found, code = drift(nodes["target"], DriftOptions("stage-1", fix=True))
     assert code == ExitCode.OK and found["fixed"] is True
     assert nodes["runs"] == ["check", "apply", "check"]
     assert found["after"]["drift"] is False
@@ -70,13 +71,13 @@ def test_fix_applies_and_rechecks_clean(project: Project, nodes: dict[str, Any])
 
 def test_clean_environment_exits_0_without_notifying(project: Project, nodes: dict[str, Any]) -> None:
     nodes["drifted"] = False
-    found, code = drift(project, DriftOptions("stage-1", fix=True))
+    found, code = drift(nodes["target"], DriftOptions("stage-1", fix=True))
     assert code == ExitCode.OK and found["drift"] is False and nodes["runs"] == ["check"]
     assert nodes["notifications"] == []
 
 
 def test_unconfirmed_fix_changes_nothing(project: Project, nodes: dict[str, Any]) -> None:
-    found, code = drift(project, DriftOptions("stage-1", fix=True), DriftHooks(confirm=lambda drift: False))
+    found, code = drift(nodes["target"], DriftOptions("stage-1", fix=True), DriftHooks(confirm=lambda drift: False))
     assert code == ExitCode.CHANGES and nodes["runs"] == ["check"]
     assert "not applied" in found["fix"]
 
@@ -84,7 +85,7 @@ def test_unconfirmed_fix_changes_nothing(project: Project, nodes: dict[str, Any]
 def test_unreachable_node_is_an_error_not_a_clean_result(project: Project, nodes: dict[str, Any]) -> None:
     nodes["unreachable"] = True
     with pytest.raises(TruckctlError) as caught:
-        drift(project, DriftOptions("stage-1"))
+        drift(nodes["target"], DriftOptions("stage-1"))
     assert caught.value.exit_code == ExitCode.ERROR
     assert caught.value.problems[0].location == "truck-a-hv1"
     assert list_runs(project)[0]["failed_step"] == "check-truck"
@@ -173,7 +174,7 @@ def test_markdown_shows_a_hostile_diff_as_escapes() -> None:
     assert all(char.isprintable() or char == "\n" for char in shown), repr(shown)
 
 
-def test_drift_module_refuses_unknown_target(project: Project) -> None:
+def test_an_unknown_target_is_refused_as_usage(project: Project) -> None:
     with pytest.raises(TruckctlError) as caught:
-        drift_module.drift(project, DriftOptions("stage-1", target="gcp"))
-    assert caught.value.exit_code == ExitCode.USAGE
+        for_kind("gcp", project)
+    assert caught.value.exit_code == ExitCode.USAGE and "lab or aws" in caught.value.problems[0].message

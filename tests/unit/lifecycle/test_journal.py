@@ -11,6 +11,7 @@ from tests.keys import throwaway_private_key
 from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.lifecycle import journal as journal_module
 from truckctl.lifecycle.journal import Journal, Redactor, list_runs, show_run
+from truckctl.lifecycle.steps import StepRecord, StepResult, StepSummary
 from truckctl.project import Project
 
 PEM = throwaway_private_key()
@@ -21,6 +22,23 @@ PEM_BODY = PEM.splitlines()[1]
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.delenv("TRUCKCTL_STATE_DIR", raising=False)
     return Project(tmp_path)
+
+
+def test_a_typed_step_result_is_journaled_in_one_place_and_read_back_typed(project: Project) -> None:
+    """Status, changes and the summary's facts go to summary.json as they always did (older runs stay
+    readable); a resuming `down` reads them back as a StepRecord, never by a dict key of its own."""
+    journal = Journal(project, "stage-1", "down", "aws")
+    journal.step_start("cloud")
+    journal.step_done("cloud", StepResult({"destroyed": True}, "ok", 60, StepSummary(delete_data=True)))
+    journal.step_start("truck")
+    journal.step_done("truck", StepResult({}, "failed", 2, StepSummary(not_down=("truck-a-gw",))))
+    journal.finish(ExitCode.ERROR, [])
+    steps = show_run(project, journal.run_id)["summary"]["steps"]
+    assert steps["cloud"]["summary_delete_data"] is True and steps["cloud"]["changed"] == 60
+    assert steps["truck"]["summary_not_down"] == ["truck-a-gw"] and steps["truck"]["status"] == "failed"
+    assert "destroyed" not in steps["cloud"]  # the detail is the command's result, not the journal's
+    assert StepRecord.read(steps["cloud"]) == StepRecord("ok", 60, delete_data=True)
+    assert StepRecord.read(steps["truck"]) == StepRecord("failed", 2, delete_data=None)
 
 
 def test_run_records_steps_and_outcome(project: Project) -> None:

@@ -22,18 +22,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 from typer.testing import CliRunner
 
-from tests.helpers import REPO, FakeConnection, make_cloud
+from tests.helpers import REPO, FakeLabTarget
 from tests.unit.lifecycle.fakes import truck_result
 from truckctl.cli.app import app
 from truckctl.config.loader import load_stage
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
-from truckctl.lifecycle import targets
 from truckctl.lifecycle.journal import REDACTED, Redactor, list_runs, runs_dir
 from truckctl.lifecycle.notify import Channel, channels, deliver, notify
 from truckctl.lifecycle.run import locked_run
 from truckctl.lifecycle.webhttp import BadUrl, parse_url, secret_parts
 from truckctl.project import Project
+from truckctl.targets.lab import LabTarget
 from truckctl.truck.events import Change, TruckRunResult
 
 TOKEN = "T0KEN-s3cr3t-9f8e7d6c5b4a"
@@ -219,8 +219,7 @@ def fake_trucks(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
                              state["unreachable"])
 
     monkeypatch.setattr("truckctl.truck.runner.run_plan", run_plan)
-    monkeypatch.setattr(targets, "connection", lambda project, stage, target: FakeConnection())
-    monkeypatch.setattr(targets, "cloud_outputs", lambda project, stage, target: make_cloud(stage))
+    monkeypatch.setattr("truckctl.targets.for_kind", lambda kind, project: FakeLabTarget(project))
     return state
 
 
@@ -297,7 +296,7 @@ def test_a_short_webhook_path_is_never_printed(project: Project, fake_trucks: di
 
 
 def test_a_bug_in_a_step_still_closes_the_journal_without_its_text(project: Project, stage: Stage) -> None:
-    with pytest.raises(TruckctlError) as caught, locked_run(project, stage, "up", "lab") as run:
+    with pytest.raises(TruckctlError) as caught, locked_run(project, stage, "up", LabTarget(project)) as run:
         run.step("cloud", lambda: {"x": 1 / 0})
     assert caught.value.problems[0].code == "internal-error" and "ZeroDivisionError" in str(caught.value)
     assert list_runs(project, "stage-1")[0]["status"] == "failed"
@@ -324,7 +323,7 @@ def test_any_text_as_webhook_keeps_the_run_whole(text: str, monkeypatch: pytest.
         monkeypatch.setenv("TRUCKCTL_ALERT_WEBHOOK", url)
         project = Project(REPO)
         stage = load_stage(project, "stage-1")
-        with pytest.raises(TruckctlError) as caught, locked_run(project, stage, "up", "lab"):
+        with pytest.raises(TruckctlError) as caught, locked_run(project, stage, "up", LabTarget(project)):
             raise TruckctlError.single("step-failed", "the step failed")
         assert caught.value.problems[0].code == "step-failed" and caught.value.exit_code == ExitCode.ERROR
         notifications = caught.value.result["notifications"]

@@ -8,10 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO
 from truckctl.config.model import Stage
 from truckctl.lifecycle import arp, prechecks
 from truckctl.lifecycle.prechecks import NodeProbe, clock_problems, ssh_problems
+from truckctl.project import Project
 from truckctl.remote import Connection, explain_ssh_failure, ssh_argv
+from truckctl.targets import aws
+from truckctl.targets.aws import AwsTarget
+from truckctl.targets.lab import LabTarget
 
 
 def test_ssh_argv_keeps_host_key_checking_on(tmp_path: Path) -> None:
@@ -40,11 +45,14 @@ def test_unreachable_and_skewed_nodes_are_reported() -> None:
     assert len(clock) == 1 and "+7.50 s" in clock[0].message and clock[0].location == "truck-a-hv1"
 
 
-def test_missing_pulumi_is_a_precheck_problem(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(prechecks.shutil, "which", lambda name: None if name == "pulumi" else "/usr/bin/" + name)
-    problems = prechecks.check_tools("aws")
+def test_missing_pulumi_is_a_precheck_problem(stage: Stage, monkeypatch: pytest.MonkeyPatch) -> None:
+    which = lambda name: None if name == "pulumi" else "/usr/bin/" + name  # noqa: E731
+    monkeypatch.setattr(prechecks.shutil, "which", which)
+    monkeypatch.setattr(aws.shutil, "which", which)
+    problems = AwsTarget(Project(REPO)).prechecks(stage)["tools"]
     assert any("pulumi CLI is not on PATH" in p.message for p in problems)
-    assert not any("pulumi" in p.message for p in prechecks.check_tools("lab"))
+    assert not any("pulumi" in p.message for p in prechecks.check_tools())
+    assert LabTarget(Project(REPO)).prechecks(stage) == {}
 
 
 def test_aws_access_names_missing_secret(stage: Stage, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,7 +60,7 @@ def test_aws_access_names_missing_secret(stage: Stage, monkeypatch: pytest.Monke
                  "PULUMI_CONFIG_PASSPHRASE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", "/nonexistent")
-    codes = [p.code for p in prechecks.check_aws_access(stage)]
+    codes = [p.code for p in aws.check_aws_access(stage)]
     assert codes == ["aws-credentials", "secret-missing"]
 
 

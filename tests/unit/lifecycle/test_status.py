@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import KEY_BODY, FakeConnection, make_cloud
+from tests.helpers import KEY_BODY, REPO, FakeConnection, FakeLabTarget, make_cloud
 from truckctl.cli import cmd_status
 from truckctl.cli.app import app
 from truckctl.cli.dispatch import Outcome
@@ -20,10 +20,12 @@ from truckctl.cli.output import Env
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.lifecycle import status as st
-from truckctl.lifecycle import targets
 from truckctl.lifecycle.journal import Journal
 from truckctl.lifecycle.lock import stage_lock
 from truckctl.project import Project
+from truckctl.target import public_outputs
+from truckctl.targets import for_kind
+from truckctl.targets.aws import CLOUDSIDE_NOTE, AwsTarget
 from truckctl.text import hidden
 
 NODES = ["truck-a-gw", "truck-a-hv1", "truck-a-hv2", "truck-b-gw", "truck-b-hv1", "truck-b-hv2"]
@@ -54,7 +56,7 @@ def lab_side(document: dict[str, Any] | None) -> st.CloudSide:
 
 def assemble(stage: Stage, probes: list[st.NodeProbe] | None, cloud: st.CloudSide, target: str = "lab",
              note: str | None = None) -> dict[str, Any]:
-    return st.assemble(stage, target, st.node_targets(stage), probes, note, cloud)
+    return st.assemble(stage, for_kind(target, Project(REPO)), st.node_targets(stage), probes, note, cloud)
 
 
 # ---- what gets probed ------------------------------------------------------------------------
@@ -146,11 +148,11 @@ def test_no_connection_is_said_once_and_every_node_is_not_probed(stage: Stage) -
 
 def test_on_aws_the_cloud_side_is_said_to_be_unavailable_not_faked(stage: Stage) -> None:
     cloud = st.CloudSide({"state": "unknown", "note": "the stack's outputs cannot be read"}, None,
-                         st.AWS_CLOUDSIDE_NOTE)
+                         CLOUDSIDE_NOTE)
     document = assemble(stage, healthy_probes(st.node_targets(stage), None), cloud, target="aws")
     assert document["healthy"] is True  # what cannot be measured is not reported as broken...
-    assert document["cloud"]["last_seen_note"] == st.AWS_CLOUDSIDE_NOTE  # ...but said plainly
-    assert "CloudWatch" in st.AWS_CLOUDSIDE_NOTE and "pulumi CLI" in st.AWS_CLOUDSIDE_NOTE
+    assert document["cloud"]["last_seen_note"] == CLOUDSIDE_NOTE  # ...but said plainly
+    assert "CloudWatch" in CLOUDSIDE_NOTE and "pulumi CLI" in CLOUDSIDE_NOTE
     assert all(t["telemetry"]["state"] == "unknown" and t["telemetry"]["last_seen"] is None
                for t in document["trucks"])
 
@@ -158,13 +160,13 @@ def test_on_aws_the_cloud_side_is_said_to_be_unavailable_not_faked(stage: Stage)
 def test_aws_tier_without_the_pulumi_cli_is_unknown_with_the_reason(project: Project, stage: Stage,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
-    side = st.read_cloud(project, stage, "aws")
+    side = AwsTarget(project).read_cloud(stage)
     assert side.tier["state"] == "unknown" and "Pulumi CLI" in side.tier["note"]
-    assert side.seen is None and side.note == st.AWS_CLOUDSIDE_NOTE
+    assert side.seen is None and side.note == CLOUDSIDE_NOTE
 
 
 def test_public_outputs_carry_no_private_key(stage: Stage) -> None:
-    text = json.dumps(st.public_outputs(make_cloud(stage)))
+    text = json.dumps(public_outputs(make_cloud(stage), receiver=None))
     assert all(body not in text for body in KEY_BODY.values())
     assert "PRIVATE" not in text and "100.64.10.2:8883" in text
 
@@ -173,7 +175,6 @@ def test_public_outputs_carry_no_private_key(stage: Stage) -> None:
 
 def test_status_shows_lock_last_run_and_the_newest_drift_result(project: Project, stage: Stage,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(targets, "connection", lambda project_, stage_, target: FakeConnection())
     older = Journal(project, "stage-1", "drift", "lab", run_id="20270508T080000Z-stage-1-drift-0001")
     older.finish(ExitCode.OK, [], {"drift": False})
     drift = Journal(project, "stage-1", "drift", "lab", run_id="20270508T090000Z-stage-1-drift-0002")
@@ -181,8 +182,8 @@ def test_status_shows_lock_last_run_and_the_newest_drift_result(project: Project
     up = Journal(project, "stage-1", "up", "lab", run_id="20270508T100000Z-stage-1-up-0003")
     up.finish(ExitCode.OK, [], {})
     with stage_lock(project, "stage-1", "up stage-1 --target lab"):
-        document = st.status(project, "stage-1", "lab", prober=healthy_probes,
-                             cloud_reader=lambda p, s, t: lab_side(seen()))
+        document = st.status(FakeLabTarget(project), "stage-1", prober=healthy_probes,
+                             cloud_reader=lambda s: lab_side(seen()))
     assert document["lock"]["command"] == "up stage-1 --target lab" and document["lock"]["stale"] is False
     assert document["last_run"]["run_id"] == up.run_id and document["last_run"]["status"] == "ok"
     assert document["drift"] == {"run_id": drift.run_id, "started": drift.started, "status": "changes",
@@ -196,11 +197,10 @@ def test_status_shows_lock_last_run_and_the_newest_drift_result(project: Project
 
 def test_drift_fixed_by_the_last_check_is_not_known_drift(project: Project, stage: Stage,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(targets, "connection", lambda project_, stage_, target: FakeConnection())
     fixed = Journal(project, "stage-1", "drift", "lab", run_id="20270508T090000Z-stage-1-drift-0002")
     fixed.finish(ExitCode.OK, [], {"drift": True, "fixed": True})
-    document = st.status(project, "stage-1", "lab", prober=healthy_probes,
-                         cloud_reader=lambda p, s, t: lab_side(seen()))
+    document = st.status(FakeLabTarget(project), "stage-1", prober=healthy_probes,
+                         cloud_reader=lambda s: lab_side(seen()))
     assert document["drift"]["drift"] is False
     assert document["healthy"] is True and document["verdict"] == "HEALTHY"
 
@@ -212,21 +212,22 @@ def test_no_drift_run_yet(project: Project) -> None:
 # ---- the command -----------------------------------------------------------------------------
 
 @pytest.fixture
-def fake_sources(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    state: dict[str, Any] = {"seen": seen()}
-    monkeypatch.setattr(targets, "connection", lambda project_, stage_, target: FakeConnection())
+def fake_sources(monkeypatch: pytest.MonkeyPatch, project: Project) -> FakeLabTarget:
+    """The CLI's target is the fake one: its stand-in answers `standin`, every node answers healthy."""
+    target = FakeLabTarget(project)
+    target.standin = seen()
+    monkeypatch.setattr("truckctl.targets.for_kind", lambda kind, project_: target)
     monkeypatch.setattr(st, "probe_nodes", healthy_probes)
-    monkeypatch.setattr(st, "read_cloud", lambda project_, stage_, target: lab_side(state["seen"]))
-    return state
+    return target
 
 
-def test_cli_exit_0_when_healthy_and_1_when_something_is_stale(project: Project, fake_sources: dict[str, Any]
+def test_cli_exit_0_when_healthy_and_1_when_something_is_stale(project: Project, fake_sources: FakeLabTarget
                                                                ) -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["status", "stage-1", "--json"])
     document = json.loads(result.stdout)
     assert result.exit_code == 0 and document["ok"] is True and document["result"]["healthy"] is True
-    fake_sources["seen"] = seen(age=60.0)
+    fake_sources.standin = seen(age=60.0)
     result = runner.invoke(app, ["status", "stage-1", "--json"])
     document = json.loads(result.stdout)
     assert result.exit_code == 1 and document["exit_code"] == 1 and document["ok"] is False
@@ -240,7 +241,7 @@ def test_cli_exit_0_when_healthy_and_1_when_something_is_stale(project: Project,
     assert "\x1b[" not in result.stdout
 
 
-def test_watch_with_json_is_a_usage_error(project: Project, fake_sources: dict[str, Any]) -> None:
+def test_watch_with_json_is_a_usage_error(project: Project, fake_sources: FakeLabTarget) -> None:
     result = CliRunner().invoke(app, ["status", "stage-1", "--watch", "--json"])
     assert result.exit_code == 2
     document = json.loads(result.stdout)  # still exactly one JSON document

@@ -16,17 +16,18 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import REPO, FakeConnection
+from tests.helpers import REPO, FakeLabTarget
 from tests.unit.lifecycle.fakes import GatewayDirs
 from tests.unit.lifecycle.test_status import healthy_probes, lab_side, seen
 from truckctl.cli.app import app
 from truckctl.config.loader import load_stage
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.lifecycle import status as st
-from truckctl.lifecycle import targets, teamlock
+from truckctl.lifecycle import teamlock
 from truckctl.lifecycle.history import all_runs
 from truckctl.lifecycle.journal import list_runs, show_run
 from truckctl.lifecycle.run import finish_run, locked_run
+from truckctl.lifecycle.steps import StepResult
 from truckctl.lifecycle.unlock import unlock
 from truckctl.project import Project
 
@@ -41,8 +42,8 @@ def machine(monkeypatch: pytest.MonkeyPatch, state: Path) -> Iterator[Project]:
 
 def one_run(project: Project, command: str = "up") -> str:
     stage = load_stage(project, "stage-1")
-    with locked_run(project, stage, command, "lab") as run:
-        run.step("prechecks", lambda: {"ok": True})
+    with locked_run(project, stage, command, FakeLabTarget(project)) as run:
+        run.step("prechecks", lambda: StepResult({"ok": True}))
         finish_run(run, ExitCode.OK, {"stage": "stage-1"})
         return run.journal.run_id
 
@@ -50,11 +51,11 @@ def one_run(project: Project, command: str = "up") -> str:
 def test_a_run_holds_the_lock_on_every_gateway_records_itself_there_and_releases(
         project: Project, gateway_dirs: GatewayDirs) -> None:
     stage = load_stage(project, "stage-1")
-    with locked_run(project, stage, "up", "lab") as run:
+    with locked_run(project, stage, "up", FakeLabTarget(project)) as run:
         assert run.team is None  # the lab step reaches no truck: no team lock yet
-        run.step("lab", lambda: {})
+        run.step("lab", lambda: StepResult({}))
         assert run.team is None
-        run.step("prechecks", lambda: {})
+        run.step("prechecks", lambda: StepResult({}))
         assert run.team is not None and [g.node for g in run.team.held] == ["truck-a-gw", "truck-b-gw"]
         for node in ("truck-a-gw", "truck-b-gw"):
             holder = json.loads((gateway_dirs.dir(node) / "locks" / "stage-1" / "holder.json").read_text())
@@ -72,11 +73,11 @@ def test_a_run_holds_the_lock_on_every_gateway_records_itself_there_and_releases
 def test_a_second_machine_gets_exit_4_naming_host_user_and_run_and_proceeds_after(
         project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     stage = load_stage(project, "stage-1")
-    with locked_run(project, stage, "up", "lab") as run:
-        run.step("prechecks", lambda: {})
+    with locked_run(project, stage, "up", FakeLabTarget(project)) as run:
+        run.step("prechecks", lambda: StepResult({}))
         with machine(monkeypatch, tmp_path / "ci") as ci, pytest.raises(TruckctlError) as caught, \
-                locked_run(ci, stage, "drift", "lab") as other:
-            other.step("check", lambda: {})
+                locked_run(ci, stage, "drift", FakeLabTarget(ci)) as other:
+            other.step("check", lambda: StepResult({}))
         finish_run(run, ExitCode.OK, {})
     error = caught.value
     assert error.exit_code == ExitCode.LOCKED
@@ -89,18 +90,17 @@ def test_a_second_machine_gets_exit_4_naming_host_user_and_run_and_proceeds_afte
 
 def test_runs_and_status_on_either_machine_list_both_operators_runs(
         project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(targets, "connection", lambda project_, stage_, target: FakeConnection())
     engineer = one_run(project, "up")
     with machine(monkeypatch, tmp_path / "ci") as ci:
         fix = one_run(ci, "drift")
-        listed = all_runs(ci, "stage-1")["runs"]
+        listed = all_runs(FakeLabTarget(ci), "stage-1")["runs"]
         assert [(r["run_id"], r["origin"]) for r in listed] == [
             (fix, "local"), (engineer, f"{teamlock.this_holder('', '').user}@{socket.gethostname()}")]
         assert [r["run_id"] for r in list_runs(ci)] == [fix]  # its own journal is still its own
-    listed = all_runs(project, "stage-1")["runs"]
+    listed = all_runs(FakeLabTarget(project), "stage-1")["runs"]
     assert [r["run_id"] for r in listed] == [fix, engineer] and listed[1]["origin"] == "local"
-    document = st.status(project, "stage-1", "lab", prober=healthy_probes,
-                         cloud_reader=lambda p, s, t: lab_side(seen()))
+    document = st.status(FakeLabTarget(project), "stage-1", prober=healthy_probes,
+                         cloud_reader=lambda s: lab_side(seen()))
     assert document["last_run"]["run_id"] == fix and document["last_run"]["origin"] != "local"
     result = CliRunner().invoke(app, ["-C", str(REPO), "runs", "--stage", "stage-1", "--json"])
     assert result.exit_code == 0, result.output
@@ -110,13 +110,13 @@ def test_runs_and_status_on_either_machine_list_both_operators_runs(
 def test_a_run_whose_lock_is_taken_away_stops_with_exit_1(project: Project, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     stage = load_stage(project, "stage-1")
-    with pytest.raises(TruckctlError) as caught, locked_run(project, stage, "up", "lab") as run:
-        run.step("prechecks", lambda: {})
+    with pytest.raises(TruckctlError) as caught, locked_run(project, stage, "up", FakeLabTarget(project)) as run:
+        run.step("prechecks", lambda: StepResult({}))
         assert run.team is not None
         with machine(monkeypatch, tmp_path / "lead") as lead:
-            unlock(lead, "stage-1", "lab", confirm=lambda held: True)
+            unlock(FakeLabTarget(lead), "stage-1", confirm=lambda held: True)
         run.team.renew_once()  # what the renewer does every 10 s: it finds the lock gone, stops the run
-        run.step("truck", lambda: {})
+        run.step("truck", lambda: StepResult({}))
         pytest.fail("the run went on without its lock")
     assert caught.value.exit_code == ExitCode.ERROR and caught.value.problems[0].code == "lock-lost"
     summary = show_run(project, caught.value.result["run_id"])["summary"]
@@ -141,11 +141,11 @@ def test_unlock_asks_before_releasing_another_machines_lock_and_records_the_rele
     hold(gateway_dirs, "engineer-laptop", 4242)
     asked: list[Any] = []
     with pytest.raises(TruckctlError) as caught:
-        unlock(project, "stage-1", "lab", confirm=lambda held: asked.append(held) or False)
+        unlock(FakeLabTarget(project), "stage-1", confirm=lambda held: asked.append(held) or False)
     assert caught.value.exit_code == ExitCode.USAGE and "not confirmed" in caught.value.problems[0].message
     assert [lock["gateway"] for lock in asked[0]] == ["truck-a-gw", "truck-b-gw"]
     assert (gateway_dirs.dir("truck-a-gw") / "locks" / "stage-1").exists()  # not confirmed: kept
-    result = unlock(project, "stage-1", "lab", confirm=lambda held: True)
+    result = unlock(FakeLabTarget(project), "stage-1", confirm=lambda held: True)
     assert result["cleared"] and "engineer@engineer-laptop" in result["message"]
     assert not (gateway_dirs.dir("truck-a-gw") / "locks" / "stage-1").exists()
     recorded = show_run(project, result["run_id"])
@@ -158,7 +158,7 @@ def test_unlock_asks_before_releasing_another_machines_lock_and_records_the_rele
 def test_unlock_releases_a_dead_local_holders_lock_without_asking(project: Project,
                                                                   gateway_dirs: GatewayDirs) -> None:
     hold(gateway_dirs, socket.gethostname(), _dead_pid())  # a SIGKILLed truckctl of this host
-    result = unlock(project, "stage-1", "lab", confirm=lambda held: pytest.fail("asked"))
+    result = unlock(FakeLabTarget(project), "stage-1", confirm=lambda held: pytest.fail("asked"))
     assert result["cleared"] and result["run_id"]
 
 

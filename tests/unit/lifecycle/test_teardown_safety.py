@@ -61,9 +61,10 @@ def attempt(project: Project, stage: Stage, yes: bool, delete_data: bool, confir
         return typed
 
     try:
-        confirmation = core.confirm(STAGE, "aws", yes=yes, delete_data=delete_data, confirm_delete_data=confirm,
+        target = fakes.target("aws", project)
+        confirmation = core.confirm(STAGE, target, yes=yes, delete_data=delete_data, confirm_delete_data=confirm,
                                     interactive=interactive, ask=ask)
-        core.down(project, core.DownOptions(STAGE, "aws", delete_data), confirmation, backends=fakes.backends())
+        core.down(target, core.DownOptions(STAGE, delete_data), confirmation, runner=fakes.run_plan)
     except TruckctlError:
         pass
     if asked and delete_data:
@@ -100,7 +101,8 @@ def test_the_cli_without_a_terminal_follows_the_same_rule(project: Project, stag
                                                           monkeypatch: pytest.MonkeyPatch, yes: bool,
                                                           delete_data: bool, confirm: str | None) -> None:
     fakes = Fakes(stage)
-    monkeypatch.setattr(core, "Backends", fakes.backends)
+    monkeypatch.setattr("truckctl.targets.for_kind", fakes.target)
+    monkeypatch.setattr("truckctl.truck.runner.run_plan", fakes.run_plan)
     args = ["-C", str(REPO), "down", STAGE, "--target", "aws", "--json"]
     args += ["--yes"] if yes else []
     args += ["--delete-data"] if delete_data else []

@@ -9,14 +9,16 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import KEY_BODY, REPO, FakeConnection, make_cloud
+from tests.helpers import KEY_BODY, REPO, FakeLabTarget
 from truckctl.cli.app import app
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, Problem, TruckctlError
-from truckctl.lifecycle import orchestrator, smoke, targets
+from truckctl.lifecycle import orchestrator
 from truckctl.lifecycle.journal import list_runs, show_run
 from truckctl.lifecycle.lock import read_holder, stage_lock
+from truckctl.lifecycle.steps import StepResult
 from truckctl.project import Project
+from truckctl.targets.aws import AwsTarget
 from truckctl.truck.events import HostEvent, HostStats, TruckRunResult
 
 
@@ -29,24 +31,16 @@ def truck_result(failed: bool = False) -> TruckRunResult:
 
 
 @pytest.fixture
-def fakes(monkeypatch: pytest.MonkeyPatch, stage: Stage) -> dict[str, Any]:
-    calls: list[str] = []
-    seen: dict[str, Any] = {"calls": calls, "truck": truck_result(), "policy": [], "precheck_problems": []}
+def fakes(monkeypatch: pytest.MonkeyPatch, project: Project) -> dict[str, Any]:
+    target = FakeLabTarget(project)
+    calls = target.calls
+    seen: dict[str, Any] = {"calls": calls, "truck": truck_result(), "precheck_problems": [], "target": target}
 
-    def lab_up(project: Project, stage_: Stage) -> dict[str, Any]:
-        calls.append("lab")
-        return {"stage": stage_.name, "reused": True}
-
-    def prechecks(stage_: Stage, options: Any, connection: Any) -> dict[str, Any]:
+    def prechecks(stage_: Stage, options: Any, connection: Any, target_: Any) -> StepResult:
         calls.append("prechecks")
         if seen["precheck_problems"]:
             raise TruckctlError(seen["precheck_problems"], ExitCode.ERROR, {})
-        return {"ok": True, "checks": {}}
-
-    def offline(project: Project, stage_: Stage) -> dict[str, Any]:
-        calls.append("cloud")
-        return {"policy": seen["policy"], "policy_rules": ["s3-encrypted"],
-                "counts": {"total": 67, "by_component": {"network": 20}}}
+        return StepResult({"ok": True, "checks": {}})
 
     def run_plan(plan: Any, settings: Any, on_event: Any, cancel: Any) -> TruckRunResult:
         calls.append("truck")
@@ -56,22 +50,14 @@ def fakes(monkeypatch: pytest.MonkeyPatch, stage: Stage) -> dict[str, Any]:
         on_event(HostEvent("truck-a-gw", "Install the key", "changed", f"wrote {KEY_BODY['truck-a']}"))
         return seen["truck"]
 
-    def smoke_check(stage_: Stage, target: str, cloud: Any, run_id: str) -> dict[str, Any]:
-        calls.append("verify")
-        return {"checked": True, "arrived_s": {"truck-a": 1.0, "truck-b": 1.1}}
-
-    monkeypatch.setattr(orchestrator, "lab_up", lab_up)
     monkeypatch.setattr(orchestrator, "prechecks", prechecks)
-    monkeypatch.setattr(orchestrator, "offline_cloud", offline)
-    monkeypatch.setattr(smoke, "check", smoke_check)
-    monkeypatch.setattr(targets, "connection", lambda project, stage_, target: FakeConnection())
-    monkeypatch.setattr(targets, "cloud_outputs", lambda project, stage_, target: make_cloud(stage_))
     monkeypatch.setattr("truckctl.truck.runner.run_plan", run_plan)
+    monkeypatch.setattr("truckctl.targets.for_kind", lambda kind, project_: target)  # the CLI's choice
     return seen
 
 
 def test_up_runs_every_step_and_journals_it(project: Project, fakes: dict[str, Any]) -> None:
-    result = orchestrator.up(project, orchestrator.UpRequest("stage-1"))
+    result = orchestrator.up(fakes["target"], orchestrator.UpRequest("stage-1"))
     assert fakes["calls"][:2] == ["lab", "prechecks"]
     assert set(fakes["calls"][2:4]) == {"cloud", "truck"}  # the offline plan runs beside the truck tier
     assert fakes["calls"][-1] == "verify"
@@ -84,7 +70,7 @@ def test_up_runs_every_step_and_journals_it(project: Project, fakes: dict[str, A
 
 
 def test_secrets_never_reach_the_journal(project: Project, fakes: dict[str, Any]) -> None:
-    result = orchestrator.up(project, orchestrator.UpRequest("stage-1"))
+    result = orchestrator.up(fakes["target"], orchestrator.UpRequest("stage-1"))
     run_dir = project.state_dir / "runs" / result["run_id"]
     text = "".join(p.read_text() for p in run_dir.iterdir())
     assert KEY_BODY["truck-a"] not in text and "[redacted]" in text
@@ -95,7 +81,7 @@ def test_failed_precheck_stops_before_any_change(project: Project, fakes: dict[s
     fakes["precheck_problems"] = [Problem("address-conflict", "address 10.31.1.11 is also answered by MAC x",
                                           "truck-a-gw")]
     with pytest.raises(TruckctlError) as caught:
-        orchestrator.up(project, orchestrator.UpRequest("stage-1"))
+        orchestrator.up(fakes["target"], orchestrator.UpRequest("stage-1"))
     assert caught.value.exit_code == ExitCode.ERROR
     assert fakes["calls"] == ["lab", "prechecks"]  # nothing after: no cloud, no truck
     assert list_runs(project)[0]["failed_step"] == "prechecks"
@@ -105,7 +91,7 @@ def test_failed_precheck_stops_before_any_change(project: Project, fakes: dict[s
 def test_failed_node_names_the_step_and_node(project: Project, fakes: dict[str, Any]) -> None:
     fakes["truck"] = truck_result(failed=True)
     with pytest.raises(TruckctlError) as caught:
-        orchestrator.up(project, orchestrator.UpRequest("stage-1"))
+        orchestrator.up(fakes["target"], orchestrator.UpRequest("stage-1"))
     problem = caught.value.problems[0]
     assert (problem.code, problem.location) == ("truck-failed", "truck-a-hv1")
     assert caught.value.result["failed_step"] == "truck"
@@ -114,16 +100,16 @@ def test_failed_node_names_the_step_and_node(project: Project, fakes: dict[str, 
 
 
 def test_policy_violation_fails_the_run(project: Project, fakes: dict[str, Any]) -> None:
-    fakes["policy"] = [{"rule": "s3-encrypted", "resource": "datalake", "message": "no SSE-KMS"}]
+    fakes["target"].policy = [{"rule": "s3-encrypted", "resource": "datalake", "message": "no SSE-KMS"}]
     with pytest.raises(TruckctlError) as caught:
-        orchestrator.up(project, orchestrator.UpRequest("stage-1"))
+        orchestrator.up(fakes["target"], orchestrator.UpRequest("stage-1"))
     assert caught.value.problems[0].code == "policy-violation"
     assert caught.value.result["failed_step"] == "cloud"
 
 
 def test_locked_stage_exits_4_and_runs_nothing(project: Project, fakes: dict[str, Any]) -> None:
     with stage_lock(project, "stage-1", "up stage-1 (another run)"), pytest.raises(TruckctlError) as caught:
-        orchestrator.up(project, orchestrator.UpRequest("stage-1"))
+        orchestrator.up(fakes["target"], orchestrator.UpRequest("stage-1"))
     assert caught.value.exit_code == ExitCode.LOCKED and "another run" in caught.value.problems[0].message
     assert fakes["calls"] == []
 
@@ -132,7 +118,7 @@ def test_ctrl_c_exits_130_releases_the_lock_and_closes_the_journal(project: Proj
                                                                    ) -> None:
     fakes["interrupt"] = True
     with pytest.raises(TruckctlError) as caught:
-        orchestrator.up(project, orchestrator.UpRequest("stage-1"))
+        orchestrator.up(fakes["target"], orchestrator.UpRequest("stage-1"))
     assert caught.value.exit_code == ExitCode.INTERRUPTED
     assert read_holder(project, "stage-1") is None
     assert list_runs(project)[0]["status"] == "interrupted"
@@ -140,7 +126,7 @@ def test_ctrl_c_exits_130_releases_the_lock_and_closes_the_journal(project: Proj
 
 def test_tier_truck_skips_the_cloud_and_limit_skips_the_smoke_check(project: Project, fakes: dict[str, Any]
                                                                    ) -> None:
-    orchestrator.up(project, orchestrator.UpRequest("stage-1", tier="truck", limit="truck-a-gw"))
+    orchestrator.up(fakes["target"], orchestrator.UpRequest("stage-1", tier="truck", limit="truck-a-gw"))
     assert fakes["calls"] == ["lab", "prechecks", "truck"]
     assert fakes["plan"].limit == "truck-a-gw"
 
@@ -148,17 +134,23 @@ def test_tier_truck_skips_the_cloud_and_limit_skips_the_smoke_check(project: Pro
 def test_aws_without_pulumi_writes_nothing(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("shutil.which", lambda name, *a, **k: None)
     with pytest.raises(TruckctlError) as caught:
-        orchestrator.up(project, orchestrator.UpRequest("stage-1", target="aws"))
+        orchestrator.up(AwsTarget(project), orchestrator.UpRequest("stage-1"))
     assert caught.value.exit_code == ExitCode.ERROR
     assert "pulumi" in caught.value.problems[0].message.lower()
     assert not project.state_dir.exists()
 
 
 @pytest.mark.parametrize("args", [["--target", "gcp"], ["--tier", "trucks"]])
-def test_bad_target_or_tier_is_a_usage_error(project: Project, args: list[str]) -> None:
-    result = CliRunner().invoke(app, ["-C", str(REPO), "up", "stage-1", *args, "--json"])
-    assert result.exit_code == ExitCode.USAGE
-    assert json.loads(result.stdout)["exit_code"] == 2
+def test_bad_target_or_tier_is_a_usage_error(project: Project, args: list[str], monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Click refuses a choice outside the enum; the console entry point still prints one JSON document."""
+    from truckctl.cli.app import main
+
+    monkeypatch.setattr("sys.argv", ["truckctl", "-C", str(REPO), "up", "stage-1", *args, "--json"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == ExitCode.USAGE
+    assert json.loads(capsys.readouterr().out)["exit_code"] == 2
 
 
 def test_cli_json_is_one_document(project: Project, fakes: dict[str, Any]) -> None:
@@ -207,15 +199,7 @@ def down_nodes(fakes: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> list[s
     monkeypatch.setattr(orchestrator, "prechecks", REAL_PRECHECKS)
     monkeypatch.setattr(orchestrator, "run_prechecks", lambda stage_, target, connection, chosen:
                         unreachable_report(*[n.name for _, n in chosen if n.name in nodes]))
-    smoke_trucks: list[str] = []
-    fakes["smoke_trucks"] = smoke_trucks
-
-    def smoke_check(stage_: Stage, target: str, cloud: Any, run_id: str) -> dict[str, Any]:
-        fakes["calls"].append("verify")
-        smoke_trucks.extend(t.name for t in stage_.trucks)
-        return {"checked": True, "arrived_s": {t.name: 1.0 for t in stage_.trucks}}
-
-    monkeypatch.setattr(smoke, "check", smoke_check)
+    fakes["smoke_trucks"] = fakes["target"].smoked
     return nodes
 
 
@@ -223,7 +207,7 @@ def test_an_unreachable_node_is_left_out_the_others_converge_and_the_run_fails_n
         project: Project, fakes: dict[str, Any], down_nodes: list[str]) -> None:
     down_nodes.append("truck-b-hv2")
     with pytest.raises(TruckctlError) as caught:
-        orchestrator.up(project, orchestrator.UpRequest("stage-1"))
+        orchestrator.up(fakes["target"], orchestrator.UpRequest("stage-1"))
     error = caught.value
     assert error.exit_code == ExitCode.ERROR
     assert [(p.code, p.location) for p in error.problems] == [("node-unreachable", "truck-b-hv2")]
@@ -247,7 +231,7 @@ def test_a_truck_whose_gateway_is_unreachable_is_not_smoke_checked(project: Proj
                                                                    down_nodes: list[str]) -> None:
     down_nodes.append("truck-b-gw")
     with pytest.raises(TruckctlError) as caught:
-        orchestrator.up(project, orchestrator.UpRequest("stage-1"))
+        orchestrator.up(fakes["target"], orchestrator.UpRequest("stage-1"))
     assert caught.value.problems[0].location == "truck-b-gw"
     assert fakes["smoke_trucks"] == ["truck-a"]
 
@@ -256,7 +240,7 @@ def test_every_node_unreachable_stops_in_the_prechecks(project: Project, fakes: 
                                                        down_nodes: list[str]) -> None:
     down_nodes.append("truck-a-hv1")
     with pytest.raises(TruckctlError) as caught:
-        orchestrator.up(project, orchestrator.UpRequest("stage-1", limit="truck-a-hv1"))
+        orchestrator.up(fakes["target"], orchestrator.UpRequest("stage-1", limit="truck-a-hv1"))
     assert caught.value.problems[0].code == "node-unreachable"
     assert "truck" not in fakes["calls"]
     assert list_runs(project)[0]["failed_step"] == "prechecks"
@@ -265,6 +249,6 @@ def test_every_node_unreachable_stops_in_the_prechecks(project: Project, fakes: 
 def test_an_unknown_limit_is_refused_before_the_lock_and_the_journal(project: Project, fakes: dict[str, Any]
                                                                      ) -> None:
     with pytest.raises(TruckctlError) as caught:
-        orchestrator.up(project, orchestrator.UpRequest("stage-1", limit="truck-z-gw"))
+        orchestrator.up(fakes["target"], orchestrator.UpRequest("stage-1", limit="truck-z-gw"))
     assert caught.value.exit_code == ExitCode.USAGE and fakes["calls"] == []
     assert not project.state_dir.exists()

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, FakeConnection
+from tests.helpers import REPO
 from tests.unit.portal.support import FakeLab
-from truckctl.lifecycle import targets
 from truckctl.project import Project
 
 
@@ -24,5 +23,4 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
 
 @pytest.fixture
 def lab(project: Project, monkeypatch: pytest.MonkeyPatch) -> FakeLab:
-    monkeypatch.setattr(targets, "connection", lambda project_, stage_, target: FakeConnection())
     return FakeLab(project)

@@ -18,12 +18,13 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.helpers import make_cloud
+from tests.helpers import FakeLabTarget, make_cloud
 from truckctl.config.loader import load_stage
 from truckctl.lifecycle import status as st
 from truckctl.portal import server
 from truckctl.portal.settings import PortalSettings, settings
 from truckctl.project import Project
+from truckctl.target import public_outputs
 
 NODES = ["truck-a-gw", "truck-a-hv1", "truck-a-hv2", "truck-b-gw", "truck-b-hv1", "truck-b-hv2"]
 TOKEN = "portal-token-0123456789abcdef"
@@ -53,15 +54,15 @@ class FakeLab:
                                             if n.startswith(truck)}}
         return {"stale_after_s": 20, "mqtt_connected": True, "alerts": len(self.pulled), "trucks": trucks}
 
-    def cloud(self, project: Project, stage: Any, target: str) -> st.CloudSide:
-        tier = {"state": "offline plan + cloud stand-in", **st.public_outputs(make_cloud(stage))}
+    def cloud(self, stage: Any) -> st.CloudSide:
+        tier = {"state": "offline plan + cloud stand-in", **public_outputs(make_cloud(stage), receiver=None)}
         if self.standin_down:
             return st.CloudSide({**tier, "standin": "not answering"}, None, "the stand-in does not answer")
         return st.CloudSide({**tier, "standin": "answering"}, self.seen())
 
     def measure(self) -> dict[str, Any]:
         self.measures += 1
-        return st.status(self.project, "stage-1", "lab", prober=healthy_probes, cloud_reader=self.cloud)
+        return st.status(FakeLabTarget(self.project), "stage-1", prober=healthy_probes, cloud_reader=self.cloud)
 
 
 def healthy_probes(nodes: list[st.NodeTarget], access: Any) -> list[st.NodeProbe]:

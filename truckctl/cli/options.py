@@ -1,0 +1,17 @@
+"""Options shared by the commands, declared once (molecule's click_cfg): the target and the tier are
+enums, so `--help` lists their choices and Click refuses anything else as a usage error (exit 2).
+
+Only typer and the light `truckctl.target` are imported here (`truckctl --help` stays fast).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from truckctl.target import TargetKind, Tier
+
+TargetOpt = Annotated[TargetKind, typer.Option(
+    "--target", help="lab: simulated trucks, offline cloud plan and cloud stand-in; aws: real trucks and Pulumi.")]
+TierOpt = Annotated[Tier, typer.Option("--tier", help="Which tier: cloud, truck or all.")]

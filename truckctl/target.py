@@ -1,0 +1,155 @@
+"""The `Target` protocol: what the lifecycle asks of the place a stage runs, and the choices of the CLI.
+
+A target owns how the nodes are reached (connection, pinned host keys), the cloud tier's
+plan / apply / drift / destroy / outputs, revoking the trucks' identities, reading the cloud side
+for status, and what its teardown keeps. The lifecycle never asks which target it has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
+
+from truckctl.errors import ExitCode, Problem, TruckctlError
+
+if TYPE_CHECKING:
+    from truckctl.cloud.engine import CloudEvent
+    from truckctl.cloud.outputs import CloudOutputs
+    from truckctl.config.model import Stage
+    from truckctl.lifecycle.steps import StepResult
+    from truckctl.lifecycle.webhttp import ClientTls
+    from truckctl.project import Project
+    from truckctl.remote import Connection
+
+
+class TargetKind(StrEnum):
+    """`--target`: lab (simulated trucks, offline cloud plan, cloud stand-in) or aws (real trucks, Pulumi)."""
+
+    lab = "lab"
+    aws = "aws"
+
+
+class Tier(StrEnum):
+    """`--tier`: which tier `up` converges."""
+
+    cloud = "cloud"
+    truck = "truck"
+    all = "all"
+
+    @property
+    def wants_cloud(self) -> bool:
+        return self is not Tier.truck
+
+    @property
+    def wants_truck(self) -> bool:
+        return self is not Tier.cloud
+
+
+def parse_kind(value: TargetKind | str) -> TargetKind:
+    try:
+        return TargetKind(value)
+    except ValueError:
+        raise TruckctlError.single("unknown-target", f"expected --target {' or '.join(TargetKind)}, got {value!r}",
+                                   "--target", ExitCode.USAGE) from None
+
+
+def parse_tier(value: Tier | str) -> Tier:
+    try:
+        return Tier(value)
+    except ValueError:
+        raise TruckctlError.single("unknown-tier", f"expected --tier cloud, truck or all, got {value!r}", "--tier",
+                                   ExitCode.USAGE) from None
+
+
+OnCloudEvent = Callable[["CloudEvent"], None]
+Record = Callable[..., None]  # journal.event(kind, step, **fields)
+
+
+@dataclass(frozen=True)
+class CloudSide:
+    """What the cloud side knows: the tier's state and outputs, and (lab) the stand-in's /status."""
+
+    tier: dict[str, Any]
+    seen: dict[str, Any] | None  # the stand-in's /status document; None when it cannot be read
+    note: str | None = None  # why `seen` is missing, said plainly
+
+
+@dataclass(frozen=True)
+class CloudApplied:
+    """The cloud tier of `up`: the step's detail, and the outputs the truck tier takes when they come from
+    this apply (aws: the stack's); None: the truck tier takes the target's own (`cloud_outputs`)."""
+
+    step: StepResult
+    outputs: CloudOutputs | None = None
+
+
+@dataclass(frozen=True)
+class TeardownStart:
+    """What `down` finds before it takes the lock: whether anything is up at all, and the outputs whose
+    secrets it scrubs and whose alert receiver it notifies (lab: the stand-in's)."""
+
+    anything_up: bool
+    outputs: CloudOutputs | None = None
+
+
+def public_outputs(outputs: CloudOutputs, receiver: str | None) -> dict[str, Any]:
+    """CloudOutputs without anything secret (the trucks' private keys) or bulky (PEMs); `receiver`: the alert
+    receiver where it may be shown (the lab stand-in's; on aws the webhook URL is a secret)."""
+    return {
+        "region": outputs.region,
+        "endpoint": f"{outputs.mqtt_host}:{outputs.mqtt_port}",
+        "telemetry_stream": outputs.telemetry_stream,
+        "datalake_bucket": outputs.datalake_bucket,
+        "alert_topic": outputs.alert_topic_arn,
+        "alert_receiver": receiver,
+        "vpn_endpoint": outputs.vpn_endpoint,
+        "trucks": {name: {"thing": access.thing_name, "certificate": access.certificate_ref}
+                   for name, access in outputs.trucks.items()},
+    }
+
+
+class Target(Protocol):
+    kind: TargetKind
+    project: Project
+    cloud_beside_truck: bool  # up: the cloud tier runs beside the truck tier (its outputs are not fed to it)
+    revoke_first: bool  # down: the trucks' identities are revoked before anything else is touched
+    cloud_side_required: bool  # status: a cloud side that cannot be read is unhealthy
+
+    # -- before the lock and the journal: a missing tool writes nothing
+    def preflight(self) -> None: ...
+
+    # -- reaching the nodes and the cloud side
+    def connection(self, stage: Stage) -> Connection: ...
+    def cloud_outputs(self, stage: Stage) -> CloudOutputs: ...
+    def cloud_source(self, stage: Stage) -> str: ...
+    def alert_receiver(self, outputs: CloudOutputs) -> str | None: ...
+    def receiver_tls(self) -> ClientTls | None: ...
+    def read_cloud(self, stage: Stage) -> CloudSide: ...
+
+    # -- up
+    def prepare(self, stage: Stage) -> dict[str, Any] | None: ...  # None: nothing to prepare (no step)
+    def prepare_message(self, stage: Stage) -> str: ...
+    def prechecks(self, stage: Stage) -> dict[str, list[Problem]]: ...
+    def cloud_up_message(self, stage: Stage) -> str: ...
+    def cloud_up(self, stage: Stage, record: Record) -> CloudApplied: ...
+    def smoke(self, stage: Stage, outputs: CloudOutputs, run_id: str) -> StepResult: ...
+
+    # -- drift
+    def drift_message(self) -> str: ...
+    def cloud_drift(self, stage: Stage) -> StepResult: ...
+    def cloud_fix(self, stage: Stage) -> dict[str, Any] | None: ...
+
+    # -- down
+    def teardown_start(self, stage: Stage) -> TeardownStart: ...
+    def revoke_message(self) -> str: ...
+    def revoke(self, stage: Stage, record: Record) -> StepResult: ...
+    def destroy_message(self, stage: Stage, delete_data: bool) -> str: ...
+    def destroy(self, stage: Stage, delete_data: bool, record: Record, secret: Callable[[str], None]
+                ) -> StepResult: ...
+    def kept(self, stage: Stage, delete_data: bool, bucket: str | None, start: TeardownStart,
+             cloud_destroyed: bool) -> list[dict[str, str]]: ...
+    def deleted(self, stage: Stage, delete_data: bool, bucket: str | None) -> list[dict[str, str]]: ...
+    def delete_data_text(self, delete_data: bool) -> str: ...
+    def delete_data_note(self, delete_data: bool) -> str | None: ...
