@@ -355,10 +355,11 @@ def _team_lock() -> Benchmark:
         from truckctl.config.loader import load_stage
         from truckctl.lifecycle import teamlock
         from truckctl.project import Project
+        from truckctl.targets import for_kind
 
         project = Project(lab_project().root)
         stage = load_stage(project, STAGE)
-        lock = teamlock.TeamLock(STAGE, teamlock.gateways(stage), teamlock.transport(project, stage, "lab"),
+        lock = teamlock.TeamLock(STAGE, teamlock.gateways(stage), teamlock.transport(for_kind("lab", project), stage),
                                  teamlock.this_holder("bench", "20270101T000000Z-stage-1-bench-0000"))
         lock.take()
         kept = lock.release()

@@ -24,6 +24,7 @@ from truckctl.config.loader import load_stage
 from truckctl.lab.paths import LabPaths
 from truckctl.lifecycle import teamlock
 from truckctl.lifecycle.journal import list_runs, show_run
+from truckctl.targets import for_kind
 
 pytestmark = pytest.mark.lab
 
@@ -43,7 +44,8 @@ def ci(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def locks(lab: Lab) -> list[dict[str, Any]]:
     stage = load_stage(lab.project, STAGE)
-    return teamlock.read_locks(STAGE, teamlock.gateways(stage), teamlock.transport(lab.project, stage, "lab"))
+    transport = teamlock.transport(for_kind("lab", lab.project), stage)
+    return teamlock.read_locks(STAGE, teamlock.gateways(stage), transport)
 
 
 def free_or_expired(lab: Lab) -> bool:
@@ -146,7 +148,8 @@ def test_runs_on_either_machine_lists_both_operators_runs(lab: Lab, ci: dict[str
 def test_lock_take_and_release_on_the_gateways(lab: Lab) -> None:
     """The cost a run pays for the team lock (figure printed; the goal is in bench/, not asserted)."""
     stage = load_stage(lab.project, STAGE)
-    lock = teamlock.TeamLock(STAGE, teamlock.gateways(stage), teamlock.transport(lab.project, stage, "lab"),
+    transport = teamlock.transport(for_kind("lab", lab.project), stage)
+    lock = teamlock.TeamLock(STAGE, teamlock.gateways(stage), transport,
                              teamlock.this_holder("bench", "20270101T000000Z-stage-1-bench-0000"))
     started = time.monotonic()
     lock.take()

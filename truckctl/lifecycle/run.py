@@ -162,6 +162,11 @@ def locked_run(project: Project, stage: Stage, command: str, target: Target) -> 
             if run.team is not None:
                 run.team.check()
         except TruckctlError as exc:
+            if exc.exit_code == ExitCode.INTERRUPTED and run.team is not None and run.team.lost is not None:
+                # the renewer stopped the run (the truck tier reports it as interrupted): say why
+                exc.problems[:] = [Problem("lock-lost", f"{run.team.lost}; this run stopped so as not to "
+                                           "converge beside another")]
+                exc.exit_code = ExitCode.ERROR
             incomplete = journal.incomplete()
             if incomplete is not None and incomplete not in exc.problems:
                 exc.problems.append(incomplete)

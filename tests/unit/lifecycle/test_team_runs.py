@@ -168,3 +168,26 @@ def test_the_cli_unlock_without_a_terminal_needs_yes(project: Project, gateway_d
     assert refused.exit_code == 2 and "--yes" in json.loads(refused.stdout)["errors"][0]["message"]
     done = CliRunner().invoke(app, ["-C", str(REPO), "unlock", "stage-1", "--yes", "--json"])
     assert done.exit_code == 0 and json.loads(done.stdout)["result"]["cleared"] is True
+
+
+def test_a_lost_lock_reported_by_the_truck_tier_as_interrupted_is_said_as_lost(
+        project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The truck tier turns the renewer's interrupt into its own `interrupted` error: the run still
+    ends with exit 1 and `lock-lost`, not as if someone had pressed Ctrl-C."""
+    stage = load_stage(project, "stage-1")
+
+    with pytest.raises(TruckctlError) as caught, locked_run(project, stage, "up", FakeLabTarget(project)) as run:
+        run.step("prechecks", lambda: StepResult({}))
+        team = run.team
+        assert team is not None
+        team.on_lost = lambda reason: None  # only the truck tier hears of it here
+
+        def truck_run_interrupted() -> StepResult:  # the lock is taken away while Ansible runs
+            with machine(monkeypatch, tmp_path / "lead") as lead:
+                unlock(FakeLabTarget(lead), "stage-1", confirm=lambda held: True)
+            team.renew_once()
+            raise TruckctlError.single("interrupted", "the truck run was interrupted",
+                                       exit_code=ExitCode.INTERRUPTED)
+
+        run.step("truck", truck_run_interrupted)
+    assert caught.value.exit_code == ExitCode.ERROR and [p.code for p in caught.value.problems] == ["lock-lost"]
