@@ -129,7 +129,7 @@ class Reply:
 def parse_reply(rc: int, text: str) -> Reply:
     """A node's bounded output as a Reply; anything malformed is an error, never an exception."""
     if rc == 255:
-        return Reply("unreachable", error=text[:200] or "SSH failed")
+        return Reply("unreachable", error=_visible(" ".join(text.split())[:200]) or "SSH failed")
     lines = text.split("\n")
     head = lines[0].split()
     if len(head) != 3 or not head[1].isdigit() or not head[2].isdigit() or rc != 0:
