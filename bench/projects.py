@@ -195,10 +195,12 @@ def _new_root(label: str) -> Path:
 
 def stage1_clone(label: str, octet: int, uplink: int) -> TempProject:
     """The shipped example (all 21 stages, 2 trucks of 3 nodes) with its networks moved:
-    10.31.* -> 10.<octet>.*, 10.32.* -> 10.<octet+1>.*, uplink 100.64.10.0/24 -> 100.64.<uplink>.0/24."""
+    10.31.* -> 10.<octet>.*, 10.32.* -> 10.<octet+1>.*, 10.33.* (truck-a's LAN of the day in
+    stage-7 and stage-20) -> 10.<octet+2>.*, uplink 100.64.10.0/24 -> 100.64.<uplink>.0/24."""
     root = _new_root(label)
     shutil.copytree(REPO / "inventory", root / "inventory")
-    moves = {"10.31.": f"10.{octet}.", "10.32.": f"10.{octet + 1}.", "100.64.10.": f"100.64.{uplink}."}
+    moves = {"10.31.": f"10.{octet}.", "10.32.": f"10.{octet + 1}.", "10.33.": f"10.{octet + 2}.",
+             "100.64.10.": f"100.64.{uplink}."}
     pattern = re.compile(r"(?<![\d.])(" + "|".join(re.escape(k) for k in moves) + ")")
     for path in (root / "inventory").rglob("*.yaml"):
         text = path.read_text()

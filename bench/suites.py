@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness import Benchmark, Skip, Step
+from incidents_suite import incidents_benchmark
 from portal_suite import portal_benchmark
 from projects import REPO, STAGE, BenchError, StockRun, TempProject, cleanup_all, scaled, stage1_clone
 
@@ -497,5 +498,6 @@ def benchmarks(truckctl: list[str]) -> list[Benchmark]:
         _ops_agent(),
         *(_scaling(t) for t in sorted(SCALES)),
         portal_benchmark(),
+        incidents_benchmark(lab_project, lambda bench: _converged_lab(bench, lab_project, 6)),
     ]
 

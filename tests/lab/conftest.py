@@ -52,8 +52,9 @@ def lab(request: pytest.FixtureRequest) -> Lab:
 
 
 # The lab is shared by the whole session: build it (test_lab), converge it (test_truck_tier), then
-# run the lifecycle tests on converged nodes, whatever their file names.
-FIRST_MODULES = ("test_lab.py", "test_truck_tier.py")
+# run the lifecycle tests on converged nodes, whatever their file names. test_daily runs before, on a
+# lab of its own with the same networks (a copy of the project), taken down before the session's is built.
+FIRST_MODULES = ("test_daily.py", "test_lab.py", "test_truck_tier.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

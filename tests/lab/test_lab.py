@@ -116,12 +116,15 @@ def test_apt_goes_through_the_labs_cache(lab: Lab) -> None:
     assert code == 0, out
 
 
-def test_up_again_reuses_the_healthy_lab_and_refuses_another_stage(lab: Lab) -> None:
+def test_up_again_reuses_the_healthy_lab_and_names_the_move_to_another_stage(lab: Lab) -> None:
+    """`lab up` of another stage moves the lab (tests/lab/test_daily.py); what reads the lab for another
+    stage says how to get there."""
     again = api.up(lab.project, lab.stage)
-    assert again["reused"] and again["seconds"] < 5
+    assert again["reused"] and again["seconds"] < 5 and "moved" not in again
     with pytest.raises(TruckctlError) as err:
-        api.up(lab.project, "stage-2")
-    assert err.value.problems[0].code == "lab-other-stage" and "lab down" in err.value.problems[0].message
+        api.cloud_outputs(lab.project, "stage-2")
+    assert err.value.problems[0].code == "lab-other-stage"
+    assert "`truckctl lab up stage-2` to move it" in err.value.problems[0].message
 
 
 # ---- the cloud stand-in ----------------------------------------------------------------------

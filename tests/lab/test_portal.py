@@ -2,8 +2,9 @@
 Playwright, the portal started as `truckctl portal` on loopback, the lab converged.
 
 Verified live, without reloading the page: every truck and node shown healthy; truck-a's uplink
-cable pulled shows truck-a's problems (and only truck-a's) on screen, and plugging it back clears
-them; a run started from the CLI appears in the run history and has its own page; the page fits a
+cable pulled shows as ONE incident (uplink-down, on truck-a, its stale streams under it) within the
+race-day limit (5 s, plus the portal's poll and 2 s to the screen), and plugging it back resolves it
+on screen; a run started from the CLI appears in the run history and has its own page; the page fits a
 390-pixel-wide phone. Screenshots go to test-artifacts/portal/ (git-ignored).
 """
 
@@ -34,6 +35,8 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts" / "portal"
 PROBLEM_WAIT_MS = 90_000  # stale after 20 s at the stand-in, then a 2 s poll: generous on 2 shared cores
 RECOVER_WAIT_MS = 120_000
+INCIDENT_WAIT_MS = 5_000 + 2_000 + 2_000 + 3_000  # the cable's 5 s, a poll, 2 s to the screen, a probe
+RESOLVED_WAIT_MS = 10_000 + 2_000 + 2_000 + 3_000  # resolved within 10 s, then the same way to the screen
 
 
 @pytest.fixture(scope="module")
@@ -146,19 +149,29 @@ def test_a_pulled_uplink_shows_on_truck_a_without_a_reload_and_clears(converged:
     pulled = time.monotonic()
     api.set_uplink(converged.project, "truck-a", False)
     try:
-        page.wait_for_function("() => document.querySelector('#problems [data-truck=\"truck-a\"]') !== null "
-                               "&& document.querySelector('#topology [data-truck=\"truck-a\"]').dataset.state "
-                               "=== 'down'", timeout=PROBLEM_WAIT_MS)
-        print(f"\ntruck-a's problems on screen {time.monotonic() - pulled:.1f} s after the cable was pulled")
+        page.wait_for_selector('#incidents .incident[data-kind="uplink-down"][data-truck="truck-a"]',
+                               timeout=INCIDENT_WAIT_MS)
+        print(f"\ntruck-a's incident on screen {time.monotonic() - pulled:.1f} s after the cable was pulled")
+        shown = page.eval_on_selector_all("#incidents .incident", "is => is.map(i => [i.dataset.kind, "
+                                          "i.dataset.truck, i.dataset.state])")
+        assert shown == [["uplink-down", "truck-a", "open"]], shown  # one incident, truck-b not blamed
+        page.wait_for_function(  # telemetry and three heartbeats, once stale, under it (and the evidence's silence)
+            "() => ['truck-a: telemetry STALE', 'truck-a-gw: heartbeat STALE', 'truck-a-hv1: heartbeat STALE', "
+            "'truck-a-hv2: heartbeat STALE'].every(t => [...document.querySelectorAll('#incidents .incident "
+            "li.symptom')].some(li => li.textContent.startsWith(t)))", timeout=PROBLEM_WAIT_MS)
+        shown = page.eval_on_selector_all("#incidents .incident", "is => is.map(i => i.dataset.kind)")
+        assert shown == ["uplink-down"], shown
         groups = page.eval_on_selector_all("#problems [data-truck]", "gs => gs.map(g => g.dataset.truck)")
-        assert groups == ["truck-a"], groups  # truck-b is not blamed
-        texts = page.eval_on_selector_all("#problems li", "ls => ls.map(l => l.textContent)")
-        assert any(t.startswith("truck-a: telemetry STALE") for t in texts), texts
+        assert groups == ["truck-a"], groups
+        kinds = page.eval_on_selector_all("#problems li", "ls => ls.map(l => l.dataset.kind)")
+        assert kinds.count("incident") == 1 and set(kinds) <= {"incident", "alarm"}, kinds
         assert page.evaluate("window.__sameDocument") == "yes"
         shot(page, "truck-a-uplink-pulled")
     finally:
         api.set_uplink(converged.project, "truck-a", True)
     plugged = time.monotonic()
+    page.wait_for_selector('[data-incidents="none"]', timeout=RESOLVED_WAIT_MS)
+    print(f"incident resolved on screen {time.monotonic() - plugged:.1f} s after the cable was plugged back")
     page.wait_for_function(all_healthy_js(), timeout=RECOVER_WAIT_MS)
     print(f"cleared on screen {time.monotonic() - plugged:.1f} s after the cable was plugged back")
     assert page.evaluate("window.__sameDocument") == "yes"

@@ -33,19 +33,22 @@ def _progress(env: Env) -> Callable[[str], None]:
 def register(parent: typer.Typer, env_factory: Callable[[bool], Env], project_factory: Callable[[], Project]) -> None:
     @app.command("up")
     def lab_up(
-        stage: Annotated[str, typer.Argument(help="Stage whose trucks to build.")] = "stage-1",
+        stage: Annotated[str | None, typer.Argument(
+            help="Stage whose trucks to build (default: the stage the lab is on, else stage-1).")] = None,
         json_output: JsonOpt = False,
     ) -> None:
         """Bring up every node of the stage's trucks and the cloud stand-in (reuses a healthy lab).
 
-        A lab of another stage is never replaced on its own: `lab down` it first.
+        A lab of another stage is moved to this one: absent trucks switched off, moved trucks re-addressed,
+        returning ones switched on; the stand-in keeps what it received. `lab down` is for the end.
         """
         from truckctl.cli.dispatch import Outcome, run
         from truckctl.lab import api
 
         env = env_factory(json_output)
-        raise typer.Exit(run(env, "lab up", stage,
-                             lambda: Outcome(api.up(project_factory(), stage, _progress(env))), _render_up))
+        wanted = stage or result_stage(project_factory) or "stage-1"  # a bare `lab up` never moves the lab
+        raise typer.Exit(run(env, "lab up", wanted,
+                             lambda: Outcome(api.up(project_factory(), wanted, _progress(env))), _render_up))
 
     @app.command("down")
     def lab_down(json_output: JsonOpt = False) -> None:
@@ -131,6 +134,13 @@ def _render_up(env: Env, outcome: Outcome) -> None:
 
     r = outcome.result
     how = "reused (already up and healthy)" if r["reused"] else f"up in {r['seconds']}s"
+    moved = r.get("moved")
+    if moved:
+        how = f"moved from {moved['from_stage']} in {moved['seconds']}s"
+        for label, key in (("switched off (not in today's tech zone)", "stop"), ("switched on again", "start"),
+                           ("built", "build"), ("re-addressed", "readdress")):
+            if moved[key]:
+                env.console().print(f"{label}: {', '.join(moved[key])}", markup=False)
     rows = [[n["truck"] or "-", n["name"], n["address"], n["role"], n["uplink_address"] or ""] for n in r["nodes"]]
     table(env, f"lab {r['stage']}: {how}", ["truck", "node", "address", "role", "uplink"], rows)
     ssh = r["ssh"]
@@ -155,9 +165,15 @@ def _render_status(env: Env, outcome: Outcome) -> None:
         return
     rows = [[n["truck"] or "-", n["name"], n["address"], n["role"], "alive" if n["supervisor"] else "DEAD",
              n["systemd"], "yes" if n["ssh"] else "NO", n.get("uplink", "")] for n in [*r["nodes"], r["standin"]]]
+    rows += [[n["truck"], n["name"], n["address"], n["role"], "parked", "-", "-", ""] for n in r.get("parked", [])]
     state = "healthy" if r["healthy"] else "NOT healthy"
-    table(env, f"lab {r['stage']}: {state}",
+    table(env, f"lab on {r['stage']}: {state}",
           ["truck", "node", "address", "role", "supervisor", "systemd", "ssh", "uplink"], rows)
+    days = r["standin"].get("stages")
+    if days:
+        table(env, "received by the stand-in, per stage", ["stage", "truck", "telemetry", "heartbeats"],
+              [[stage, truck, str(c["telemetry"]), str(c["heartbeat"])]
+               for stage, trucks in days.items() for truck, c in trucks.items()])
 
 
 def _render_fault(env: Env, outcome: Outcome) -> None:

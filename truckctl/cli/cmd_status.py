@@ -1,7 +1,8 @@
 """`truckctl status STAGE [--target lab|aws] [--watch [--interval S]] [--json]`.
 
-Exit codes: 0 all healthy, 1 something unhealthy (a node unreachable, a key service not active, a
-telemetry or heartbeat stream stale or never seen at the cloud side), 2 usage (--watch with --json),
+Exit codes: 0 all healthy, 1 something unhealthy (an incident: one per root cause, with the symptoms
+it explains under it; or a symptom no incident explains: a node unreachable, a key service not
+active, a telemetry or heartbeat stream stale or never seen at the cloud side), 2 usage (--watch with --json),
 5 invalid configuration, 130 Ctrl-C (the normal end of --watch).
 
 Only typer is imported at module level (`truckctl --help` stays fast).
@@ -170,12 +171,38 @@ def renderable(env: Env, result: dict[str, Any], footer: str | None = None) -> G
     else:
         parts.append(cloud_side)
     parts += [text(line) for line in _summary_lines(result)]
-    if result["unhealthy"]:
+    incidents = result.get("incidents") or []
+    explained = {i["summary"] for i in incidents}
+    if incidents:
+        parts.append(text(f"incidents ({len(incidents)}):", style="bold red" if rich else ""))
+        for line in incident_lines(incidents):
+            parts.append(text(line, style="" if line.startswith(" ") or not rich else "red"))
+    rest = [item for item in result["unhealthy"] if item not in explained]
+    if rest:
         parts.append(text("unhealthy:", style="bold red" if rich else ""))
-        parts += [text(f"  - {item}") for item in result["unhealthy"]]
+        parts += [text(f"  - {item}") for item in rest]
+    recent = result.get("incidents_recent") or []
+    if recent:
+        parts.append(text(f"recently resolved at the cloud side: {len(recent)} (newest: {recent[0]['kind']} "
+                          f"{recent[0]['truck']}, resolved {_when(recent[0].get('resolved'))})"))
     if footer:
         parts.append(text(footer, style="dim" if rich else ""))
     return Group(*parts)
+
+
+def incident_lines(incidents: list[dict[str, Any]]) -> list[str]:
+    """Each incident on one line (kind, truck, node or address, hop, since when), its evidence and the
+    symptoms it explains indented under it."""
+    lines = []
+    for incident in incidents:
+        where = incident.get("address") if incident["kind"] == "address-conflict" else incident.get("node")
+        since = f", open since {_when(incident['opened'])}" if incident.get("opened") else ""
+        source = " (seen by the cloud side)" if incident.get("source") == "cloud" else ""
+        lines.append(f"  {incident['kind']} {incident['truck']}" + (f" {where}" if where else "")
+                     + f" at {incident['hop']}: {incident['title']}{since}{source}")
+        lines += [f"    evidence: {line}" for line in incident["evidence"]]
+        lines += [f"    explains: {symptom['text']}" for symptom in incident["symptoms"]]
+    return lines
 
 
 def _summary_lines(result: dict[str, Any]) -> list[str]:

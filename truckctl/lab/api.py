@@ -52,8 +52,8 @@ def _running_plan(project: Project, stage: str | None = None) -> LabPlan:
     if state is None:
         raise TruckctlError.single("lab-not-up", "no lab is up: run `truckctl lab up STAGE` first")
     if stage is not None and state.stage != stage:
-        raise TruckctlError.single("lab-other-stage", f"the lab is up for {state.stage}, not {stage}: run "
-                                   f"`truckctl lab down` then `truckctl lab up {stage}`")
+        raise TruckctlError.single("lab-other-stage", f"the lab is on {state.stage}, not {stage}: run "
+                                   f"`truckctl lab up {stage}` to move it (the stand-in keeps its data)")
     if not state.complete:
         raise TruckctlError.single("lab-incomplete", "the lab is half-built: run `truckctl lab down`, then "
                                    "`truckctl lab up` again")

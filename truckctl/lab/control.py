@@ -79,9 +79,7 @@ def up(project: Project, stage_name: str, progress: Progress = _quiet, keep_node
         check_host_routes(plan, network.host_routes(), own, registry.other_labs(plan.lab_id))
         if existing is not None:
             if existing.stage != stage_name:
-                raise TruckctlError.single(
-                    "lab-other-stage", f"a lab for {existing.stage} is up: run `truckctl lab down` first "
-                    f"(the lab never replaces another stage's lab on its own)")
+                return _move(existing, plan, paths, progress, started)
             if existing.complete and existing.fingerprint == plan.fingerprint() and _infrastructure_up(existing):
                 restarted = _ensure_apt_cache(existing, paths, progress)
                 down_nodes = _down_nodes(existing, paths)
@@ -99,6 +97,24 @@ def up(project: Project, stage_name: str, progress: Progress = _quiet, keep_node
         state.complete = True
         state.save()
         return _summary(state, paths, reused=False, seconds=time.monotonic() - started, boot=boot)
+
+
+def _move(existing: st.LabState, plan: LabPlan, paths: LabPaths, progress: Progress, started: float
+          ) -> dict[str, Any]:
+    """`up` of another stage on a running lab: the daily move (move.py), never a rebuild that would
+    throw away what the stand-in received."""
+    from truckctl.lab import move
+
+    if not (existing.complete and existing.fingerprint == existing.plan.fingerprint()
+            and _infrastructure_up(existing)):
+        raise TruckctlError.single(
+            "lab-other-stage", f"a lab for {existing.stage} is up but is half-built, unhealthy or was built by "
+            f"another truckctl version, so it cannot move to {plan.stage}: run `truckctl lab down` first")
+    moved = move.apply_move(existing, plan, paths, progress)
+    restarted = _ensure_apt_cache(existing, paths, progress)
+    return {**_summary(existing, paths, reused=True, seconds=time.monotonic() - started, boot=moved["boot"]),
+            "down_nodes": _down_nodes(existing, paths), "restarted": restarted + moved["restarted"],
+            "moved": moved}
 
 
 def _build(state: st.LabState, plan: LabPlan, paths: LabPaths, progress: Progress) -> list[dict[str, Any]]:
@@ -262,7 +278,7 @@ def _teardown(state: st.LabState, progress: Progress) -> dict[str, int]:
         state.resources = [r for r in state.resources if r.kind != kind or r.name in left]
         removed[kind] = len(resources) - len(left)
         state.save()
-    _remove_runtime_leftovers(state.plan)
+    _remove_runtime_leftovers(state.plan, state.parked)
     if problems:
         raise TruckctlError(problems, ExitCode.ERROR, {"removed": removed})
     if state.path is not None:
@@ -395,11 +411,11 @@ def _remove_dirs(resources: list[st.Resource], state: st.LabState) -> list[Probl
     return problems
 
 
-def _remove_runtime_leftovers(plan: LabPlan) -> None:
+def _remove_runtime_leftovers(plan: LabPlan, parked: list[node.NodePlan]) -> None:
     """nspawn keys a few runtime directories by machine name; a killed nspawn leaves them behind."""
     if not NSPAWN_RUNTIME.is_dir():
         return
-    machines = {n.machine for n in plan.nodes} | {naming.machine(plan.lab_id, "build")}
+    machines = {n.machine for n in [*plan.nodes, *parked]} | {naming.machine(plan.lab_id, "build")}
     for sub in NSPAWN_RUNTIME.iterdir():
         for machine in machines:
             leftover = sub / machine
@@ -494,11 +510,17 @@ def status(project: Project) -> dict[str, Any]:
     standin_info = {**stand, "mqtt_tls": port_open(plan.uplink.standin_address, STANDIN_MQTT_PORT),
                     "http": port_open(plan.uplink.standin_address, STANDIN_HTTP_PORT)}
     truck_rows = [r for r in rows if r["name"] != plan.standin.name]
+    if standin_info["http"]:
+        from truckctl.lab.move import stage_counts
+
+        standin_info["stages"] = stage_counts(plan, paths)  # what each race day brought in, per truck
     healthy = state.complete and all(r["supervisor"] and r["systemd_running"] and r["ssh"] for r in rows) and \
         standin_info["mqtt_tls"] and standin_info["http"]
     return {
         "up": True, "stage": state.stage, "lab_id": plan.lab_id, "complete": state.complete, "healthy": healthy,
         "nodes": truck_rows, "standin": standin_info,
+        # switched off: their trucks are not in this stage's tech zone (a later stage brings them back)
+        "parked": [{**_node_row(n), "supervisor": _supervisor_alive(state, n.name)} for n in state.parked],
         "apt_cache": {"running": bool(acng and alive(acng.data["pid"], acng.data.get("start"))),
                       "proxies": [aptcache.proxy_url(a) for a in plan.host_addresses()]},
         "ssh": {"user": USER, "private_key": str(paths.ssh_key), "known_hosts": str(paths.known_hosts)},

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from truckctl.errors import ExitCode, TruckctlError
+from truckctl.jsondoc import JsonObject
 from truckctl.lab import naming, network, standin
 from truckctl.lab import state as st
 from truckctl.lab.node import merged_dir
@@ -91,7 +92,7 @@ class FaultResult:
     active: list[Drill]
     note: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:  # the command's JSON result
         return asdict(self)
 
 
@@ -354,7 +355,7 @@ def start(project: Project, kind: str, target: str | None = None) -> FaultResult
         return FaultResult("started", [], active(lab), f"{key} is already active")
     _, incident = KINDS[kind]
     node = tgt.node.name if tgt.node is not None and KINDS[kind][0] != TRUCK else None
-    record: dict[str, Any] = {"drill": kind, "target": tgt.name, "truck": tgt.truck, "node": node,
+    record: JsonObject = {"drill": kind, "target": tgt.name, "truck": tgt.truck, "node": node,
                               "address": tgt.address, "incident": incident, "started": time.time(), "undo": {}}
     if kind == "node-off":  # stop_node takes the lab lock itself
         resource = lab.state.record(st.DRILL, key, **record)

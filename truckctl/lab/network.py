@@ -61,6 +61,22 @@ def _veth(state: st.LabState, node: NodePlan, host_side: str, inside: str, bridg
     run([*ns, "link", "set", inside, "up"], what=f"{node.name}: {inside} up")
 
 
+def flush_addresses(name: str) -> None:
+    """Remove every address of a host link (a parked truck's bridge: its route goes with it)."""
+    run(["ip", "addr", "flush", "dev", name], what=f"remove the addresses of {name}")
+
+
+def readdress_node(node: NodePlan) -> None:
+    """Give a node's interfaces its plan's addresses, dropping the ones it had (the daily move)."""
+    ns = ["ip", "-n", node.netns]
+    wanted = [(LAN_IF, f"{node.address}/{node.prefixlen}")]
+    if node.uplink_address:
+        wanted.append((UPLINK_IF, f"{node.uplink_address}/{node.uplink_prefixlen}"))
+    for inside, cidr in wanted:
+        run([*ns, "addr", "flush", "dev", inside], what=f"{node.name}: remove the addresses of {inside}")
+        run([*ns, "addr", "add", cidr, "dev", inside], what=f"{node.name}: address {cidr}")
+
+
 def set_link(name: str, up: bool) -> None:
     run(["ip", "link", "set", name, "up" if up else "down"], what=f"set {name} {'up' if up else 'down'}")
 

@@ -14,8 +14,11 @@ from truckctl.lab import rootwrite
 from truckctl.lab.pki import OPERATOR_CN, OPERATOR_LEAF, LabPki, client_id
 from truckctl.lab.plan import STANDIN, STANDIN_HTTP_PORT, STANDIN_MQTT_PORT, LabPlan
 from truckctl.lifecycle.webhttp import ClientTls
+from truckctl.ops.topology import NodeRef, Topology, TruckTopo
 
 SERVICE_SOURCE = Path(__file__).with_name("standin_service.py")
+OPS_PACKAGE = Path(__file__).resolve().parent.parent / "ops"  # the diagnosis, run by the service as it is
+SERVICE_LIB = "usr/local/lib/truckctl-standin"
 LOCAL_MQTT_PORT = 1883
 UNIT = "truckctl-standin.service"
 
@@ -54,12 +57,13 @@ acl_file /etc/mosquitto/acl-local
 """
 
 
-def acl_trucks(plan: LabPlan) -> str:
-    """Each truck's certificate may publish (and read) only under its own topic prefix."""
+def acl_trucks(plan: LabPlan, also: list[str] | None = None) -> str:
+    """Each truck's certificate may publish (and read) only under its own topic prefix. `also`: trucks
+    of other days of the race the lab has served (an identity lasts the race)."""
     lines = ["# truckctl lab: one block per truck certificate (user = certificate CN)"]
-    for truck in plan.trucks:
-        lines += ["", f"user {client_id(plan.race_id, truck.name)}",
-                  f"topic readwrite {topic_prefix(plan.race_id, truck.name)}/#"]
+    for truck in dict.fromkeys([t.name for t in plan.trucks] + (also or [])):
+        lines += ["", f"user {client_id(plan.race_id, truck)}",
+                  f"topic readwrite {topic_prefix(plan.race_id, truck)}/#"]
     return "\n".join(lines) + "\n"
 
 
@@ -76,6 +80,7 @@ def service_config(plan: LabPlan) -> dict[str, object]:
     principals[OPERATOR_CN] = "truckctl"
     return {
         "race_id": plan.race_id,
+        "stage": plan.stage,  # every message is counted under it; only its trucks alarm (see move.py)
         "prefixes": {t.name: topic_prefix(plan.race_id, t.name) for t in plan.trucks},
         "nodes": {t.name: [n.name for n in plan.truck_nodes if n.truck == t.name] for t in plan.trucks},
         "telemetry_topics": {t.name: telemetry_topic(plan.race_id, t.name) for t in plan.trucks},
@@ -87,7 +92,26 @@ def service_config(plan: LabPlan) -> dict[str, object]:
         "tls": {"ca": f"{CERTS}/ca.pem", "cert": f"{CERTS}/server.pem", "key": f"{CERTS}/server.key",
                 "crl": f"{CERTS}/crl.pem"},
         "check_interval_s": 1,
+        "topology": topology(plan).to_dict(),
     }
+
+
+def topology(plan: LabPlan) -> Topology:
+    """The dependency model of the lab's trucks (the stage's: same names, addresses and gateways)."""
+    trucks = []
+    for truck in plan.trucks:
+        nodes = tuple(NodeRef(n.name, n.address, n.role, n.uplink_address is not None)
+                      for n in plan.truck_nodes if n.truck == truck.name)
+        trucks.append(TruckTopo(truck.name, truck.cidr, next(n for n in nodes if n.gateway), nodes))
+    return Topology(tuple(trucks), float(plan.stale_after_s))
+
+
+def ops_files() -> dict[str, bytes]:
+    """The service's copy of truckctl.ops (standard library only), under a stub `truckctl` package."""
+    files = {f"{SERVICE_LIB}/truckctl/__init__.py": b'"""truckctl.ops for the lab stand-in."""\n'}
+    files.update({f"{SERVICE_LIB}/truckctl/ops/{source.name}": source.read_bytes()
+                  for source in sorted(OPS_PACKAGE.glob("*.py"))})
+    return files
 
 
 UNIT_TEXT = """[Unit]
@@ -127,7 +151,9 @@ def write_files(root: Path, plan: LabPlan, pki: LabPki) -> None:
     write_revocations(root, plan, pki)
     rootwrite.write_file(root, "etc/mosquitto/acl-trucks", acl_trucks(plan))
     rootwrite.write_file(root, "etc/mosquitto/acl-local", ACL_LOCAL)
-    rootwrite.write_file(root, "usr/local/lib/truckctl-standin/standin_service.py", SERVICE_SOURCE.read_bytes())
+    rootwrite.write_file(root, f"{SERVICE_LIB}/standin_service.py", SERVICE_SOURCE.read_bytes())
+    for path, content in ops_files().items():
+        rootwrite.write_file(root, path, content)
     rootwrite.write_file(root, "etc/truckctl-standin/config.json", json.dumps(service_config(plan), indent=1) + "\n")
     rootwrite.write_file(root, f"etc/systemd/system/{UNIT}", UNIT_TEXT)
     rootwrite.ensure_symlink(root, f"etc/systemd/system/multi-user.target.wants/{UNIT}", f"/etc/systemd/system/{UNIT}")

@@ -5,7 +5,16 @@ Stdlib plus paho only, and compatible with paho 1.6 (Debian 12) and 2.x. It play
   topics, recording last-seen per truck and per configured node and message counts (GET /status);
 - the alert receiver that stands in for the webhook / SNS subscription (POST /alerts, GET /alerts);
 - the CloudWatch alarms: an alert of its own when a truck's telemetry or a node's heartbeat has not
-  been seen for stale_after_s after having been seen, and another when it comes back.
+  been seen for stale_after_s after having been seen, and another when it comes back;
+- the race-long cloud's stage of the day (DESIGN section 15): every message is counted under the stage
+  the lab is on when it arrives (GET /status: `stages`), and only the trucks in today's tech zone
+  alarm. `truckctl lab up STAGE` moves the lab by rewriting the config file, which the service reloads
+  (it polls the file's mtime) without losing anything it received;
+- race-day incidents (issue 14): the gateways' evidence topics, judged with its own silence tracking
+  by the very diagnosis `truckctl status` runs (truckctl/ops, copied beside this file as the package
+  `truckctl.ops`); one notification per incident opened and one per incident resolved, whatever
+  the symptoms and repeats, into the alert list (source "incident", apart from the alarms: on the
+  lab this receiver is the race's channel, as it is for truckctl's own notifications).
 
 Access model, as the cloud's: the HTTP API is HTTPS with client certificates from the lab CA (its
 CRL checked), on the stand-in's uplink address only. A truck's certificate (the one its bridge uses)
@@ -35,6 +44,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from truckctl.ops.book import Event
+from truckctl.ops.diagnose import CloudView, Stream
+from truckctl.ops.topology import Topology
+from truckctl.ops.watch import Watch
+
 MAX_BODY = 64 * 1024
 MAX_HEAD = 16 * 1024  # request line and headers together
 MAX_CONNECTIONS = 32
@@ -61,8 +75,10 @@ class Seen:
         self.payload = ""
         self.recent: deque[str] = deque(maxlen=RECENT)  # so a marker is found despite a busy feed
         self.alarming = False
+        self.armed = False  # seen since the stage began: only then can its silence alarm
 
     def hit(self, now: float, topic: str, payload: str) -> None:
+        self.armed = True
         self.last, self.topic, self.payload = now, topic, payload[:PAYLOAD_EXCERPT]
         self.recent.append(self.payload)
         self.count += 1
@@ -88,7 +104,8 @@ class Tracker:
     prefixes: truck -> topic prefix; nodes: truck -> the node names its heartbeats may come from."""
 
     def __init__(self, prefixes: dict[str, str], stale_after_s: float,
-                 clock: Callable[[], float] = time.time, nodes: dict[str, list[str]] | None = None) -> None:
+                 clock: Callable[[], float] = time.time, nodes: dict[str, list[str]] | None = None,
+                 topology: dict[str, Any] | None = None) -> None:
         self.prefixes = prefixes
         self.stale_after_s = stale_after_s
         self.clock = clock
@@ -101,10 +118,13 @@ class Tracker:
         self.posted: dict[str, deque[dict[str, Any]]] = {}
         self.sequence = 0
         self.mqtt_connected = False
+        self.days = StageDays(list(prefixes))
+        self.watch = Watch(Topology.from_dict(topology)) if topology is not None else None
+        self.notices: deque[dict[str, Any]] = deque(maxlen=MAX_ALARMS)  # incident notifications sent
 
     def topics(self) -> list[str]:
         return [f"{p}/{kind}{suffix}" for p in self.prefixes.values() for kind in ("telemetry", "heartbeat")
-                for suffix in ("", "/#")]
+                for suffix in ("", "/#")] + [f"{p}/evidence/#" for p in self.prefixes.values()]
 
     def on_message(self, topic: str, payload: bytes) -> None:
         now = self.clock()
@@ -117,6 +137,7 @@ class Tracker:
                 if kind == "telemetry":
                     self._resume(self.telemetry[truck], now, "telemetry-resumed", truck, None)
                     self.telemetry[truck].hit(now, topic, text)
+                    self.days.count(truck, kind, now, text)
                 elif kind == "heartbeat":
                     node = rest or _node_from(text)
                     seen = self.heartbeats[truck].get(node)
@@ -125,7 +146,23 @@ class Tracker:
                         return
                     self._resume(seen, now, "heartbeat-resumed", truck, node)
                     seen.hit(now, topic, text)
+                    self.days.count(truck, kind, now, text)
+                elif kind == "evidence" and self.watch is not None and rest and "/" not in rest:
+                    self._notify(self.watch.evidence(truck, rest, payload, now, self._streams(now)), now)
             return
+
+    def _streams(self, now: float) -> CloudView:
+        def age(seen: Seen) -> Stream:
+            return Stream(None if seen.last is None else now - seen.last)
+
+        return CloudView({truck: age(seen) for truck, seen in self.telemetry.items()},
+                         {node: age(seen) for nodes in self.heartbeats.values() for node, seen in nodes.items()})
+
+    def _notify(self, events: list[Event], now: float) -> None:
+        """One entry per event in the alert list (the lock is held); printed to the journal too."""
+        for event in events:
+            self.notices.append(self._entry(event.as_dict(), "incident", now))
+            print(f"{event.event}: {event.incident.summary()}", flush=True)
 
     def _resume(self, seen: Seen, now: float, alarm: str, truck: str, node: str | None) -> None:
         if seen.alarming:
@@ -143,12 +180,16 @@ class Tracker:
             streams += [(truck, node, "heartbeat-missing", seen) for truck, nodes in self.heartbeats.items()
                         for node, seen in nodes.items()]
             for truck, node, alarm, seen in streams:
+                if not self.days.expected(truck) or not seen.armed:
+                    continue  # a truck absent from today's tech zone, or a stream not seen since the move
                 if seen.last is None or seen.alarming or now - seen.last < self.stale_after_s:
                     continue
                 seen.alarming = True
                 raised.append(self._alarm({"alarm": alarm, "state": "ALARM", "truck": truck, "node": node,
                                            "last_seen": _iso(seen.last), "silent_for_s": round(now - seen.last, 1),
                                            "stale_after_s": self.stale_after_s}, now))
+            if self.watch is not None:
+                self._notify(self.watch.tick(now, self._streams(now)), now)
         return raised
 
     def _entry(self, body: Any, source: str, now: float, poster: str | None = None) -> dict[str, Any]:
@@ -178,6 +219,7 @@ class Tracker:
 
     def _visible(self, principal: str) -> list[dict[str, Any]]:
         alarms = [a for a in self.alarms if principal == OPERATOR or a["body"].get("truck") == principal]
+        alarms += [n for n in self.notices if principal == OPERATOR or n["body"]["incident"]["truck"] == principal]
         posted = [e for poster, entries in self.posted.items() if principal in (OPERATOR, poster) for e in entries]
         return sorted(alarms + posted, key=lambda e: int(e["index"]))
 
@@ -192,15 +234,95 @@ class Tracker:
                     "counts": {"telemetry": self.telemetry[truck].count,
                                "heartbeat": sum(s.count for s in self.heartbeats[truck].values()),
                                "heartbeat_dropped": self.dropped[truck]},
+                    **({"evidence": self.watch.view(truck, now)} if self.watch is not None else {}),
                 }
                 for truck in self.prefixes if principal in (OPERATOR, truck)
             }
-            return {"time": _iso(now), "stale_after_s": self.stale_after_s, "mqtt_connected": self.mqtt_connected,
-                    "trucks": trucks, "alerts": len(self._visible(principal))}
+            document: dict[str, Any] = {"time": _iso(now), "stale_after_s": self.stale_after_s,
+                                        "mqtt_connected": self.mqtt_connected, "trucks": trucks,
+                                        "alerts": len(self._visible(principal)),
+                                        **self.days.view(None if principal == OPERATOR else principal)}
+            if self.watch is not None:
+                held = self.watch.book.held()
+                document["incidents"] = {key: [i for i in held[key] if principal in (OPERATOR, i["truck"])]
+                                         for key in ("open", "recent")}
+                document["notifications"] = sum(1 for n in self.notices if principal in (
+                    OPERATOR, n["body"]["incident"]["truck"]))
+            return document
 
     def alert_list(self, principal: str = OPERATOR) -> list[dict[str, Any]]:
         with self.lock:
             return self._visible(principal)
+
+
+# ---- the stage of the day: moves of the lab, per-stage counts -----------------------------------
+
+MAX_STAGES = 64  # a race has about 21; a stage visited twice keeps one record
+STAGE_RECENT = 50  # per stage and truck: the last telemetry payloads, and the last smoke-check markers
+
+
+class StageDays:
+    """Which stage the lab is on, which trucks it expects, and what each stage received, per truck.
+    Called under the Tracker's lock."""
+
+    def __init__(self, trucks: list[str], stage: str | None = None) -> None:
+        self.stage = stage
+        self.active = set(trucks)
+        self.stages: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def expected(self, truck: str) -> bool:
+        return truck in self.active
+
+    def count(self, truck: str, kind: str, now: float, payload: str) -> None:
+        stage = self.stage or "unstaged"
+        if stage not in self.stages and len(self.stages) >= MAX_STAGES:
+            del self.stages[next(iter(self.stages))]
+        row = self.stages.setdefault(stage, {}).setdefault(truck, {
+            "telemetry": 0, "heartbeat": 0, "first_at": _iso(now), "recent_telemetry": deque(maxlen=STAGE_RECENT),
+            "markers": deque(maxlen=STAGE_RECENT)})
+        row[kind] += 1
+        row["last_at"] = _iso(now)
+        if kind == "telemetry":
+            row["recent_telemetry"].append(payload[:PAYLOAD_EXCERPT])
+            if '"smoke"' in payload:  # a run's smoke check: kept apart, so a busy feed never pushes it out
+                row["markers"].append(payload[:PAYLOAD_EXCERPT])
+
+    def view(self, truck: str | None) -> dict[str, Any]:
+        """The current stage, today's trucks and each stage's counts (a truck's certificate: its own)."""
+        stages = {stage: {t: {**row, "recent_telemetry": list(row["recent_telemetry"]), "markers": list(row["markers"])}
+                          for t, row in rows.items() if truck in (None, t)}
+                  for stage, rows in self.stages.items()}
+        return {"stage": self.stage, "expected_trucks": sorted(self.active if truck is None else self.active & {truck}),
+                "stages": stages}
+
+
+def move(tracker: Tracker, config: dict[str, Any]) -> list[str]:
+    """Move the stand-in to the config's stage: trucks it has not met are added (their topics returned,
+    to subscribe), today's trucks are expected, and every stream must be seen again before its silence
+    alarms (the day starts; a truck absent today, or re-addressed during the move, raises nothing).
+    What was received is kept."""
+    with tracker.lock:
+        new = [truck for truck in config["prefixes"] if truck not in tracker.prefixes]
+        for truck, prefix in config["prefixes"].items():
+            tracker.prefixes.setdefault(truck, prefix)
+            tracker.telemetry.setdefault(truck, Seen())
+            tracker.dropped.setdefault(truck, 0)
+            nodes = tracker.heartbeats.setdefault(truck, {})
+            for node in config["nodes"].get(truck, []):
+                nodes.setdefault(node, Seen())
+        if config.get("stage") != tracker.days.stage:
+            for seen in [*tracker.telemetry.values(), *(s for n in tracker.heartbeats.values() for s in n.values())]:
+                seen.armed = False
+            for truck in set(tracker.prefixes) - set(config["prefixes"]):
+                tracker.telemetry[truck].alarming = False
+                for seen in tracker.heartbeats[truck].values():
+                    seen.alarming = False
+        tracker.days.stage = config.get("stage")
+        tracker.days.active = set(config["prefixes"])
+        if tracker.watch is not None and config.get("topology") is not None:  # today's trucks, LANs, addresses
+            tracker.watch.topology = Topology.from_dict(config["topology"])
+    return [f"{tracker.prefixes[t]}/{kind}{suffix}" for t in new for kind in ("telemetry", "heartbeat")
+            for suffix in ("", "/#")] + [f"{tracker.prefixes[t]}/evidence/#" for t in new if tracker.watch is not None]
 
 
 def _node_from(payload: str) -> str:
@@ -489,18 +611,32 @@ def start_mqtt(tracker: Tracker, host: str, port: int) -> Any:
 def main(argv: list[str]) -> int:
     with open(argv[1] if len(argv) > 1 else "/etc/truckctl-standin/config.json") as handle:
         config = json.load(handle)
-    tracker = Tracker(config["prefixes"], float(config["stale_after_s"]), nodes=config["nodes"])
-    start_mqtt(tracker, config["mqtt_host"], int(config["mqtt_port"]))
+    tracker = Tracker(config["prefixes"], float(config["stale_after_s"]), nodes=config["nodes"],
+                      topology=config.get("topology"))
+    tracker.days.stage = config.get("stage")
+    client = start_mqtt(tracker, config["mqtt_host"], int(config["mqtt_port"]))
+    tls = config["tls"]
+    access = Access(config["principals"], tls["ca"], tls["cert"], tls["key"], tls["crl"])
+    path = argv[1] if len(argv) > 1 else "/etc/truckctl-standin/config.json"
+    loaded = os.stat(path).st_mtime
 
     def checker() -> None:
+        nonlocal loaded
         while True:
             for alert in tracker.check():
                 print("alarm:", json.dumps(alert["body"]), flush=True)
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                if os.stat(path).st_mtime != loaded:  # `lab up` moved the lab to another stage
+                    loaded = os.stat(path).st_mtime
+                    with open(path) as handle:
+                        moved = json.load(handle)
+                    for topic in move(tracker, moved):
+                        client.subscribe(topic, qos=1)
+                    access.principals = {**access.principals, **moved["principals"]}
+                    print(f"truckctl stand-in: on {moved.get('stage')}", flush=True)
             time.sleep(float(config.get("check_interval_s", 1)))
 
     threading.Thread(target=checker, daemon=True, name="checker").start()
-    tls = config["tls"]
-    access = Access(config["principals"], tls["ca"], tls["cert"], tls["key"], tls["crl"])
     server = StandinServer((config["http_host"], int(config["http_port"])), tracker, access)
     print(f"truckctl stand-in: https on {config['http_host']}:{config['http_port']}", flush=True)
     server.serve_forever()

@@ -12,13 +12,13 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from truckctl.errors import Problem, TruckctlError
 from truckctl.jsondoc import JsonObject
-from truckctl.lab.plan import LabPlan
+from truckctl.lab.plan import LabPlan, NodePlan
 from truckctl.processes import alive
 
 STATE_VERSION = 1
@@ -53,6 +53,8 @@ class LabState:
     complete: bool = False
     created_at: float = field(default_factory=time.time)
     resources: list[Resource] = field(default_factory=list)
+    # Nodes of trucks absent from the current stage: switched off, kept for a later day (see move.py).
+    parked: list[NodePlan] = field(default_factory=list)
     path: Path | None = None  # where it is saved; not serialized
 
     def to_dict(self) -> JsonObject:
@@ -61,6 +63,7 @@ class LabState:
             "fingerprint": self.fingerprint, "complete": self.complete, "created_at": self.created_at,
             "plan": self.plan.to_dict(),
             "resources": [{"kind": r.kind, "name": r.name, "data": r.data} for r in self.resources],
+            "parked": [asdict(n) for n in self.parked],
         }
 
     @classmethod
@@ -72,6 +75,7 @@ class LabState:
             fingerprint=data["fingerprint"], complete=bool(data["complete"]),
             created_at=float(data["created_at"]),
             resources=[Resource(r["kind"], r["name"], dict(r.get("data") or {})) for r in data["resources"]],
+            parked=[NodePlan(**n) for n in data.get("parked") or []],
         )
 
     def record(self, kind: str, name: str, **data: Any) -> Resource:

@@ -38,6 +38,7 @@ class NodeTarget:
     role: str
     address: str
     services: tuple[str, ...]
+    gateway: bool = False  # status' probe also reads the gateway agent's evidence (issue 14)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class NodeProbe:
     address: str = ""
     skew_s: float | None = None
     mac: str | None = None
+    evidence: str | None = None  # a gateway's evidence document as read (untrusted; None: none there)
+    read_at: float | None = None  # when the answer came (the evidence's age is taken then)
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ def node_targets(stage: Stage) -> list[NodeTarget]:
     for truck, node in stage.nodes():
         gateway = stage.roles[node.role].gateway
         services = NODE_SERVICES + (GATEWAY_SERVICES if gateway else ())
-        targets.append(NodeTarget(node.name, truck.name, node.role, str(node.address), services))
+        targets.append(NodeTarget(node.name, truck.name, node.role, str(node.address), services, gateway))
     return targets
 
 
@@ -97,19 +100,29 @@ def probe_nodes(nodes: list[NodeTarget], access: Connection, query: Query) -> li
 
 # ---- status: the key units -------------------------------------------------------------------
 
+EVIDENCE_FILE = "/run/truck-ops/evidence.json"  # the gateway agent's (CONTRACT-14)
+EVIDENCE_MARK = "--truck-ops-evidence--"
+EVIDENCE_MAX_BYTES = 256 * 1024  # truckctl.ops.evidence.MAX_BYTES: one byte more is read, to see it is too big
+
+
 def _services_command(node: NodeTarget) -> str:
-    return "systemctl is-active " + " ".join(node.services) + "; true"
+    command = "systemctl is-active " + " ".join(node.services) + "; true"
+    if node.gateway:  # the agent's evidence in the same call: no extra round trip
+        command += f"; echo {EVIDENCE_MARK}; head -c {EVIDENCE_MAX_BYTES + 1} {EVIDENCE_FILE} 2>/dev/null; true"
+    return command
 
 
 def _services_answer(node: NodeTarget, stdout: str, before: float, after: float) -> NodeProbe:
-    answers = stdout.split()
+    units, marked, evidence = stdout.partition(EVIDENCE_MARK + "\n")
+    found = evidence if marked and evidence.strip() else None
+    answers = units.split()
     if len(answers) != len(node.services):
-        return NodeProbe(node.name, True, f"unexpected answer from systemctl: {stdout.strip()[:120]!r}",
-                         dict.fromkeys(node.services, UNKNOWN), node.address)
+        return NodeProbe(node.name, True, f"unexpected answer from systemctl: {units.strip()[:120]!r}",
+                         dict.fromkeys(node.services, UNKNOWN), node.address, evidence=found, read_at=after)
     # a state systemd could give (active, failed, activating...) or "unknown"
     return NodeProbe(node.name, True, "ok", {unit: answer if _SYSTEMD_STATE.fullmatch(answer) else UNKNOWN
                                              for unit, answer in zip(node.services, answers, strict=True)},
-                     node.address)
+                     node.address, evidence=found, read_at=after)
 
 
 SERVICES_TIMEOUT_S = 4.0
@@ -125,10 +138,21 @@ def _clock_command(node: NodeTarget) -> str:
             "done; true")
 
 
+def skew_beyond(node_time: float, before: float, after: float) -> float:
+    """How far the node's clock is at least off: its reading is compared with the interval in which it was
+    taken (0 inside it). The midpoint would count a slow SSH set-up on a loaded host as skew (a connection
+    that takes 4.5 s to open read as +2.2 s on every node)."""
+    if node_time > after:
+        return node_time - after
+    if node_time < before:
+        return node_time - before
+    return 0.0
+
+
 def _clock_answer(node: NodeTarget, stdout: str, before: float, after: float) -> NodeProbe:
     lines = stdout.split()
     try:
-        skew = float(lines[0]) - (before + after) / 2
+        skew = skew_beyond(float(lines[0]), before, after)
     except (ValueError, IndexError):
         return NodeProbe(node.name, True, "could not read the node's clock", address=node.address)
     return NodeProbe(node.name, True, "ok", address=node.address, skew_s=round(skew, 3),

@@ -9,6 +9,14 @@ lock, no journal, nothing changed.
 Fast by construction: one SSH call per node, all nodes at once, short timeouts; one HTTP call to
 the lab's stand-in. Healthy means every node reachable with every key service active, and (where
 the cloud side can be read) every heartbeat and every truck's telemetry fresh.
+
+Race-day diagnosis (issue 14, truckctl/ops): the probe of a gateway also reads the evidence its
+agent keeps in /run/truck-ops/evidence.json (same SSH call, no extra round trip); the evidence, the
+probes and the cloud side's view go through `ops.diagnose`, so `unhealthy` lists one line per root
+cause (its symptoms under it in `incidents`) and only the symptoms no incident explains on their
+own. Incidents the cloud side holds (the stand-in runs the same diagnosis on the evidence it
+receives) are merged by id: their opening time is the cloud side's, and one that only the cloud
+side sees is listed with `source: "cloud"`; its recently resolved ones are `incidents_recent`.
 """
 
 from __future__ import annotations
@@ -23,6 +31,11 @@ from truckctl.errors import TruckctlError
 from truckctl.lifecycle import history, journal, probe
 from truckctl.lifecycle.lock import lock_status
 from truckctl.lifecycle.probe import UNKNOWN, NodeProbe, NodeTarget, node_targets
+from truckctl.ops import diagnose as ops
+from truckctl.ops import evidence as ops_evidence
+from truckctl.ops import merge as ops_merge
+from truckctl.ops.model import Diagnosis, Incident, Kind, Symptom
+from truckctl.ops.topology import from_stage
 from truckctl.project import Project
 from truckctl.remote import Connection
 from truckctl.target import CloudSide, Target
@@ -30,6 +43,8 @@ from truckctl.target import CloudSide, Target
 if TYPE_CHECKING:
     from truckctl.config.model import Stage
 
+EVIDENCE_FILE = probe.EVIDENCE_FILE
+INCIDENTS_RECENT_SHOWN = 20
 
 OK, STALE, NONE = "ok", "stale", "none"
 
@@ -43,7 +58,8 @@ CloudReader = Callable[["Stage"], CloudSide]
 # ---- probes ----------------------------------------------------------------------------------
 
 def probe_nodes(nodes: list[NodeTarget], access: Connection) -> list[NodeProbe]:
-    """One short SSH call per node, all at once: `systemctl is-active` of its key units."""
+    """One short SSH call per node, all at once: `systemctl is-active` of its key units (and, on a
+    gateway, its agent's evidence, in the same call)."""
     return probe.probe_nodes(nodes, access, probe.SERVICES)
 
 
@@ -60,8 +76,10 @@ def stream(view: dict[str, Any] | None, stale_after_s: float) -> dict[str, Any]:
 
 
 def assemble(stage: Stage, target: Target, nodes: list[NodeTarget], probes: list[NodeProbe] | None,
-             connection_note: str | None, cloud: CloudSide) -> dict[str, Any]:
-    """The status document from what was measured; `unhealthy` lists every finding, one line each."""
+             connection_note: str | None, cloud: CloudSide, now: float | None = None) -> dict[str, Any]:
+    """The status document from what was measured; `unhealthy` lists one line per root cause (the
+    incidents, their symptoms under them) and each symptom no incident explains."""
+    now = time.time() if now is None else now
     stale_after = float(stage.defaults.telemetry.stale_after_s)
     by_name = {p.name: p for p in probes or []}
     seen_trucks = (cloud.seen or {}).get("trucks", {}) if cloud.seen is not None else None
@@ -79,34 +97,154 @@ def assemble(stage: Stage, target: Target, nodes: list[NodeTarget], probes: list
                 if truck_seen is not None else stream(None, stale_after)
             if truck_seen is not None and heartbeat["state"] == UNKNOWN:
                 heartbeat["state"] = NONE
-            row = _node_row(node, probe, connection_note, heartbeat, unhealthy)
-            rows.append(row)
-        if telemetry["state"] in (STALE, NONE):
-            unhealthy.append(f"{truck.name}: telemetry {_stream_text(telemetry)} at the cloud side")
+            rows.append(_node_row(node, probe, heartbeat))
         trucks.append({"name": truck.name, "telemetry": telemetry, "nodes": rows,
                        "healthy": telemetry["state"] not in (STALE, NONE) and all(r["healthy"] for r in rows)})
+    diagnosis, evidence_state, evidence = diagnose_stage(stage, nodes, probes, cloud, now)
+    held, provisional, recovered, recent = cloud_incidents(cloud.seen)
+    diagnosis = ops_merge.merge(from_stage(stage), diagnosis, held, provisional, recovered, evidence, now)
+    incidents = list(diagnosis.incidents)
+    for truck_doc in trucks:
+        name = str(truck_doc["name"])
+        truck_doc["evidence"] = evidence_state.get(name)
+        if any(i.truck == name for i in incidents):
+            truck_doc["healthy"] = False
+    unhealthy += [i.summary() for i in incidents] + [s.text for s in diagnosis.unexplained]
     if cloud.seen is None and target.cloud_side_required:
         unhealthy.append(f"cloud side: {cloud.note or 'the stand-in cannot be read'}")
     return {"stage": stage.name, "target": target.kind.value, "stale_after_s": stale_after, "trucks": trucks,
             "cloud": {**cloud.tier, "last_seen_note": cloud.note if cloud.seen is None else None,
                       "alerts": (cloud.seen or {}).get("alerts")},
+            "incidents": [i.as_dict() for i in incidents], "incidents_recent": recent,
             "unhealthy": unhealthy, "healthy": not unhealthy}
 
 
-def _node_row(node: NodeTarget, probe: NodeProbe | None, connection_note: str | None,
-              heartbeat: dict[str, Any], unhealthy: list[str]) -> dict[str, Any]:
+def _node_row(node: NodeTarget, probe: NodeProbe | None, heartbeat: dict[str, Any]) -> dict[str, Any]:
     if probe is None:  # no way to reach any node: said once for all of them by `assemble`
         probe = NodeProbe(node.name, False, "not probed")
     down = {unit: state for unit, state in probe.services.items() if state != "active"}
-    if not probe.reachable and connection_note is None:
-        unhealthy.append(f"{node.name}: not reachable over SSH ({probe.detail})")
-    elif down:
-        unhealthy.append(f"{node.name}: " + ", ".join(f"{unit} {state}" for unit, state in down.items()))
-    if heartbeat["state"] in (STALE, NONE):
-        unhealthy.append(f"{node.name}: heartbeat {_stream_text(heartbeat)} at the cloud side")
     return {"name": node.name, "role": node.role, "address": node.address, "reachable": probe.reachable,
             "detail": probe.detail, "services": probe.services, "heartbeat": heartbeat,
             "healthy": probe.reachable and not down and heartbeat["state"] not in (STALE, NONE)}
+
+
+# ---- diagnosis (pure: truckctl/ops) ----------------------------------------------------------
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _age(view: Any) -> ops.Stream:
+    age = view.get("age_s") if isinstance(view, dict) else None
+    return ops.Stream(float(age) if isinstance(age, int | float) and not isinstance(age, bool) else None)
+
+
+def cloud_view(seen: dict[str, Any] | None) -> ops.CloudView | None:
+    """The stand-in's /status as the diagnosis reads it (None: the cloud side could not be read)."""
+    if seen is None:
+        return None
+    trucks = _dict(seen.get("trucks"))
+    telemetry, beats, evidence = {}, {}, {}
+    for name, view in trucks.items():
+        if not isinstance(view, dict):
+            continue
+        telemetry[name] = _age(view.get("telemetry"))
+        heartbeats = view.get("heartbeats")
+        beats.update({node: _age(v) for node, v in (heartbeats.items() if isinstance(heartbeats, dict) else ())})
+        if isinstance(view.get("evidence"), dict):  # a stand-in that tracks the gateways' evidence
+            evidence[name] = _age(view["evidence"])
+    return ops.CloudView(telemetry, beats, evidence)
+
+
+def _evidence(stage: Stage, probes: dict[str, NodeProbe], seen: dict[str, Any] | None
+              ) -> tuple[dict[str, ops_evidence.GatewayEvidence | ops_evidence.BadEvidence], dict[str, Any],
+                         dict[str, float]]:
+    """Each truck's gateway evidence: read from the gateway by the probe, else the cloud side's copy;
+    and its age when it was read (a probe's answer is judged when it came, not when the slowest did)."""
+    found: dict[str, ops_evidence.GatewayEvidence | ops_evidence.BadEvidence] = {}
+    state: dict[str, Any] = {}
+    ages: dict[str, float] = {}
+    trucks = _dict((seen or {}).get("trucks"))
+    for truck in stage.trucks:
+        gateway = stage.gateway(truck).name
+        probe = probes.get(gateway)
+        raw, source = (probe.evidence, "gateway") if probe is not None and probe.evidence else (None, None)
+        if raw is None:
+            held = _dict(trucks.get(truck.name)).get("evidence")
+            if isinstance(held, dict) and held.get("document") is not None:
+                raw, source = json.dumps(held["document"]), "cloud"
+                age = held.get("age_s")  # how long before the stand-in answered it had received it
+                if isinstance(age, int | float) and not isinstance(age, bool):
+                    ages[truck.name] = float(age)
+        if raw is None:
+            state[truck.name] = {"state": "absent", "source": None}
+            continue
+        parsed = ops_evidence.parse(raw, truck.name, gateway)
+        found[truck.name] = parsed
+        if source == "gateway" and probe is not None and probe.read_at is not None \
+                and isinstance(parsed, ops_evidence.GatewayEvidence):
+            ages[truck.name] = probe.read_at - parsed.ts
+        elif isinstance(parsed, ops_evidence.BadEvidence):
+            ages.pop(truck.name, None)
+        state[truck.name] = ({"state": "bad", "source": source, "reason": parsed.reason}
+                             if isinstance(parsed, ops_evidence.BadEvidence) else
+                             {"state": "ok", "source": source, "ts": parsed.ts, "seq": parsed.seq})
+    return found, state, ages
+
+
+def diagnose_stage(stage: Stage, nodes: list[NodeTarget], probes: list[NodeProbe] | None, cloud: CloudSide,
+                   now: float) -> tuple[Diagnosis, dict[str, Any],
+                                        dict[str, ops_evidence.GatewayEvidence | ops_evidence.BadEvidence]]:
+    by_name = {p.name: p for p in probes or []}
+    evidence, state, ages = _evidence(stage, by_name, cloud.seen)
+    checks = None if probes is None else {
+        p.name: ops.NodeCheck(p.reachable, p.detail, dict(p.services), p.detail == probe.SERVICES.timeout_detail)
+        for p in probes}
+    observations = ops.Observations(now, evidence, checks, cloud_view(cloud.seen), evidence_age_s=ages)
+    return ops.diagnose(from_stage(stage), observations), state, evidence
+
+
+def _held(value: Any) -> Incident | None:
+    """An incident as the cloud side reported it (data: checked, bounded, never trusted to be well formed)."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        kind = Kind(str(value.get("kind")))
+        truck = str(value["truck"])[:64]
+        symptoms = tuple(Symptom(str(s.get("key"))[:120], truck, s.get("node") if isinstance(s.get("node"), str)
+                                 else None, str(s.get("text"))[:300])
+                         for s in (value.get("symptoms") or [])[:64] if isinstance(s, dict))
+        text = [str(line)[:300] for line in (value.get("evidence") or [])[:16]]
+        node = value.get("node") if isinstance(value.get("node"), str) else None
+        address = value.get("address") if isinstance(value.get("address"), str) else None
+        opened = value.get("opened") if isinstance(value.get("opened"), int | float) else None
+        resolved = value.get("resolved") if isinstance(value.get("resolved"), int | float) else None
+        return Incident(kind, truck, str(value.get("hop"))[:120], node, address, tuple(text), symptoms,
+                        opened, resolved, "cloud")
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def cloud_incidents(seen: dict[str, Any] | None
+                    ) -> tuple[list[Incident], set[str], dict[tuple[str, Kind], float], list[dict[str, Any]]]:
+    """What the cloud side holds: its open incidents, the ids of those opened from silence alone, when
+    it last resolved each (truck, kind), and its recently resolved ones (as documents)."""
+    held = _dict((seen or {}).get("incidents"))
+    raw_open = _list(held.get("open"))[:100]
+    opened = [i for i in map(_held, raw_open) if i is not None]
+    provisional = {i.id for i, raw in zip(opened, [r for r in raw_open if _held(r) is not None], strict=True)
+                   if raw.get("provisional") is True}
+    recent = [i for i in map(_held, _list(held.get("recent"))[:100]) if i is not None]
+    recovered: dict[tuple[str, Kind], float] = {}
+    for incident in recent:
+        if incident.resolved is not None:
+            key = (incident.truck, incident.kind)
+            recovered[key] = max(recovered.get(key, 0.0), incident.resolved)
+    return opened, provisional, recovered, [i.as_dict() for i in recent[:INCIDENTS_RECENT_SHOWN]]
 
 
 def _stream_text(view: dict[str, Any]) -> str:

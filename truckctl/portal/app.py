@@ -7,6 +7,7 @@ credential: there are none yet).
 The API gives the same documents as the CLI's `--json`, in the same envelope:
 `/api/status` = `truckctl status STAGE --json` (from the latest poll, not a new probe per request),
 `/api/runs` = `truckctl runs --json`, `/api/runs/{run_id}` = `truckctl runs show RUN_ID --json`.
+`/api/incidents` the open and recent incidents (issue 14), also in `/api/status`;
 `/api/snapshot` is everything the page shows; `/api/history` the plots' samples; `/api/events` the
 live stream (server-sent events, one `snapshot` event per poll). Documented at /openapi.json.
 There is no /docs page: FastAPI's loads Swagger UI from a CDN, and the portal serves nothing it
@@ -112,6 +113,12 @@ def create_app(project: Project, settings: PortalSettings, hub: Hub, history: Hi
         problems = [Problem(e["code"], e["message"], e["location"]) for e in document["errors"]]
         return _envelope("status", settings.stage, ExitCode(document["exit_code"]), document["status"] or {},
                          problems)
+
+    @api.get("/api/incidents", summary="Race-day incidents: open (one per root cause, with evidence and symptoms) "
+                                        "and recently resolved, from the latest poll")
+    async def incidents() -> Any:
+        document = await latest()
+        return not_yet() if document is None else document["incidents"]
 
     @api.get("/api/runs", summary="The run journal, newest first: the envelope of `truckctl runs --json`")
     async def runs(stage: Annotated[str | None, Query(max_length=40, description="Only this stage")] = None) -> Any:

@@ -6,9 +6,12 @@ One *snapshot* per poll, the same for every viewer:
   or None when it could not be measured (then `errors` says why, one line each, as the CLI would);
 - `topology`: trucks, their LAN, nodes and uplink, and the cloud side, each with a state
   (ok / degraded / down / unknown) for the picture;
-- `problems`: every unhealthy item of `status`, attributed to its truck and node, plus the alarms the
-  cloud side raised. Race-day incidents (one per root cause, issue 14) will come as an `incidents`
-  list beside `problems` (schema 2); `problems` stays, being what `status` itself reports;
+- `incidents`: race-day incidents (issue 14, truckctl/ops), `open` (one per root cause, each with its
+  root cause, hop, evidence and the symptoms it explains) and `recent` (resolved at the cloud side,
+  newest first), the very lists `status --json` gives (`incidents`, `incidents_recent`); added to
+  schema 1 (a new key, nothing else changed);
+- `problems`: every unhealthy item of `status`, attributed to its truck and node (an incident's line
+  has kind "incident" and its `incident` id), plus the alarms the cloud side raised;
 - `runs` (newest first), `drift` (the last drift run and its items), `lock`, `cloud` (outputs and the
   last recorded offline plan: no plan is run per poll);
 - `sample`: this poll's telemetry and heartbeat rates per truck (messages/s at the cloud side), which
@@ -127,7 +130,13 @@ def problems(stage: Stage | None, status: JsonObject | None, errors: list[Proble
     for truck in status.get("trucks", []):
         owner[truck["name"]] = (truck["name"], None)
         owner.update({n["name"]: (truck["name"], n["name"]) for n in truck["nodes"]})
+    incidents = {i["summary"]: i for i in status.get("incidents", [])}
     for line in status.get("unhealthy", []):
+        if line in incidents:
+            incident = incidents[line]
+            out.append({"truck": incident["truck"], "node": incident["node"], "kind": "incident",
+                        "incident": incident["id"], "text": line})
+            continue
         subject = line.split(":", 1)[0]
         truck, node = owner.get(subject, (None, None))
         kind = ("telemetry" if "telemetry" in line else "heartbeat" if "heartbeat" in line
@@ -257,6 +266,8 @@ def snapshot(project: Project, stage_name: str, target: str, measure: StatusSour
         "schema": SCHEMA, "stage": stage_name, "target": target, "at": round(now, 3), "exit_code": int(code),
         "header": header, "errors": [p.as_dict() for p in errors], "status": status,
         "topology": topology(stage, status) if stage is not None else None,
+        "incidents": {"open": (status or {}).get("incidents", []),
+                      "recent": (status or {}).get("incidents_recent", [])},
         "problems": problems(stage, status, errors),
         "runs": runs[:RUNS_SHOWN], "runs_total": len(runs),
         "drift": drift_view(project, runs),

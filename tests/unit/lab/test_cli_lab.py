@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -71,3 +72,50 @@ def test_lab_fault_without_a_lab_says_so(example_project: Path) -> None:
     result = CliRunner().invoke(app, ["-C", str(example_project), "lab", "fault", "cable", "truck-a", "--json"])
     document = json.loads(result.output)
     assert result.exit_code == 1 and document["errors"][0]["code"] in ("lab-not-up", "lab-needs-root")
+
+
+def _row(name: str, truck: str | None, address: str) -> dict[str, object]:
+    return {"name": name, "truck": truck, "role": "gateway", "address": address, "uplink_address": None,
+            "supervisor": True, "systemd": "running", "systemd_running": True, "ssh": True}
+
+
+def test_a_move_and_the_parked_nodes_are_shown_to_a_human() -> None:
+    from truckctl.cli.cmd_lab import _render_status, _render_up
+    from truckctl.cli.dispatch import Outcome
+    from truckctl.cli.output import Env
+
+    out = io.StringIO()
+    env = Env(stdout=out, stderr=io.StringIO(), no_color=True)
+    moved = {"from_stage": "stage-2", "to_stage": "stage-7", "seconds": 9.3, "stop": [], "build": [],
+             "start": ["truck-b-gw"], "readdress": ["truck-a-gw"]}
+    _render_up(env, Outcome({"stage": "stage-7", "reused": True, "seconds": 9.4, "moved": moved,
+                             "nodes": [_row("truck-a-gw", "truck-a", "10.33.1.11")],
+                             "ssh": {"user": "root", "private_key": "k", "known_hosts": "h"}}))
+    text = out.getvalue()
+    assert "moved from stage-2 in 9.3s" in text
+    assert "switched on again: truck-b-gw" in text and "re-addressed: truck-a-gw" in text
+    out.truncate(0)
+    standin = {**_row("cloud-standin", None, "100.64.10.2"),
+               "stages": {"stage-1": {"truck-b": {"telemetry": 25, "heartbeat": 10}}}}
+    _render_status(env, Outcome({"up": True, "stage": "stage-2", "healthy": True, "standin": standin,
+                                 "nodes": [_row("truck-a-gw", "truck-a", "10.31.1.11")],
+                                 "parked": [_row("truck-b-gw", "truck-b", "10.32.1.11")]}))
+    text = out.getvalue()
+    assert "lab on stage-2: healthy" in text
+    assert any("truck-b-gw" in line and "parked" in line for line in text.splitlines())
+    assert any(line.split()[:4] == ["stage-1", "truck-b", "25", "10"] for line in text.splitlines())
+
+
+def test_a_bare_lab_up_stays_on_the_stage_the_lab_is_on(not_root: None, example_project: Path) -> None:
+    """`lab up` without a stage never moves the lab (to stage-1): it means the stage the lab is on."""
+    from truckctl.config.loader import load_stage
+    from truckctl.lab import state as st
+    from truckctl.lab.plan import plan_lab
+    from truckctl.project import Project
+
+    project = Project(example_project)
+    plan = plan_lab(load_stage(project, "stage-7"), "abc123")
+    st.LabState("abc123", "stage-7", plan, plan.fingerprint(), path=st.state_file(project.state_dir)).save()
+    document = json.loads(CliRunner().invoke(app, ["-C", str(example_project), "lab", "up", "--json"]).output)
+    assert document["command"] == "lab up" and document["stage"] == "stage-7"
+    assert document["errors"][0]["code"] == "lab-needs-root"

@@ -10,7 +10,7 @@ import pytest
 from truckctl.config.loader import load_stage
 from truckctl.lab import standin
 from truckctl.lab.plan import plan_lab
-from truckctl.lab.standin_service import MAX_POSTED, Refused, Tracker
+from truckctl.lab.standin_service import MAX_POSTED, Refused, Tracker, move
 from truckctl.project import Project
 
 
@@ -129,3 +129,93 @@ def test_the_broker_checks_the_lab_crl_and_revocations_are_written_with_the_conf
     assert (root / "etc/mosquitto/certs/crl.pem").read_bytes().startswith(b"-----BEGIN X509 CRL-----")
     assert oct((root / "etc/mosquitto/certs/crl.pem").stat().st_mode & 0o777) == "0o644"
     assert (root / "etc/mosquitto/mosquitto.conf").read_text() == standin.mosquitto_conf(plan.uplink.standin_address)
+
+
+# ---- the stage of the day (the daily move) ----------------------------------------------------
+
+TWO = {"truck-a": ["truck-a-gw"], "truck-b": ["truck-b-gw"]}
+PREFIXES = {"truck-a": "r/truck-a", "truck-b": "r/truck-b"}
+
+
+def moved_to(stage: str, trucks: list[str]) -> dict[str, object]:
+    return {"stage": stage, "prefixes": {t: PREFIXES[t] for t in trucks}, "nodes": {t: TWO[t] for t in trucks}}
+
+
+def test_every_message_is_counted_under_the_stage_of_its_day() -> None:
+    clock = Clock()
+    tracker = Tracker(PREFIXES, 20, clock, TWO)
+    tracker.days.stage = "stage-1"
+    tracker.on_message("r/truck-a/telemetry", b'{"marker": "day-1"}')
+    tracker.on_message("r/truck-b/heartbeat/truck-b-gw", b"{}")
+    assert move(tracker, moved_to("stage-2", ["truck-a"])) == []  # no truck it has not met
+    tracker.on_message("r/truck-a/telemetry", b'{"marker": "day-2"}')
+    tracker.on_message("r/truck-a/telemetry", b'{"marker": "day-2b"}')
+    status = tracker.status()
+    assert status["stage"] == "stage-2" and status["expected_trucks"] == ["truck-a"]
+    stages = status["stages"]
+    assert stages["stage-1"]["truck-a"]["telemetry"] == 1 and stages["stage-1"]["truck-b"]["heartbeat"] == 1
+    assert stages["stage-1"]["truck-a"]["recent_telemetry"] == ['{"marker": "day-1"}']
+    assert stages["stage-1"]["truck-a"]["markers"] == []
+    assert stages["stage-2"]["truck-a"]["telemetry"] == 2 and "truck-b" not in stages["stage-2"]
+    assert status["trucks"]["truck-a"]["counts"]["telemetry"] == 3  # nothing received is dropped by a move
+    assert set(status["trucks"]) == {"truck-a", "truck-b"}  # an absent truck's data is kept
+    # a truck's own certificate sees its own rows only
+    own = tracker.status("truck-b")
+    assert own["stages"] == {"stage-1": {"truck-b": stages["stage-1"]["truck-b"]}, "stage-2": {}}
+    assert own["expected_trucks"] == []
+
+
+def test_a_days_smoke_markers_are_kept_however_busy_the_feed() -> None:
+    tracker = Tracker(PREFIXES, 20, Clock(), TWO)
+    move(tracker, moved_to("stage-1", ["truck-a", "truck-b"]))
+    tracker.on_message("r/truck-a/telemetry", b'{"smoke": "run-1", "truck": "truck-a"}')
+    for i in range(500):
+        tracker.on_message("r/truck-a/telemetry", f'{{"rider": {i}}}'.encode())
+    row = tracker.status()["stages"]["stage-1"]["truck-a"]
+    assert row["telemetry"] == 501 and len(row["recent_telemetry"]) == 50
+    assert row["markers"] == ['{"smoke": "run-1", "truck": "truck-a"}']
+
+
+def test_a_truck_absent_from_the_stage_raises_no_alarm() -> None:
+    clock = Clock()
+    tracker = Tracker(PREFIXES, 20, clock, TWO)
+    for topic in ("r/truck-a/telemetry", "r/truck-b/telemetry", "r/truck-a/heartbeat/truck-a-gw",
+                  "r/truck-b/heartbeat/truck-b-gw"):
+        tracker.on_message(topic, b"{}")
+    move(tracker, moved_to("stage-2", ["truck-a"]))
+    clock.now += 5
+    tracker.on_message("r/truck-a/telemetry", b"{}")
+    tracker.on_message("r/truck-a/heartbeat/truck-a-gw", b"{}")
+    clock.now += 60  # everything silent for longer than stale_after_s
+    raised = tracker.check()
+    assert {(a["body"]["alarm"], a["body"]["truck"]) for a in raised} == {
+        ("telemetry-stopped", "truck-a"), ("heartbeat-missing", "truck-a")}
+
+
+def test_after_a_move_a_stream_alarms_only_once_seen_again() -> None:
+    """A re-addressed truck is silent while the truck tier reconverges it: no alarm until it is back."""
+    clock = Clock()
+    tracker = Tracker(PREFIXES, 20, clock, TWO)
+    tracker.on_message("r/truck-a/telemetry", b"{}")
+    move(tracker, moved_to("stage-7", ["truck-a", "truck-b"]))
+    clock.now += 120
+    assert tracker.check() == []
+    tracker.on_message("r/truck-a/telemetry", b"{}")
+    clock.now += 30
+    assert [a["body"]["alarm"] for a in tracker.check()] == ["telemetry-stopped"]
+
+
+def test_a_truck_new_to_the_standin_is_subscribed_and_tracked() -> None:
+    tracker = Tracker({"truck-a": "r/truck-a"}, 20, Clock(), {"truck-a": ["truck-a-gw"]})
+    topics = move(tracker, moved_to("stage-3", ["truck-a", "truck-b"]))
+    assert topics == ["r/truck-b/telemetry", "r/truck-b/telemetry/#", "r/truck-b/heartbeat", "r/truck-b/heartbeat/#"]
+    tracker.on_message("r/truck-b/heartbeat/truck-b-gw", b"{}")
+    assert tracker.status()["trucks"]["truck-b"]["counts"]["heartbeat"] == 1
+    assert tracker.status()["stages"]["stage-3"]["truck-b"]["heartbeat"] == 1
+
+
+def test_the_service_config_names_the_stage(example_project: Path) -> None:
+    plan = plan_lab(load_stage(Project(example_project), "stage-7"), "abc123")
+    assert standin.service_config(plan)["stage"] == "stage-7"
+    acl = standin.acl_trucks(plan, also=["truck-b", "truck-c"])
+    assert acl.count("user gdf27-truck-b") == 1 and "user gdf27-truck-c" in acl

@@ -35,6 +35,18 @@ def test_round_trip_keeps_plan_and_resources(example_project: Path, tmp_path: Pa
     assert loaded.of_kind(st.PROCESS)[0].data == {"pid": 1234, "start": 99, "cgroup": "truckctl-lab-abc123/truck-a-gw"}
 
 
+def test_parked_nodes_survive_a_round_trip_and_an_older_state_has_none(example_project: Path,
+                                                                       tmp_path: Path) -> None:
+    state = new_state(example_project, tmp_path)
+    state.parked = [n for n in state.plan.truck_nodes if n.truck == "truck-b"]
+    state.save()
+    loaded = st.load(tmp_path)
+    assert loaded is not None and loaded.parked == state.parked
+    older = state.to_dict()
+    del older["parked"]  # a state written before the daily move existed
+    assert st.LabState.from_dict(older).parked == []
+
+
 def test_record_persists_at_once_and_only_once(example_project: Path, tmp_path: Path) -> None:
     state = new_state(example_project, tmp_path)
     state.record(st.NETNS, "tl-abc123-truck-a-gw")

@@ -12,6 +12,7 @@ from tests.helpers import REPO
 from truckctl.config.model import Stage
 from truckctl.lifecycle import arp, prechecks
 from truckctl.lifecycle.prechecks import NodeProbe, clock_problems, ssh_problems
+from truckctl.lifecycle.probe import skew_beyond
 from truckctl.project import Project
 from truckctl.remote import Connection, explain_ssh_failure, ssh_argv
 from truckctl.targets import aws
@@ -89,3 +90,9 @@ def test_arp_request_and_reply_frames() -> None:
                            socket.inet_aton("10.31.1.11"), mac, socket.inet_aton("10.31.1.254")))
     assert arp._reply(reply) == ("10.31.1.11", "02:00:00:00:aa:11")
     assert arp._reply(frame) is None  # a request is not a reply
+
+
+def test_a_clock_is_off_only_by_what_lies_outside_the_time_its_reading_took() -> None:
+    assert skew_beyond(1004.5, 1000.0, 1005.0) == 0.0  # a slow SSH set-up is not skew
+    assert skew_beyond(1008.0, 1000.0, 1005.0) == 3.0
+    assert skew_beyond(995.0, 1000.0, 1005.0) == -5.0

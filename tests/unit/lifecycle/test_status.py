@@ -7,6 +7,7 @@ import io
 import json
 import re
 import subprocess
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -19,9 +20,11 @@ from truckctl.cli.dispatch import Outcome
 from truckctl.cli.output import Env
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
+from truckctl.lifecycle import probe
 from truckctl.lifecycle import status as st
 from truckctl.lifecycle.journal import Journal
 from truckctl.lifecycle.lock import stage_lock
+from truckctl.ops import evidence as ops_evidence
 from truckctl.project import Project
 from truckctl.target import public_outputs
 from truckctl.targets import for_kind
@@ -81,7 +84,7 @@ def test_probe_makes_one_short_ssh_call_per_node_with_pinned_host_keys(stage: St
         if address == "10.32.1.13":
             return subprocess.CompletedProcess(argv, 255, "", "ssh: connect to host 10.32.1.13 port 22: "
                                                                "Connection timed out")
-        units = argv[-1].removeprefix("systemctl is-active ").removesuffix("; true").split()
+        units = argv[-1].split("; true")[0].removeprefix("systemctl is-active ").split()
         states = ["inactive" if unit == "dnsmasq" and address == "10.31.1.11" else "active" for unit in units]
         return subprocess.CompletedProcess(argv, 0, "\n".join(states) + "\n", "")
 
@@ -129,9 +132,15 @@ def test_an_inactive_service_or_an_unreachable_node_is_unhealthy(stage: Stage) -
     probes = healthy_probes(st.node_targets(stage), None)
     probes[0].services["mosquitto"] = "failed"
     probes[4] = st.NodeProbe("truck-b-hv1", False, "unreachable")
+    probes[3].services["dnsmasq"] = "failed"
     document = assemble(stage, probes, lab_side(seen()))
-    assert document["unhealthy"] == ["truck-a-gw: mosquitto failed", "truck-b-hv1: not reachable over SSH "
-                                                                      "(unreachable)"]
+    assert document["unhealthy"] == [
+        "truck-a: truck broker down at truck-a-gw broker: truck-a-gw: mosquitto failed (direct check)",
+        "truck-b: node down or cut from the LAN (truck-b-hv1) at truck-b-hv1→truck-b LAN→truck-b-gw: truck-b-hv1 not "
+        "reachable over SSH from truckctl (unreachable)",
+        "truck-b-gw: dnsmasq failed"]  # nothing explains it: a problem of its own
+    assert [(i["kind"], i["truck"], i["node"]) for i in document["incidents"]] == [
+        ("broker-down", "truck-a", None), ("node-down", "truck-b", "truck-b-hv1")]
 
 
 def test_an_unreadable_standin_is_unhealthy_on_the_lab(stage: Stage) -> None:
@@ -302,7 +311,7 @@ def test_a_hostile_node_or_cloud_answer_never_reaches_the_terminal(stage: Stage,
         address = argv[-2].split("@")[1]
         if address == "10.32.1.13":
             return subprocess.CompletedProcess(argv, 255, "", f"ssh: {HOSTILE} banner")
-        units = argv[-1].removeprefix("systemctl is-active ").removesuffix("; true").split()
+        units = argv[-1].split("; true")[0].removeprefix("systemctl is-active ").split()
         states = [HOSTILE + "failed" if unit == "chrony" else "active" for unit in units]
         return subprocess.CompletedProcess(argv, 0, "\n".join(states) + "\n", "")
 
@@ -323,3 +332,115 @@ def test_a_hostile_node_or_cloud_answer_never_reaches_the_terminal(stage: Stage,
         shown = re.sub(r"\x1b\[[0-9;]*m", "", stream.getvalue())  # rich's own colours (on a terminal only)
         assert "\\x1b]0;pwned" in shown and "\\u202eevil" in shown  # shown, as escapes
         assert not [char for char in shown if char != "\n" and hidden(char)], repr(shown)
+
+
+# ---- race-day incidents (issue 14) -------------------------------------------------------------
+
+def evidence_document(truck: str = "truck-a", carrier: bool = True, **extra: Any) -> dict[str, Any]:
+    import time as _time
+
+    nodes = [n for n in NODES if n.startswith(truck)]
+    return {"v": 1, "truck": truck, "node": f"{truck}-gw", "ts": _time.time(), "seq": 300,
+            "uplink": {"iface": "uplink0", "carrier": carrier, "address": "100.64.10.11"},
+            "cloud": {"connected": carrier, "error": None if carrier else "unreachable", "detail": ""},
+            "broker": {"active": True}, "bridge": {"connected": carrier, "queued": 0 if carrier else 57},
+            "feed": {"messages_last_10s": 90, "last_message_age_s": 0.1},
+            "nodes": {n: {"reachable": True, "heartbeat_age_s": 1.0} for n in nodes},
+            "clock": {n: {"offset_s": 0.0} for n in nodes}, "conflicts": [], "neighbours": [], **extra}
+
+
+def test_a_gateways_probe_reads_its_evidence_in_the_same_call(stage: Stage, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    def fake_run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        calls.append(argv[-1])
+        units = argv[-1].split("; true")[0].removeprefix("systemctl is-active ").split()
+        out = "\n".join("active" for _ in units) + "\n"
+        if probe.EVIDENCE_FILE in argv[-1]:
+            out += probe.EVIDENCE_MARK + "\n" + json.dumps(evidence_document()) + "\n"
+        return subprocess.CompletedProcess(argv, 0, out, "")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    probes = {p.name: p for p in st.probe_nodes(st.node_targets(stage), FakeConnection())}
+    assert len(calls) == 6 and sum(probe.EVIDENCE_FILE in c for c in calls) == 2  # the gateways, no extra call
+    assert "head -c 262145 /run/truck-ops/evidence.json" in calls[0]
+    assert probe.EVIDENCE_MAX_BYTES == ops_evidence.MAX_BYTES  # the probe reads one byte more than the parser takes
+    assert json.loads(probes["truck-a-gw"].evidence or "")["truck"] == "truck-a"
+    assert probes["truck-a-gw"].services["mosquitto"] == "active" and probes["truck-a-hv1"].evidence is None
+
+
+def pulled_cable(stage: Stage) -> dict[str, Any]:
+    """truck-a's uplink pulled: its gateway says no carrier, the cloud side hears nothing from truck-a."""
+    probes = healthy_probes(st.node_targets(stage), None)
+    probes[0] = replace(probes[0], evidence=json.dumps(evidence_document(carrier=False)))
+    probes[3] = replace(probes[3], evidence=json.dumps(evidence_document("truck-b")))
+    stale = {n: 35.0 for n in NODES if n.startswith("truck-a")}
+    document = seen(heartbeat_age=stale)
+    document["trucks"]["truck-a"]["telemetry"].update(age_s=35.0, alarm=True)
+    return assemble(stage, probes, lab_side(document))
+
+
+def test_a_pulled_cable_is_one_incident_with_its_four_symptoms_under_it(stage: Stage) -> None:
+    document = pulled_cable(stage)
+    assert document["unhealthy"] == ["truck-a: uplink down at truck-a-gw→uplink: truck-a-gw uplink0: no carrier"]
+    (incident,) = document["incidents"]
+    assert (incident["kind"], incident["truck"], incident["hop"], incident["id"]) == (
+        "uplink-down", "truck-a", "truck-a-gw→uplink", "link/truck-a/-")
+    assert incident["evidence"] == ["truck-a-gw uplink0: no carrier", "57 message(s) queued on the gateway"]
+    assert [s["text"] for s in incident["symptoms"]] == [
+        "truck-a: telemetry STALE (last seen 35 s ago) at the cloud side",
+        *(f"{n}: heartbeat STALE (last seen 35 s ago) at the cloud side" for n in NODES[:3])]
+    assert document["trucks"][0]["evidence"]["state"] == "ok" and document["trucks"][1]["healthy"] is True
+
+
+def test_the_human_view_shows_the_incident_with_its_symptoms_under_it(stage: Stage) -> None:
+    document = pulled_cable(stage)
+    document.update(lock=None, last_run=None, drift=None, checked_at=0, took_s=0.1)
+    out = io.StringIO()
+    cmd_status.render(Env(stdout=out, stderr=io.StringIO()), Outcome(document))
+    text = out.getvalue()
+    assert "incidents (1):" in text and "uplink-down truck-a at truck-a-gw→uplink" in text
+    assert "    evidence: truck-a-gw uplink0: no carrier" in text
+    assert "    explains: truck-a-hv2: heartbeat STALE (last seen 35 s ago) at the cloud side" in text
+    assert "unhealthy:" not in text  # nothing is left unexplained
+
+
+def test_incidents_the_cloud_side_holds_are_merged_by_id(stage: Stage) -> None:
+    probes = healthy_probes(st.node_targets(stage), None)
+    probes[0] = replace(probes[0], evidence=json.dumps(evidence_document(carrier=False)))
+    document = seen()
+    held = {"kind": "uplink-down", "truck": "truck-a", "node": None, "address": None, "hop": "truck-a-gw→uplink",
+            "evidence": ["the cloud side hears nothing from truck-a"], "symptoms": [], "opened": 1000.0,
+            "resolved": None}
+    only_cloud = {**held, "kind": "heartbeat-stopped", "truck": "truck-b", "node": "truck-b-hv2",
+                  "hop": "truck-b-hv2 heartbeat", "opened": 1100.0}
+    document["incidents"] = {"open": [held, only_cloud, "junk", {"kind": "no-such-kind", "truck": "x"}],
+                             "recent": [{**held, "kind": "broker-down", "resolved": 990.0}]}
+    result = assemble(stage, probes, lab_side(document))
+    assert [(i["id"], i["opened"], i["source"]) for i in result["incidents"]] == [
+        ("link/truck-a/-", 1000.0, "diagnosis"), ("heartbeat-stopped/truck-b/truck-b-hv2", 1100.0, "cloud")]
+    assert [i["kind"] for i in result["incidents_recent"]] == ["broker-down"]
+    assert result["healthy"] is False and len(result["unhealthy"]) == 2
+
+
+def test_an_unreachable_gateway_uses_the_cloud_sides_copy_of_its_evidence(stage: Stage) -> None:
+    probes = healthy_probes(st.node_targets(stage), None)
+    probes[0] = st.NodeProbe("truck-a-gw", False, "connection timed out")
+    document = seen()
+    document["trucks"]["truck-a"]["evidence"] = {"age_s": 0.4, "document": evidence_document()}
+    result = assemble(stage, probes, lab_side(document))
+    assert result["incidents"] == []  # the gateway is up and talks to the cloud: only truckctl cannot reach it
+    assert result["unhealthy"] == ["truck-a-gw: not reachable over SSH (connection timed out)"]
+    assert result["trucks"][0]["evidence"]["source"] == "cloud"
+    document["trucks"]["truck-a"]["evidence"] = {"age_s": 30.0, "document": None}
+    result = assemble(stage, probes, lab_side(document))
+    assert [(i["kind"], i["node"]) for i in result["incidents"]] == [("node-down", "truck-a-gw")]
+
+
+def test_bad_evidence_from_a_gateway_is_a_problem_not_a_crash(stage: Stage) -> None:
+    probes = healthy_probes(st.node_targets(stage), None)
+    probes[0] = replace(probes[0], evidence='{"v": 1, "truck": "truck-b"}')
+    result = assemble(stage, probes, lab_side(seen()))
+    assert result["unhealthy"] == ["truck-a-gw: bad evidence (truck: expected 'truck-a', the document speaks for "
+                                   "'truck-b')"] or result["unhealthy"][0].startswith("truck-a-gw: bad evidence (")
+    assert result["trucks"][0]["evidence"]["state"] == "bad"

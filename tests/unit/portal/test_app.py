@@ -118,7 +118,7 @@ def test_openapi_documents_the_api_and_no_cdn_docs_page(lab: FakeLab) -> None:
     with portal(lab.project, lab.measure) as client:
         schema = client.get("/openapi.json").json()
     assert {"/api/status", "/api/runs", "/api/runs/{run_id}", "/api/snapshot", "/api/history",
-            "/api/events"} <= set(schema["paths"])
+            "/api/events", "/api/incidents"} <= set(schema["paths"])
     assert all(set(methods) == {"get"} for methods in schema["paths"].values())  # read-only
 
 
@@ -177,3 +177,23 @@ def test_a_status_that_breaks_is_said_without_a_traceback(lab: FakeLab) -> None:
             assert response.status_code == 200
             assert "boom" not in response.text and "Traceback" not in response.text
         assert client.get("/api/snapshot").json()["errors"][0]["code"] == "internal"
+
+
+def test_incidents_are_in_the_api_and_the_event_stream_and_resolve(lab: FakeLab) -> None:
+    """A silent truck is one incident in /api/incidents, /api/status and the snapshot the page is sent;
+    when it talks again the incident is gone from the open list (the cloud side keeps the recent ones)."""
+    with portal(lab.project, lab.measure, interval_s=0.2) as client:
+        wait_polls(client, 1)
+        assert client.get("/api/incidents").json() == {"open": [], "recent": []}
+        lab.pulled.add("truck-a")
+        wait_polls(client, client.hub.polls + 2)
+        (incident,) = client.get("/api/incidents").json()["open"]
+        assert (incident["kind"], incident["truck"], len(incident["symptoms"])) == ("uplink-down", "truck-a", 4)
+        assert client.get("/api/status").json()["result"]["incidents"] == [incident]
+        assert b'"kind":"uplink-down"' in client.hub.latest_event  # what every viewer's stream carries
+        lab.pulled.clear()
+        wait_polls(client, client.hub.polls + 2)
+        assert client.get("/api/incidents").json()["open"] == []
+    page = (STATIC / "index.html").read_text()
+    assert 'id="incidents"' in page and 'id="incidents-recent"' in page
+    assert "renderIncidents" in (STATIC / "portal.js").read_text()

@@ -33,9 +33,12 @@ def test_a_silent_truck_shows_its_problems_on_that_truck_only(lab: FakeLab) -> N
     trucks = {p["truck"] for p in snap["problems"]}
     assert trucks == {"truck-a"}
     kinds = sorted(p["kind"] for p in snap["problems"])
-    assert kinds == ["alarm"] * 4 + ["heartbeat"] * 3 + ["telemetry"]
-    assert {p["node"] for p in snap["problems"] if p["kind"] == "heartbeat"} == {
-        "truck-a-gw", "truck-a-hv1", "truck-a-hv2"}
+    # one incident for the silent truck (its four stale streams under it), and the cloud side's alarms
+    assert kinds == ["alarm"] * 4 + ["incident"]
+    (incident,) = snap["incidents"]["open"]
+    assert (incident["kind"], incident["truck"], incident["hop"]) == ("uplink-down", "truck-a", "truck-a-gw→uplink")
+    assert {s["node"] for s in incident["symptoms"]} == {None, "truck-a-gw", "truck-a-hv1", "truck-a-hv2"}
+    assert [p["incident"] for p in snap["problems"] if p["kind"] == "incident"] == [incident["id"]]
     # every unhealthy line of status is there, word for word (the problems panel is status's own list)
     assert set(snap["status"]["unhealthy"]) <= {p["text"] for p in snap["problems"]}
     topo = {t["name"]: t for t in snap["topology"]["trucks"]}

@@ -75,6 +75,40 @@ function renderHeader(snap) {
   replace("errors", ...errors.map((e) => el("li", { class: "problem", text: e.location ? `${e.location}: ${e.message}` : e.message })));
 }
 
+// ---- incidents -----------------------------------------------------------------------------------
+
+function incidentBlock(i) {
+  const where = i.kind === "address-conflict" ? i.address : i.node;
+  const head = el("h3", {},
+    el("span", { class: "badge " + (i.resolved ? "st-ok" : "st-down"), text: i.kind }),
+    el("span", { class: "incident-truck", text: i.truck }),
+    where ? el("span", { class: "incident-where", text: where }) : null,
+    el("span", { class: "muted small", text: `at ${i.hop}` }));
+  const times = i.resolved ? `opened ${when(i.opened)}, resolved ${when(i.resolved)}`
+    : (i.opened ? `open since ${when(i.opened)}` : "open (seen by this check)");
+  return el("div", { class: "incident", "data-incident": i.id, "data-kind": i.kind, "data-truck": i.truck,
+                     "data-node": i.node, "data-state": i.resolved ? "resolved" : "open" },
+    head,
+    el("p", { class: "small", text: `${i.title}; ${times}${i.source === "cloud" ? " (seen by the cloud side)" : ""}` }),
+    el("ul", { class: "evidence" }, ...i.evidence.map((line) => el("li", { text: line }))),
+    i.symptoms.length ? el("details", { class: "symptoms", open: !i.resolved },
+      el("summary", { text: `explains ${i.symptoms.length} symptom(s)` }),
+      el("ul", {}, ...i.symptoms.map((s) => el("li", { class: "symptom", "data-node": s.node, text: s.text })))) : null);
+}
+
+function renderIncidents(snap) {
+  const incidents = (snap.incidents && snap.incidents.open) || [];
+  const recent = (snap.incidents && snap.incidents.recent) || [];
+  document.getElementById("incident-count").textContent = `(${incidents.length})`;
+  document.getElementById("recent-count").textContent = `(${recent.length})`;
+  if (!incidents.length) {
+    replace("incidents", el("p", { class: "ok-line", "data-incidents": "none", text: snap.status ? "No open incident." : "not measured" }));
+  } else {
+    replace("incidents", ...incidents.map(incidentBlock));
+  }
+  replace("incidents-recent", ...(recent.length ? recent.map(incidentBlock) : [el("p", { class: "muted", text: "none" })]));
+}
+
 // ---- problems ------------------------------------------------------------------------------------
 
 function renderProblems(snap) {
@@ -309,7 +343,7 @@ function renderCloud(snap) {
 
 function render(snap) {
   addSample(snap.sample);
-  const steps = [renderHeader, renderProblems, renderTopology, renderNodes, renderRuns, renderDrift, renderLock, renderCloud, renderPlots];
+  const steps = [renderHeader, renderIncidents, renderProblems, renderTopology, renderNodes, renderRuns, renderDrift, renderLock, renderCloud, renderPlots];
   for (const step of steps) {
     try { step(snap); } catch (err) { console.error(step.name, err); }
   }
