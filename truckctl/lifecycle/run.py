@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from truckctl.truck.plan import RunPlan
     from truckctl.truck.tier import Runner, UpCallbacks
 
+# Steps that touch only this machine (building the lab): no team lock needed, the local one covers them.
+MACHINE_STEPS = frozenset({"lab"})
+
 Step = Callable[[], StepResult]
 
 
@@ -88,7 +91,7 @@ class Run:
     def step(self, name: str, action: Step, **fields: Any) -> dict[str, Any]:
         """Run one step, journaled with its timing; a failure names the step. Every step but `lab`
         reaches the trucks: the team lock is taken before the first one."""
-        if name != "lab":
+        if name not in MACHINE_STEPS:
             self.lock_trucks()
         self.journal.step_start(name, **fields)
         try:
