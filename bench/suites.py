@@ -381,6 +381,35 @@ def _drift() -> Benchmark:
     return bench
 
 
+def _team_lock() -> Benchmark:
+    bench = Benchmark(
+        "team-lock", "take and release the stage lock on stage-1's two gateways (the team lock: one SSH call "
+        "per gateway to take, in truck order, and one each to release, in parallel; fresh lab nodes)",
+        [], needs_root=True, slow=True,
+        miss_reason="Each take is a fresh SSH connection (key exchange) to a gateway, taken one after the other "
+                    "in a fixed order: on 2 shared cores one handshake costs 0.05-0.2 s.")
+
+    def take_and_release() -> None:
+        from truckctl.config.loader import load_stage
+        from truckctl.lifecycle import teamlock
+        from truckctl.project import Project
+        from truckctl.targets import for_kind
+
+        project = Project(lab_project().root)
+        stage = load_stage(project, STAGE)
+        lock = teamlock.TeamLock(STAGE, teamlock.gateways(stage), teamlock.transport(for_kind("lab", project), stage),
+                                 teamlock.this_holder("bench", "20270101T000000Z-stage-1-bench-0000"))
+        lock.take()
+        kept = lock.release()
+        if len(lock.gateways) != 2 or kept or lock.unreachable:
+            raise BenchError(f"team lock not taken and released on both gateways: {lock.as_dict()}, kept {kept}")
+
+    bench.steps = [Step("team lock take + release", call=take_and_release, goal_s=0.3)]
+    bench.before = lambda: lab_project().lab_up()
+    bench.after = lambda: lab_project().lab_down()
+    return bench
+
+
 def _scaling(trucks: int) -> Benchmark:
     nodes = 3 * trucks
     bench = Benchmark(
@@ -502,6 +531,7 @@ def benchmarks(truckctl: list[str]) -> list[Benchmark]:
         _truck_rerun(),
         _jump_rerun(),
         _drift(),
+        _team_lock(),
         _lynis(),
         _ops_agent(),
         *(_scaling(t) for t in sorted(SCALES)),

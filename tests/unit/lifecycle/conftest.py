@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO
+from tests.unit.lifecycle.fakes import GatewayDirs
+from truckctl.lifecycle import teamlock
 from truckctl.project import Project
 
 
@@ -25,3 +27,11 @@ def cloud_side_sees_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(racelive, "observe", lambda stage, target, cloud: racelive.Seen(
         dict.fromkeys((t.name for t in stage.trucks), None)))
+
+
+@pytest.fixture(autouse=True)
+def gateway_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> GatewayDirs:
+    """Every run's team lock and shared history go to the real node script on directories here."""
+    dirs = GatewayDirs(tmp_path / "gateways")
+    monkeypatch.setattr(teamlock, "transport", lambda target, stage: dirs)
+    return dirs
