@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from truckctl.cli.options import TargetOpt
+from truckctl.cli.options import InterruptTelemetryOpt, TargetOpt
 from truckctl.target import TargetKind
 
 if TYPE_CHECKING:
@@ -48,7 +48,8 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
     @app.command("down")
     def down(stage: StageArg, target: TargetOpt = TargetKind.lab, race: RaceOpt = False, yes: YesOpt = False,
              delete_data: DeleteDataOpt = False,
-             confirm_delete_data: ConfirmDataOpt = None, json_output: JsonOpt = False) -> None:
+             confirm_delete_data: ConfirmDataOpt = None, json_output: JsonOpt = False,
+             interrupt_telemetry: InterruptTelemetryOpt = False) -> None:
         """End the day (the stage's trucks, the cloud's day parts), or with --race tear the race's cloud
         down: certificates, truck tier, cloud tier; keeps the data lake."""
         from truckctl.cli.dispatch import Outcome, run
@@ -67,7 +68,7 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
             confirmation = core.confirm(stage, chosen, yes=yes, delete_data=delete_data,
                                         confirm_delete_data=confirm_delete_data, interactive=sys.stdin.isatty(),
                                         ask=ask, race=race)
-            options = core.DownOptions(stage, delete_data, race)
+            options = core.DownOptions(stage, delete_data, race, interrupt_telemetry)
             with NodeProgress(env) as progress:  # silent with --json: stdout holds only the document
                 steps = core.DownProgress() if env.json else core.DownProgress(progress.phase, progress.callbacks())
                 result = core.down(chosen, options, confirmation, steps)

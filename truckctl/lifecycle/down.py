@@ -122,6 +122,7 @@ class DownOptions:
     stage: str
     delete_data: bool = False
     race: bool = False  # tear the race's cloud down (after the race), not only end the day
+    interrupt_telemetry: bool = False  # --interrupt-telemetry: tear down even while the race is live
 
     @property
     def command(self) -> str:
@@ -217,6 +218,16 @@ def down(target: Target, options: DownOptions, confirmation: Confirmation, progr
             run.lab_receiver = target.alert_receiver(start.outputs)
             for secret in start.outputs.secret_values():
                 run.secret(secret)
+        if not options.interrupt_telemetry:  # every step of down cuts the feed: while live, none runs
+            from truckctl.lifecycle import racelive
+
+            progress.on_step("liveness", "is the race live? (telemetry at the cloud side, the stage's race window)")
+            liveness = racelive.journaled_check(run, stage, target.kind, start.outputs)
+            result["live"] = liveness.as_dict()
+            if liveness.live:
+                refused = racelive.refuse_down(stage, liveness)
+                refused.result = {**result, **refused.result}
+                raise refused
 
         if revokes and target.revoke_first and "revoke" not in done:
             progress.on_step("revoke", target.revoke_message())

@@ -152,7 +152,9 @@ class AwsTarget:
             raise TruckctlError.single(
                 "no-known-hosts", f"no pinned host keys for the trucks: put the nodes' host keys in {known} "
                 "(ssh-keyscan over a trusted link) so host-key checking can stay on", self.project.display(known))
-        return Connection(user, key, known)
+        from truckctl.management import apply
+
+        return apply(self.project, stage, Connection(user, key, known))
 
     def cloud_outputs(self, stage: Stage) -> CloudOutputs:
         outputs = self.engine(self.project, stage, None).outputs()

@@ -38,9 +38,12 @@ class LabTarget:
     # ---- reaching the nodes and the cloud side ---------------------------------------------------
 
     def connection(self, stage: Stage) -> LabConnection:
+        """The lab's nodes directly, or through the management path when this operator chose it (the
+        lab's outside operator: `lab operator add`)."""
         from truckctl.lab import api as lab_api
+        from truckctl.management import apply
 
-        return lab_api.connection(self.project)
+        return apply(self.project, stage, lab_api.connection(self.project))
 
     def cloud_outputs(self, stage: Stage) -> CloudOutputs:
         from truckctl.lab import api as lab_api
@@ -87,6 +90,9 @@ class LabTarget:
         down or cut off is not rebuilt away: the prechecks report it, as they would for a real truck."""
         from truckctl.lab import api as lab_api
 
+        if lab_api.is_outside(self.project):  # the lab's outside operator: the lab is another machine's
+            return {"outside_operator": True, "note": "the lab runs on another machine; this operator reaches "
+                    "its trucks through the management path"}
         return dict(lab_api.up(self.project, stage.name, keep_node_faults=True))
 
     def prepare_message(self, stage: Stage) -> str:
@@ -119,7 +125,7 @@ class LabTarget:
     def smoke(self, stage: Stage, outputs: CloudOutputs, run_id: str) -> StepResult:
         from truckctl.lifecycle import smoke
 
-        arrived = smoke.check(stage, outputs, run_id)
+        arrived = smoke.check(stage, outputs, run_id, connection=self.connection(stage))
         return StepResult({"checked": True, "arrived_s": arrived}, summary=StepSummary(trucks=len(arrived)))
 
     # ---- drift -----------------------------------------------------------------------------------

@@ -304,7 +304,7 @@ def test_lab_tears_down_trucks_then_certificates_then_cloud(project: Project, fa
     assert fakes.calls == ["preflight lab", "truck", "revoke truck-a", "revoke truck-b"]  # nothing to destroy
     summary = show_run(project, result["run_id"])["summary"]
     assert summary["command"] == "down" and summary["status"] == "ok"
-    assert list(summary["steps"]) == ["truck", "revoke", "cloud"]
+    assert list(summary["steps"]) == ["liveness", "truck", "revoke", "cloud"]  # liveness: is the race live? (no)
     assert all(step["status"] == "ok" for step in summary["steps"].values())
     assert result["cloud"]["destroyed"] is False and "nothing is deployed" in result["cloud"]["note"]
     kept = {item["what"]: item for item in result["kept"]}
@@ -490,9 +490,9 @@ def test_aws_deactivates_every_certificate_first_even_with_a_node_unreachable(pr
     assert result["cloud"] == {"destroyed": False, "reason": "nodes were not taken down"}
     run = show_run(project, list_runs(project, "stage-1")[0]["run_id"])
     ends = {e["step"]: e["status"] for e in run["events"] if e["kind"] == "step-end"}
-    assert ends == {"revoke": "ok", "truck": "failed"}
+    assert ends == {"liveness": "ok", "revoke": "ok", "truck": "failed"}
     starts = [e["step"] for e in run["events"] if e["kind"] == "step-start"]
-    assert starts == ["revoke", "truck"]
+    assert starts == ["liveness", "revoke", "truck"]
     assert [(e["truck"], e["certificate_id"], e["before"], e["after"])
             for e in journal_events(project, run["summary"]["run_id"], "certificate")] == [
         ("truck-a", CERTIFICATES["truck-a"], "ACTIVE", "INACTIVE"),

@@ -66,7 +66,7 @@ def test_up_runs_every_step_and_journals_it(project: Project, fakes: dict[str, A
     assert "stand-in" in result["cloud_source"]
     summary = show_run(project, result["run_id"])["summary"]
     assert summary["status"] == "ok" and summary["command"] == "up" and summary["target"] == "lab"
-    assert list(summary["steps"]) == ["lab", "prechecks", "truck", "cloud", "verify"]
+    assert list(summary["steps"]) == ["lab", "prechecks", "liveness", "truck", "cloud", "verify"]
     assert read_holder(project, "stage-1") is None  # lock released
 
 
