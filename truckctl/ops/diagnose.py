@@ -228,7 +228,11 @@ def _node_causes(topo: TruckTopo, obs: Observations, evidence: GatewayEvidence |
     checks = obs.checks or {}
     cloud = obs.cloud
     telemetry_age = cloud.telemetry.get(topo.name, Stream(None)).age_s if cloud is not None else None
-    telemetry_flows = telemetry_age is not None and telemetry_age <= stale_after
+    # The path works when the telemetry is not stale yet AND the truck is not silent: a heartbeat beats
+    # every few seconds, so for those seconds after a link is lost it crosses stale_after before the
+    # telemetry (which flows continuously) does; the evidence's silence says the path is gone already.
+    telemetry_flows = telemetry_age is not None and telemetry_age <= stale_after \
+        and not (cloud is not None and _silent_truck(topo, cloud, stale_after))
     broker_up = evidence is None or evidence.broker_active  # a stopped broker hides every heartbeat from the gateway
     for node in topo.nodes:
         if node.name == skip:

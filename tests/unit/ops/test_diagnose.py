@@ -127,6 +127,15 @@ def test_heartbeat_stopped_from_the_cloud_side_alone_while_the_telemetry_flows()
     assert (incident.kind, incident.node) == (Kind.HEARTBEAT_STOPPED, "truck-a-hv2")
 
 
+def test_heartbeats_crossing_stale_after_before_the_telemetry_on_a_silent_truck_are_its_link() -> None:
+    # 17 s after a cable is pulled: the telemetry (continuous) is 17 s old, the heartbeats (every few
+    # seconds) 21 s, the evidence silent: the link, not three heartbeats stopped (seen on the lab)
+    view = cloud({"truck-a": 17.0}, silent("truck-a", 21.0), {"truck-a": 17.0})
+    incident = only(Observations(NOW, {"truck-b": parsed(document("truck-b"))}, None, view))
+    assert (incident.kind, incident.id) == (Kind.UPLINK_DOWN, "link/truck-a/-")
+    assert keys(incident) == {"evidence/truck-a", *(f"heartbeat/{n}" for n in nodes("truck-a"))}
+
+
 def test_clock_skew_beyond_the_limit_only() -> None:
     doc = changed(document(), "clock.truck-a-hv2.offset_s", -4.5)
     incident = only(observe({"truck-a": doc, "truck-b": document("truck-b")}, cloud()))
