@@ -11,8 +11,8 @@ cloud side's silence takes the kind the gateway's evidence later gives, once.
 A bridge is let reconnect before it is an incident of its own: bridge-down opens only once it has
 lasted HOLD_S, and not within RECOVERY_S of the truck's link or broker coming back (mosquitto's
 bridge retries with a back-off of up to 30 s, `restart_timeout 2 30` in the telemetry role): that
-silence belongs to the incident that just resolved. Likewise the feed's 10 s window after the broker
-comes back.
+silence belongs to the incident that just resolved. Likewise the feed's 10 s window and the heartbeats'
+next beat after the broker comes back.
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ OPENED, RESOLVED = "incident-opened", "incident-resolved"
 HOLD_S = {Kind.BRIDGE_DOWN: 10.0}
 RECOVERY_S = {Kind.BRIDGE_DOWN: (LINK_KINDS | {Kind.BROKER_DOWN}, 35.0),
               # the gateway counts the feed over 10 s through its broker: a restarted broker reads as silence
-              Kind.FEED_SILENT: (frozenset({Kind.BROKER_DOWN}), 12.0)}
+              Kind.FEED_SILENT: (frozenset({Kind.BROKER_DOWN}), 12.0),
+              # the gateway's own heartbeat ages ran on while its broker was down: the next beat (every
+              # heartbeat_interval_s, 5 s in the example race) must arrive through the restarted broker first
+              Kind.HEARTBEAT_STOPPED: (frozenset({Kind.BROKER_DOWN}), 12.0)}
 
 
 @dataclass(frozen=True)

@@ -172,7 +172,9 @@ def _truck_causes(topo: TruckTopo, obs: Observations, stale_after: float, limit:
         if not evidence.uplink.carrier:
             add(Kind.UPLINK_DOWN, topo.hop_uplink(),
                 [f"{gw} {evidence.uplink.iface}: no carrier", *_queued(evidence)], truck_wide, 1)
-        elif not evidence.cloud.connected:
+        elif not evidence.cloud.connected and not _heard_lately(topo, cloud):
+            # (the cloud side had this truck's evidence within EVIDENCE_SILENT_S: the link works, the agent
+            # is reconnecting, e.g. after the cloud's broker restarted, which every truck sees at once)
             tls = evidence.cloud.error == "tls-refused"
             detail = f" ({evidence.cloud.detail})" if evidence.cloud.detail else ""
             add(Kind.TLS_REFUSED if tls else Kind.CLOUD_UNREACHABLE, topo.hop_tls() if tls else topo.hop_cloud(),
@@ -210,6 +212,12 @@ def _truck_causes(topo: TruckTopo, obs: Observations, stale_after: float, limit:
 
 def _queued(evidence: GatewayEvidence) -> list[str]:
     return [] if not evidence.bridge_queued else [f"{evidence.bridge_queued} message(s) queued on the gateway"]
+
+
+def _heard_lately(topo: TruckTopo, cloud: CloudView | None) -> bool:
+    """The cloud side received the truck's evidence within EVIDENCE_SILENT_S (it tracks evidence)."""
+    seen = cloud.evidence.get(topo.name) if cloud is not None else None
+    return seen is not None and seen.age_s is not None and seen.age_s <= EVIDENCE_SILENT_S
 
 
 def _silent_truck(topo: TruckTopo, cloud: CloudView, stale_after: float) -> bool:

@@ -119,3 +119,16 @@ def test_the_feed_window_refilling_after_the_broker_came_back_is_not_an_incident
         events += book.update(diagnose(TOPOLOGY, Observations(NOW + second, {"truck-a": parsed(doc)},
                                                               evidence_max_age_s=None)), NOW + second, {"truck-a"})
     assert [(e.event, e.incident.kind) for e in events] == [(OPENED, Kind.BROKER_DOWN), (RESOLVED, Kind.BROKER_DOWN)]
+
+
+def test_heartbeats_awaiting_their_next_beat_after_the_broker_came_back_are_not_an_incident() -> None:
+    # the gateway's heartbeat ages ran on while its broker was down (seen on the lab: three
+    # heartbeat-stopped opened in the update that resolved broker-down, and resolved 5 s later)
+    book = Book()
+    events = []
+    for second, (broker, beat_age) in enumerate([(False, 25.0), (True, 26.0), (True, 27.0), (True, 1.0)]):
+        doc = changed(document(at=NOW + second), "broker.active", broker)
+        doc["nodes"] = {n: {"reachable": True, "heartbeat_age_s": beat_age} for n in doc["nodes"]}
+        events += book.update(diagnose(TOPOLOGY, Observations(NOW + second, {"truck-a": parsed(doc)},
+                                                              evidence_max_age_s=None)), NOW + second, {"truck-a"})
+    assert [(e.event, e.incident.kind) for e in events] == [(OPENED, Kind.BROKER_DOWN), (RESOLVED, Kind.BROKER_DOWN)]

@@ -55,11 +55,20 @@ def test_cloud_unreachable_with_the_uplink_up() -> None:
     assert keys(incident) == TRUCK_A_SILENT | {"evidence/truck-a"}
 
 
+def test_an_agent_reconnecting_while_the_cloud_side_hears_it_is_no_incident() -> None:
+    # the cloud's broker restarted (a drill revoking another truck's certificate): every agent reconnects
+    # for a second or two while its evidence still arrives
+    doc = changed(changed(document(), "cloud", {"connected": False, "error": "unreachable",
+                                                "detail": "connection lost (paho code 7)"}), "bridge.connected", False)
+    result = diagnose(TOPOLOGY, observe({"truck-a": doc, "truck-b": document("truck-b")}, cloud({}, {}, {"truck-a": 1.0})))
+    assert result.healthy, [i.summary() for i in result.incidents]
+
+
 def test_tls_refused() -> None:
     doc = changed(changed(document(), "cloud", {"connected": False, "error": "tls-refused",
                                                 "detail": "certificate revoked"}), "bridge.connected", False)
-    incident = only(observe({"truck-a": doc, "truck-b": document("truck-b")}, cloud({"truck-a": 30.0},
-                                                                                     silent("truck-a"))))
+    incident = only(observe({"truck-a": doc, "truck-b": document("truck-b")},
+                            cloud({"truck-a": 30.0}, silent("truck-a"), {"truck-a": 30.0})))  # refused: nothing arrives
     assert incident.kind is Kind.TLS_REFUSED and "certificate" in incident.evidence[1]
     assert incident.hop == "truck-a-gw→cloud ingest (TLS)"
 
