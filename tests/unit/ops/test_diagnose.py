@@ -60,7 +60,8 @@ def test_an_agent_reconnecting_while_the_cloud_side_hears_it_is_no_incident() ->
     # for a second or two while its evidence still arrives
     doc = changed(changed(document(), "cloud", {"connected": False, "error": "unreachable",
                                                 "detail": "connection lost (paho code 7)"}), "bridge.connected", False)
-    result = diagnose(TOPOLOGY, observe({"truck-a": doc, "truck-b": document("truck-b")}, cloud({}, {}, {"truck-a": 1.0})))
+    result = diagnose(TOPOLOGY, observe({"truck-a": doc, "truck-b": document("truck-b")},
+                                        cloud({}, {}, {"truck-a": 1.0})))
     assert result.healthy, [i.summary() for i in result.incidents]
 
 
