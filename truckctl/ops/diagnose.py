@@ -315,8 +315,11 @@ def _conflicts(topology: Topology, obs: Observations) -> list[_Found]:
                  f"configured for {owner[1]} ({owner[0]})" if owner else f"{address} is not a configured address",
                  f"seen by {observer}'s gateway"]
         hop = topo.hop_lan() if topo is not None else f"{truck} LAN"
+        # the owner's own paths through that address (truckctl's SSH to it, replies to its heartbeat) may
+        # reach the impostor's MAC: what fails there is this conflict, not a problem of its own
+        explains = _node_keys(owner[1], None) if owner else frozenset()
         found.append(_Found(Incident(Kind.ADDRESS_CONFLICT, truck, hop, owner[1] if owner else None, address,
-                                     tuple(lines), opened=since or obs.now), frozenset(), 8))
+                                     tuple(lines), opened=since or obs.now), explains, 8))
     return found
 
 

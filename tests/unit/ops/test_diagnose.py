@@ -167,6 +167,17 @@ def test_address_conflict_names_the_address_both_macs_and_whose_they_are() -> No
     assert incident.id == "address-conflict/truck-b/10.32.1.12" and incident.opened == NOW - 1
 
 
+def test_the_owner_unreachable_through_a_conflicting_address_is_under_the_conflict() -> None:
+    # on the lab: truckctl's SSH to truck-a-hv2's address reached the impostor's MAC ("unreachable")
+    doc = document()
+    doc["conflicts"] = [{"address": "10.31.1.13", "macs": [MACS["truck-a-hv2"], "0a:bb:cc:dd:ee:ff"],
+                         "since": NOW - 1}]
+    incident = only(observe({"truck-a": doc, "truck-b": document("truck-b")}, cloud(),
+                            checks(truck_a_hv2=NodeCheck(False, "unreachable"))))
+    assert (incident.kind, incident.node) == (Kind.ADDRESS_CONFLICT, "truck-a-hv2")
+    assert keys(incident) == {"ssh/truck-a-hv2"}
+
+
 def test_one_conflict_seen_by_two_gateways_is_one_incident() -> None:
     docs = {t: document(t) for t in ("truck-a", "truck-b")}
     for doc in docs.values():
