@@ -103,9 +103,11 @@ class TempProject:
         return clean_env(ANSIBLE_SSH_CONTROL_PATH_DIR=str(self.control_dir), **(extra or {}))
 
     def truckctl(self, *args: str, ok: tuple[int, ...] = (0,), timeout: float = 1800,
-                 env: dict[str, str] | None = None) -> dict[str, Any]:
-        """Run `truckctl -C root ARGS --json`; return its envelope, raise BenchError unless the exit code is ok."""
-        proc = run_quiet([*self.argv(*args), "--json"], env=self.env(env), timeout=timeout)
+                 env: dict[str, str] | None = None, netns: str | None = None) -> dict[str, Any]:
+        """Run `truckctl -C root ARGS --json` (in network namespace `netns` if given: the lab's outside
+        operator); return its envelope, raise BenchError unless the exit code is ok."""
+        prefix = ["ip", "netns", "exec", netns] if netns else []
+        proc = run_quiet([*prefix, *self.argv(*args), "--json"], env=self.env(env), timeout=timeout)
         try:
             envelope: dict[str, Any] = json.loads(proc.stdout[proc.stdout.index("{"):]) if "{" in proc.stdout else {}
         except ValueError:
@@ -121,9 +123,9 @@ class TempProject:
     def lab_down(self) -> None:
         self.truckctl("lab", "down")
 
-    def converge(self, env: dict[str, str] | None = None) -> dict[str, Any]:
+    def converge(self, env: dict[str, str] | None = None, netns: str | None = None) -> dict[str, Any]:
         """`truckctl up stage-1 --tier truck` (lab, prechecks, truck tier, smoke check); the run's result."""
-        return dict(self.truckctl("up", STAGE, "--tier", "truck", env=env).get("result") or {})
+        return dict(self.truckctl("up", STAGE, "--tier", "truck", env=env, netns=netns).get("result") or {})
 
     def lab_cpu(self) -> float:
         """CPU seconds used so far by the lab's nodes (their cgroup), 0 when no lab is up."""

@@ -193,12 +193,12 @@ def lab_project() -> TempProject:
 
 
 def truckctl_converge(bench: Benchmark, project: Callable[[], TempProject], expect_changes: bool | None,
-                      part: str = "truck tier (ansible-runner)", env: dict[str, str] | None = None
-                      ) -> Callable[[], None]:
+                      part: str = "truck tier (ansible-runner)", env: dict[str, str] | None = None,
+                      netns: Callable[[], str] | None = None) -> Callable[[], None]:
     """`truckctl up stage-1 --tier truck`; records the truck tier's own time; checks idempotence if asked."""
 
     def call() -> None:
-        result = project().converge(env)
+        result = project().converge(env, netns() if netns else None)
         truck = result.get("truck") or {}
         changed = int(truck.get("changed", 0))
         if expect_changes is False and changed:
@@ -321,6 +321,43 @@ def _truck_rerun() -> Benchmark:
     return bench
 
 
+def _jump_rerun() -> Benchmark:
+    bench = Benchmark(
+        "jump-rerun", "idempotent re-run `truckctl up stage-1 --tier truck` from outside the truck (the lab's "
+        "outside operator: its own namespace and state directory, through the cloud stand-in as jump host) "
+        "against the same from the host (direct)",
+        [], goal_ratio=1.5, needs_root=True, slow=True,
+        miss_reason=("Through the jump every new SSH connection (prechecks, smoke publish, Ansible's first "
+                     "connection to each node) is two handshakes on 2 shared cores; Ansible's connections "
+                     "are then multiplexed, so the playbook run itself pays it once per node."))
+    operator: dict[str, str] = {}
+
+    def before() -> None:
+        _converged_lab(bench, lab_project, 6)
+        state = lab_project().root / ".truckctl-operator-bench"
+        added = lab_project().truckctl("lab", "operator", "add", "bench", "--state-dir", str(state))
+        operator.update(netns=added["result"]["netns"], state=str(state))
+
+    def outside_env() -> dict[str, str]:
+        return {"TRUCKCTL_STATE_DIR": operator["state"]}
+
+    def cold() -> None:
+        lab_project().close_ssh_masters()
+
+    def nodes_cpu() -> float:
+        return lab_project().lab_cpu()
+
+    bench.steps = [
+        Step("outside operator, through the jump", setup=cold, cpu_probe=nodes_cpu,
+             call=lambda: truckctl_converge(bench, lab_project, False, part="truck tier through the jump",
+                                            env=outside_env(), netns=lambda: operator["netns"])()),
+        Step("on the host, direct", setup=cold, cpu_probe=nodes_cpu,
+             call=truckctl_converge(bench, lab_project, False, part="truck tier direct")),
+    ]
+    bench.before, bench.after = before, lambda: lab_project().lab_down()
+    return bench
+
+
 def _drift() -> Benchmark:
     bench = Benchmark(
         "drift", "`truckctl drift stage-1` on a converged lab (truck tier in check mode, plus the live state: "
@@ -340,6 +377,35 @@ def _drift() -> Benchmark:
     bench.steps = [Step("truckctl drift stage-1", setup=lambda: lab_project().close_ssh_masters(), call=drift,
                         cpu_probe=lambda: lab_project().lab_cpu(), goal_s=6.0)]
     bench.before = lambda: _converged_lab(bench, lab_project, 6)
+    bench.after = lambda: lab_project().lab_down()
+    return bench
+
+
+def _team_lock() -> Benchmark:
+    bench = Benchmark(
+        "team-lock", "take and release the stage lock on stage-1's two gateways (the team lock: one SSH call "
+        "per gateway to take, in truck order, and one each to release, in parallel; fresh lab nodes)",
+        [], needs_root=True, slow=True,
+        miss_reason="Each take is a fresh SSH connection (key exchange) to a gateway, taken one after the other "
+                    "in a fixed order: on 2 shared cores one handshake costs 0.05-0.2 s.")
+
+    def take_and_release() -> None:
+        from truckctl.config.loader import load_stage
+        from truckctl.lifecycle import teamlock
+        from truckctl.project import Project
+        from truckctl.targets import for_kind
+
+        project = Project(lab_project().root)
+        stage = load_stage(project, STAGE)
+        lock = teamlock.TeamLock(STAGE, teamlock.gateways(stage), teamlock.transport(for_kind("lab", project), stage),
+                                 teamlock.this_holder("bench", "20270101T000000Z-stage-1-bench-0000"))
+        lock.take()
+        kept = lock.release()
+        if len(lock.gateways) != 2 or kept or lock.unreachable:
+            raise BenchError(f"team lock not taken and released on both gateways: {lock.as_dict()}, kept {kept}")
+
+    bench.steps = [Step("team lock take + release", call=take_and_release, goal_s=0.3)]
+    bench.before = lambda: lab_project().lab_up()
     bench.after = lambda: lab_project().lab_down()
     return bench
 
@@ -463,7 +529,9 @@ def benchmarks(truckctl: list[str]) -> list[Benchmark]:
         _lab_up_down(),
         _truck_first_run(),
         _truck_rerun(),
+        _jump_rerun(),
         _drift(),
+        _team_lock(),
         _lynis(),
         _ops_agent(),
         *(_scaling(t) for t in sorted(SCALES)),

@@ -15,6 +15,7 @@ from truckctl.config.model import Stage
 from truckctl.errors import TruckctlError
 from truckctl.lifecycle.steps import StepResult, StepSummary
 from truckctl.project import Project
+from truckctl.remote import Hop
 from truckctl.targets.lab import LabTarget
 
 REPO = Path(__file__).resolve().parents[1]  # the repository under test
@@ -33,6 +34,8 @@ class FakeConnection:
     user: str = "root"
     private_key: Path = Path("/lab/ssh/id_ed25519")
     known_hosts: Path = Path("/lab/known_hosts")
+    hops: tuple[Hop, ...] = ()  # direct, as inside the truck
+    ssh_config: Path | None = None
 
 
 def make_cloud(stage: Stage, **changes: object) -> CloudOutputs:

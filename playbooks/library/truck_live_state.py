@@ -22,6 +22,10 @@ Check mode reports each difference (drift); otherwise each is put back. What is 
   it runs with (path and age), the bridge connections; fix: mosquitto restarted.
 - sysctl: each key of truckctl's sysctl.d files against /proc/sys (keys the kernel does not let this
   node set, e.g. net.* in a container, are listed as unsettable, not drift); fix: the value written.
+
+Fixes that would interrupt telemetry (`cuts_telemetry`: "firewall" for a ruleset reload, unit names whose
+restart drops the feed, e.g. "mosquitto" on a gateway) are flagged on their items; with `hold_cuts` they
+are not applied but returned as `held` (the race is live: truckctl/lifecycle/racelive.py).
 """
 
 from __future__ import annotations
@@ -67,6 +71,12 @@ options:
   allow_tcp: {description: TCP ports allowed to listen beyond loopback., type: list, elements: int, default: []}
   allow_udp: {description: UDP ports allowed to listen beyond loopback., type: list, elements: int, default: []}
   sysctl_files: {description: Globs of truckctl's sysctl.d files., type: list, elements: str, default: []}
+  broker_files: {description: Files the broker reads only at start (newer than the broker is drift)., type: list,
+                 elements: str, default: []}
+  cuts_telemetry: {description: 'Fixes that interrupt telemetry here: "firewall" and unit names.', type: list,
+                   elements: str, default: []}
+  hold_cuts: {description: Do not apply the fixes that interrupt telemetry (report them as held)., type: bool,
+              default: false}
 author: truckctl
 """
 
@@ -84,6 +94,7 @@ EXAMPLES = r"""
 RETURN = r"""
 drift: {description: "Differences found: kind, item, expected, found, diff.", type: list, returned: always}
 fixed: {description: What was done to put them back (not in check mode)., type: list, returned: always}
+held: {description: "Items not fixed because they would interrupt telemetry (hold_cuts).", type: list, returned: always}
 unsettable: {description: sysctl keys this node may not set (not compared)., type: list, returned: always}
 """
 
@@ -484,12 +495,16 @@ class Node:
             return [Item("broker", "configuration loaded", conf, loaded, fix=("restart", unit))]
         try:
             started = os.stat(self.path(f"/proc/{pid}")).st_mtime
-            changed = os.stat(self.path(conf)).st_mtime
         except OSError:
             return []
-        if changed > started + 1:
-            return [Item("broker", "configuration loaded", f"{conf} as it is now",
-                         "an older version (changed after the broker started)", fix=("restart", unit))]
+        for path in [conf, *self.p.get("broker_files", [])]:
+            try:
+                changed = os.stat(self.path(path)).st_mtime
+            except OSError:
+                continue
+            if changed > started + 1:
+                return [Item("broker", "configuration loaded", f"{path} as it is now",
+                             "an older version (changed after the broker started)", fix=("restart", unit))]
         return []
 
     def bridge_connected(self, bridge: str, inodes: set[int]) -> bool:
@@ -532,12 +547,24 @@ class Node:
         return items + sysctl, unsettable
 
     # ---- fixing -----------------------------------------------------------------------------
+    def cuts(self, item: Item) -> bool:
+        """Whether fixing `item` would interrupt telemetry on this node."""
+        cutting = set(self.p.get("cuts_telemetry", []))
+        action = item.fix
+        if not action:
+            return False
+        if action[0] == "firewall":
+            return "firewall" in cutting
+        if action[0] in ("restart", "listener"):
+            return action[1] in cutting
+        return False
+
     def fix(self, items: list[Item]) -> list[str]:
         done: list[str] = []
         restarts: list[str] = []
         for item in items:
             action = item.fix
-            if not action:
+            if not action or (self.p.get("hold_cuts") and self.cuts(item)):
                 continue
             kind = action[0]
             if kind == "sshd":
@@ -659,6 +686,9 @@ def main() -> None:
             "allow_udp": {"type": "list", "elements": "int", "default": []},
             "sysctl_files": {"type": "list", "elements": "str", "default": []},
             "rendered": {"type": "dict", "default": {}},
+            "broker_files": {"type": "list", "elements": "str", "default": []},
+            "cuts_telemetry": {"type": "list", "elements": "str", "default": []},
+            "hold_cuts": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
@@ -668,8 +698,10 @@ def main() -> None:
         fixed = node.fix(items) if items and not module.check_mode else []
     except (RuntimeError, OSError) as exc:
         module.fail_json(msg=str(exc))
-    drift = [item.public() for item in items]
-    result: dict[str, Any] = {"changed": bool(items), "drift": drift, "fixed": fixed, "unsettable": unsettable}
+    drift = [{**item.public(), "cuts_telemetry": node.cuts(item)} for item in items]
+    held = [entry for entry in drift if entry["cuts_telemetry"] and module.params["hold_cuts"]]
+    result: dict[str, Any] = {"changed": bool(items), "drift": drift, "fixed": fixed, "held": held,
+                              "unsettable": unsettable}
     if module._diff and items:
         result["diff"] = {"prepared": "".join(f"{i.kind}: {i.item}: expected {i.expected}, found {i.found}\n"
                                               for i in items)}

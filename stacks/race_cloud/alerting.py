@@ -1,5 +1,6 @@
-"""Alerting: an encrypted SNS topic with the race's subscriptions, and CloudWatch alarms for
-telemetry stopped and heartbeat missing per truck, overall ingest and lake delivery."""
+"""Alerting: an encrypted SNS topic with the race's subscriptions (both live the race), and CloudWatch
+alarms: telemetry stopped and heartbeat missing for each truck in the day's tech zone only (a truck
+absent today has no alarm: quiet, not alarming), overall ingest and lake delivery while a stage runs."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def build(config: StackConfig, provider: pulumi.ProviderResource, kms: Kms, inge
     component = Component("Alerting", "alerting", provider)
     opts = component.opts
     topic = aws.sns.Topic("alerts-topic", name=config.name("alerts"), kms_master_key_id=kms.key.arn,
-                          display_name=f"{config.race_id} {config.stage} alerts"[:100], opts=opts())
+                          display_name=f"{config.race_id} alerts"[:100], opts=opts())
     aws.sns.TopicPolicy("alerts-topic-policy", arn=topic.arn,
                         policy=pulumi.Output.all(topic.arn, account_id).apply(lambda a: topic_policy(a[0], a[1])),
                         opts=opts())
@@ -57,8 +58,12 @@ def build(config: StackConfig, provider: pulumi.ProviderResource, kms: Kms, inge
             alarm_actions=[topic.arn], ok_actions=[topic.arn], evaluation_periods=1, datapoints_to_alarm=1,
             period=PERIOD_S, opts=opts())
 
-    alarms = []
-    for truck in config.trucks:
+    alarms: list[aws.cloudwatch.MetricAlarm] = []
+    if config.stage is None:  # between stages no truck is expected to send: nothing to watch
+        component.register_outputs({"topic_arn": topic.arn})
+        return Alerting(topic, alarms)
+    today = {t.name for t in config.today}
+    for truck in (t for t in config.trucks if t.name in today):
         # No data is the failure being watched for: missing datapoints breach.
         alarms.append(alarm(
             f"{truck.name}-telemetry-stopped", f"No telemetry from {truck.name} reached IoT Core for a minute",

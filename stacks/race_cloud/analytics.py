@@ -1,5 +1,6 @@
-"""Analytics: a Glue table over the lake's telemetry (partition projection, so Athena needs no
-crawler) and an Athena workgroup that writes encrypted results into the lake."""
+"""Analytics: one Glue table over the whole race's telemetry, partitioned by stage and day (partition
+projection, so Athena needs no crawler: one query spans the race), and an Athena workgroup that
+writes encrypted results into the lake."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pulumi_aws as aws
 from .component import Component
 from .config import StackConfig
 from .datalake import ATHENA_RESULTS_PREFIX, TELEMETRY_PREFIX, DataLake
+from .ingest import NO_STAGE
 from .kms import Kms
 
 # What the trucks' transponder feed carries, plus what the IoT rule stamps (truck, received_at).
@@ -21,6 +23,7 @@ TELEMETRY_COLUMNS = [
     ("lon", "double", "longitude, degrees"),
     ("speed_kmh", "double", "ground speed, km/h"),
     ("truck", "string", "truck that bridged the message (stamped by the IoT rule)"),
+    ("stage", "string", "stage of the day the message arrived on (stamped by the IoT rule; also a partition)"),
     ("received_at", "bigint", "arrival at IoT Core, epoch milliseconds (stamped by the IoT rule)"),
 ]
 
@@ -32,15 +35,19 @@ class Analytics:
     workgroup: aws.athena.Workgroup
 
 
-def projection_parameters(location: str) -> dict[str, str]:
+PARTITIONS = (("stage", "string"), ("year", "int"), ("month", "int"), ("day", "int"))
+
+
+def projection_parameters(location: str, stages: tuple[str, ...]) -> dict[str, str]:
     return {
         "classification": "json",
         "has_encrypted_data": "true",
         "projection.enabled": "true",
+        "projection.stage.type": "enum", "projection.stage.values": ",".join((*stages, NO_STAGE)),
         "projection.year.type": "integer", "projection.year.range": "2020,2099",
         "projection.month.type": "integer", "projection.month.range": "1,12", "projection.month.digits": "2",
         "projection.day.type": "integer", "projection.day.range": "1,31", "projection.day.digits": "2",
-        "storage.location.template": location + "year=${year}/month=${month}/day=${day}/",
+        "storage.location.template": location + "stage=${stage}/year=${year}/month=${month}/day=${day}/",
     }
 
 
@@ -48,12 +55,12 @@ def build(config: StackConfig, provider: pulumi.ProviderResource, kms: Kms, lake
     component = Component("Analytics", "analytics", provider)
     opts = component.opts
     database = aws.glue.CatalogDatabase("glue-database", name=config.ident("telemetry"),
-                                        description=f"{config.race_name} {config.stage} telemetry", opts=opts())
+                                        description=f"{config.race_name} telemetry, every stage", opts=opts())
     location = lake.bucket.bucket.apply(lambda name: f"s3://{name}/{TELEMETRY_PREFIX}")
     table = aws.glue.CatalogTable(
         "glue-telemetry-table", name="telemetry", database_name=database.name, table_type="EXTERNAL_TABLE",
-        parameters=location.apply(projection_parameters),
-        partition_keys=[{"name": part, "type": "int"} for part in ("year", "month", "day")],
+        parameters=location.apply(lambda where: projection_parameters(where, config.stages)),
+        partition_keys=[{"name": part, "type": kind} for part, kind in PARTITIONS],
         storage_descriptor={
             "location": location,
             "input_format": "org.apache.hadoop.mapred.TextInputFormat",

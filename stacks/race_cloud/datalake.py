@@ -1,4 +1,5 @@
-"""The data lake: one S3 bucket per stage, versioned, KMS-encrypted, private, with lifecycle rules.
+"""The data lake: one S3 bucket for the whole race (partitioned by stage and day), versioned,
+KMS-encrypted, private, with lifecycle rules.
 
 Everything here is protected and retained on delete unless config `deleteData` is set, so a
 teardown never loses race data by accident. The bucket's controls are kept too: deleting the

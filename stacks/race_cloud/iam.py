@@ -12,6 +12,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from truckctl.cloud.policy import OPS_CLIENT_SUFFIX
+
 from .component import Component
 
 Statement = dict[str, Any]
@@ -84,7 +86,7 @@ def vpn_gateway_policy(private_key_parameter_arn: str, peers_path_arn: str, key_
                        vpn_path_arn: str) -> str:
     """The VPN gateway reads its own private key and the peers list, nothing else.
 
-    The key decrypts only SSM parameters under the stage's own VPN path (SSM passes the
+    The key decrypts only SSM parameters under the race's own VPN path (SSM passes the
     parameter's ARN as encryption context), so this role cannot decrypt anything else of the race.
     """
     return document([
@@ -108,10 +110,12 @@ def session_manager_policy(instance_arn: str) -> str:
 def iot_thing_policy(region: str, account_id: str, client_id: str, prefix: str) -> str:
     """What a truck's bridge does, nothing more: connect as its own client id (only while the
     certificate is attached to its own thing) and publish under its own topic prefix. The bridge only
-    sends (mosquitto `topic ... out`): no Subscribe, no Receive."""
+    sends (mosquitto `topic ... out`): no Subscribe, no Receive. The truck's gateway agent
+    (truck_ops_agent) connects with the same certificate as `<client id>-ops`, so that it never knocks
+    the bridge's session off (IoT allows one connection per client id); it publishes under the same prefix."""
     base = f"arn:aws:iot:{region}:{account_id}"
     return document([
-        allow(["iot:Connect"], [f"{base}:client/{client_id}"],
+        allow(["iot:Connect"], [f"{base}:client/{client_id}", f"{base}:client/{client_id}{OPS_CLIENT_SUFFIX}"],
               {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}),
         allow(["iot:Publish"], [f"{base}:topic/{prefix}/*"]),
     ])

@@ -1,5 +1,9 @@
-"""Ingest: AWS IoT Core (a thing, certificate and scoped policy per truck, topic rules) into a
-KMS-encrypted Kinesis data stream, then Firehose from the stream into the data lake."""
+"""Ingest: AWS IoT Core (a thing, certificate and scoped policy per truck of the race, topic rules)
+into a KMS-encrypted Kinesis data stream, then Firehose from the stream into the data lake.
+
+All of it lives the race. The day shows in one place only: each topic rule stamps the day's stage
+on every record (an in-place update of the rule's SQL), and Firehose partitions the lake by that
+stamp and the arrival day (dynamic partitioning), so one query spans the race."""
 
 from __future__ import annotations
 
@@ -16,6 +20,11 @@ from .kms import Kms
 
 TELEMETRY_METRIC = "TelemetryMessages"
 HEARTBEAT_METRIC = "Heartbeats"
+NO_STAGE = "no-stage"  # the stamp between stages (a record sent then is kept, under this partition)
+# Firehose's dynamic partitioning needs buffers of at least 64 MB (it then still flushes every minute).
+DYNAMIC_PARTITIONING_BUFFER_MB = 64
+LAKE_PREFIX = (TELEMETRY_PREFIX + "stage=!{partitionKeyFromQuery:stage}/"
+               "year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/")
 
 
 @dataclass(frozen=True)
@@ -33,13 +42,20 @@ class Ingest:
     endpoint: pulumi.Output[str]
 
 
-def telemetry_sql(truck: TruckSpec) -> str:
-    # The rule stamps the truck and the arrival time, so the lake never trusts the payload for either.
-    return f"SELECT *, '{truck.name}' AS truck, timestamp() AS received_at FROM '{truck.telemetry_topic}'"
+def telemetry_sql(truck: TruckSpec, stage: str | None) -> str:
+    # The rule stamps the truck, the day's stage and the arrival time: the lake never trusts the payload
+    # for any of them. The stage is the only part that changes from one day to the next.
+    return (f"SELECT *, '{truck.name}' AS truck, '{stage or NO_STAGE}' AS stage, timestamp() AS received_at "
+            f"FROM '{truck.telemetry_topic}'")
 
 
 def heartbeat_sql(truck: TruckSpec) -> str:
     return f"SELECT * FROM '{truck.heartbeat_topic}'"
+
+
+def certificate_name(truck: TruckSpec) -> str:
+    generation = truck.certificate_generation
+    return f"{truck.name}-cert" + (f"-g{generation}" if generation else "")
 
 
 def _count_metric(truck: TruckSpec, metric: str,
@@ -52,10 +68,11 @@ def _truck(component: Component, config: StackConfig, truck: TruckSpec, account_
            stream: aws.kinesis.Stream, rule_role: aws.iam.Role, rule_policy: aws.iam.RolePolicy) -> TruckIdentity:
     opts = component.opts
     thing = aws.iot.Thing(f"{truck.name}-thing", name=truck.thing_name,
-                          attributes={"race": config.race_id, "stage": config.stage, "truck": truck.name},
-                          opts=opts())
-    # AWS generates the key pair; the private key only ever exists as a Pulumi secret output.
-    certificate = aws.iot.Certificate(f"{truck.name}-cert", active=True, opts=opts())
+                          attributes={"race": config.race_id, "truck": truck.name}, opts=opts())
+    # AWS generates the key pair; the private key only ever exists as a Pulumi secret output. The
+    # certificate lasts the race: only `truckctl rotate-cert` raises its generation (a new logical name,
+    # so Pulumi creates the new one before deleting the old).
+    certificate = aws.iot.Certificate(certificate_name(truck), active=True, opts=opts())
     policy = aws.iot.Policy(
         f"{truck.name}-iot-policy", name=config.name(f"{truck.name}-bridge"),
         policy=account_id.apply(lambda account: iam.iot_thing_policy(config.region, account, truck.thing_name,
@@ -68,7 +85,7 @@ def _truck(component: Component, config: StackConfig, truck: TruckSpec, account_
     aws.iot.TopicRule(
         f"{truck.name}-telemetry-rule", name=config.ident(f"{truck.name}_telemetry"), enabled=True,
         description=f"{truck.name} telemetry into the stream, counted for the telemetry-stopped alarm",
-        sql=telemetry_sql(truck), sql_version="2016-03-23",
+        sql=telemetry_sql(truck, config.stage), sql_version="2016-03-23",
         kineses=[{"stream_name": stream.name, "partition_key": truck.name, "role_arn": rule_role.arn}],
         cloudwatch_metrics=[_count_metric(truck, TELEMETRY_METRIC, rule_role.arn)],
         opts=opts(depends_on=[rule_policy]))  # the role can act before the first message arrives
@@ -94,8 +111,8 @@ def build(config: StackConfig, provider: pulumi.ProviderResource, kms: Kms, lake
         component, "iot-rule-role", config.name("iot-rules"),
         account_id.apply(lambda account: iam.trust_policy("iot.amazonaws.com", account)),
         pulumi.Output.all(stream.arn, kms.key.arn).apply(
-            lambda arns: iam.iot_ingest_policy(arns[0], arns[1], f"truckctl/{config.race_id}/{config.stage}")),
-        "IoT topic rules: put telemetry on the stage's stream and count messages")
+            lambda arns: iam.iot_ingest_policy(arns[0], arns[1], f"truckctl/{config.race_id}")),
+        "IoT topic rules: put telemetry on the race's stream and count messages")
     trucks = [_truck(component, config, truck, account_id, stream, rule_role, rule_policy) for truck in config.trucks]
 
     firehose_role, firehose_policy = iam.service_role(
@@ -113,14 +130,20 @@ def build(config: StackConfig, provider: pulumi.ProviderResource, kms: Kms, lake
             "role_arn": firehose_role.arn,
             "bucket_arn": lake.bucket.arn,
             "kms_key_arn": kms.key.arn,
-            "prefix": TELEMETRY_PREFIX + "year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/",
+            "prefix": LAKE_PREFIX,
             "error_output_prefix": ERRORS_PREFIX + "!{firehose:error-output-type}/year=!{timestamp:yyyy}"
                                    "/month=!{timestamp:MM}/day=!{timestamp:dd}/",
-            "buffering_size": 5,
+            "buffering_size": DYNAMIC_PARTITIONING_BUFFER_MB,
             "buffering_interval": 60,
             "compression_format": "GZIP",
-            # IoT records carry no newline; Athena's JSON SerDe needs one record per line.
-            "processing_configuration": {"enabled": True, "processors": [{"type": "AppendDelimiterToRecord"}]},
+            "dynamic_partitioning_configuration": {"enabled": True, "retry_duration": 300},
+            "processing_configuration": {"enabled": True, "processors": [
+                # The stage the topic rule stamped becomes the lake partition.
+                {"type": "MetadataExtraction", "parameters": [
+                    {"parameter_name": "MetadataExtractionQuery", "parameter_value": "{stage:.stage}"},
+                    {"parameter_name": "JsonParsingEngine", "parameter_value": "JQ-1.6"}]},
+                # IoT records carry no newline; Athena's JSON SerDe needs one record per line.
+                {"type": "AppendDelimiterToRecord"}]},
         },
         tags={"Name": config.name("lake-delivery")},
         opts=opts(depends_on=[firehose_policy]))  # IAM first, or Firehose's first delivery is denied

@@ -40,7 +40,7 @@ def build(config: StackConfig, provider: pulumi.ProviderResource, account_id: pu
     keep = component.opts(protect=not config.delete_data, retain_on_delete=not config.delete_data)
     key = aws.kms.Key(
         "key",
-        description=f"truckctl {config.race_name} {config.stage}: data lake, ingest, alerts, VPN",
+        description=f"truckctl {config.race_name}: data lake, ingest, alerts, VPN",
         enable_key_rotation=True,
         deletion_window_in_days=30,
         policy=account_id.apply(lambda account: key_policy(account, config.region)),

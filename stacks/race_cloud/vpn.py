@@ -1,4 +1,6 @@
-"""The management VPN endpoint: a small WireGuard gateway in a public subnet with an Elastic IP.
+"""The management VPN hub: a small WireGuard gateway in a public subnet with an Elastic IP, for the
+whole race (its key, address and instance never change with the stage). The day's tech-zone LANs
+are VPC routes through it (`day_routes`), the one part of it a stage move changes.
 
 Hardening: only the WireGuard UDP port is reachable (no SSH: administration goes through SSM
 Session Manager), IMDSv2 is required, the root volume is encrypted with the race key, and the
@@ -82,8 +84,8 @@ class Vpn:
 
 
 def vpn_path(config: StackConfig) -> str:
-    """Every SSM parameter of the stage's VPN gateway lives under this path, and only the gateway reads it."""
-    return f"/truckctl/{config.race_id}/{config.stage}/vpn"
+    """Every SSM parameter of the race's VPN gateway lives under this path, and only the gateway reads it."""
+    return f"/truckctl/{config.race_id}/vpn"
 
 
 def peers_path(config: StackConfig) -> str:
@@ -95,6 +97,23 @@ def user_data(config: StackConfig, key_parameter: str) -> str:
     return USER_DATA.format(region=config.region, key_parameter=key_parameter, peers_path=peers_path(config),
                             address=f"{layout.vpn_gateway_address}/{layout.vpn_tunnel.prefixlen}",
                             port=config.vpn_port)
+
+
+def day_routes(config: StackConfig, component: Component, network: Network,
+               instance: aws.ec2.Instance) -> list[aws.ec2.Route]:
+    """The day's tech-zone LANs, routed from the VPC through the hub: the only VPN part a stage changes.
+
+    One route per truck in today's tech zone and route table; a truck that moves to another LAN gets
+    its route replaced (a route holds nothing), an absent truck has none.
+    """
+    routes = []
+    for truck in config.today:
+        for kind, table in (("private", network.private_route_table), ("public", network.public_route_table)):
+            routes.append(aws.ec2.Route(
+                f"day-lan-{truck.name}-{kind}", route_table_id=table.id, destination_cidr_block=str(truck.lan),
+                network_interface_id=instance.primary_network_interface_id,
+                opts=component.opts()))
+    return routes
 
 
 def build(config: StackConfig, provider: pulumi.ProviderResource, kms: Kms, network: Network,
@@ -136,6 +155,7 @@ def build(config: StackConfig, provider: pulumi.ProviderResource, kms: Kms, netw
         aws.ec2.Route(f"vpn-tunnel-route-{kind}", route_table_id=table.id,
                       destination_cidr_block=str(config.layout.vpn_tunnel),
                       network_interface_id=instance.primary_network_interface_id, opts=opts())
+    day_routes(config, component, network, instance)
     public_key = pulumi.Output.unsecret(config.vpn_private_key.apply(wireguard_public_key))
     component.register_outputs({"endpoint": eip.public_ip})
     return Vpn(instance, eip, public_key)

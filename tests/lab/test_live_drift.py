@@ -90,7 +90,7 @@ def rounds(lab: Lab) -> dict[str, Any]:
     for node, command in UNDECIDED:
         ssh(lab, node, command)
     found = truckctl(lab, "drift", STAGE)
-    fixed = truckctl(lab, "drift", STAGE, "--fix", "--yes")
+    fixed = truckctl(lab, "drift", STAGE, "--fix", "--yes", "--interrupt-telemetry")  # broker, firewall: the feed
     after = truckctl(lab, "drift", STAGE)
     restored = {kind: ssh(lab, node, command) for kind, (node, command, _, _) in RESTORED.items()}
     undecided = ssh(lab, HV2, "cat /etc/motd /tmp/notes.txt /etc/truck-notes/today")

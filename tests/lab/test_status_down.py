@@ -228,7 +228,7 @@ def test_down_tears_down_in_order_revokes_and_keeps_the_data(lab: Lab, converged
     before = lab.cloud_outputs()
     assert stand_in_accepts(before, before.trucks["truck-a"], tmp_path / "before")
     try:
-        code, document, elapsed = truckctl(lab, "down", STAGE, "--yes")
+        code, document, elapsed = truckctl(lab, "down", STAGE, "--yes", "--interrupt-telemetry")
         print(f"\ndown {STAGE} on the lab: {elapsed:.1f} s wall")
         assert code == 0, json.dumps(document["errors"], indent=1)
         result = document["result"]

@@ -49,7 +49,7 @@ def test_an_interrupted_down_is_resumed_and_never_reaches_the_cloud_with_a_node_
                                                                                     torn_down: dict[str, Any]
                                                                                     ) -> None:
     known = run_ids(lab)
-    process = start(lab, "down", STAGE, "--yes")
+    process = start(lab, "down", STAGE, "--yes", "--interrupt-telemetry")
     first = wait_for(lambda: truck_step_started(lab, known), 300, "down to reach its truck step")
     time.sleep(2)
     os.killpg(process.pid, signal.SIGINT)
@@ -60,7 +60,7 @@ def test_an_interrupted_down_is_resumed_and_never_reaches_the_cloud_with_a_node_
 
     set_lan_cable(lab, OFFLINE, False)
     try:
-        code, document, stderr = truckctl(lab, "down", STAGE, "--yes")
+        code, document, stderr = truckctl(lab, "down", STAGE, "--yes", "--interrupt-telemetry")
     finally:
         set_lan_cable(lab, OFFLINE, True)
     assert code == 1, stderr[-2000:]
@@ -74,7 +74,7 @@ def test_an_interrupted_down_is_resumed_and_never_reaches_the_cloud_with_a_node_
     steps = journal(lab, second)["summary"]["steps"]
     assert steps["truck"]["status"] == "failed" and steps["revoke"]["status"] == "ok" and "cloud" not in steps
 
-    code, document, stderr = truckctl(lab, "down", STAGE, "--yes")
+    code, document, stderr = truckctl(lab, "down", STAGE, "--yes", "--interrupt-telemetry")
     assert code == 0, json.dumps(document["errors"]) + stderr[-2000:]
     result = document["result"]
     assert result["resumed_from"] == second and result["skipped_steps"] == ["revoke"]

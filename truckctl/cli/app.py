@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from truckctl import __version__
-from truckctl.cli import cmd_down, cmd_drift, cmd_lab, cmd_plan, cmd_portal, cmd_runs, cmd_status, cmd_up
+from truckctl.cli import cmd_down, cmd_drift, cmd_lab, cmd_plan, cmd_portal, cmd_rotate, cmd_runs, cmd_status, cmd_up
 from truckctl.cli.dispatch import Outcome, run
 from truckctl.cli.output import Env
 
@@ -130,6 +130,7 @@ cmd_down.register(app, _env, _project)
 cmd_runs.register(app, _env, _project)
 cmd_portal.register(app, _env, _project)
 cmd_lab.register(app, _env, _project)
+cmd_rotate.register(app, _env, _project)
 
 
 def main() -> None:

@@ -1,4 +1,7 @@
-"""`truckctl down STAGE [--target lab|aws] [--yes] [--delete-data [--confirm-delete-data STAGE]] [--json]`.
+"""`truckctl down STAGE [--race] [--target lab|aws] [--yes] [--delete-data [--confirm-delete-data STAGE]] [--json]`.
+
+`down STAGE` ends the day (the stage's trucks down, the race's cloud leaves the stage and keeps
+everything that lives the race); `down STAGE --race` tears the race's cloud down after the race.
 
 Confirmation (truckctl.lifecycle.down.confirm): on a terminal the stage name is typed; `--yes`
 confirms without a prompt. `--delete-data` always needs the name typed, even with --yes; in CI,
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from truckctl.cli.options import TargetOpt
+from truckctl.cli.options import InterruptTelemetryOpt, TargetOpt
 from truckctl.target import TargetKind
 
 if TYPE_CHECKING:
@@ -37,14 +40,18 @@ ConfirmDataOpt = Annotated[str | None, typer.Option("--confirm-delete-data", met
                                                     help="The stage name again, to delete the data lake where "
                                                          "nobody can type it (CI).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
+RaceOpt = Annotated[bool, typer.Option("--race", help="After the race: tear the race's cloud down (certificates "
+                                       "first), keeping the data lake unless --delete-data. Without it: the day only.")]
 
 
 def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_factory: Callable[[], Project]) -> None:
     @app.command("down")
-    def down(stage: StageArg, target: TargetOpt = TargetKind.lab, yes: YesOpt = False,
+    def down(stage: StageArg, target: TargetOpt = TargetKind.lab, race: RaceOpt = False, yes: YesOpt = False,
              delete_data: DeleteDataOpt = False,
-             confirm_delete_data: ConfirmDataOpt = None, json_output: JsonOpt = False) -> None:
-        """Tear a stage down: truck tier, then certificates, then the cloud tier; keeps the data lake."""
+             confirm_delete_data: ConfirmDataOpt = None, json_output: JsonOpt = False,
+             interrupt_telemetry: InterruptTelemetryOpt = False) -> None:
+        """End the day (the stage's trucks, the cloud's day parts), or with --race tear the race's cloud
+        down: certificates, truck tier, cloud tier; keeps the data lake."""
         from truckctl.cli.dispatch import Outcome, run
         from truckctl.cli.progress import NodeProgress
         from truckctl.lifecycle import down as core
@@ -60,8 +67,8 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
             chosen = for_kind(target, project_factory())
             confirmation = core.confirm(stage, chosen, yes=yes, delete_data=delete_data,
                                         confirm_delete_data=confirm_delete_data, interactive=sys.stdin.isatty(),
-                                        ask=ask)
-            options = core.DownOptions(stage, delete_data)
+                                        ask=ask, race=race)
+            options = core.DownOptions(stage, delete_data, race, interrupt_telemetry)
             with NodeProgress(env) as progress:  # silent with --json: stdout holds only the document
                 steps = core.DownProgress() if env.json else core.DownProgress(progress.phase, progress.callbacks())
                 result = core.down(chosen, options, confirmation, steps)
@@ -95,7 +102,10 @@ def render(env: Env, outcome: Outcome) -> None:
                       highlight=False)
     cloud = result.get("cloud")
     if cloud:
-        if cloud.get("operation"):
+        if cloud.get("operation") and not cloud.get("destroyed"):
+            changes = ", ".join(f"{op} {n}" for op, n in cloud["operation"]["changes"].items()) or "nothing"
+            console.print(f"cloud tier: left the stage ({changes}): {escape(cloud.get('note', ''))}", highlight=False)
+        elif cloud.get("operation"):
             changes = ", ".join(f"{op} {n}" for op, n in cloud["operation"]["changes"].items()) or "nothing"
             console.print(f"cloud tier: destroyed ({changes})", highlight=False)
         elif cloud.get("note"):

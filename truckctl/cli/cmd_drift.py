@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from truckctl.cli.options import TargetOpt
+from truckctl.cli.options import InterruptTelemetryOpt, TargetOpt
 from truckctl.target import TargetKind
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
                                                    )] = "text",
         json_output: Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")
                                ] = False,
+        interrupt_telemetry: InterruptTelemetryOpt = False,
     ) -> None:
         """Report drift (exit 3) or none (exit 0); with --fix, fix it and exit 0 once clean."""
         from truckctl.cli.dispatch import Outcome, run
@@ -62,7 +63,8 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
         def action() -> Outcome:
             with NodeProgress(env if not quiet else env_factory(True)) as progress:
                 hooks = DriftHooks(confirm=confirm, on_step=progress.progress().on_step, truck=progress.callbacks())
-                result, code = core_drift(for_kind(target, project_factory()), DriftOptions(stage, fix, limit), hooks)
+                options = DriftOptions(stage, fix, limit, interrupt_telemetry)
+                result, code = core_drift(for_kind(target, project_factory()), options, hooks)
             return Outcome(result, code)
 
         raise typer.Exit(run(env, "drift", stage, action, render_markdown if markdown else render_drift))
@@ -83,7 +85,14 @@ def render_drift(env: Env, outcome: Outcome) -> None:
     cloud = result.get("cloud", {})
     if not cloud.get("checked", True):
         console.print(f"cloud: {cloud['note']}", markup=False, highlight=False)
-    if result.get("fixed"):
+    if result.get("held"):
+        from truckctl.cli.cmd_up import render_held
+
+        render_held(env, result)
+        left = len(after["items"]) if after else 0
+        console.print(f"fixed the rest: {len(result['items'])} drifted item(s) found, {left} remain until the "
+                      "held-back changes are applied", highlight=False)
+    elif result.get("fixed"):
         console.print(f"fixed: {len(result['items'])} item(s); a re-check finds no drift", highlight=False)
     elif result.get("fix"):
         console.print(result["fix"], markup=False, highlight=False)

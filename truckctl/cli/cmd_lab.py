@@ -7,6 +7,7 @@ inside each command.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -46,7 +47,8 @@ def register(parent: typer.Typer, env_factory: Callable[[bool], Env], project_fa
         from truckctl.lab import api
 
         env = env_factory(json_output)
-        wanted = stage or result_stage(project_factory) or "stage-1"  # a bare `lab up` never moves the lab
+        # A bare `lab up` never moves the lab; a given name, even an empty one, is checked like any other.
+        wanted = stage if stage is not None else (result_stage(project_factory) or "stage-1")
         raise typer.Exit(run(env, "lab up", wanted,
                              lambda: Outcome(api.up(project_factory(), wanted, _progress(env))), _render_up))
 
@@ -79,6 +81,30 @@ def register(parent: typer.Typer, env_factory: Callable[[bool], Env], project_fa
 
         raise typer.Exit(run(env_factory(json_output), "lab status", result_stage(project_factory), action,
                              _render_status))
+
+    operator_app = typer.Typer(name="operator", no_args_is_help=True,
+                               help="The lab's outside operator: a second machine that reaches the trucks only "
+                               "through the management path (root).")
+
+    @operator_app.command("add")
+    def operator_add(
+        name: Annotated[str, typer.Argument(help="Operator name (1-15 of a-z, 0-9, -), e.g. ci.")],
+        state_dir: Annotated[Path | None, typer.Option(
+            "--state-dir", help="The operator's state directory (default: .truckctl-operator-NAME beside the "
+            "lab's).")] = None,
+        json_output: JsonOpt = False,
+    ) -> None:
+        """Make an outside operator: its own network namespace, reaching the trucks only through the cloud
+        stand-in as jump host, and its own state directory holding only what it is given (ops key,
+        pinned host keys, the stand-in's certificates). Run its commands with the printed `ip netns exec`."""
+        from truckctl.cli.dispatch import Outcome, run
+        from truckctl.lab import operator
+
+        env = env_factory(json_output)
+        raise typer.Exit(run(env, "lab operator add", None,
+                             lambda: Outcome(operator.add(project_factory(), name, state_dir)), _render_operator))
+
+    app.add_typer(operator_app, name="operator")
 
     @app.command("fault")
     def lab_fault(
@@ -115,6 +141,14 @@ def register(parent: typer.Typer, env_factory: Callable[[bool], Env], project_fa
                              _render_fault))
 
     parent.add_typer(app, name="lab")
+
+
+def _render_operator(env: Env, outcome: Outcome) -> None:
+    result = outcome.result
+    console = env.console()
+    console.print(f"operator {result['operator']}: namespace {result['netns']} ({result['operator_address']}), "
+                  f"jump host {result['jump_host']}, state directory {result['state_dir']}", markup=False)
+    console.print(f"run as this operator: {result['run_as']}", markup=False)
 
 
 def result_stage(project_factory: Callable[[], Project]) -> str | None:

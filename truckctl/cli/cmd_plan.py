@@ -34,6 +34,9 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
         secrets_provider: Annotated[str | None, typer.Option(
             "--secrets-provider", help="passphrase (default, from the environment) or awskms://KEY.",
             show_default=False)] = None,
+        from_stage: Annotated[str | None, typer.Option(
+            "--from", metavar="STAGE", help="Offline: show the move from this stage (default: the stage before; "
+            "`race` for the race between stages).", show_default=False)] = None,
         jobs: Annotated[int | None, typer.Option(
             "--jobs", min=1, max=16, help="Stages planned in parallel offline (default: CPU count, at most 4).",
             show_default=False)] = None,
@@ -62,7 +65,7 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
             project = project_factory()
             if use_aws:
                 return Outcome(aws_plan(project, names, backend, secrets_provider, progress))
-            result, problems = offline_plan(project, names, jobs)
+            result, problems = offline_plan(project, names, jobs, from_stage)
             return Outcome(result, ExitCode.ERROR if problems else ExitCode.OK, problems)
 
         raise typer.Exit(run(env, "plan", stage, action, cloud_plan))

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from truckctl.cli.dispatch import Outcome, run
+from truckctl.cli.options import TargetOpt
 from truckctl.cli.output import Env
+from truckctl.target import TargetKind
 
 if TYPE_CHECKING:
     from truckctl.project import Project
@@ -20,19 +22,22 @@ runs_app = typer.Typer(help="The run journal: what ran, per node and resource, a
 def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_factory: Callable[[], Project]) -> None:
     @runs_app.callback()
     def runs(ctx: typer.Context,
-             stage: Annotated[str | None, typer.Option("--stage", "-s", help="Only this stage.")] = None,
+             stage: Annotated[str | None, typer.Option("--stage", "-s", help="Only this stage, with the runs every "
+                                                       "operator recorded on its gateways.")] = None,
+             target: TargetOpt = TargetKind.lab,
              json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False) -> None:
         """List runs, newest first (or `runs show RUN_ID`)."""
         if ctx.invoked_subcommand is not None:
             return
         from truckctl.cli import render_lifecycle
         from truckctl.config.loader import check_stage_name
-        from truckctl.lifecycle.journal import list_runs
+        from truckctl.lifecycle.history import all_runs
+        from truckctl.targets import for_kind
 
         def action() -> Outcome:
             if stage is not None:
                 check_stage_name(stage)
-            return Outcome({"runs": list_runs(project_factory(), stage)})
+            return Outcome(all_runs(for_kind(target, project_factory()), stage))
 
         raise typer.Exit(run(env_factory(json_output), "runs", stage, action, render_lifecycle.runs))
 
@@ -48,16 +53,32 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
 
     @app.command()
     def unlock(stage: Annotated[str, typer.Argument(help="Stage name, e.g. stage-1.")],
-               force: Annotated[bool, typer.Option("--force", help="Also clear a lock held on another host.")] = False,
+               target: TargetOpt = TargetKind.lab,
+               yes: Annotated[bool, typer.Option("--yes", "-y", help="Release another operator's lock on the "
+                                                 "gateways without asking.")] = False,
+               force: Annotated[bool, typer.Option("--force", help="Also clear a local lock file written by "
+                                                   "another host (a shared state directory).")] = False,
                json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False) -> None:
-        """Clear a stage's stale lock (left by a run that died)."""
+        """Clear a stage's stale lock, and (confirmed) force the team lock off its gateways; recorded."""
+        import sys
+
         from truckctl.cli import render_lifecycle
         from truckctl.config.loader import check_stage_name
-        from truckctl.lifecycle.lock import unlock as clear
+        from truckctl.lifecycle.unlock import unlock as clear
+        from truckctl.targets import for_kind
+
+        def confirm(held: list[dict[str, object]]) -> bool:
+            if yes:
+                return True
+            if not sys.stdin.isatty():
+                return False
+            who = "; ".join(f"{lock['description']} on {lock['gateway']}" for lock in held)
+            return bool(typer.confirm(f"{stage} is locked by {who}. If that run is still going, it stops at its "
+                                      "next lease renewal. Release the lock?", default=False, err=True))
 
         def action() -> Outcome:
             check_stage_name(stage)
-            return Outcome(clear(project_factory(), stage, force))
+            return Outcome(clear(for_kind(target, project_factory()), stage, confirm, force))
 
         raise typer.Exit(run(env_factory(json_output), "unlock", stage, action, render_lifecycle.message))
 

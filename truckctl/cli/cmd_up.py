@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from truckctl.cli.options import TargetOpt, TierOpt
+from truckctl.cli.options import InterruptTelemetryOpt, TargetOpt, TierOpt
 from truckctl.target import TargetKind, Tier
 
 if TYPE_CHECKING:
@@ -28,23 +28,40 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON do
 def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_factory: Callable[[], Project]) -> None:
     @app.command("up")
     def up(stage: StageArg, target: TargetOpt = TargetKind.lab, tier: TierOpt = Tier.all, limit: LimitOpt = None,
-           yes: YesOpt = False, json_output: JsonOpt = False) -> None:
+           yes: YesOpt = False, json_output: JsonOpt = False,
+           interrupt_telemetry: InterruptTelemetryOpt = False) -> None:
         """Bring a stage's environment up: prechecks, cloud tier, truck tier, smoke check."""
         from truckctl.cli.dispatch import Outcome, run
         from truckctl.cli.progress import NodeProgress
         from truckctl.lifecycle import orchestrator
 
         env = env_factory(json_output)
-        options = orchestrator.UpRequest(stage=stage, target=target, tier=tier, limit=limit)
+        options = orchestrator.UpRequest(stage=stage, target=target, tier=tier, limit=limit,
+                                         interrupt_telemetry=interrupt_telemetry)
 
         def action() -> Outcome:
+            from truckctl.errors import ExitCode
             from truckctl.targets import for_kind
 
             chosen = for_kind(target, project_factory())
             with NodeProgress(env) as progress:
-                return Outcome(orchestrator.up(chosen, options, progress.progress()))
+                result = orchestrator.up(chosen, options, progress.progress())
+            return Outcome(result, ExitCode.CHANGES if result.get("held") else ExitCode.OK)
 
         raise typer.Exit(run(env, "up", stage, action, render_up))
+
+
+def render_held(env: Env, result: dict[str, object]) -> None:
+    """What a live race held back (up and drift --fix): one line per change, then why."""
+    from rich.markup import escape
+
+    console = env.console()
+    held = result.get("held")
+    for item in held if isinstance(held, list) else []:
+        console.print(f"held back: {escape(item['node'])}: {escape(item['task'])}: {escape(item['change'])}",
+                      highlight=False)
+    if held:
+        console.print(f"held: {result.get('held_reason')}", markup=False, highlight=False)
 
 
 def render_up(env: Env, outcome: Outcome) -> None:
@@ -59,6 +76,7 @@ def render_up(env: Env, outcome: Outcome) -> None:
     if result.get("cloud_source"):
         console.print(f"cloud outputs from {result['cloud_source']}", markup=False, highlight=False)
     truck_summary(env, outcome)
+    render_held(env, result)
     smoke = result.get("smoke")
     if smoke:
         text = (f"smoke check: telemetry reached the cloud side from {', '.join(smoke['arrived_s'])}"

@@ -15,3 +15,10 @@ from truckctl.target import TargetKind, Tier
 TargetOpt = Annotated[TargetKind, typer.Option(
     "--target", help="lab: simulated trucks, offline cloud plan and cloud stand-in; aws: real trucks and Pulumi.")]
 TierOpt = Annotated[Tier, typer.Option("--tier", help="Which tier: cloud, truck or all.")]
+
+# up, drift --fix and down: while the race is live, what would interrupt telemetry waits unless this is given
+# (truckctl/lifecycle/racelive.py). --during-race is the same option under the name the race crew uses.
+InterruptTelemetryOpt = Annotated[bool, typer.Option(
+    "--interrupt-telemetry", "--during-race",
+    help="Apply changes that interrupt the live telemetry feed (broker or bridge restarts, the gateway's firewall "
+         "or network reloads, down) even while the race is live; without it they wait and exit is 3.")]

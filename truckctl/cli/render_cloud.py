@@ -33,9 +33,16 @@ def cloud_plan(env: Env, outcome: Outcome) -> None:
     result = outcome.result
     out = env.console()
     out.print(result["note"], markup=False)
-    for entry in result.get("stages") or [{"stage": result["stage"], "cloud": result["cloud"]}]:
+    if result.get("race"):  # --all offline: the race stack once, then the 21 moves
+        _stage_tables(env, result["race"], "the race stack between stages")
+        _moves_summary(env, result)
+        return
+    for entry in result.get("stages") or [{"stage": result["stage"], "cloud": result["cloud"],
+                                           "move": result.get("move")}]:
         if "changes" in entry["cloud"]:
             _preview(env, entry["stage"], entry["cloud"])
+        elif entry.get("move") and entry["move"]["from"] is not None:
+            _move(env, entry["move"], entry["cloud"])
         elif result.get("stages"):
             continue  # --all: the summary table below, not 21 x 7 tables
         else:
@@ -44,7 +51,37 @@ def cloud_plan(env: Env, outcome: Outcome) -> None:
         _all_summary(env, result)
 
 
-def _stage_tables(env: Env, cloud: JsonObject) -> None:
+def _move(env: Env, move: JsonObject, cloud: JsonObject) -> None:
+    """Only the day's differences: the race stack's other resources stay as they are."""
+    rows = [[c["op"], c["type"].rsplit(":", 1)[-1], c["name"],
+             ", ".join(c["keys"]) + (f" (replaced on {', '.join(c['replaced_on'])})" if c["replaced_on"] else ""),
+             c["holds"]] for c in move["changes"]]
+    if rows:
+        table(env, f"Move {move['from']} -> {move['stage']}", ["op", "type", "name", "inputs that differ", "holds"],
+              rows)
+    counts = ", ".join(f"{op} {n}" for op, n in move["counts"].items())
+    env.console().print(f"{move['stage']} ({cloud['region']}): the race stack of {cloud['counts']['total']} "
+                        f"resources, moved from {move['from']}: {counts}", markup=False)
+    _policy(env, cloud["policy"] + move["policy"], len(cloud["policy_rules"]) + 1)
+
+
+def _moves_summary(env: Env, result: JsonObject) -> None:
+    rows = []
+    for entry in result["stages"]:
+        move = entry["move"]
+        counts = move["counts"]
+        rows.append([entry["stage"], str(move["from"]), *(str(counts[op]) for op in ("create", "update", "replace",
+                                                                                     "delete")),
+                     ", ".join(sorted({c["name"] for c in move["changes"]})) or "-",
+                     str(len(entry["cloud"]["policy"]) + len(move["policy"]))])
+    table(env, "Moves (the day's differences)", ["stage", "from", "create", "update", "replace", "delete",
+                                                 "resources", "violations"], rows)
+    violations = [{**v, "resource": f"{e['stage']}:{v['resource']}"} for e in result["stages"]
+                  for v in e["cloud"]["policy"] + e["move"]["policy"]]
+    _policy(env, violations, len(result["race"]["policy_rules"]) + 1, f"race and {len(result['stages'])} moves")
+
+
+def _stage_tables(env: Env, cloud: JsonObject, what: str = "") -> None:
     out = env.console()
     by_component: dict[str, list[JsonObject]] = {}
     for resource in cloud["resources"]:
@@ -57,7 +94,8 @@ def _stage_tables(env: Env, cloud: JsonObject) -> None:
         table(env, f"{component} ({len(resources)})", ["type", "name", "key inputs", "depends on"], rows)
     counts = cloud["counts"]
     parts = ", ".join(f"{name} {n}" for name, n in counts["by_component"].items())
-    out.print(f"{cloud['stage']} ({cloud['region']}): {counts['total']} resources to create: {parts}", markup=False)
+    out.print(f"{what or cloud['stage']} ({cloud['region']}): {counts['total']} resources to create: {parts}",
+              markup=False)
     _policy(env, cloud["policy"], len(cloud["policy_rules"]))
 
 

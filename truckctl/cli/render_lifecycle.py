@@ -9,6 +9,10 @@ from truckctl.cli.output import Env
 from truckctl.cli.render import table
 
 
+def _took(seconds: float | None) -> str:
+    return f"{seconds:.1f}s" if seconds is not None else "-"
+
+
 def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
@@ -18,11 +22,16 @@ def runs(env: Env, outcome: Outcome) -> None:
     if not items:
         env.console().print("no runs recorded yet")
         return
-    rows = [[r["run_id"], r["stage"], r["command"], r["target"] or "-", r["status"], str(r["exit_code"]),
-             _when(r["started"]), f"{r['duration_s']:.1f}s" if r["duration_s"] is not None else "-",
-             r["failed_step"] or ""] for r in items]
-    table(env, "Runs", ["run", "stage", "command", "target", "status", "exit", "started", "took", "failed step"],
-           rows)
+    rows = [[r["run_id"], r.get("origin", "local"), r["stage"], r["command"], r["target"] or "-", r["status"],
+             str(r["exit_code"]), _when(r["started"]), _took(r["duration_s"]), r["failed_step"] or ""] for r in items]
+    table(env, "Runs", ["run", "by", "stage", "command", "target", "status", "exit", "started", "took", "failed step"],
+          rows)
+    shared = outcome.result.get("shared") or {}
+    if shared.get("unreachable"):
+        env.console().print("not read (other operators' runs may be missing): " + ", ".join(
+            f"{node} ({why})" for node, why in shared["unreachable"].items()), markup=False)
+    elif shared.get("note"):
+        env.console().print(shared["note"], markup=False)
 
 
 def run_detail(env: Env, outcome: Outcome) -> None:

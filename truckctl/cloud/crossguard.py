@@ -33,6 +33,7 @@ def planned_resources(resources: Iterable[Any]) -> list[PlannedResource]:
             component=_component(r),
             protect=bool(getattr(r.opts, "protect", False)),
             retain_on_delete=getattr(r.opts, "retain_on_delete", None),
+            urn=str(getattr(r, "urn", "") or ""),
         )
         for r in resources
         if not str(r.resource_type).startswith(("pulumi:", COMPONENT_TYPE_PREFIX))

@@ -1,6 +1,8 @@
 """The aws-target engine: the stacks/ program driven through Pulumi's Automation API.
 
-One `LocalWorkspace` over stacks/ per operation; the stack name is the stage name. State goes
+One `LocalWorkspace` over stacks/ per operation. The race has ONE stack, named after the race id;
+its config `stage` is the day (`up STAGE` moves the race there, `end_day` takes it between stages)
+and `certificateGenerations` is raised only by `rotate_certificate`. State goes
 to the local file backend under `<state_dir>/pulumi` unless a backend URL is given (s3://...).
 Secrets are encrypted with a passphrase from the environment (the race file names the
 variable as secret `pulumi-passphrase`) or with `awskms://...`.
@@ -36,6 +38,7 @@ PASSPHRASE_SECRET = "pulumi-passphrase"
 DEFAULT_PASSPHRASE_ENV = "PULUMI_CONFIG_PASSPHRASE"
 CONFIG_PREFIX = "truckctl-race:"  # the project name in stacks/Pulumi.yaml
 DRIFT_OPS = ("update", "delete", "create", "replace", "create-replacement", "delete-replaced")
+BETWEEN_STAGES = ""  # the `stage` config of the race's stack between stages
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,11 @@ class AwsEngine:
         self.environ = os.environ if environ is None else environ
         self._secrets: list[str] = []  # values to scrub from any message we pass on
 
+    @property
+    def stack_name(self) -> str:
+        """The race's one stack: every stage is a move of it."""
+        return self.stage.race.id
+
     # --- operations ----------------------------------------------------------------------------
 
     def preview(self) -> OperationResult:
@@ -128,6 +136,35 @@ class AwsEngine:
             changes = _op_counts(result.summary.resource_changes or {})
             return cloud_outputs_from_stack(result.outputs, alert_webhook_url=self._webhook()), \
                 OperationResult("up", changes)
+
+    def end_day(self) -> OperationResult:
+        """The race between stages: the day's parts (its trucks' alarms, its LAN routes) removed; what
+        lives the race (lake, stream, key, things, certificates, VPN hub) untouched."""
+        with self._stack(day=BETWEEN_STAGES) as stack:
+            result = stack.up(on_event=self._forward, color="never", suppress_progress=True, show_secrets=False)
+            return OperationResult("end-day", _op_counts(result.summary.resource_changes or {}))
+
+    def rotate_certificate(self, truck: str) -> OperationResult:
+        """A new certificate for one truck, on purpose: its generation raised, then `pulumi up` creates
+        the new certificate before it deletes the old one. The stack stays at the day it is at."""
+        import json
+
+        with self._stack(day=None) as stack:
+            from pulumi.automation import ConfigValue
+
+            raw = stack.get_all_config().get(CONFIG_PREFIX + "certificateGenerations")
+            generations = json.loads(raw.value) if raw is not None and raw.value else {}
+            generations[truck] = int(generations.get(truck, 0)) + 1
+            stack.set_config("certificateGenerations", ConfigValue(json.dumps(generations, sort_keys=True)))
+            result = stack.up(on_event=self._forward, color="never", suppress_progress=True, show_secrets=False)
+            return OperationResult("rotate-cert", _op_counts(result.summary.resource_changes or {}))
+
+    def current_stage(self) -> str | None:
+        """The stage the race's stack is at (None: between stages, or never deployed)."""
+        from truckctl.cloud.stack_outputs import _plain
+
+        with self._stack(day=None) as stack:
+            return str(_plain(stack.outputs().get("stage")) or "") or None
 
     def drift(self) -> OperationResult:
         """Refresh as a preview (what differs in AWS from the state), then a preview of the program."""
@@ -145,8 +182,8 @@ class AwsEngine:
             return OperationResult("drift", _op_counts(result.change_summary), sorted(set(drifted)))
 
     def destroy(self, delete_data: bool = False) -> OperationResult:
-        """Tear the stage down; the data lake (and its key) stays unless `delete_data`."""
-        with self._stack(delete_data=delete_data) as stack:
+        """Tear the race's cloud down; the data lake (and its key) stays unless `delete_data`."""
+        with self._stack(delete_data=delete_data, day=None) as stack:
             if delete_data:
                 # Protection is a resource option: an update must lift it before a destroy may delete.
                 stack.up(on_event=self._forward, color="never", suppress_progress=True, show_secrets=False)
@@ -157,14 +194,14 @@ class AwsEngine:
     def outputs(self) -> CloudOutputs:
         from truckctl.cloud.stack_outputs import cloud_outputs_from_stack
 
-        with self._stack() as stack:
+        with self._stack(day=None) as stack:
             return cloud_outputs_from_stack(stack.outputs(), alert_webhook_url=self._webhook())
 
     def certificates(self) -> tuple[str, dict[str, str]]:
         """The region and each truck's IoT certificate id, from the stack outputs (for revocation)."""
         from truckctl.cloud.stack_outputs import truck_certificates
 
-        with self._stack() as stack:
+        with self._stack(day=None) as stack:
             return truck_certificates(stack.outputs())
 
     # --- plumbing ------------------------------------------------------------------------------
@@ -189,7 +226,8 @@ class AwsEngine:
         return env
 
     @contextmanager
-    def _stack(self, delete_data: bool = False) -> Iterator[Stack]:
+    def _stack(self, delete_data: bool = False, day: str | None = "today") -> Iterator[Stack]:
+        """The race's stack; `day` "today" moves it to this engine's stage, None leaves its stage config as it is."""
         require_pulumi_cli()
         env = self._env()  # may refuse: still nothing written
         with self._errors():
@@ -199,7 +237,7 @@ class AwsEngine:
             if self.backend.startswith("file://"):
                 Path(self.backend.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
             stack = create_or_select_stack(
-                self.stage.name, work_dir=str(self.project.stacks_dir),
+                self.stack_name, work_dir=str(self.project.stacks_dir),
                 opts=LocalWorkspaceOptions(env_vars=env, secrets_provider=self.secrets_provider,
                                            pulumi_command=command))
             config = stack.get_all_config()
@@ -209,6 +247,8 @@ class AwsEngine:
                 self._secrets.append(key)
                 stack.set_config("vpnPrivateKey", ConfigValue(key, secret=True))
             stack.set_config("deleteData", ConfigValue("true" if delete_data else "false"))
+            if day is not None:
+                stack.set_config("stage", ConfigValue(self.stage.name if day == "today" else day))
             yield stack
 
     @contextmanager
@@ -227,7 +267,7 @@ class AwsEngine:
     def map_error(self, exc: BaseException) -> TruckctlError:
         from pulumi.automation.errors import CommandError, ConcurrentUpdateError, InvalidVersionError
 
-        stage = self.stage.name
+        stage = self.stack_name
         if isinstance(exc, ConcurrentUpdateError):
             return TruckctlError.single("stack-locked", f"the Pulumi stack {stage} is locked by another update; "
                                         "wait for it, or clear a dead lock with `pulumi cancel`", stage,

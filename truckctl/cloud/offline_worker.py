@@ -1,6 +1,9 @@
 """Offline plan worker: evaluate stacks/__main__.py under Pulumi mocks, one forked child per stage.
 
-    python -m truckctl.cloud.offline_worker --project DIR [--jobs N] [--set KEY=VALUE] (--all | STAGE...)
+    python -m truckctl.cloud.offline_worker --project DIR [--jobs N] [--set KEY=VALUE] (--all | STAGE... | race)
+
+The program is the race's one stack (named after the race id); each STAGE is that stack moved to
+the stage (config `stage`), and `race` is the stack between stages (no tech zone).
 
 Pulumi's runtime keeps global state, so every stage needs a fresh interpreter; importing pulumi
 and the pulumi_aws submodules costs about a second, so this process imports them once and then
@@ -44,14 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     project_name = _project_name(stacks_dir)
     settings = dict(item.split("=", 1) for item in args.set if "=" in item)
     _warm(stacks_dir)
+    from truckctl.config.loader import load_race, stage_names
+    from truckctl.project import Project
+
+    project = Project(args.project.resolve())
+    stack = load_race(project).race.race.id
     stages = args.stages
     if args.all:
-        from truckctl.config.loader import stage_names
-        from truckctl.project import Project
-
-        stages = stage_names(Project(args.project.resolve()))
+        stages = stage_names(project)
     for line in _fork_all(stages, max(1, args.jobs),
-                          lambda stage: _evaluate(stacks_dir, project_name, stage, settings)):
+                          lambda stage: _evaluate(stacks_dir, project_name, stack, stage, settings)):
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
     return 0
@@ -137,12 +142,18 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) < 2000 else text[:2000] + "..."
 
 
-def placeholder_vpn_key(stage: str) -> str:
-    """A deterministic, obviously fake WireGuard key, so plans are reproducible (and never a real key)."""
-    return base64.b64encode(hashlib.sha256(f"truckctl offline plan {stage}".encode()).digest()).decode()
+RACE = "race"  # the job name of the race stack between stages (no `stage` config)
 
 
-def _evaluate(stacks_dir: Path, project_name: str, stage: str, settings: dict[str, str]) -> JsonObject:
+def placeholder_vpn_key(stack: str) -> str:
+    """A deterministic, obviously fake WireGuard key, so plans are reproducible (and never a real key).
+
+    One per race stack: the hub's key lasts the race, the same whatever the day."""
+    return base64.b64encode(hashlib.sha256(f"truckctl offline plan {stack}".encode()).digest()).decode()
+
+
+def _evaluate(stacks_dir: Path, project_name: str, stack: str, stage: str,
+              settings: dict[str, str]) -> JsonObject:
     import runpy
 
     import pulumi
@@ -163,8 +174,10 @@ def _evaluate(stacks_dir: Path, project_name: str, stage: str, settings: dict[st
     monitor = CaptureMonitor(plan_mocks)
     key = f"{project_name}:vpnPrivateKey"
     config = {f"{project_name}:{name}": value for name, value in settings.items()}
-    runtime_config.set_all_config({**config, key: placeholder_vpn_key(stage)}, secret_keys=[key])
-    set_mocks(plan_mocks, project=project_name, stack=stage, preview=False, logger=logger, monitor=monitor)
+    if stage != RACE:
+        config[f"{project_name}:stage"] = stage
+    runtime_config.set_all_config({**config, key: placeholder_vpn_key(stack)}, secret_keys=[key])
+    set_mocks(plan_mocks, project=project_name, stack=stack, preview=False, logger=logger, monitor=monitor)
     def program() -> None:
         runpy.run_path(str(stacks_dir / PROGRAM), run_name="__main__")
 

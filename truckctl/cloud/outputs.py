@@ -12,21 +12,21 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
-def topic_prefix(race_id: str, truck: str, stage: str | None = None) -> str:
+def topic_prefix(race_id: str, truck: str) -> str:
     """The MQTT topic space of one truck: only this truck's certificate may publish under it.
 
-    On aws every stage's stack has its own certificates and topic rules, so the prefix carries the
-    stage: a stage's certificate can never feed another stage's rules (the lab has one stand-in).
+    The same on aws and on the lab: a truck's identity lasts the race, so its topics carry no stage
+    (the topic rule stamps the day's stage on every record instead).
     """
-    return f"{race_id}/{stage}/{truck}" if stage else f"{race_id}/{truck}"
+    return f"{race_id}/{truck}"
 
 
-def telemetry_topic(race_id: str, truck: str, stage: str | None = None) -> str:
-    return f"{topic_prefix(race_id, truck, stage)}/telemetry"
+def telemetry_topic(race_id: str, truck: str) -> str:
+    return f"{topic_prefix(race_id, truck)}/telemetry"
 
 
-def heartbeat_topic(race_id: str, truck: str, stage: str | None = None) -> str:
-    return f"{topic_prefix(race_id, truck, stage)}/heartbeat"
+def heartbeat_topic(race_id: str, truck: str) -> str:
+    return f"{topic_prefix(race_id, truck)}/heartbeat"
 
 
 class TruckAccess(BaseModel):

@@ -8,6 +8,7 @@ policypack/ (over the engine's resources). Inputs are normalised `PlannedResourc
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from truckctl.cloud import iam_policy as iamdoc
 from truckctl.cloud.iam_policy import items as _items
 from truckctl.cloud.iam_policy import policy_document as _policy_document
 from truckctl.cloud.iam_policy import statements as _statements
+from truckctl.cloud.replacement import holds, replace_keys
 from truckctl.cloud.resources import PlannedResource, by_type
 from truckctl.jsondoc import JsonObject
 
@@ -55,9 +57,11 @@ RESOURCE_POLICY_DOCS = {  # resource policies parliament reads too (their Princi
 }
 IOT_BRIDGE_ACTIONS = {"iot:connect": "client", "iot:publish": "topic"}  # what a truck's bridge does
 IOT_ATTACHED = "iot:Connection.Thing.IsAttached"
+OPS_CLIENT_SUFFIX = "-ops"  # the gateway agent's MQTT client id: the truck's own + this (beside the bridge)
 DATA_TAG = "truckctl-data"  # buckets holding race data carry this tag (stacks/race_cloud/datalake.py)
 WORLD = ("0.0.0.0/0", "::/0")
 AWS_MANAGED_KEYS = ("alias/aws/", "aws/")
+STAGE_MENTION = re.compile(r"(?<![A-Za-z0-9])stage[-_][1-9][0-9]?(?![0-9])")
 
 
 @dataclass(frozen=True)
@@ -378,13 +382,15 @@ def _iot_problems(document: JsonObject) -> list[str]:
                     problems.append(f"client {path} is a wildcard")
             else:
                 topics.append(path)
-    if len(clients) != 1:
-        problems.append(f"{len(clients)} client ids ({', '.join(sorted(clients))}): expected exactly one")
+    bridges = {c for c in clients if c + OPS_CLIENT_SUFFIX in clients} or clients
+    if len(bridges) != 1 or not clients <= {c + suffix for c in bridges for suffix in ("", OPS_CLIENT_SUFFIX)}:
+        problems.append(f"{len(clients)} client ids ({', '.join(sorted(clients))}): expected exactly one, with "
+                        f"at most its gateway agent's (the same id + {OPS_CLIENT_SUFFIX})")
     for topic in topics:
         base = topic.removesuffix("/*")
         if any(c in base for c in "*?+#"):
             problems.append(f"topic {topic} has a wildcard before its last level")
-        elif len(clients) == 1 and not _under_own_prefix(base, next(iter(clients))):
+        elif len(bridges) == 1 and not _under_own_prefix(base, next(iter(bridges))):
             problems.append(f"topic {topic} is not under the client's own prefix (its id with / for -)")
     return problems
 
@@ -396,8 +402,9 @@ def _under_own_prefix(topic: str, client: str) -> bool:
 
 def iot_policy_scoped(resources: Sequence[PlannedResource]) -> list[Violation]:
     """An IoT policy serves one truck's bridge and nothing more: iot:Connect as one client id (the
-    thing's name, the certificate attached to that thing) and iot:Publish under that client's own topic
-    prefix (race/stage/truck for race-stage-truck): no other action, no wildcard across trucks or stages."""
+    thing's name, the certificate attached to that thing), and as that id + `-ops` (the truck's own gateway
+    agent, beside the bridge's session), and iot:Publish under that client's own topic prefix (race/truck
+    for race-truck): no other action, no wildcard across trucks."""
     violations = []
     for policy in by_type(list(resources), IOT_POLICY):
         document = _policy_document(policy.inputs.get("policy"))
@@ -450,6 +457,33 @@ def ec2_hardened(resources: Sequence[PlannedResource]) -> list[Violation]:
     return violations
 
 
+def _mentions_stage(value: Any) -> bool:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return bool(STAGE_MENTION.search(text))
+
+
+def race_long_identity(resources: Sequence[PlannedResource]) -> list[Violation]:
+    """Resources holding data or identity (lake, stream, delivery, key, things, certificates, VPN hub,
+    its address and key) carry no stage in their logical name nor in any input they are replaced on:
+    moving the race to another stage cannot replace them. (The two-plan rule of a move, in
+    truckctl/cloud/moves.py, checks the move itself; this one needs only the plan, so CrossGuard runs it.)"""
+    violations = []
+    for resource in resources:
+        if not holds(resource.type):
+            continue
+        if _mentions_stage(resource.name):
+            violations.append(Violation("race-long-identity", resource.name,
+                                        "its logical name carries a stage: the next stage would replace it"))
+        for key in replace_keys(resource):
+            value: Any = resource.inputs
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if value is not None and _mentions_stage(value):
+                violations.append(Violation("race-long-identity", resource.name,
+                                            f"{key} carries a stage: the next stage would replace it"))
+    return violations
+
+
 RULES: tuple[Rule, ...] = tuple(
     Rule(name, (check.__doc__ or "").strip(), check)
     for name, check in (
@@ -469,6 +503,7 @@ RULES: tuple[Rule, ...] = tuple(
         ("datalake-retained", datalake_retained),
         ("datalake-versioned", datalake_versioned),
         ("ec2-hardened", ec2_hardened),
+        ("race-long-identity", race_long_identity),
     )
 )
 

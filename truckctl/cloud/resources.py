@@ -34,6 +34,7 @@ class PlannedResource:
     id: str = ""
     protect: bool = False
     retain_on_delete: bool | None = False  # None: the engine does not report it (CrossGuard)
+    urn: str = ""  # the engine's identity of the resource: a move compares plans by it
 
     @property
     def short_type(self) -> str:
@@ -44,7 +45,8 @@ class PlannedResource:
 
     def as_dict(self) -> JsonObject:
         return {"type": self.type, "name": self.name, "component": self.component, "inputs": self.inputs,
-                "depends_on": self.depends_on, "protect": self.protect, "retain_on_delete": self.retain_on_delete}
+                "depends_on": self.depends_on, "protect": self.protect, "retain_on_delete": self.retain_on_delete,
+                "urn": self.urn}
 
 
 def snake(key: str) -> str:

@@ -164,7 +164,7 @@ def _resolve(name: str, loaded: LoadedRace, sf: StageFile, doc: YamlDoc) -> Stag
     return Stage(
         name=name, info=sf.stage, tech_zone=sf.tech_zone.name, race=race.race, cloud=race.cloud,
         alerts=race.alerts, secrets=race.secrets, ops_users=race.ops_users, defaults=defaults,
-        roles=race.roles, trucks=trucks, lab=race.lab,
+        roles=race.roles, trucks=trucks, lab=race.lab, management=race.management,
     )
 
 

@@ -7,12 +7,24 @@ every problem is reported with its file and field path in one pass.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import re
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from truckctl.config.names import reserved_account
 from truckctl.text import hidden
@@ -49,6 +61,17 @@ SshPublicKey = Annotated[
 ]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=80), AfterValidator(printable_text)]
 UserName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$"), AfterValidator(_not_system_account)]
+def _time_of_day(value: object) -> dt.time:
+    """"HH:MM" (24 h). YAML reads an unquoted 11:00 as the number 660 (base 60): said so."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f'expected a time of day in quotes such as "11:00", got the number {value} (YAML reads '
+                         "an unquoted 11:00 as a number)")
+    if not isinstance(value, str) or not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", value):
+        raise ValueError(f'expected a time of day "HH:MM" such as "11:00", got {value!r}')
+    return dt.time(int(value[:2]), int(value[3:]))
+
+
+TimeOfDay = Annotated[dt.time, BeforeValidator(_time_of_day)]
 TimeZone = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_+-]{1,30}(/[A-Za-z0-9_+-]{1,30}){0,2}$")]
 
 
@@ -158,6 +181,49 @@ class Lab(Model):
     uplink_cidr: IPv4Network = IPv4Network("100.64.10.0/24")
 
 
+def _host_key_blob(value: str) -> str:
+    """The key's type must be the one its blob names (a pasted key of another kind is a mistake)."""
+    kind, blob = value.split(" ")
+    try:
+        raw = base64.b64decode(blob, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("expected a host key's base64 blob, it does not decode") from None
+    length = int.from_bytes(raw[:4], "big")
+    if len(raw) < 4 + length or raw[4:4 + length] != kind.encode():
+        raise ValueError(f"expected a {kind} key blob, the blob holds another key type")
+    return value
+
+
+# A pinned host key as `ssh-keyscan` prints it without the host: "TYPE BASE64" (no comment).
+SshHostKey = Annotated[
+    str,
+    StringConstraints(pattern=r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]{16,}={0,2}$",
+                      max_length=16_384),
+    AfterValidator(_host_key_blob),
+]
+# A host name or an IPv4 address: DNS labels, never starting with "-" (no option for ssh to read).
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HostName = Annotated[str, StringConstraints(max_length=253, pattern=rf"^{_LABEL}(\.{_LABEL})*$")]
+JumpUser = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
+
+
+class JumpHop(Model):
+    """One hop of the management path: a jump host reached with SSH, its host key(s) pinned."""
+
+    name: DnsName
+    host: HostName
+    port: Port = 22
+    user: JumpUser
+    host_keys: list[SshHostKey] = Field(default_factory=list, max_length=8)
+
+
+class Management(Model):
+    """How operators outside the truck reach its nodes: SSH jumps, in order (the first is dialled first).
+    Host keys may also come from the target's known_hosts (the lab vouches for its stand-in's)."""
+
+    jump: list[JumpHop] = Field(min_length=1, max_length=4)
+
+
 class Race(Model):
     race: RaceInfo
     cloud: Cloud
@@ -168,6 +234,7 @@ class Race(Model):
     roles: dict[DnsName, RoleSpec] = Field(min_length=1)
     trucks: list[Truck] = Field(min_length=1, max_length=16)
     lab: Lab = Lab()
+    management: Management | None = None
 
 
 class NetworkOverride(Model):
@@ -185,6 +252,22 @@ class StageInfo(Model):
     finish: ShortText
     kind: Literal["flat", "hilly", "mountain", "itt", "ttt", "rest"] = "flat"
     distance_km: Annotated[float, Field(ge=0, le=400)] = 0
+    # The race window, in the race's time zone: while inside it (or while telemetry flows) the stage is
+    # live and changes that would interrupt telemetry wait (truckctl/lifecycle/racelive.py).
+    live_from: TimeOfDay | None = None
+    live_until: TimeOfDay | None = Field(default=None, validate_default=True)
+
+    @field_validator("live_until")
+    @classmethod
+    def _window(cls, value: dt.time | None, info: ValidationInfo) -> dt.time | None:
+        start = info.data.get("live_from")
+        if value is None and start is not None:
+            raise ValueError("expected live_until with live_from: the race window needs both ends")
+        if value is not None and "live_from" in info.data and start is None:
+            raise ValueError("expected live_from with live_until: the race window needs both ends")
+        if value is not None and start is not None and value <= start:
+            raise ValueError(f"expected a time after live_from ({start:%H:%M}), got {value:%H:%M}")
+        return value
 
 
 class TechZone(Model):
@@ -214,6 +297,7 @@ class Stage(Model):
     roles: dict[str, RoleSpec]
     trucks: list[Truck]
     lab: Lab
+    management: Management | None = None
 
     def nodes(self) -> list[tuple[Truck, Node]]:
         return [(truck, node) for truck in self.trucks for node in truck.nodes]

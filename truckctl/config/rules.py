@@ -63,6 +63,11 @@ def race_rules(race: Race, where: Callable[[FieldPath], str]) -> list[Problem]:
             "network-overlap",
             f"lab uplink {race.lab.uplink_cidr} overlaps the cloud CIDR {race.cloud.cidr}",
             where(("lab", "uplink_cidr"))))
+    hops = [hop.name for hop in race.management.jump] if race.management else []
+    for hi, name in enumerate(hops):
+        if name in hops[:hi]:
+            problems.append(Problem("duplicate-name", f"jump hop {name!r} is listed twice",
+                                    where(("management", "jump", hi, "name"))))
     return problems
 
 

@@ -22,6 +22,7 @@ from truckctl.lab import faults, standin
 from truckctl.lab import state as st
 from truckctl.lab.control import Progress, connection_for, down, start_node, status, stop_node, up
 from truckctl.lab.network import link_exists, set_link
+from truckctl.lab.operator import outside
 from truckctl.lab.paths import LabPaths
 from truckctl.lab.pki import OPERATOR_LEAF, LabPki, client_id
 from truckctl.lab.plan import LAN_IF, STANDIN_HTTP_PORT, STANDIN_MQTT_PORT, UPLINK_IF, LabPlan
@@ -30,7 +31,7 @@ from truckctl.lab.system import require_root
 from truckctl.lifecycle.webhttp import ClientTls
 from truckctl.project import Project
 
-__all__ = ["LabConnection", "LabNode", "Progress", "cloud_outputs", "connection", "down", "lab_nodes",
+__all__ = ["LabConnection", "LabNode", "Progress", "cloud_outputs", "connection", "down", "is_outside", "lab_nodes",
            "operator_tls", "revoke_truck", "set_uplink", "start_node", "status", "stop_node", "up"]
 
 
@@ -48,6 +49,13 @@ class LabNode:
 
 
 def _running_plan(project: Project, stage: str | None = None) -> LabPlan:
+    given = outside(project.state_dir)
+    if given is not None:  # an outside operator's state: the lab runs on the lab's own machine
+        if stage is not None and given.plan.stage != stage:
+            raise TruckctlError.single("lab-other-stage", f"operator {given.operator!r} was given the lab of "
+                                       f"{given.plan.stage}, not {stage}: add the operator again once the lab "
+                                       f"is up for {stage}")
+        return given.plan
     state = st.load(project.state_dir)
     if state is None:
         raise TruckctlError.single("lab-not-up", "no lab is up: run `truckctl lab up STAGE` first")
@@ -94,8 +102,18 @@ def cloud_outputs(project: Project, stage: Stage | str) -> CloudOutputs:
         alert_topic_arn="lab:standin/alerts",
         alert_webhook_url=f"https://{address}:{STANDIN_HTTP_PORT}/alerts",
         standin_client_files=(str(pki.leaf(OPERATOR_LEAF).cert), str(pki.leaf(OPERATOR_LEAF).key)),
-        vpn_endpoint=f"{address}:{plan.vpn_port}", vpn_public_key=pki.wireguard_public_key(),
+        vpn_endpoint=f"{address}:{plan.vpn_port}", vpn_public_key=_vpn_public_key(project, pki),
     )
+
+
+def _vpn_public_key(project: Project, pki: LabPki) -> str:
+    given = outside(project.state_dir)
+    return given.vpn_public_key if given is not None else pki.wireguard_public_key()
+
+
+def is_outside(project: Project) -> bool:
+    """This state directory is the lab's outside operator's (`lab operator add`), not the lab's own."""
+    return outside(project.state_dir) is not None
 
 
 def operator_tls(project: Project) -> ClientTls | None:

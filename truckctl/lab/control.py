@@ -1,4 +1,5 @@
-"""`lab up`, `lab down` and `lab status`: the order things are made in, and undone in.
+"""`lab up`, `lab down` and `lab status`: the order things are made in, and undone in. What they return
+is the command's JSON result (a `JsonObject`).
 
 `up` records each resource in the state file before creating it, so `down` can undo a lab that
 crashed half-way; `down` removes exactly what the state recorded (never anything by name pattern,
@@ -12,12 +13,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 from truckctl.config.loader import load_stage
 from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.jsondoc import JsonObject
 from truckctl.lab import aptcache, naming, network, node, registry, rootfs, standin
 from truckctl.lab import state as st
+from truckctl.lab.operator import refuse_outside
 from truckctl.lab.paths import LabPaths
 from truckctl.lab.pki import LabPki
 from truckctl.lab.plan import STANDIN_HTTP_PORT, STANDIN_MQTT_PORT, LabPlan, check_host_routes, plan_lab
@@ -60,7 +62,7 @@ def connection_for(paths: LabPaths) -> LabConnection:
 # ---- up --------------------------------------------------------------------------------------
 
 def up(project: Project, stage_name: str, progress: Progress = _quiet, keep_node_faults: bool = False
-       ) -> dict[str, Any]:
+       ) -> JsonObject:
     """Build the stage's lab, or reuse it when it is healthy (a dead apt cache is restarted).
 
     keep_node_faults: reuse a complete lab whose infrastructure (bridges, stand-in) is up even when
@@ -69,6 +71,7 @@ def up(project: Project, stage_name: str, progress: Progress = _quiet, keep_node
     an unhealthy lab is torn down and rebuilt.
     """
     require_root("up")
+    refuse_outside(project.state_dir, "up")
     started = time.monotonic()
     stage = load_stage(project, stage_name)
     paths = LabPaths(project.state_dir)
@@ -100,7 +103,7 @@ def up(project: Project, stage_name: str, progress: Progress = _quiet, keep_node
 
 
 def _move(existing: st.LabState, plan: LabPlan, paths: LabPaths, progress: Progress, started: float
-          ) -> dict[str, Any]:
+          ) -> JsonObject:
     """`up` of another stage on a running lab: the daily move (move.py), never a rebuild that would
     throw away what the stand-in received."""
     from truckctl.lab import move
@@ -117,7 +120,7 @@ def _move(existing: st.LabState, plan: LabPlan, paths: LabPaths, progress: Progr
             "moved": moved}
 
 
-def _build(state: st.LabState, plan: LabPlan, paths: LabPaths, progress: Progress) -> list[dict[str, Any]]:
+def _build(state: st.LabState, plan: LabPlan, paths: LabPaths, progress: Progress) -> list[JsonObject]:
     roots = cgroup_roots()
     if not roots:
         raise TruckctlError.single("lab-cgroups", "no usable cgroup hierarchy under /sys/fs/cgroup")
@@ -225,7 +228,7 @@ def _ensure_apt_cache(state: st.LabState, paths: LabPaths, progress: Progress) -
 
 
 def _summary(state: st.LabState, paths: LabPaths, *, reused: bool, seconds: float,
-             boot: list[dict[str, Any]]) -> dict[str, Any]:
+             boot: list[JsonObject]) -> JsonObject:
     plan = state.plan
     return {
         "stage": plan.stage, "lab_id": plan.lab_id, "reused": reused, "seconds": round(seconds, 1),
@@ -239,15 +242,16 @@ def _summary(state: st.LabState, paths: LabPaths, *, reused: bool, seconds: floa
     }
 
 
-def _node_row(n: node.NodePlan) -> dict[str, Any]:
+def _node_row(n: node.NodePlan) -> JsonObject:
     return {"name": n.name, "truck": n.truck, "role": n.role, "address": n.address,
             "uplink_address": n.uplink_address}
 
 
 # ---- down ------------------------------------------------------------------------------------
 
-def down(project: Project, progress: Progress = _quiet) -> dict[str, Any]:
+def down(project: Project, progress: Progress = _quiet) -> JsonObject:
     require_root("down")
+    refuse_outside(project.state_dir, "down")
     started = time.monotonic()
     with st.locked(project.state_dir):
         state = st.load(project.state_dir)
@@ -444,7 +448,7 @@ def _running_truck_node(project: Project, name: str) -> tuple[st.LabState, node.
     return state, item
 
 
-def stop_node(project: Project, name: str) -> dict[str, Any]:
+def stop_node(project: Project, name: str) -> JsonObject:
     """Switch a truck node off: its supervisor stops the guest cleanly (as a power button would).
     Its overlay, namespace and links stay, so `start_node` boots it again with everything it had."""
     require_root("stop_node")
@@ -459,7 +463,7 @@ def stop_node(project: Project, name: str) -> dict[str, Any]:
     return {"node": name, "stopped": True, "clean": clean, "seconds": round(time.monotonic() - started, 1)}
 
 
-def start_node(project: Project, name: str, timeout_s: float = BOOT_TIMEOUT_S) -> dict[str, Any]:
+def start_node(project: Project, name: str, timeout_s: float = BOOT_TIMEOUT_S) -> JsonObject:
     """Switch a stopped truck node on again and wait until it is ready (SSH, systemd booted)."""
     require_root("start_node")
     started = time.monotonic()
@@ -483,7 +487,7 @@ def start_node(project: Project, name: str, timeout_s: float = BOOT_TIMEOUT_S) -
 
 # ---- status ----------------------------------------------------------------------------------
 
-def status(project: Project) -> dict[str, Any]:
+def status(project: Project) -> JsonObject:
     require_root("status")
     state = st.load(project.state_dir)
     if state is None:
@@ -494,7 +498,7 @@ def status(project: Project) -> dict[str, Any]:
     processes = {r.name: r for r in state.of_kind(st.PROCESS)}
     roots = cgroup_roots()
 
-    def one(n: node.NodePlan) -> dict[str, Any]:
+    def one(n: node.NodePlan) -> JsonObject:
         proc = processes.get(n.name)
         systemd = systemd_state(n, roots)
         row = {**_node_row(n), "supervisor": bool(proc and alive(proc.data["pid"], proc.data.get("start"))),

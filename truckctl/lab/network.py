@@ -43,13 +43,13 @@ def make_node_network(state: st.LabState, plan: LabPlan, node: NodePlan) -> None
         run(["ip", "netns", "add", node.netns], what=f"create namespace {node.netns}")
     ns = ["ip", "-n", node.netns]
     run([*ns, "link", "set", "lo", "up"], what=f"{node.name}: lo up")
-    _veth(state, node, node.veth, LAN_IF, node.bridge, f"{node.address}/{node.prefixlen}")
+    veth(state, node, node.veth, LAN_IF, node.bridge, f"{node.address}/{node.prefixlen}")
     if node.uplink_veth and node.uplink_address:
-        _veth(state, node, node.uplink_veth, UPLINK_IF, plan.uplink.bridge,
+        veth(state, node, node.uplink_veth, UPLINK_IF, plan.uplink.bridge,
               f"{node.uplink_address}/{node.uplink_prefixlen}")
 
 
-def _veth(state: st.LabState, node: NodePlan, host_side: str, inside: str, bridge: str, cidr: str) -> None:
+def veth(state: st.LabState, node: NodePlan, host_side: str, inside: str, bridge: str, cidr: str) -> None:
     state.record(st.LINK, host_side)
     if not link_exists(host_side):
         # The peer is created directly inside the namespace, so its name never clashes on the host.

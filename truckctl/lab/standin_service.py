@@ -58,6 +58,7 @@ MAX_ALARMS = 1000  # the stand-in's own alarms: only stream transitions fill thi
 MAX_POSTED = 200  # per poster (each truck, truckctl)
 PAYLOAD_EXCERPT = 512
 RECENT = 20
+MAX_SEQUENCES = 256  # per stream: the feed's sources (riders) whose sequence numbers are followed
 OPERATOR = "truckctl"  # the principal of truckctl's own certificate
 
 
@@ -76,17 +77,44 @@ class Seen:
         self.recent: deque[str] = deque(maxlen=RECENT)  # so a marker is found despite a busy feed
         self.alarming = False
         self.armed = False  # seen since the stage began: only then can its silence alarm
+        # Messages lost on the way, by the feed's own sequence numbers: {"rider": r, "seq": n, ...} per source
+        # (the lab's transponder simulator numbers its readings); a gap is a lost message, a repeat a re-delivery.
+        self.seq: dict[str, int] = {}
+        self.missing = 0
+        self.repeated = 0
 
     def hit(self, now: float, topic: str, payload: str) -> None:
         self.armed = True
         self.last, self.topic, self.payload = now, topic, payload[:PAYLOAD_EXCERPT]
         self.recent.append(self.payload)
         self.count += 1
+        self._follow(payload)
+
+    def _follow(self, payload: str) -> None:
+        try:
+            reading = json.loads(payload) if len(payload) <= PAYLOAD_EXCERPT else None
+        except ValueError:
+            return
+        seq = reading.get("seq") if isinstance(reading, dict) else None
+        if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(reading, dict):
+            return
+        source = str(reading.get("rider", ""))[:32]
+        last = self.seq.get(source)
+        if last is None and len(self.seq) >= MAX_SEQUENCES:
+            return
+        if last is not None and seq > last + 1:
+            self.missing += seq - last - 1
+        if last is not None and seq <= last:
+            self.repeated += 1  # re-delivered (QoS 1), or the source restarted (its numbering starts at 1 again)
+            if seq != 1:
+                return
+        self.seq[source] = seq
 
     def view(self, now: float) -> dict[str, Any]:
         return {"last_seen": _iso(self.last), "age_s": None if self.last is None else round(now - self.last, 1),
                 "count": self.count, "last_topic": self.topic or None, "last_payload": self.payload or None,
                 "recent_payloads": list(self.recent),
+                "sequence": {"sources": len(self.seq), "missing": self.missing, "repeated": self.repeated},
                 "alarm": self.alarming}
 
 

@@ -1,6 +1,16 @@
-"""`truckctl down STAGE`: tear a stage down in the right order without losing the race's data.
+"""`truckctl down STAGE [--race]`: end the day, or tear the race down, without losing the race's data.
 
-Order, one locked and journaled run (steps `truck`, `revoke`, `cloud`):
+The race has one cloud (docs/CLOUD.md). So there are two teardowns:
+- `down STAGE` ends the day (journal command `down`): the stage's truck tier is taken down
+  (step `truck`), the trucks' identities revoked only where they do not live the race (the lab's
+  stand-in certificates, step `revoke`), and the race's cloud leaves the stage (step `cloud`:
+  `Target.end_day`; on aws the day's alarms and LAN routes removed). What lives the race stays, the
+  trucks' IoT certificates included (rotated on purpose by `rotate-cert`, deactivated only when the
+  race ends). `--delete-data` is refused without `--race`: a day's down never deletes the lake.
+- `down STAGE --race` tears the race's cloud down after the race (journal command `down-race`), in
+  the order below; STAGE is the tech zone whose trucks are taken down (the last one).
+
+Order of `--race`, one locked and journaled run (steps `truck`, `revoke`, `cloud`):
 1. truck: playbooks/down.yml on every node: heartbeats, the lab's simulated feed and the telemetry
    bridge stopped and disabled, the truck's certificate and key removed from the gateway;
 2. revoke: the trucks' certificates refused at the cloud side (lab: the stand-in's CRL; aws: every
@@ -19,7 +29,8 @@ cloud tier is NOT destroyed: the run fails (exit 1) naming the nodes, and re-run
 they are back completes it. The cloud is never torn down under a truck that may still be sending.
 
 Every step is idempotent. A re-run right after a down that failed, was interrupted or died skips
-the steps that run recorded as done, and redoes the rest.
+the steps that run recorded as done, and redoes the rest; a day's down resumes only a day's down,
+a race's only a race's (the journal's command tells them apart).
 
 Confirmation is decided by `confirm` (the CLI supplies the prompt; the core never prompts) and
 checked again by `down` before the lock or the journal are touched: unconfirmed, nothing changes.
@@ -48,6 +59,7 @@ if TYPE_CHECKING:
 
 DOWN_PLAYBOOK = "down.yml"
 STEPS = ("truck", "revoke", "cloud")
+COMMANDS = {False: "down", True: "down-race"}  # the journal's command by scope (the race's teardown or the day's)
 RESUMABLE = ("failed", "interrupted", "died")
 GATEWAY_STORE = "/var/lib/mosquitto"
 
@@ -61,7 +73,7 @@ class Confirmation:
 
 
 def confirm(stage: str, target: Target, *, yes: bool, delete_data: bool, confirm_delete_data: str | None,
-            interactive: bool, ask: Callable[[str], str]) -> Confirmation:
+            interactive: bool, ask: Callable[[str], str], race: bool = True) -> Confirmation:
     """The confirmation policy.
 
     - `--yes` confirms the teardown; without it a terminal user types the stage name.
@@ -86,7 +98,9 @@ def confirm(stage: str, target: Target, *, yes: bool, delete_data: bool, confirm
                                    f"on: pass {needed} to tear {stage} down; nothing was changed", "--yes",
                                    ExitCode.USAGE)
     data = target.delete_data_text(delete_data)
-    typed = ask(f"This tears {stage} down on {target.kind.value} (truck tier, certificates, cloud tier) {data}.\n"
+    what = ("the race's cloud after the race: truck tier, certificates, cloud tier" if race else
+            "the day: the truck tier, and the cloud's day-specific parts (the race's cloud stays)")
+    typed = ask(f"This tears {stage} down on {target.kind.value} ({what}) {data}.\n"
                 f"Type the stage name to confirm")
     if typed.strip() != stage:
         raise TruckctlError.single("not-confirmed", f"typed {typed.strip()!r}, not {stage!r}: nothing was changed")
@@ -107,6 +121,12 @@ class DownProgress:
 class DownOptions:
     stage: str
     delete_data: bool = False
+    race: bool = False  # tear the race's cloud down (after the race), not only end the day
+    interrupt_telemetry: bool = False  # --interrupt-telemetry: tear down even while the race is live
+
+    @property
+    def command(self) -> str:
+        return COMMANDS[self.race]
 
 
 # ---- the truck tier's teardown plan ----------------------------------------------------------
@@ -127,15 +147,15 @@ def teardown_plan(project: Project, stage: Stage, connection: Connection, target
 
 # ---- resume ----------------------------------------------------------------------------------
 
-def resumable(project: Project, stage: str, target: str, current_run: str
+def resumable(project: Project, stage: str, target: str, current_run: str, command: str = "down"
               ) -> tuple[str | None, dict[str, StepRecord]]:
-    """The down run this one resumes (the stage's newest run, if it is an unfinished down on the same
-    target) and its steps as recorded; (None, {}) otherwise."""
+    """The down run this one resumes (the stage's newest run, if it is an unfinished down of the same
+    scope, `command`, on the same target) and its steps as recorded; (None, {}) otherwise."""
     runs = [r for r in journal.list_runs(project, stage) if r["run_id"] != current_run]
     if not runs:
         return None, {}
     last = runs[0]
-    if last["command"] != "down" or last["target"] != target or last["status"] not in RESUMABLE:
+    if last["command"] != command or last["target"] != target or last["status"] not in RESUMABLE:
         return None, {}
     try:
         summary = json.loads((journal.runs_dir(project) / last["run_id"] / "summary.json").read_text())
@@ -173,12 +193,16 @@ def down(target: Target, options: DownOptions, confirmation: Confirmation, progr
     if not confirmation.teardown or (options.delete_data and not confirmation.delete_data):
         raise TruckctlError.single("not-confirmed", f"down {stage.name} was not confirmed: nothing was changed",
                                    exit_code=ExitCode.USAGE)
+    if options.delete_data and not options.race:
+        raise TruckctlError.single("usage", "--delete-data goes with --race: the data lake lives the race, a day's "
+                                   "down never deletes it; nothing was changed", "--delete-data", ExitCode.USAGE)
     target.preflight()  # before the lock and the journal, and before any truck is stopped
     start = target.teardown_start(stage)
-    with locked_run(project, stage, "down", target) as run:
+    revokes = options.race or not target.identities_live_the_race
+    with locked_run(project, stage, options.command, target) as run:
         result: dict[str, Any] = {"stage": stage.name, "target": target.kind.value,
-                                  "delete_data": options.delete_data}
-        resumed, steps = resumable(project, stage.name, target.kind.value, run.journal.run_id)
+                                  "delete_data": options.delete_data, "scope": "race" if options.race else "day"}
+        resumed, steps = resumable(project, stage.name, target.kind.value, run.journal.run_id, options.command)
         done = steps_done(steps, options.delete_data)
         result.update(resumed_from=resumed, skipped_steps=sorted(done))
         if resumed:
@@ -194,8 +218,18 @@ def down(target: Target, options: DownOptions, confirmation: Confirmation, progr
             run.lab_receiver = target.alert_receiver(start.outputs)
             for secret in start.outputs.secret_values():
                 run.secret(secret)
+        if not options.interrupt_telemetry:  # every step of down cuts the feed: while live, none runs
+            from truckctl.lifecycle import racelive
 
-        if target.revoke_first and "revoke" not in done:
+            progress.on_step("liveness", "is the race live? (telemetry at the cloud side, the stage's race window)")
+            liveness = racelive.journaled_check(run, stage, target.kind, start.outputs)
+            result["live"] = liveness.as_dict()
+            if liveness.live:
+                refused = racelive.refuse_down(stage, liveness)
+                refused.result = {**result, **refused.result}
+                raise refused
+
+        if revokes and target.revoke_first and "revoke" not in done:
             progress.on_step("revoke", target.revoke_message())
             try:
                 result["revoke"] = run.step("revoke", lambda: target.revoke(stage, run.journal.event))
@@ -211,7 +245,7 @@ def down(target: Target, options: DownOptions, confirmation: Confirmation, progr
             result["truck"] = run.step("truck", lambda: truck_step(project, stage, target, run, progress, runner))
         left = list(result.get("truck", {}).get("not_down", []))
 
-        if not target.revoke_first and "revoke" not in done:
+        if revokes and not target.revoke_first and "revoke" not in done:
             progress.on_step("revoke", target.revoke_message())
             result["revoke"] = run.step("revoke", lambda: target.revoke(stage, run.journal.event))
 
@@ -223,7 +257,10 @@ def down(target: Target, options: DownOptions, confirmation: Confirmation, progr
                           kept=kept(stage, target, options, None, start, run, cloud_destroyed=False), deleted=[])
             raise TruckctlError(problems, ExitCode.ERROR, {**result, "failed_step": "truck"})
 
-        if "cloud" not in done:
+        if "cloud" not in done and not options.race:
+            progress.on_step("cloud", target.end_day_message(stage))
+            result["cloud"] = run.step("cloud", lambda: target.end_day(stage, run.journal.event))
+        elif "cloud" not in done:
             progress.on_step("cloud", target.destroy_message(stage, options.delete_data))
             result["cloud"] = run.step("cloud", lambda: target.destroy(stage, options.delete_data, run.journal.event,
                                                                        run.secret))
@@ -233,6 +270,9 @@ def down(target: Target, options: DownOptions, confirmation: Confirmation, progr
             result["note"] = note
         result["kept"] = kept(stage, target, options, bucket, start, run, cloud_destroyed=True)
         result["deleted"] = target.deleted(stage, options.delete_data, bucket)
+        from truckctl.cloud import current
+
+        current.write(project, target.kind.value, None)  # the race's cloud is between stages (or gone)
         return finish_run(run, ExitCode.OK, result)
 
 
@@ -265,7 +305,7 @@ def _journal_kept(run: Run) -> dict[str, str]:
 
 def kept(stage: Stage, target: Target, options: DownOptions, bucket: str | None, start: TeardownStart, run: Run,
          cloud_destroyed: bool) -> list[dict[str, str]]:
-    items = target.kept(stage, options.delete_data, bucket, start, cloud_destroyed)
+    items = target.kept(stage, options.delete_data, bucket, start, cloud_destroyed, options.race)
     items.append({"what": "gateway message store", "name": f"{GATEWAY_STORE} on each gateway",
                   "detail": "anything queued while an uplink was down stays on disk; the next `up` sends it"})
     items.append(_journal_kept(run))

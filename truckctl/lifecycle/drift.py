@@ -16,6 +16,7 @@ from truckctl.cloud.outputs import CloudOutputs
 from truckctl.config.loader import load_stage
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
+from truckctl.lifecycle import racelive
 from truckctl.lifecycle.orchestrator import truck_failures
 from truckctl.lifecycle.run import Run, finish_run, locked_run
 from truckctl.lifecycle.steps import StepResult
@@ -31,6 +32,7 @@ class DriftOptions:
     stage: str
     fix: bool = False
     limit: str | None = None
+    interrupt_telemetry: bool = False  # --interrupt-telemetry: fix what would cut telemetry even while live
 
 
 @dataclass
@@ -72,12 +74,34 @@ def drift(target: Target, options: DriftOptions, hooks: DriftHooks | None = None
         if not hooks.confirm(found):
             result["fix"] = "not applied: not confirmed (give --yes where there is no terminal to confirm on)"
             return finish_run(run, ExitCode.CHANGES, result), ExitCode.CHANGES
-        hooks.on_step("fix", f"applying the configuration to put back {len(found['items'])} drifted item(s)")
-        result["applied"] = run.step("fix", lambda: apply_fix(project, stage, options, target, access, hooks))
+        held = hold_back(project, stage, options, target, access, run, hooks, found, result)
+        hooks.on_step("fix", f"applying the configuration to put back {len(found['items'])} drifted item(s)"
+                      + (f", holding back {len(held)} that would interrupt telemetry" if held else ""))
+        hold = bool(result.get("live", {}).get("live"))
+        result["applied"] = run.step("fix", lambda: apply_fix(project, stage, options, target, access, hooks, hold))
         after = measure(project, stage, options, target, access, run, hooks, "recheck")
         result.update(after=after, fixed=not after["drift"])
-        code = ExitCode.OK if not after["drift"] else ExitCode.CHANGES
+        code = ExitCode.OK if not after["drift"] and not held else ExitCode.CHANGES
         return finish_run(run, code, result), code
+
+
+def hold_back(project: Project, stage: Stage, options: DriftOptions, target: Target, access: NodeAccess, run: Run,
+              hooks: DriftHooks, found: dict[str, Any], result: dict[str, Any]) -> list[racelive.Held]:
+    """Is the stage live (unless --interrupt-telemetry)? If so, which found changes wait (journaled)."""
+    if options.interrupt_telemetry:
+        result["live"] = {"live": None, "reasons": [f"not checked: {racelive.OPTION} given"]}
+        return []
+    hooks.on_step("liveness", "is the race live? (telemetry at the cloud side, the stage's race window)")
+    liveness = racelive.journaled_check(run, stage, target.kind, access.cloud)
+    result["live"] = liveness.as_dict()
+    if not liveness.live:
+        return []
+    held = racelive.held_changes(found["truck"]["changes"], racelive.gateways(stage),
+                                 racelive.tagged_tasks(project.playbooks_dir))
+    for item in held:
+        run.journal.event("held", "fix", node=item.node, task=item.task, change=item.change, reason=liveness.why)
+    result.update(held=[item.as_dict() for item in held], held_reason=racelive.held_line(stage, liveness, held))
+    return held
 
 
 def measure(project: Project, stage: Stage, options: DriftOptions, target: Target, access: NodeAccess, run: Run,
@@ -129,12 +153,12 @@ def truck_check(project: Project, stage: Stage, options: DriftOptions, target: T
 
 
 def apply_fix(project: Project, stage: Stage, options: DriftOptions, target: Target, access: NodeAccess,
-              hooks: DriftHooks) -> StepResult:
+              hooks: DriftHooks, hold_cuts: bool = False) -> StepResult:
     applied: dict[str, Any] = {}
     cloud = target.cloud_fix(stage)
     if cloud is not None:
         applied["cloud"] = cloud
-    request = UpRequest(stage.name, target.kind, Tier.truck, options.limit)
+    request = UpRequest(stage.name, target.kind, Tier.truck, options.limit, hold_cuts=hold_cuts)
     truck = truck_tier(project, stage, request, access.connection, access.cloud, hooks.truck).as_dict()
     failures = truck_failures(truck)
     if failures:

@@ -33,6 +33,7 @@ from truckctl.project import Project
 MAX_EVENTS_BYTES = 4 * 2**20  # per run; past this only step boundaries are kept
 KEEP_RUNS = 200
 REDACTED = "[redacted]"
+LISTED = ("run_id", "stage", "command", "target", "status", "exit_code", "started", "duration_s", "failed_step")
 
 
 class Redactor:
@@ -141,6 +142,17 @@ class Journal:
             return
         self._bytes += len(line)
 
+    def note(self, step: str, message: str) -> None:
+        self.event("note", step, message=message)
+
+    def brief(self) -> dict[str, Any] | None:
+        """The run as `list_runs` shows it, from its summary as written (None if it cannot be read)."""
+        try:
+            data = json.loads((self.dir / "summary.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return {k: data.get(k) for k in LISTED}
+
     def _drop_torn_line(self) -> None:
         """A line cut short by a full disk would be unreadable: keep the file at its last whole line."""
         with contextlib.suppress(OSError):
@@ -211,8 +223,10 @@ def list_runs(project: Project, stage: str | None = None) -> list[JsonObject]:
         if stage is None or data.get("stage") == stage:
             if data.get("status") == "running" and not alive(data.get("pid")):
                 _died(data)  # killed (SIGKILL, power loss) before it could record its end
-            out.append({k: data.get(k) for k in ("run_id", "stage", "command", "target", "status", "exit_code",
-                                                  "started", "duration_s", "failed_step")})
+            out.append({k: data.get(k) for k in LISTED})
+    # Newest first by start time: run ids of one second differ only by their random suffix.
+    out.sort(key=lambda r: (r["started"] if isinstance(r["started"], int | float) else 0, str(r["run_id"])),
+             reverse=True)
     return out
 
 

@@ -21,6 +21,7 @@ from truckctl.cloud.outputs import CloudOutputs
 from truckctl.config.loader import load_stage
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.lifecycle import racelive
 from truckctl.lifecycle.prechecks import run_prechecks
 from truckctl.lifecycle.run import Run, finish_run, locked_run
 from truckctl.lifecycle.steps import StepResult, StepSummary
@@ -28,7 +29,7 @@ from truckctl.project import Project
 from truckctl.remote import Connection
 from truckctl.target import CloudApplied, Target, Tier, parse_tier
 from truckctl.truck.plan import resolve_limit
-from truckctl.truck.tier import UpCallbacks, UpRequest
+from truckctl.truck.tier import UpCallbacks, UpRequest, truck_tier
 
 
 @dataclass
@@ -78,10 +79,11 @@ def up(target: Target, options: UpRequest, progress: Progress | None = None) -> 
                 for truck_access in outputs.trucks.values():
                     run.secret(truck_access.private_key_pem.get_secret_value())
                 run.lab_receiver = target.alert_receiver(outputs)
-                progress.on_step("truck", f"converging the truck nodes of {stage.name} on {target.kind.value}")
                 request = dataclasses.replace(options, tier=Tier.truck,
                                               exclude=tuple(str(p.location) for p in left_out))
                 assert connection is not None
+                request = hold_if_live(project, stage, request, connection, outputs, run, progress, result)
+                progress.on_step("truck", f"converging the truck nodes of {stage.name} on {target.kind.value}")
                 result["truck"] = run.step("truck", lambda: truck_step(project, stage, request, connection, outputs,
                                                                        run, progress.truck))
             if planned is not None:
@@ -101,7 +103,34 @@ def up(target: Target, options: UpRequest, progress: Progress | None = None) -> 
         if left_out:
             result["unreachable"] = [p.location for p in left_out]
             raise TruckctlError(left_out, ExitCode.ERROR, {**result, "failed_step": "prechecks"})
-        return finish_run(run, ExitCode.OK, result)
+        return finish_run(run, ExitCode.CHANGES if result.get("held") else ExitCode.OK, result)
+
+
+def hold_if_live(project: Project, stage: Stage, request: UpRequest, connection: Connection, cloud: CloudOutputs,
+                 run: Run, progress: Progress, result: dict[str, Any]) -> UpRequest:
+    """While the race is live (and no --interrupt-telemetry), the truck run holds back what would cut telemetry;
+    a check-mode pass over the run's gateways says precisely what that is (node, task, change)."""
+    if request.interrupt_telemetry:
+        return request
+    progress.on_step("liveness", "is the race live? (telemetry at the cloud side, the stage's race window)")
+    liveness = racelive.journaled_check(run, stage, request.target, cloud)
+    result["live"] = liveness.as_dict()
+    if not liveness.live:
+        return request
+    gateways = [g for g in racelive.gateways(stage) if g in resolve_limit(stage, request.limit)
+                and g not in request.exclude]
+    if gateways:
+        progress.on_step("held", f"live: finding what would interrupt telemetry on {', '.join(gateways)} (check mode)")
+        others = tuple(name for _, node in stage.nodes() if (name := node.name) not in gateways)
+        check = dataclasses.replace(request, check=True, limit=None, exclude=others)
+        found = run.step("held", lambda: StepResult(truck_tier(project, stage, check, connection, cloud,
+                                                               UpCallbacks()).as_dict()))
+        held = racelive.held_changes(found["changes"], gateways, racelive.tagged_tasks(project.playbooks_dir))
+        for item in held:
+            run.journal.event("held", "truck", node=item.node, task=item.task, change=item.change, reason=liveness.why)
+        if held:
+            result.update(held=[item.as_dict() for item in held], held_reason=racelive.held_line(stage, liveness, held))
+    return dataclasses.replace(request, hold_cuts=True)
 
 
 def applied_step(applied: list[CloudApplied], outcome: CloudApplied) -> StepResult:
@@ -138,7 +167,7 @@ def truck_step(project: Project, stage: Stage, request: UpRequest, connection: C
 
     started = time.monotonic()
     plan = build_plan(project.playbooks_dir, stage, cloud, connection, request.target, request.limit,
-                      request.check, request.exclude)
+                      request.check, request.exclude, request.hold_cuts)
     result = run.truck(plan, callbacks)
     return StepResult(result.as_dict(), "ok" if result.ok else "failed", result.changed,
                       StepSummary(seconds=round(time.monotonic() - started, 2)))

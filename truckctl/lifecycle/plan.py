@@ -1,7 +1,8 @@
 """`truckctl plan`: what the cloud tier would do for one stage or every stage.
 
-Offline: the real stack program under Pulumi mocks, with the policy rules (the cloud tier's plan on
-the lab target). aws: a real `pulumi preview` through the engine, one stage after another.
+Offline: the race's one stack under Pulumi mocks, with the policy rules (the cloud tier's plan on the
+lab target), and the move to the stage (only the day's differences, with the move rule). aws: a
+real `pulumi preview` of the race's stack moved to the stage, one stage after another.
 """
 
 from __future__ import annotations
@@ -9,15 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from truckctl.errors import Problem
+from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.lifecycle.steps import StepResult, StepSummary
 from truckctl.project import Project
 
 if TYPE_CHECKING:
     from truckctl.cloud.engine import CloudEvent
 
-LAB_NOTE = ("offline plan: the stack program evaluated under Pulumi mocks, nothing is created "
+LAB_NOTE = ("offline plan: the race's one stack evaluated under Pulumi mocks, nothing is created "
             "(on the lab target this is the cloud tier's plan: the lab's cloud stand-in replaces AWS)")
-AWS_NOTE = "aws preview: Pulumi's preview of the stage's stack against AWS"
+AWS_NOTE = "aws preview: Pulumi's preview of the race's stack moved to the stage, against AWS"
 
 
 def violation_problems(plan: dict[str, Any], location: Callable[[str], str] = str) -> list[Problem]:
@@ -26,19 +28,36 @@ def violation_problems(plan: dict[str, Any], location: Callable[[str], str] = st
             for v in plan["policy"]]
 
 
-def offline_plan(project: Project, names: Sequence[str] | None, jobs: int | None) -> tuple[dict[str, Any],
-                                                                                             list[Problem]]:
-    """One stage (names given) or every stage (None) planned offline; the problems are the violations."""
-    from truckctl.cloud.offline import plan_offline
+def offline_plan(project: Project, names: Sequence[str] | None, jobs: int | None,
+                 from_stage: str | None = None) -> tuple[dict[str, Any], list[Problem]]:
+    """One stage (names given): the race's stack at that stage and the move to it from `from_stage`
+    (default: the stage before; `race`: from between stages). Every stage (None): the race's stack
+    between stages once, then each stage's move from the one before. The problems are the violations,
+    of the stack's rules and of the move rule."""
+    from truckctl.cloud.offline import RACE, plan_move, plan_race, previous_stage
 
-    plans = plan_offline(project, names, jobs)
-    problems = [problem for p in plans for problem in violation_problems(p, f"{p['stage']}: {{}}".format)]
     result: dict[str, Any] = {"target": "lab", "mode": "offline", "note": LAB_NOTE}
     if names is not None:
-        result.update(stage=plans[0]["stage"], cloud=plans[0])
+        stage = names[0]
+        if from_stage is not None and from_stage != RACE:
+            from truckctl.config.loader import check_stage_name
+
+            check_stage_name(from_stage)
+        planned = plan_move(project, stage, from_stage if from_stage is not None else previous_stage(project, stage),
+                            jobs)
+        result.update(stage=stage, cloud=planned["cloud"], move=planned["move"])
+        entries = [{"stage": stage, **planned}]
     else:
-        result["stages"] = [{"stage": p["stage"], "cloud": p} for p in plans]
-        result["totals"] = {"stages": len(plans), "resources": sum(p["counts"]["total"] for p in plans),
+        race = plan_race(project, jobs)
+        result.update(race=race["race"], stages=race["stages"])
+        entries = [{"stage": RACE, "cloud": race["race"], "move": {"policy": []}}, *race["stages"]]
+    problems = [problem for e in entries
+                for problem in violation_problems({"policy": [*e["cloud"]["policy"], *e["move"]["policy"]]},
+                                                  f"{e['stage']}: {{}}".format)]
+    if names is None:
+        result["totals"] = {"stages": len(race["stages"]), "race_resources": race["race"]["counts"]["total"],
+                            "moves": {op: sum(s["move"]["counts"][op] for s in race["stages"])
+                                      for op in ("create", "update", "replace", "delete")},
                             "violations": len(problems)}
     return result, problems
 
@@ -59,3 +78,43 @@ def aws_plan(project: Project, names: Sequence[str] | None, backend: str | None,
     else:
         result["stages"] = previews
     return result
+
+
+# ---- `up`: the day's move of the race's one stack, checked offline ------------------------------
+
+MOVE_RULE = "move-keeps-data-and-identity"
+
+
+def move_origin(project: Project, stage: str, target: str) -> str | None:
+    """Where this morning's move starts: the stage the last `up` on this target left the race at, else
+    the stage before in race order (None for stage-1: the race's first deployment)."""
+    from truckctl.cloud import current
+    from truckctl.cloud.offline import previous_stage
+
+    return current.read(project, target) or previous_stage(project, stage)
+
+
+def offline_move(project: Project, stage: str, target: str) -> dict[str, Any]:
+    """The race's stack at this stage and the move to it from the stage the race is at (`move_origin`).
+    On the lab it is the cloud tier; on aws it is the move rule's check before `pulumi up`."""
+    from truckctl.cloud.offline import plan_move
+
+    planned = plan_move(project, stage, move_origin(project, stage, target))
+    return {**planned["cloud"], "move": planned["move"]}
+
+
+def checked_move(plan: dict[str, Any]) -> StepResult:
+    """The offline plan (with its move, where it has one) as the cloud step's result; a violation of the
+    stack's rules or of the move rule fails the step (nothing is applied)."""
+    move = plan.get("move") or {"policy": [], "counts": {}, "from": None}
+    violations = violation_problems({"policy": [*plan["policy"], *move["policy"]]})
+    if violations:
+        raise TruckctlError(violations, ExitCode.ERROR, {"cloud": plan})
+    moved = ", ".join(f"{op} {n}" for op, n in move["counts"].items() if n and op != "same") or "none"
+    return StepResult({"mode": "offline plan", "resources": plan["counts"]["total"],
+                       "by_component": plan["counts"]["by_component"], "policy_violations": 0,
+                       "policy_rules": [*plan["policy_rules"], MOVE_RULE],
+                       "move": {"from": move["from"], "counts": move["counts"],
+                                "changes": [{"op": c["op"], "name": c["name"], "keys": c["keys"]}
+                                            for c in move.get("changes", [])]}},
+                      summary=StepSummary(resources=plan["counts"]["total"], move=moved))

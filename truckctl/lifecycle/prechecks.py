@@ -124,6 +124,19 @@ def address_conflicts(stage: Stage, probes: list[NodeProbe], scans: dict[str, di
     return problems, seen
 
 
+def check_hops(access: Connection, first_node: str) -> tuple[list[Problem], list[dict[str, Any]]]:
+    """The management path hop by hop, in order: the first that fails is named (unreachable, host key
+    changed, auth refused, forwarding refused); the hops after it are not tried."""
+    from truckctl.management import probe_hops
+
+    probes = probe_hops(access, first_node)
+    rows = [{"hop": p.hop.name, "address": f"{p.hop.host}:{p.hop.port}", "user": p.hop.user, "ok": p.ok,
+             "detail": p.detail} for p in probes]
+    problems = [Problem("hop-failed", f"management path: {p.hop.describe()} failed: {p.detail}", p.hop.name)
+                for p in probes if not p.ok]
+    return problems, rows
+
+
 def run_prechecks(stage: Stage, target: Target, access: Connection | None,
                   nodes: list[tuple[Truck, Node]] | None = None) -> PrecheckReport:
     report = PrecheckReport()
@@ -133,6 +146,11 @@ def run_prechecks(stage: Stage, target: Target, access: Connection | None,
     for name, problems in own.items():
         report.add(name, problems)
     chosen = nodes if nodes is not None else stage.nodes()
+    if access is not None and access.hops and chosen:
+        hop_problems, hops = check_hops(access, str(chosen[0][1].address))
+        report.add("management-path", hop_problems, hops=hops)
+        if hop_problems:  # every node is behind the hop that failed: that hop is the problem
+            return report
     if access is not None and chosen:
         with ThreadPoolExecutor(max_workers=1) as pool:  # the ARP window overlaps the SSH probes
             scans = pool.submit(scan_lans, stage) if os.geteuid() == 0 else None

@@ -80,11 +80,13 @@ def node_targets(stage: Stage) -> list[NodeTarget]:
 def probe_nodes(nodes: list[NodeTarget], access: Connection, query: Query) -> list[NodeProbe]:
     """Ask every node at once; a node that cannot be reached is said so, with ssh's own reason."""
 
+    timeout_s = query.timeout_s * (1 + len(access.hops))  # each jump: one more handshake first
+
     def probe(node: NodeTarget) -> NodeProbe:
         before = time.time()
         try:
             proc = subprocess.run(ssh_argv(access, node.address, query.command(node), query.connect_timeout_s),
-                                  capture_output=True, text=True, timeout=query.timeout_s,
+                                  capture_output=True, text=True, timeout=timeout_s,
                                   stdin=subprocess.DEVNULL, check=False)
         except subprocess.TimeoutExpired:
             return NodeProbe(node.name, False, query.timeout_detail, address=node.address)

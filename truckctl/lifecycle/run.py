@@ -1,5 +1,11 @@
-"""What every changing command shares: the stage lock, the run journal, notifications on failure,
-and a clean end on Ctrl-C (exit 130, lock released, journal closed)."""
+"""What every changing command shares: the stage locks, the run journal, notifications on failure,
+and a clean end on Ctrl-C (exit 130, locks released, journal closed).
+
+Two locks: the local one (this machine's state directory: it covers what only touches this machine,
+the lab itself) for the whole run, and the team lock on the stage's gateways (`teamlock`), which
+every operator meets, taken before the first step that reaches the trucks (on the lab target the
+nodes exist only after the `lab` step) and renewed until the run ends. The run's summary is then
+also recorded on the gateways (the shared history) before the team lock is released."""
 
 from __future__ import annotations
 
@@ -12,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.lifecycle import teamlock
 from truckctl.lifecycle.journal import Journal, Redactor
 from truckctl.lifecycle.lock import stage_lock
 from truckctl.lifecycle.notify import Channel, channels, notify
 from truckctl.lifecycle.steps import StepResult
+from truckctl.lifecycle.teamlock import TeamLock, gateways, run_record, this_holder
 from truckctl.lifecycle.webhttp import secret_parts
 from truckctl.project import Project
 
@@ -24,6 +32,9 @@ if TYPE_CHECKING:
     from truckctl.truck.events import HostEvent, TruckRunResult
     from truckctl.truck.plan import RunPlan
     from truckctl.truck.tier import Runner, UpCallbacks
+
+# Steps that touch only this machine (building the lab): no team lock needed, the local one covers them.
+MACHINE_STEPS = frozenset({"lab"})
 
 Step = Callable[[], StepResult]
 
@@ -49,9 +60,39 @@ class Run:
     journal: Journal
     lab_receiver: str | None = None  # the target's own alert receiver (the lab stand-in's), once known
     notifications: list[dict[str, Any]] = field(default_factory=list)
+    team: TeamLock | None = None  # the team lock, once taken
+
+    def lock_trucks(self) -> None:
+        """Take the team lock on the stage's gateways (once), and keep renewing it."""
+        if self.team is not None:
+            self.team.check()
+            return
+        holder = this_holder(f"{self.command} {self.stage.name} --target {self.target.kind.value}",
+                             self.journal.run_id)
+        transport = teamlock.held_transport(teamlock.transport(self.target, self.stage))
+        team = TeamLock(self.stage.name, gateways(self.stage), transport, holder, on_lost=self._lost)
+        try:
+            team.take()
+        except BaseException:  # refused (exit 4) or interrupted: nothing is held, no connection kept
+            _close(transport)
+            raise
+        self.team = team
+        self.journal.event("lock", "run", **team.as_dict())
+        team.start_renewing()
+
+    def _lost(self, reason: str) -> None:
+        """The renewer found the lock gone: journal it and stop the run (as Ctrl-C would, where Python
+        handles SIGINT; otherwise at the next step boundary and at the end of the run)."""
+        import _thread
+
+        self.journal.event("lock-lost", "run", message=reason)
+        _thread.interrupt_main()
 
     def step(self, name: str, action: Step, **fields: Any) -> dict[str, Any]:
-        """Run one step, journaled with its timing; a failure names the step."""
+        """Run one step, journaled with its timing; a failure names the step. Every step but `lab`
+        reaches the trucks: the team lock is taken before the first one."""
+        if name not in MACHINE_STEPS:
+            self.lock_trucks()
         self.journal.step_start(name, **fields)
         try:
             detail = action()
@@ -66,6 +107,8 @@ class Run:
         except Exception as exc:  # a bug: the step is recorded as failed, locked_run closes the run
             self.journal.step_end(name, "failed", errors=[{"code": "internal-error", "message": type(exc).__name__}])
             raise
+        if self.team is not None:
+            self.team.check()
         self.journal.step_done(name, detail)
         return dict(detail.detail)
 
@@ -119,12 +162,19 @@ def locked_run(project: Project, stage: Stage, command: str, target: Target) -> 
         run = Run(project, stage, command, target, journal)
         try:
             yield run
+            if run.team is not None:
+                run.team.check()
         except TruckctlError as exc:
+            if exc.exit_code == ExitCode.INTERRUPTED and run.team is not None and run.team.lost is not None:
+                # the renewer stopped the run (the truck tier reports it as interrupted): say why
+                exc.problems[:] = [Problem("lock-lost", f"{run.team.lost}; this run stopped so as not to "
+                                           "converge beside another")]
+                exc.exit_code = ExitCode.ERROR
             incomplete = journal.incomplete()
             if incomplete is not None and incomplete not in exc.problems:
                 exc.problems.append(incomplete)
             failed = exc.result.get("failed_step")
-            if exc.exit_code not in (ExitCode.INTERRUPTED, ExitCode.USAGE):
+            if exc.exit_code not in (ExitCode.INTERRUPTED, ExitCode.USAGE, ExitCode.LOCKED):
                 reason = exc.problems[0].message if exc.problems else "failed"
                 where = f" at step {failed}" if failed else ""
                 run.notify("run-failed", f"{command} {stage.name} on {target.kind.value} failed{where}: {reason}")
@@ -132,6 +182,11 @@ def locked_run(project: Project, stage: Stage, command: str, target: Target) -> 
             journal.finish(exc.exit_code, exc.problems, exc.result)
             raise
         except KeyboardInterrupt:
+            if run.team is not None and run.team.lost is not None:  # the renewer stopped the run
+                lost = Problem("lock-lost", f"{run.team.lost}; this run stopped so as not to converge beside another")
+                problems = [lost, *filter(None, [journal.incomplete()])]
+                journal.finish(ExitCode.ERROR, problems, {"run_id": journal.run_id})
+                raise TruckctlError(problems, ExitCode.ERROR, {"run_id": journal.run_id}) from None
             problem = Problem("interrupted", f"{command} interrupted; the stage lock is released, re-run to resume")
             problems = [problem, *filter(None, [journal.incomplete()])]
             journal.finish(ExitCode.INTERRUPTED, problems)
@@ -143,6 +198,39 @@ def locked_run(project: Project, stage: Stage, command: str, target: Target) -> 
                                 "the run journal records where"), *filter(None, [journal.incomplete()])]
             journal.finish(ExitCode.ERROR, problems, {"run_id": journal.run_id})
             raise TruckctlError(problems, ExitCode.ERROR, {"run_id": journal.run_id}) from None
+        finally:
+            end_team_lock(run)
+
+
+def end_team_lock(run: Run) -> None:
+    """Record the run on the gateways (the shared history), then release the team lock there. Never
+    raises: the run keeps its outcome; a gateway out of reach lets its lease run out."""
+    team = run.team
+    if team is None:
+        return
+    team.stop_renewing()
+    try:
+        summary = run.journal.brief()
+        if summary is not None:
+            unrecorded = team.record(run_record(summary, team.holder))
+            if unrecorded:
+                run.journal.note("history", f"run not recorded on {', '.join(unrecorded)} (unreachable)")
+    except Exception as exc:  # a bug here must not keep the lock: the release below still runs
+        run.journal.note("history", f"run not recorded on the gateways ({type(exc).__name__})")
+    try:
+        kept = team.release()
+    except Exception:
+        kept = [g.node for g in team.held]
+    if kept:
+        run.journal.note("lock", f"lock not released on {', '.join(kept)} (unreachable): it expires within "
+                         f"{team.lease} s")
+    _close(team.transport)
+
+
+def _close(transport: object) -> None:
+    close = getattr(transport, "close", None)
+    if close is not None:
+        close()
 
 
 def finish_run(run: Run, exit_code: ExitCode, result: dict[str, Any], problems: list[Problem] | None = None

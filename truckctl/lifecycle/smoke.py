@@ -4,12 +4,14 @@ would, must arrive at the cloud side. It proves the whole path: LAN, broker, TLS
 from __future__ import annotations
 
 import json
+import shlex
 import time
 
 from truckctl.cloud.outputs import CloudOutputs
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.lifecycle import cloudside
+from truckctl.remote import Connection
 
 TIMEOUT_S = 20.0
 SMOKE_TOPIC = "telemetry/smoke"
@@ -31,14 +33,33 @@ def publish(address: str, port: int, topic: str, payload: str, timeout_s: float 
         client.loop_stop()
 
 
-def check(stage: Stage, cloud: CloudOutputs, run_id: str, timeout_s: float = TIMEOUT_S) -> dict[str, float]:
+def publish_over_ssh(connection: Connection, address: str, port: int, topic: str, payload: str) -> None:
+    """From outside the truck (the management path) the feed port is out of reach: the gateway's own
+    mosquitto_pub (every node has it) publishes to its LAN address instead, as a transponder would."""
+    from truckctl.remote import explain_ssh_failure, ssh_run
+
+    command = shlex.join(["mosquitto_pub", "-h", address, "-p", str(port), "-q", "1", "-t", topic, "-m", payload])
+    code, out = ssh_run(connection, address, command)
+    if code != 0:
+        reason = explain_ssh_failure(out) if code == 255 else f"mosquitto_pub exited {code}"
+        raise TruckctlError.single("smoke-publish", f"cannot publish to the broker at {address}:{port} through the "
+                                   f"management path: {reason}", address)
+
+
+def check(stage: Stage, cloud: CloudOutputs, run_id: str, timeout_s: float = TIMEOUT_S,
+          connection: Connection | None = None) -> dict[str, float]:
     """Publish a marked message on each truck's broker and wait for it at the lab's stand-in: the seconds
-    each truck's took to arrive."""
+    each truck's took to arrive. Through the management path (`connection` with hops) the gateway
+    publishes it itself."""
     marker = {"smoke": run_id, "ts": time.time()}
     started = time.monotonic()
     for truck in stage.trucks:
-        publish(str(stage.gateway(truck).address), stage.defaults.telemetry.feed_port, SMOKE_TOPIC,
+        args = (str(stage.gateway(truck).address), stage.defaults.telemetry.feed_port, SMOKE_TOPIC,
                 json.dumps({**marker, "truck": truck.name}))
+        if connection is not None and connection.hops:
+            publish_over_ssh(connection, *args)
+        else:
+            publish(*args)
     waiting = {t.name for t in stage.trucks}
     arrived: dict[str, float] = {}
     while waiting and time.monotonic() - started < timeout_s:

@@ -2,7 +2,9 @@
 
 Per truck and node: reachable over SSH (host keys pinned), key services active, last heartbeat and
 last telemetry seen at the cloud side; the cloud tier's state and non-secret outputs; the stage
-lock; the last run; drift last measured. Read-only: no lock, no journal, nothing changed.
+lock (this machine's, and the team lock on the gateways); the last run, whoever made it (the
+shared history on the gateways merged with the local journal); drift last measured. Read-only: no
+lock, no journal, nothing changed.
 
 Fast by construction: one SSH call per node, all nodes at once, short timeouts; one HTTP call to
 the lab's stand-in. Healthy means every node reachable with every key service active, and (where
@@ -26,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from truckctl.errors import TruckctlError
-from truckctl.lifecycle import journal, probe
+from truckctl.lifecycle import history, journal, probe
 from truckctl.lifecycle.lock import lock_status
 from truckctl.lifecycle.probe import UNKNOWN, NodeProbe, NodeTarget, node_targets
 from truckctl.ops import diagnose as ops
@@ -288,12 +290,17 @@ def status(target: Target, stage_name: str, *, prober: Prober | None = None,
     except TruckctlError as exc:
         access, connection_note = None, str(exc)
     prober, cloud_reader = prober or probe_nodes, cloud_reader or target.read_cloud
-    with ThreadPoolExecutor(max_workers=1) as pool:  # the cloud side is read while the nodes are probed
+    with ThreadPoolExecutor(max_workers=2) as pool:  # the cloud side and the gateways read while nodes are probed
         cloud_future = pool.submit(cloud_reader, stage)
+        team_future = pool.submit(team_view, target, stage) if access is not None else None
         probes = prober(nodes, access) if access is not None else None
         cloud = cloud_future.result()
+        team = team_future.result() if team_future is not None else {"locks": [], "shared": None}
     document = assemble(stage, target, nodes, probes, connection_note, cloud)
-    document.update(lock=lock_status(project, stage.name), last_run=journal.last_run(project, stage.name),
+    runs = history.merge(journal.list_runs(project, stage.name), (team["shared"] or {}).get("runs", []))
+    document.update(lock=lock_status(project, stage.name) or team_lock_holder(team["locks"]),
+                    team_lock=team["locks"], last_run=runs[0] if runs else None,
+                    shared_runs=(team["shared"] or {}).get("runs", []),
                     drift=last_drift(project, stage.name), checked_at=time.time(),
                     took_s=round(time.monotonic() - started, 2))
     known = drift_known(document["drift"], document["checked_at"])
@@ -303,6 +310,29 @@ def status(target: Target, stage_name: str, *, prober: Prober | None = None,
     document["verdict"] = "HEALTHY" if document["healthy"] else (
         known if document["unhealthy"] == [known] else "UNHEALTHY")
     return document
+
+
+def team_view(target: Target, stage: Stage) -> dict[str, Any]:
+    """The team lock on each gateway and the runs recorded there (never raises)."""
+    from truckctl.lifecycle import teamlock
+
+    try:
+        transport = teamlock.transport(target, stage)
+    except TruckctlError:
+        return {"locks": [], "shared": None}
+    gws = teamlock.gateways(stage)
+    return {"locks": teamlock.read_locks(stage.name, gws, transport), "shared": history.shared_runs(target, stage)}
+
+
+def team_lock_holder(locks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The team lock as `status` shows a lock: who holds it, where, and when its lease ends."""
+    held = [lock for lock in locks if lock["state"] == "held" and lock["holder"]]
+    if not held:
+        return None
+    first = held[0]
+    where = ", ".join(lock["gateway"] for lock in held)
+    return {**first["holder"], "stale": False, "where": "gateway", "gateways": [lock["gateway"] for lock in held],
+            "description": f"{first['description']} on {where}; lease ends in {first['expires_in_s']} s unless renewed"}
 
 
 def drift_known(drift: dict[str, Any] | None, now: float) -> str | None:

@@ -26,6 +26,7 @@ class StepSummary:
     not_down: tuple[str, ...] | None = None  # nodes a teardown could not take down
     unreachable: tuple[str, ...] | None = None  # nodes the prechecks left out
     delete_data: bool | None = None  # whether the cloud step deleted the data lake
+    move: str | None = None  # the race stack's move to the stage, as counts ("update 3" / "none")
 
     def journal_fields(self) -> dict[str, Any]:
         values = {f.name: getattr(self, f.name) for f in fields(self)}

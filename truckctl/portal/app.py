@@ -123,15 +123,16 @@ def create_app(project: Project, settings: PortalSettings, hub: Hub, history: Hi
     @api.get("/api/runs", summary="The run journal, newest first: the envelope of `truckctl runs --json`")
     async def runs(stage: Annotated[str | None, Query(max_length=40, description="Only this stage")] = None) -> Any:
         from truckctl.config.loader import check_stage_name
-        from truckctl.lifecycle.journal import list_runs
+        from truckctl.lifecycle.history import all_runs
+        from truckctl.targets import for_kind
 
         try:
             if stage is not None:
                 check_stage_name(stage)
-            listed = await asyncio.to_thread(list_runs, project, stage)
+            listed = await asyncio.to_thread(all_runs, for_kind(settings.target, project), stage)
         except TruckctlError as exc:
             return _error_response(exc, "runs", stage)
-        return _envelope("runs", stage, ExitCode.OK, {"runs": listed}, [])
+        return _envelope("runs", stage, ExitCode.OK, listed, [])
 
     @api.get("/api/runs/{run_id}", summary="One run: the envelope of `truckctl runs show RUN_ID --json`")
     async def run_detail(run_id: Annotated[str, PathParam(max_length=80)]) -> Any:

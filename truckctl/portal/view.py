@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.jsondoc import JsonObject
 from truckctl.lifecycle import journal
+from truckctl.lifecycle.history import merge
 from truckctl.lifecycle.journal import Redactor
 from truckctl.lifecycle.lock import lock_status
 from truckctl.lifecycle.run import env_secrets
@@ -255,7 +256,9 @@ def snapshot(project: Project, stage_name: str, target: str, measure: StatusSour
             errors = [Problem("internal", "status could not be measured (an internal error: see the portal's log)")]
     runs: list[JsonObject] = []
     try:
-        runs = journal.list_runs(project, stage_name if stage is not None else None)
+        # every operator's runs: the local journal and those recorded on the gateways (read by status)
+        runs = merge(journal.list_runs(project, stage_name if stage is not None else None),
+                     (status or {}).get("shared_runs") or [])
     except OSError as exc:
         errors = [*errors, Problem("journal", f"the run journal cannot be read: {exc.strerror}")]
     now = time.time()

@@ -1,5 +1,6 @@
 """The aws target: the real trucks over SSH (the ops key, the host keys pinned for the race) and the
-cloud tier as the stage's Pulumi stack on AWS (DESIGN section 4).
+cloud tier as the race's one Pulumi stack on AWS, moved to the stage each morning (DESIGN section 4,
+docs/CLOUD.md).
 
 The engine (Pulumi's Automation API) and the IoT client are made through factories so tests hand in
 fakes without patching modules.
@@ -41,10 +42,12 @@ class Engine(Protocol):
     def drift(self) -> OperationResult: ...
     def outputs(self) -> CloudOutputs: ...
     def certificates(self) -> tuple[str, dict[str, str]]: ...
+    def end_day(self) -> OperationResult: ...
     def destroy(self, delete_data: bool = False) -> OperationResult: ...
 
 
 EngineFactory = Callable[[Project, "Stage", "OnEvent | None"], Engine]
+MoveCheck = Callable[[Project, str, str], dict[str, Any]]  # (project, stage, target) -> the offline plan of the move
 
 
 def _engine(project: Project, stage: Stage, on_event: OnEvent | None) -> Engine:
@@ -57,6 +60,12 @@ def _iot_client(region: str) -> Any:
     from truckctl.cloud.revoke import iot_client
 
     return iot_client(region)
+
+
+def _offline_move(project: Project, stage: str, target: str) -> dict[str, Any]:
+    from truckctl.lifecycle.plan import offline_move
+
+    return offline_move(project, stage, target)
 
 
 def _require_pulumi() -> None:
@@ -96,26 +105,37 @@ def _changed(operation: OperationResult) -> int:
 
 
 def datalake_name(stage: Stage, bucket: str | None) -> str:
-    # stacks/race_cloud/datalake.py names it <race>-<stage>-datalake-<account id>
-    return bucket or f"{stage.race.id}-{stage.name}-datalake-<account id>"
+    # stacks/race_cloud/datalake.py names it <race>-datalake-<account id>
+    return bucket or f"{stage.race.id}-datalake-<account id>"
 
 
 def kms_name(stage: Stage) -> str:
     # stacks/race_cloud/kms.py: its alias goes with the stack, the key stays (found by its description)
-    return f"the customer KMS key described 'truckctl {stage.race.name} {stage.name}: data lake, ingest, alerts, VPN'"
+    return f"the customer KMS key described 'truckctl {stage.race.name}: data lake, ingest, alerts, VPN'"
+
+
+def _record_resources(record: Record) -> Callable[[Any], None]:
+    def on_event(event: Any) -> None:
+        if event.kind == "resource" and event.phase in ("done", "failed"):
+            record("resource", "cloud", name=event.name, type=event.type, op=event.op, status=event.phase)
+
+    return on_event
 
 
 class AwsTarget:
     kind = TargetKind.aws
     cloud_beside_truck = False  # `pulumi up` first: its outputs feed the truck tier
     revoke_first = True  # a stolen or unreachable truck is refused by the cloud whatever else fails
+    identities_live_the_race = True  # IoT certificates: deactivated by `down --race` only (or rotate-cert)
     cloud_side_required = False  # CloudWatch is not read from here: said in a note, not unhealthy
 
     def __init__(self, project: Project, engine: EngineFactory = _engine,
                  iot_client: Callable[[str], Any] = _iot_client,
-                 require_pulumi: Callable[[], None] = _require_pulumi) -> None:
+                 require_pulumi: Callable[[], None] = _require_pulumi, move_check: MoveCheck = _offline_move
+                 ) -> None:
         self.project = project
         self.engine = engine
+        self.move_check = move_check  # the offline plan of the day's move, checked before `pulumi up`
         self.iot_client = iot_client  # a boto3 IoT client for the region (revocation)
         self.require_pulumi = require_pulumi
 
@@ -132,7 +152,9 @@ class AwsTarget:
             raise TruckctlError.single(
                 "no-known-hosts", f"no pinned host keys for the trucks: put the nodes' host keys in {known} "
                 "(ssh-keyscan over a trusted link) so host-key checking can stay on", self.project.display(known))
-        return Connection(user, key, known)
+        from truckctl.management import apply
+
+        return apply(self.project, stage, Connection(user, key, known))
 
     def cloud_outputs(self, stage: Stage) -> CloudOutputs:
         outputs = self.engine(self.project, stage, None).outputs()
@@ -146,7 +168,7 @@ class AwsTarget:
         return outputs
 
     def cloud_source(self, stage: Stage) -> str:
-        return f"Pulumi stack {stage.name} in {stage.cloud.region}"
+        return f"the race's Pulumi stack {stage.race.id} in {stage.cloud.region}"
 
     def alert_receiver(self, outputs: CloudOutputs) -> str | None:
         return None  # the race's own webhook is notified from the environment; no stand-in here
@@ -175,15 +197,20 @@ class AwsTarget:
         return {"tools": check_tools(), "aws": check_aws_access(stage)}
 
     def cloud_up_message(self, stage: Stage) -> str:
-        return f"pulumi up of stack {stage.name} in {stage.cloud.region}"
+        return f"pulumi up of the race's stack {stage.race.id} in {stage.cloud.region}, moved to {stage.name}"
 
     def cloud_up(self, stage: Stage, record: Record) -> CloudApplied:
-        def on_event(event: Any) -> None:
-            if event.kind == "resource" and event.phase in ("done", "failed"):
-                record("resource", "cloud", name=event.name, type=event.type, op=event.op, status=event.phase)
+        """The move rule first, offline: a move that would replace data or identity never reaches AWS. Then
+        `pulumi up` of the race's stack at the stage, which is recorded as the stage the race is at."""
+        from truckctl.cloud import current
+        from truckctl.lifecycle.plan import checked_move
 
-        outputs, operation = self.engine(self.project, stage, on_event).up()
-        return CloudApplied(StepResult(operation.as_dict(), changed=_changed(operation)), self._applicable(outputs))
+        checked = checked_move(self.move_check(self.project, stage.name, self.kind.value))
+        outputs, operation = self.engine(self.project, stage, _record_resources(record)).up()
+        current.write(self.project, self.kind.value, stage.name)
+        return CloudApplied(StepResult({**operation.as_dict(), "move": checked.detail["move"]},
+                                       changed=_changed(operation), summary=checked.summary),
+                            self._applicable(outputs))
 
     def smoke(self, stage: Stage, outputs: CloudOutputs, run_id: str) -> StepResult:
         return StepResult({"checked": False, "note": SMOKE_NOTE})
@@ -207,7 +234,7 @@ class AwsTarget:
         return TeardownStart(True)
 
     def revoke_message(self) -> str:
-        return "deactivating every truck's IoT certificate first, whatever else fails"
+        return "deactivating every truck's IoT certificate first, whatever else fails (the race is over)"
 
     def revoke(self, stage: Stage, record: Record) -> StepResult:
         """Every truck's IoT certificate INACTIVE, from the certificate ids in the stack outputs."""
@@ -235,17 +262,27 @@ class AwsTarget:
                                    "deletes them"},
                           changed=len(changed), summary=StepSummary(trucks=tuple(s.truck for s in states)))
 
+    def end_day_message(self, stage: Stage) -> str:
+        return (f"the race's stack {stage.race.id} leaves {stage.name}: the day's alarms and LAN routes removed, "
+                "everything that lives the race kept")
+
+    def end_day(self, stage: Stage, record: Record) -> StepResult:
+        """The race's stack between stages: what lives the race (lake, stream, key, things, certificates,
+        VPN hub) untouched, the trucks' certificates still trusted."""
+        operation = self.engine(self.project, stage, _record_resources(record)).end_day()
+        return StepResult({"destroyed": False, "operation": operation.as_dict(),
+                           "note": f"the race's cloud left {stage.name}: the day's alarms and LAN routes are gone; the "
+                                   "lake, stream, key, trucks' identities and certificates and the VPN hub stay for "
+                                   "the race"},
+                          changed=_changed(operation), summary=StepSummary(delete_data=False))
+
     def destroy_message(self, stage: Stage, delete_data: bool) -> str:
-        return (f"pulumi destroy of stack {stage.name} in {stage.cloud.region}"
+        return (f"pulumi destroy of the race's stack {stage.race.id} in {stage.cloud.region}"
                 + (" INCLUDING the data lake" if delete_data else ", keeping the data lake"))
 
     def destroy(self, stage: Stage, delete_data: bool, record: Record, secret: Callable[[str], None]
                 ) -> StepResult:
-        def on_event(event: Any) -> None:
-            if event.kind == "resource" and event.phase in ("done", "failed"):
-                record("resource", "cloud", name=event.name, type=event.type, op=event.op, status=event.phase)
-
-        engine = self.engine(self.project, stage, on_event)
+        engine = self.engine(self.project, stage, _record_resources(record))
         try:
             outputs = engine.outputs()
         except TruckctlError:
@@ -259,10 +296,15 @@ class AwsTarget:
                           changed=_changed(operation), summary=StepSummary(delete_data=delete_data))
 
     def kept(self, stage: Stage, delete_data: bool, bucket: str | None, start: TeardownStart,
-             cloud_destroyed: bool) -> list[dict[str, str]]:
+             cloud_destroyed: bool, race: bool = True) -> list[dict[str, str]]:
+        stack = f"Pulumi stack {stage.race.id}"
         if not cloud_destroyed:
-            return [{"what": "cloud tier", "name": f"Pulumi stack {stage.name}",
-                     "detail": "not destroyed: some nodes were not taken down"}]
+            return [{"what": "cloud tier", "name": stack,
+                     "detail": ("not destroyed" if race else "not changed") + ": some nodes were not taken down"}]
+        if not race:
+            return [{"what": "the race's cloud", "name": stack,
+                     "detail": "lake, stream, key, trucks' identities and certificates, VPN hub: they live the race "
+                               "(`down STAGE --race` tears them down after it)"}]
         if delete_data:
             return []
         return [{"what": "data lake", "name": datalake_name(stage, bucket),

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from truckctl.errors import ExitCode, TruckctlError
+from truckctl.errors import TruckctlError
 from truckctl.lifecycle.steps import StepResult, StepSummary
 from truckctl.project import Project
 from truckctl.target import CloudApplied, CloudSide, Record, TargetKind, TeardownStart, public_outputs
@@ -26,6 +26,7 @@ class LabTarget:
     kind = TargetKind.lab
     cloud_beside_truck = True  # the trucks take their outputs from the stand-in, not from the plan
     revoke_first = False
+    identities_live_the_race = False  # the stand-in's certificates: revoked at every down, fresh at the next up
     cloud_side_required = True  # the stand-in is part of the lab: unreadable is unhealthy
 
     def __init__(self, project: Project) -> None:
@@ -37,9 +38,12 @@ class LabTarget:
     # ---- reaching the nodes and the cloud side ---------------------------------------------------
 
     def connection(self, stage: Stage) -> LabConnection:
+        """The lab's nodes directly, or through the management path when this operator chose it (the
+        lab's outside operator: `lab operator add`)."""
         from truckctl.lab import api as lab_api
+        from truckctl.management import apply
 
-        return lab_api.connection(self.project)
+        return apply(self.project, stage, lab_api.connection(self.project))
 
     def cloud_outputs(self, stage: Stage) -> CloudOutputs:
         from truckctl.lab import api as lab_api
@@ -86,6 +90,9 @@ class LabTarget:
         down or cut off is not rebuilt away: the prechecks report it, as they would for a real truck."""
         from truckctl.lab import api as lab_api
 
+        if lab_api.is_outside(self.project):  # the lab's outside operator: the lab is another machine's
+            return {"outside_operator": True, "note": "the lab runs on another machine; this operator reaches "
+                    "its trucks through the management path"}
         return dict(lab_api.up(self.project, stage.name, keep_node_faults=True))
 
     def prepare_message(self, stage: Stage) -> str:
@@ -99,27 +106,26 @@ class LabTarget:
                 "provides the cloud outputs")
 
     def cloud_up(self, stage: Stage, record: Record) -> CloudApplied:
-        """The offline plan with its policy rules (a violation fails the step)."""
-        from truckctl.lifecycle.plan import violation_problems
+        """The offline plan of the race's stack at the stage and of the move to it, with the policy rules and
+        the move rule (a violation fails the step); the stage is then recorded as the one the race is at."""
+        from truckctl.cloud import current
+        from truckctl.lifecycle.plan import checked_move
 
-        plan = self.offline_plan(stage)
-        violations = violation_problems(plan)
-        if violations:
-            raise TruckctlError(violations, ExitCode.ERROR, {"cloud": plan})
-        return CloudApplied(StepResult({"mode": "offline plan (lab target)", "resources": plan["counts"]["total"],
-                                        "by_component": plan["counts"]["by_component"], "policy_violations": 0,
-                                        "policy_rules": plan["policy_rules"]},
-                                       summary=StepSummary(resources=plan["counts"]["total"])))
+        checked = checked_move(self.offline_plan(stage))
+        current.write(self.project, self.kind.value, stage.name)
+        return CloudApplied(StepResult({**checked.detail, "mode": "offline plan (lab target)"},
+                                       summary=checked.summary))
 
     def offline_plan(self, stage: Stage) -> dict[str, Any]:
-        from truckctl.cloud.offline import plan_offline
+        """The race's stack at the stage, with the move to it from the stage the race is at."""
+        from truckctl.lifecycle.plan import offline_move
 
-        return plan_offline(self.project, [stage.name])[0]
+        return offline_move(self.project, stage.name, self.kind.value)
 
     def smoke(self, stage: Stage, outputs: CloudOutputs, run_id: str) -> StepResult:
         from truckctl.lifecycle import smoke
 
-        arrived = smoke.check(stage, outputs, run_id)
+        arrived = smoke.check(stage, outputs, run_id, connection=self.connection(stage))
         return StepResult({"checked": True, "arrived_s": arrived}, summary=StepSummary(trucks=len(arrived)))
 
     # ---- drift -----------------------------------------------------------------------------------
@@ -158,6 +164,16 @@ class LabTarget:
 
         return lab_api.revoke_truck(self.project, truck)
 
+    def end_day_message(self, stage: Stage) -> str:
+        return "lab target: the cloud tier is the offline plan, nothing deployed leaves the stage"
+
+    def end_day(self, stage: Stage, record: Record) -> StepResult:
+        return StepResult({"destroyed": False,
+                           "note": "lab target: the cloud tier is the offline plan, so nothing is deployed to "
+                                   "leave the stage; the cloud stand-in keeps what it received until "
+                                   "`truckctl lab down`"},
+                          summary=StepSummary(delete_data=False))
+
     def destroy_message(self, stage: Stage, delete_data: bool) -> str:
         return "lab target: the cloud tier is the offline plan, nothing to destroy"
 
@@ -175,7 +191,7 @@ class LabTarget:
             return None
 
     def kept(self, stage: Stage, delete_data: bool, bucket: str | None, start: TeardownStart,
-             cloud_destroyed: bool) -> list[dict[str, str]]:
+             cloud_destroyed: bool, race: bool = True) -> list[dict[str, str]]:
         if start.outputs is None:
             return []
         seen = self.standin_seen(start.outputs)

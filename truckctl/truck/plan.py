@@ -12,11 +12,13 @@ from truckctl.cloud.outputs import CloudOutputs
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.jsondoc import JsonObject
+from truckctl.remote import Hop
 from truckctl.target import TargetKind
 from truckctl.truck.inventory import render_inventory
 from truckctl.truck.vars import admin_vars, check_cloud_outputs, cloud_vars, secret_vars, target_vars
 
 PLAYBOOK = "site.yml"
+ANSIBLE_TIMEOUT_S = 15  # playbooks/ansible.cfg's `timeout`; each jump of the management path adds as much
 
 
 class Connection(Protocol):
@@ -30,6 +32,13 @@ class Connection(Protocol):
 
     @property
     def known_hosts(self) -> Path | str: ...
+
+    @property
+    def hops(self) -> tuple[Hop, ...]: ...  # the management path's jumps (truckctl.management), or none
+
+    @property
+    def ssh_config(self) -> Path | None: ...  # the management path's ssh_config, or None: -F /dev/null
+
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class RunPlan:
     forks: int
     hosts: list[str]
     secret_vars: JsonObject = field(repr=False)
+    hold_cuts: bool = False  # the race is live: skip what would interrupt telemetry (extra var hold_telemetry_cuts)
 
     def cmdline(self, secrets_file: Path | None, extravars_file: Path | None = None) -> str:
         """ansible-playbook options. Check mode only works this way (not via extra vars). The extra vars
@@ -63,14 +73,21 @@ def connection_vars(connection: Connection) -> JsonObject:
     Ansible's ssh plugin and Mitogen both split ansible_ssh_common_args with shlex, then ssh splits an
     option's value on spaces: each path is quoted for both (see `ssh_path_option`)."""
     key = ssh_path(connection.private_key, "the SSH private key")
-    return {
+    extra = {"ansible_timeout": ANSIBLE_TIMEOUT_S * (1 + len(connection.hops))} if connection.hops else {}
+    return {**extra,
         "ansible_user": connection.user,
         "ansible_ssh_private_key_file": key,
         "ansible_ssh_common_args": " ".join([
-            "-F /dev/null", ssh_path_option("UserKnownHostsFile", connection.known_hosts),
+            ssh_config_option(connection.ssh_config),
+            ssh_path_option("UserKnownHostsFile", connection.known_hosts),
             "-o GlobalKnownHostsFile=/dev/null", "-o StrictHostKeyChecking=yes", "-o IdentitiesOnly=yes",
         ]),
     }
+
+
+def ssh_config_option(config: Path | None) -> str:
+    """`-F /dev/null` (no ssh_config at all), or the run's management-path file truckctl wrote."""
+    return "-F /dev/null" if config is None else "-F " + shlex.quote(ssh_path(config, "the run's ssh_config"))
 
 
 def ssh_path(path: Path | str, what: str) -> str:
@@ -104,8 +121,10 @@ def resolve_limit(stage: Stage, limit: str | None) -> list[str]:
 
 
 def build_plan(project_dir: Path, stage: Stage, cloud: CloudOutputs, connection: Connection, target: TargetKind | str,
-               limit: str | None = None, check: bool = False, exclude: tuple[str, ...] = ()) -> RunPlan:
-    """`exclude`: nodes to leave out (known unreachable); the run is then limited to the others."""
+               limit: str | None = None, check: bool = False, exclude: tuple[str, ...] = (),
+               hold_cuts: bool = False) -> RunPlan:
+    """`exclude`: nodes to leave out (known unreachable); the run is then limited to the others.
+    `hold_cuts`: the race is live, what would interrupt telemetry waits (playbooks/site.yml)."""
     check_cloud_outputs(stage, cloud, target)
     hosts = [h for h in resolve_limit(stage, limit) if h not in exclude]
     if not hosts:
@@ -118,10 +137,12 @@ def build_plan(project_dir: Path, stage: Stage, cloud: CloudOutputs, connection:
         project_dir=project_dir,
         playbook=PLAYBOOK,
         inventory=inventory,
-        extravars={**cloud_vars(stage, cloud), **target_vars(target), **admin_vars(connection.private_key)},
+        extravars={**cloud_vars(stage, cloud), **target_vars(target), **admin_vars(connection.private_key),
+                   **({"hold_telemetry_cuts": True} if hold_cuts else {})},
         limit=limit,
         check=check,
         forks=max(1, len(hosts)),
         hosts=hosts,
         secret_vars=secret_vars(stage, cloud),
+        hold_cuts=hold_cuts,
     )

@@ -33,6 +33,8 @@ class UpRequest:
     limit: str | None = None
     check: bool = False  # --check --diff: report what would change, change nothing
     exclude: tuple[str, ...] = ()  # nodes left out (found unreachable by the prechecks)
+    hold_cuts: bool = False  # the race is live: what would interrupt telemetry waits (lifecycle/racelive.py)
+    interrupt_telemetry: bool = False  # --interrupt-telemetry: never hold back (the race crew decided)
 
 
 def _ignore(*_: Any) -> None:
@@ -75,5 +77,5 @@ def truck_tier(project: Project, stage: Stage, request: UpRequest, connection: C
     from truckctl.truck.plan import build_plan
 
     plan = build_plan(project.playbooks_dir, stage, cloud, connection, request.target, request.limit,
-                      request.check, request.exclude)
+                      request.check, request.exclude, request.hold_cuts)
     return run_truck_plan(project, plan, callbacks)

@@ -18,9 +18,16 @@ def all_stages_envelope() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def stage1(all_stages_envelope: dict[str, Any]) -> dict[str, Any]:
-    """The `cloud` part of stage-1's plan."""
-    return next(s["cloud"] for s in all_stages_envelope["result"]["stages"] if s["stage"] == "stage-1")
+def stage1_envelope() -> dict[str, Any]:
+    code, envelope = run_cli("plan", "stage-1", "--offline", "--json")
+    assert code == 0, envelope["errors"]
+    return envelope
+
+
+@pytest.fixture(scope="session")
+def stage1(stage1_envelope: dict[str, Any]) -> dict[str, Any]:
+    """The `cloud` part of stage-1's plan: the race's stack moved to stage-1."""
+    return dict(stage1_envelope["result"]["cloud"])
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ class Plan:
     def __init__(self, cloud: dict[str, Any]) -> None:
         self.cloud = cloud
         self.resources = [PlannedResource(**{k: r[k] for k in ("type", "name", "inputs", "depends_on", "component",
-                                                                 "protect", "retain_on_delete")})
+                                                                 "protect", "retain_on_delete", "urn")})
                           for r in cloud["resources"]]
 
     def named(self, name: str) -> PlannedResource:

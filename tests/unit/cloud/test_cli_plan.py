@@ -64,7 +64,7 @@ def test_policy_violations_make_plan_exit_1(monkeypatch: pytest.MonkeyPatch) -> 
     violation = {"rule": "kms-rotation", "resource": "key", "message": "key rotation is off"}
     cloud = {"stage": "stage-1", "region": "eu-south-1", "resources": [], "policy": [violation],
              "policy_rules": ["kms-rotation"], "counts": {"total": 0, "by_component": {}, "by_type": {}}}
-    monkeypatch.setattr(offline, "plan_offline", lambda project, names, jobs: [cloud])
+    monkeypatch.setattr(offline, "plan_offline", lambda project, names, jobs=None, settings=None: [cloud])
     result = invoke("plan", "stage-1", "--offline", "--json")
     doc = json.loads(result.stdout)
     assert result.exit_code == ExitCode.ERROR and doc["ok"] is False

@@ -67,3 +67,17 @@ def test_policy_pack_wraps_every_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     rotation.validate(pulumi_policy.StackValidationArgs([bad_key]), lambda message, urn=None: reported.append(urn))
     assert reported == [bad_key.urn]
     assert all(p.description for p in pack["policies"])
+
+
+def test_the_race_long_identity_rule_runs_under_crossguard_on_urns() -> None:
+    """The part of the move rule one plan can express: CrossGuard reports a thing whose name carries a stage."""
+    reported: list[tuple[str, str | None]] = []
+    args = SimpleNamespace(resources=[
+        resource("aws:iot/thing:Thing", "truck-a-thing", {"name": "gdf27-truck-a"}),
+        resource("aws:iot/thing:Thing", "truck-b-thing", {"name": "gdf27-stage-1-truck-b"}),
+    ])
+    rule = next(r for r in policy.RULES if r.name == "race-long-identity")
+    stack_validation(rule)(args, lambda message, urn=None: reported.append((message, urn)))
+    assert reported == [("name carries a stage: the next stage would replace it",
+                         "urn:pulumi:s::p::aws:iot/thing:Thing::truck-b-thing")]
+    assert [p.urn for p in planned_resources(args.resources)] == [r.urn for r in args.resources]

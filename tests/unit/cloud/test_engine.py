@@ -3,6 +3,7 @@ operation flows against a fake Automation API stack."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -184,7 +185,9 @@ def test_preview_uses_the_stacks_dir_file_backend_and_a_generated_vpn_key(projec
                                                                          fake: dict[str, Any], tmp_path: Path) -> None:
     result = make(project, stage).preview()
     assert result.changes == {"create": 67} and result.changed
-    assert fake["name"] == "stage-1" and fake["work_dir"] == str(REPO / "stacks")
+    # The race's one stack, moved to the stage through its config.
+    assert fake["name"] == "gdf27" and fake["work_dir"] == str(REPO / "stacks")
+    assert fake["stack"].config["truckctl-race:stage"].value == "stage-1"
     env = fake["opts"].env_vars
     assert env["PULUMI_BACKEND_URL"] == (tmp_path / "state" / "pulumi").as_uri()
     assert env["PULUMI_CONFIG_PASSPHRASE"] == PASSPHRASE and fake["opts"].secrets_provider == "passphrase"
@@ -192,6 +195,27 @@ def test_preview_uses_the_stacks_dir_file_backend_and_a_generated_vpn_key(projec
     key = fake["stack"].config["truckctl-race:vpnPrivateKey"]
     assert key.secret is True and len(key.value) == 44
     assert fake["stack"].config["truckctl-race:deleteData"].value == "false"
+
+
+def test_end_day_takes_the_race_stack_between_stages(project: Project, stage: Any, fake: dict[str, Any]) -> None:
+    fake["stack"] = FakeStack({"truckctl-race:vpnPrivateKey": ConfigValue("kept", secret=True),
+                               "truckctl-race:stage": ConfigValue("stage-1")})
+    result = make(project, stage).end_day()
+    assert result.operation == "end-day" and [name for name, _ in fake["stack"].calls] == ["up"]
+    assert fake["stack"].config["truckctl-race:stage"].value == ""
+    assert fake["stack"].config["truckctl-race:vpnPrivateKey"].value == "kept"  # the hub's key lasts the race
+
+
+def test_rotate_certificate_raises_one_truck_generation_and_keeps_the_day(project: Project, stage: Any,
+                                                                          fake: dict[str, Any]) -> None:
+    fake["stack"] = FakeStack({"truckctl-race:vpnPrivateKey": ConfigValue("kept", secret=True),
+                               "truckctl-race:stage": ConfigValue("stage-4"),
+                               "truckctl-race:certificateGenerations": ConfigValue('{"truck-b": 2}')})
+    result = make(project, stage).rotate_certificate("truck-a")
+    assert result.operation == "rotate-cert" and [name for name, _ in fake["stack"].calls] == ["up"]
+    assert json.loads(fake["stack"].config["truckctl-race:certificateGenerations"].value) == {"truck-a": 1,
+                                                                                             "truck-b": 2}
+    assert fake["stack"].config["truckctl-race:stage"].value == "stage-4"  # not moved to the engine's stage
 
 
 def test_an_existing_vpn_key_is_kept(project: Project, stage: Any, fake: dict[str, Any]) -> None:

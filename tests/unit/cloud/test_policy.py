@@ -359,9 +359,10 @@ def iot_doc(*resources: str, action: str = "iot:Publish", condition: dict[str, A
     return doc(statement)
 
 
-def bridge_doc(*topics: str, client: str = "gdf27-stage-1-truck-a", action: str = "iot:Publish") -> str:
-    connect = {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{IOT_BASE}:client/{client}",
-               "Condition": ATTACHED}
+def bridge_doc(*topics: str, client: str = "gdf27-stage-1-truck-a", action: str = "iot:Publish",
+               also: tuple[str, ...] = ()) -> str:
+    connect = {"Effect": "Allow", "Action": "iot:Connect",
+               "Resource": [f"{IOT_BASE}:client/{c}" for c in (client, *also)], "Condition": ATTACHED}
     return doc(connect, {"Effect": "Allow", "Action": action, "Resource": [f"{IOT_BASE}:{t}" for t in topics]})
 
 
@@ -369,6 +370,19 @@ def test_iot_policy_scoped_to_one_truck_of_one_stage() -> None:
     scoped = res(policy.IOT_POLICY, "a", policy=bridge_doc("topic/gdf27/stage-1/truck-a/*",
                                                            "topic/gdf27/stage-1/truck-a/telemetry"))
     assert policy.iot_policy_scoped([scoped]) == []
+
+
+def test_iot_policy_may_let_the_trucks_gateway_agent_connect_beside_its_bridge() -> None:
+    """truck_ops_agent connects as `<client id>-ops` (never knocking the bridge's session off): allowed for
+    the policy's own truck only."""
+    with_agent = bridge_doc("topic/gdf27/stage-1/truck-a/*", also=("gdf27-stage-1-truck-a-ops",))
+    assert policy.iot_policy_scoped([res(policy.IOT_POLICY, "a", policy=with_agent)]) == []
+    for others in (("gdf27-stage-1-truck-b-ops",), ("gdf27-stage-1-truck-a-ops", "gdf27-stage-1-truck-b"),
+                   ("gdf27-stage-1-truck-a-ops", "gdf27-stage-1-truck-b", "gdf27-stage-1-truck-b-ops"),
+                   ("gdf27-stage-1-truck-a-ops-ops",)):
+        document = bridge_doc("topic/gdf27/stage-1/truck-a/*", also=others)
+        violations = policy.iot_policy_scoped([res(policy.IOT_POLICY, "a", policy=document)])
+        assert any("expected exactly one" in v.message for v in violations), (others, violations)
 
 
 @pytest.mark.parametrize(("document", "fragment"), [

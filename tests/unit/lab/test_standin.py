@@ -70,6 +70,19 @@ def test_tracker_counts_and_attributes_heartbeats_to_nodes() -> None:
     assert "r/truck-a/telemetry/#" in tracker.topics() and "r/truck-a/heartbeat" in tracker.topics()
 
 
+def test_lost_telemetry_is_counted_by_the_feed_s_sequence_numbers() -> None:
+    """Each source (rider) numbers its readings: a gap is a lost message, a repeat a re-delivery (QoS 1);
+    numbering back at 1 is a restarted source, not a loss. Payloads without numbers are only counted."""
+    tracker = Tracker({"truck-a": "r/truck-a"}, 20, Clock(), NODES)
+    for rider, seq in [(1, 1), (2, 1), (1, 2), (2, 2), (1, 3), (2, 5), (2, 5), (1, 4), (1, 1), (1, 2)]:
+        tracker.on_message(f"r/truck-a/telemetry/rider/{rider}", json.dumps({"rider": rider, "seq": seq}).encode())
+    for junk in (b"not json", b'{"seq": "7"}', b'{"seq": true}', b"[1, 2]"):
+        tracker.on_message("r/truck-a/telemetry/rider/9", junk)
+    telemetry = tracker.status()["trucks"]["truck-a"]["telemetry"]
+    assert telemetry["sequence"] == {"sources": 2, "missing": 2, "repeated": 2}
+    assert telemetry["count"] == 14
+
+
 def test_stale_streams_raise_one_alarm_then_resolve() -> None:
     clock = Clock()
     tracker = Tracker({"truck-a": "r/truck-a"}, 20, clock, NODES)

@@ -1,7 +1,11 @@
-"""Results the faked truck tier returns in the lifecycle's unit tests (shared by several test modules)."""
+"""Results the faked truck tier returns in the lifecycle's unit tests (shared by several test modules),
+and the stage's gateways as directories for the team lock."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from truckctl.lifecycle.teamlock import Gateway, bounded_run
 from truckctl.truck.events import Change, HostEvent, HostStats, TruckRunResult
 
 
@@ -13,3 +17,22 @@ def truck_result(check: bool, changes: list[Change], unreachable: bool = False) 
                           changes=changes, duration_s=1.0, artifacts_dir="/a",
                           failures=[HostEvent("truck-a-hv1", "Gathering", "unreachable", "timed out")]
                           if unreachable else [])
+
+
+class GatewayDirs:
+    """The team lock's node script run here, one directory per gateway standing for its /var/lib/truckctl
+    (only the SSH hop is faked). `down` gateways answer as unreachable."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.calls: list[tuple[str, str]] = []
+        self.down: set[str] = set()
+
+    def dir(self, node: str) -> Path:
+        return self.root / node
+
+    def __call__(self, gateway: Gateway, argv: list[str], stdin: bytes) -> tuple[int, str]:
+        self.calls.append((gateway.node, argv[4]))
+        if gateway.node in self.down:
+            return 255, "ssh: connect to host: No route to host"
+        return bounded_run([*argv[:8], str(self.dir(gateway.node)), *argv[9:]], stdin)

@@ -87,7 +87,7 @@ def test_a_journal_that_fills_up_mid_run_keeps_what_it_has_and_fails_the_run(pro
     assert read_holder(project, "stage-1") is None
     # What was written before the disk filled is intact: whole lines, each one parseable.
     before = [json.loads(line) for line in whole.splitlines()]
-    assert [e["kind"] for e in before] == ["step-start", "step-end"]
+    assert [e["kind"] for e in before] == ["lock", "step-start", "step-end"]  # the team lock, then the step
     # The summary says how the run ended (its last write is retried) and that the record is short.
     summary = json.loads((run_dir(project) / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["journal_incomplete"]

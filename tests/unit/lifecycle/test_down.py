@@ -118,13 +118,19 @@ class FakeEngine:
     def outputs(self) -> CloudOutputs:
         self.calls.append("cloud-outputs")
         return make_cloud(self.stage, target="aws", region="eu-south-1",
-                          datalake_bucket="gdf27-stage-1-datalake-123456789012")
+                          datalake_bucket="gdf27-datalake-123456789012")
 
     def destroy(self, delete_data: bool = False) -> OperationResult:
         self.calls.append(f"destroy(delete_data={delete_data})")
         if self.fail_destroy is not None:
             raise self.fail_destroy
         return OperationResult("destroy", {"delete": 60, "same": 0})
+
+    def end_day(self) -> OperationResult:
+        self.calls.append("end-day")
+        if self.fail_destroy is not None:
+            raise self.fail_destroy
+        return OperationResult("end-day", {"delete": 10, "update": 2, "same": 61})
 
 
 class Fakes:
@@ -202,8 +208,9 @@ REVOKED = ["certificates", "iot DescribeCertificate truck-a", "iot UpdateCertifi
            "iot DescribeCertificate truck-b", "iot UpdateCertificate truck-b"]
 
 
-def run_down(project: Project, fakes: Fakes, target: str = "lab", delete_data: bool = False) -> dict[str, Any]:
-    return core.down(fakes.target(target, project), core.DownOptions("stage-1", delete_data),
+def run_down(project: Project, fakes: Fakes, target: str = "lab", delete_data: bool = False,
+             race: bool = True) -> dict[str, Any]:
+    return core.down(fakes.target(target, project), core.DownOptions("stage-1", delete_data, race),
                      core.Confirmation(True, delete_data))
 
 
@@ -285,7 +292,7 @@ def test_cli_without_yes_and_without_a_terminal_changes_nothing(project: Project
     document = json.loads(result.stdout)
     assert result.exit_code == 2 and document["errors"][0]["code"] == "not-confirmed"
     nothing_changed(project, fakes)
-    result = CliRunner().invoke(app, ["down", "stage-1", "--target", "aws", "--yes", "--delete-data"])
+    result = CliRunner().invoke(app, ["down", "stage-1", "--race", "--target", "aws", "--yes", "--delete-data"])
     assert result.exit_code == 2 and "--confirm-delete-data stage-1" in result.stderr
     nothing_changed(project, fakes)
 
@@ -293,11 +300,11 @@ def test_cli_without_yes_and_without_a_terminal_changes_nothing(project: Project
 # ---- order, journal, what is kept ------------------------------------------------------------
 
 def test_lab_tears_down_trucks_then_certificates_then_cloud(project: Project, fakes: Fakes) -> None:
-    result = run_down(project, fakes)
+    result = run_down(project, fakes, race=False)
     assert fakes.calls == ["preflight lab", "truck", "revoke truck-a", "revoke truck-b"]  # nothing to destroy
     summary = show_run(project, result["run_id"])["summary"]
     assert summary["command"] == "down" and summary["status"] == "ok"
-    assert list(summary["steps"]) == ["truck", "revoke", "cloud"]
+    assert list(summary["steps"]) == ["liveness", "truck", "revoke", "cloud"]  # liveness: is the race live? (no)
     assert all(step["status"] == "ok" for step in summary["steps"].values())
     assert result["cloud"]["destroyed"] is False and "nothing is deployed" in result["cloud"]["note"]
     kept = {item["what"]: item for item in result["kept"]}
@@ -324,8 +331,8 @@ def test_aws_destroys_the_cloud_after_the_trucks_and_keeps_the_data_lake(project
     assert [(c["truck"], c["before"], c["after"]) for c in result["revoke"]["certificates"]] == [
         ("truck-a", "ACTIVE", "INACTIVE"), ("truck-b", "ACTIVE", "INACTIVE")]
     kept = {item["what"]: item["name"] for item in result["kept"]}
-    assert kept["data lake"] == "gdf27-stage-1-datalake-123456789012"
-    assert "KMS key" in kept["data lake key"] and "stage-1" in kept["data lake key"]
+    assert kept["data lake"] == "gdf27-datalake-123456789012"
+    assert "KMS key" in kept["data lake key"] and "stage-1" not in kept["data lake key"]  # the race's key
     assert result["deleted"] == [] and result["cloud"]["operation"]["changes"] == {"delete": 60, "same": 0}
 
 
@@ -367,10 +374,10 @@ def test_no_lab_up_means_nothing_to_tear_down(project: Project, fakes: Fakes) ->
 
 
 def test_cli_renders_what_was_kept(project: Project, fakes: Fakes) -> None:
-    result = CliRunner().invoke(app, ["down", "stage-1", "--target", "aws", "--yes"])
+    result = CliRunner().invoke(app, ["down", "stage-1", "--race", "--target", "aws", "--yes"])
     assert result.exit_code == 0, result.stderr
     assert "truck tier: stage-1 on aws" in result.stdout
-    assert "kept: data lake: gdf27-stage-1-datalake-123456789012" in result.stdout
+    assert "kept: data lake: gdf27-datalake-123456789012" in result.stdout
     assert "cloud tier: destroyed (delete 60, same 0)" in result.stdout
     assert "certificates (first): truck-a INACTIVE, truck-b INACTIVE: 2 IoT certificate(s) set INACTIVE" \
         in result.stdout
@@ -420,6 +427,48 @@ def test_an_interrupted_down_resumes_where_it_stopped(project: Project, fakes: F
     assert fakes.calls == ["preflight aws", "cloud-outputs", "destroy(delete_data=False)"]
 
 
+# ---- the day's down (without --race): the race's cloud stays ------------------------------------
+
+def test_aws_day_down_takes_the_trucks_down_and_only_the_day_parts_of_the_cloud(project: Project,
+                                                                                fakes: Fakes) -> None:
+    """No certificate is deactivated (they last the race), nothing is destroyed: the race stack leaves
+    the stage."""
+    result = run_down(project, fakes, target="aws", race=False)
+    assert fakes.calls == ["preflight aws", "truck", "end-day"]
+    assert result["scope"] == "day" and "revoke" not in result
+    assert result["cloud"]["destroyed"] is False and result["cloud"]["operation"]["operation"] == "end-day"
+    kept = {item["what"]: item for item in result["kept"]}
+    assert "certificates" in kept["the race's cloud"]["detail"] and result["deleted"] == []
+    assert show_run(project, result["run_id"])["summary"]["command"] == "down"
+
+
+def test_a_day_down_never_deletes_data(project: Project, fakes: Fakes) -> None:
+    with pytest.raises(TruckctlError) as caught:
+        core.down(fakes.target("aws", project), core.DownOptions("stage-1", delete_data=True, race=False),
+                  core.Confirmation(True, True))
+    assert caught.value.exit_code == ExitCode.USAGE and "--race" in caught.value.problems[0].message
+    nothing_changed(project, fakes)
+
+
+def test_a_day_down_does_not_resume_a_race_down_nor_the_reverse(project: Project, fakes: Fakes) -> None:
+    fakes.fail_destroy = KeyboardInterrupt()
+    with pytest.raises(TruckctlError):
+        run_down(project, fakes, target="aws")  # the race's teardown, interrupted in its cloud step
+    fakes.fail_destroy = None
+    fakes.calls.clear()
+    day = run_down(project, fakes, target="aws", race=False)
+    assert day["resumed_from"] is None and fakes.calls == ["preflight aws", "truck", "end-day"]
+    fakes.calls.clear()
+    fakes.fail_destroy = KeyboardInterrupt()
+    with pytest.raises(TruckctlError):
+        run_down(project, fakes, target="aws", race=False)  # a day's down, interrupted in end_day
+    fakes.fail_destroy = None
+    fakes.calls.clear()
+    resumed = run_down(project, fakes, target="aws", race=False)
+    assert resumed["resumed_from"] is not None and resumed["skipped_steps"] == ["truck"]
+    assert fakes.calls == ["preflight aws", "end-day"]
+
+
 # ---- aws: the trucks' IoT certificates first ---------------------------------------------------
 
 def journal_events(project: Project, run_id: str, kind: str) -> list[dict[str, Any]]:
@@ -441,9 +490,9 @@ def test_aws_deactivates_every_certificate_first_even_with_a_node_unreachable(pr
     assert result["cloud"] == {"destroyed": False, "reason": "nodes were not taken down"}
     run = show_run(project, list_runs(project, "stage-1")[0]["run_id"])
     ends = {e["step"]: e["status"] for e in run["events"] if e["kind"] == "step-end"}
-    assert ends == {"revoke": "ok", "truck": "failed"}
+    assert ends == {"liveness": "ok", "revoke": "ok", "truck": "failed"}
     starts = [e["step"] for e in run["events"] if e["kind"] == "step-start"]
-    assert starts == ["revoke", "truck"]
+    assert starts == ["liveness", "revoke", "truck"]
     assert [(e["truck"], e["certificate_id"], e["before"], e["after"])
             for e in journal_events(project, run["summary"]["run_id"], "certificate")] == [
         ("truck-a", CERTIFICATES["truck-a"], "ACTIVE", "INACTIVE"),
@@ -505,7 +554,7 @@ def test_aws_revocation_counts_revoked_and_deleted_certificates_as_done(project:
 def test_aws_cli_says_the_revocation_failed_and_what_to_do(project: Project, fakes: Fakes) -> None:
     fakes.iot.refuses("truck-a", "ThrottlingException")
     fakes.iot.deactivates("truck-b")
-    result = CliRunner().invoke(app, ["down", "stage-1", "--target", "aws", "--yes"])
+    result = CliRunner().invoke(app, ["down", "stage-1", "--race", "--target", "aws", "--yes"])
     assert result.exit_code == ExitCode.ERROR
     assert "truck truck-a's IoT certificate" in result.stderr and "update-certificate" in result.stderr
     assert "truck" not in fakes.calls and not any(c.startswith("destroy") for c in fakes.calls)
@@ -546,3 +595,16 @@ def test_down_playbook_passes_the_syntax_check(tmp_path: Path) -> None:
     proc = subprocess.run([str(BIN / "ansible-playbook"), "--syntax-check", "-i", str(inventory), "down.yml"],
                           cwd=REPO / "playbooks", capture_output=True, text=True, check=False, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_cli_down_without_race_on_aws_ends_the_day_and_destroys_nothing(project: Project, fakes: Fakes) -> None:
+    """`down STAGE --target aws` must not tear the race's one stack down: only `--race` does."""
+    result = CliRunner().invoke(app, ["down", "stage-1", "--target", "aws", "--yes", "--json"])
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)["result"]
+    assert document["scope"] == "day" and "revoke" not in document
+    assert fakes.calls == ["preflight aws", "truck", "end-day"]
+    result = CliRunner().invoke(app, ["down", "stage-1", "--target", "aws", "--yes", "--delete-data",
+                                      "--confirm-delete-data", "stage-1", "--json"])
+    assert result.exit_code == ExitCode.USAGE and "--race" in json.loads(result.stdout)["errors"][0]["message"]
+    assert fakes.calls == ["preflight aws", "truck", "end-day"]  # nothing more ran

@@ -110,3 +110,11 @@ def test_killed_run_reads_as_died_with_torn_last_line(project: Project) -> None:
 def test_show_rejects_odd_run_ids(project: Project, bad: str) -> None:
     with pytest.raises(TruckctlError):
         show_run(project, bad)
+
+
+def test_runs_of_the_same_second_are_listed_newest_first(project: Project) -> None:
+    """`down` resumes the stage's newest run: within one second run ids differ only by a random suffix,
+    so the order comes from the start time, not the name."""
+    older = Journal(project, "stage-1", "down", "lab", run_id="20270509T070000Z-stage-1-down-ffff", started=100.0)
+    newer = Journal(project, "stage-1", "down", "lab", run_id="20270509T070000Z-stage-1-down-0000", started=100.5)
+    assert [r["run_id"] for r in list_runs(project, "stage-1")] == [newer.run_id, older.run_id]

@@ -64,7 +64,7 @@ def attempt(project: Project, stage: Stage, yes: bool, delete_data: bool, confir
         target = fakes.target("aws", project)
         confirmation = core.confirm(STAGE, target, yes=yes, delete_data=delete_data, confirm_delete_data=confirm,
                                     interactive=interactive, ask=ask)
-        core.down(target, core.DownOptions(STAGE, delete_data), confirmation, runner=fakes.run_plan)
+        core.down(target, core.DownOptions(STAGE, delete_data, race=True), confirmation, runner=fakes.run_plan)
     except TruckctlError:
         pass
     if asked and delete_data:
@@ -103,7 +103,7 @@ def test_the_cli_without_a_terminal_follows_the_same_rule(project: Project, stag
     fakes = Fakes(stage)
     monkeypatch.setattr("truckctl.targets.for_kind", fakes.target)
     monkeypatch.setattr("truckctl.truck.runner.run_plan", fakes.run_plan)
-    args = ["-C", str(REPO), "down", STAGE, "--target", "aws", "--json"]
+    args = ["-C", str(REPO), "down", STAGE, "--race", "--target", "aws", "--json"]
     args += ["--yes"] if yes else []
     args += ["--delete-data"] if delete_data else []
     args += ["--confirm-delete-data", confirm] if confirm is not None else []

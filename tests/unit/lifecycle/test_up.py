@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import KEY_BODY, REPO, FakeLabTarget
+from tests.helpers import KEY_BODY, REPO, FakeLabTarget, make_cloud
 from truckctl.cli.app import app
+from truckctl.cloud.engine import OperationResult
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.lifecycle import orchestrator
@@ -65,7 +66,7 @@ def test_up_runs_every_step_and_journals_it(project: Project, fakes: dict[str, A
     assert "stand-in" in result["cloud_source"]
     summary = show_run(project, result["run_id"])["summary"]
     assert summary["status"] == "ok" and summary["command"] == "up" and summary["target"] == "lab"
-    assert list(summary["steps"]) == ["lab", "prechecks", "truck", "cloud", "verify"]
+    assert list(summary["steps"]) == ["lab", "prechecks", "liveness", "truck", "cloud", "verify"]
     assert read_holder(project, "stage-1") is None  # lock released
 
 
@@ -252,3 +253,69 @@ def test_an_unknown_limit_is_refused_before_the_lock_and_the_journal(project: Pr
         orchestrator.up(fakes["target"], orchestrator.UpRequest("stage-1", limit="truck-z-gw"))
     assert caught.value.exit_code == ExitCode.USAGE and fakes["calls"] == []
     assert not project.state_dir.exists()
+
+
+# ---- the race's one cloud: each up is a move from the stage the race is at -------------------------
+
+def test_lab_up_records_the_stage_and_the_next_move_starts_there(project: Project, fakes: dict[str, Any]) -> None:
+    from truckctl.cloud import current
+    from truckctl.lifecycle.plan import move_origin
+
+    orchestrator.up(fakes["target"], orchestrator.UpRequest("stage-1"))
+    assert current.read(project, "lab") == "stage-1" and current.read(project, "aws") is None
+    assert move_origin(project, "stage-7", "lab") == "stage-1"  # from the stage the race is at
+    current.write(project, "lab", None)  # after `down`: between stages
+    assert move_origin(project, "stage-7", "lab") == "stage-6"  # the stage before in race order
+    assert move_origin(project, "stage-1", "lab") is None  # the race's first deployment
+
+
+class RecordingEngine:
+    """What AwsTarget asks of Pulumi, recorded; `up` answers with the example race's outputs."""
+
+    def __init__(self, calls: list[str], stage: Stage) -> None:
+        self.calls, self.stage = calls, stage
+
+    def up(self) -> tuple[Any, Any]:
+        self.calls.append("pulumi up")
+        return make_cloud(self.stage, target="aws"), OperationResult("up", {"update": 2, "same": 70})
+
+
+def aws_target(project: Project, calls: list[str], move: dict[str, Any]) -> AwsTarget:
+    def move_check(project_: Project, stage: str, target: str) -> dict[str, Any]:
+        calls.append(f"move check {stage} on {target}")
+        return {"policy": [], "policy_rules": ["s3-encrypted"], "counts": {"total": 1, "by_component": {}},
+                "move": move}
+
+    return AwsTarget(project, engine=lambda project_, stage_, on_event: RecordingEngine(calls, stage_),
+                     require_pulumi=lambda: None, move_check=move_check)
+
+
+def test_aws_up_refuses_a_move_that_would_replace_data_before_pulumi_runs(project: Project, fakes: dict[str, Any]
+                                                                        ) -> None:
+    from truckctl.cloud import current
+
+    violation = {"rule": "move-keeps-data-and-identity", "resource": "datalake",
+                 "message": "moving stage-1 -> stage-2 would replace it (race data (the data lake))"}
+    calls: list[str] = []
+    target = aws_target(project, calls, {"policy": [violation], "counts": {}, "from": "stage-1"})
+    with pytest.raises(TruckctlError) as caught:
+        orchestrator.up(target, orchestrator.UpRequest("stage-2", tier="cloud"))
+    assert [p.code for p in caught.value.problems] == ["policy-violation"]
+    assert "move-keeps-data-and-identity" in caught.value.problems[0].message
+    assert calls == ["move check stage-2 on aws"]  # pulumi up never ran
+    assert current.read(project, "aws") is None  # the race is not recorded at stage-2
+
+
+def test_aws_up_checks_the_move_then_moves_the_race_and_records_the_stage(project: Project, fakes: dict[str, Any]
+                                                                        ) -> None:
+    from truckctl.cloud import current
+
+    calls: list[str] = []
+    move = {"policy": [], "counts": {"update": 2, "same": 70}, "from": "stage-1",
+            "changes": [{"op": "update", "name": "truck-a-lan-route", "keys": ["destinationCidrBlock"]}]}
+    result = orchestrator.up(aws_target(project, calls, move), orchestrator.UpRequest("stage-2", tier="cloud"))
+    assert calls == ["move check stage-2 on aws", "pulumi up"]
+    assert result["cloud"]["move"]["from"] == "stage-1" and result["cloud"]["operation"] == "up"
+    assert current.read(project, "aws") == "stage-2"
+    summary = show_run(project, result["run_id"])["summary"]
+    assert summary["steps"]["cloud"]["summary_move"] == "update 2"

@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,14 +18,10 @@ import pytest
 from tests.helpers import make_cloud
 from truckctl.config.model import Stage
 from truckctl.errors import TruckctlError
+from truckctl.remote import Connection
 from truckctl.truck.plan import build_plan, connection_vars
 
-
-@dataclass(frozen=True)
-class Conn:
-    user: str
-    private_key: Path
-    known_hosts: Path
+Conn = Connection  # the real one: direct, as inside the truck
 
 
 def _effective(args: list[str]) -> dict[str, list[str]]:

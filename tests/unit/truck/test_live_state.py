@@ -215,3 +215,41 @@ def test_a_name_list_keyword_is_compared_as_a_set_of_names(node: tuple[Path, Fak
     fake.allowed_users = "raceops\nallowusers intruder"
     found = {(item.kind, item.item): item for item in measure(root, fake)}
     assert found["sshd", "allowusers"].found == "intruder | raceops | root"
+
+
+def test_while_live_the_fixes_that_cut_telemetry_are_held_and_the_rest_applied(node: tuple[Path, FakeNode]) -> None:
+    """cuts_telemetry names what interrupts telemetry on this node (a gateway: the ruleset reload and the broker's
+    restart); with hold_cuts those items are flagged and not fixed, everything else is."""
+    root, fake = node
+    fake.password_auth = "yes"
+    write(root, "/etc/ssh/sshd_config", "PasswordAuthentication yes\nInclude /etc/ssh/sshd_config.d/*.conf\n")
+    fake.live_ruleset = RULESET.replace("policy drop;\n", "policy drop;\n\t\taccept\n")
+    fake.sources = ["10.47.1.11", "192.0.2.55"]
+    gateway = live.Node(params(cuts_telemetry=["firewall", "mosquitto"], hold_cuts=True), str(root), fake)
+    items = gateway.measure()[0]
+    assert {(i.kind, gateway.cuts(i)) for i in items} == {("sshd", False), ("firewall", True), ("time-source", False)}
+    done = gateway.fix(items)
+    ran = [" ".join(c) for c in fake.commands]
+    assert "nft -f /etc/nftables.conf" not in ran and "reloaded the ruleset from /etc/nftables.conf" not in done
+    assert "systemctl reload ssh" in ran and "systemctl restart chrony" in ran
+    assert live.Node(params(cuts_telemetry=["firewall"]), str(root), fake).fix(items)  # not held: fixed
+    assert "nft -f /etc/nftables.conf" in [" ".join(c) for c in fake.commands]
+
+
+def test_a_broker_older_than_its_bridge_files_is_drift(node: tuple[Path, FakeNode]) -> None:
+    root, fake = node
+
+    def answer(argv: list[str]) -> tuple[int, str, str]:
+        return (0, "4242\n", "") if argv[:2] == ["systemctl", "show"] else fake(argv)
+
+    write(root, "/etc/mosquitto/mosquitto.conf", "listener 1883 127.0.0.1\n")
+    write(root, "/etc/mosquitto/bridge/ca.pem", "ca\n")
+    write(root, "/proc/4242/cmdline", "/usr/sbin/mosquitto\0-c\0/etc/mosquitto/mosquitto.conf\0")
+    started = os.stat(root / "proc/4242").st_mtime
+    os.utime(root / "etc/mosquitto/mosquitto.conf", (started - 60, started - 60))
+    os.utime(root / "etc/mosquitto/bridge/ca.pem", (started + 60, started + 60))
+    gateway = live.Node(params(broker_files=["/etc/mosquitto/bridge/ca.pem"]), str(root), answer)
+    assert gateway.broker_process("mosquitto", "/etc/mosquitto/mosquitto.conf")[0].expected == (
+        "/etc/mosquitto/bridge/ca.pem as it is now")
+    plain = live.Node(params(), str(root), answer)
+    assert plain.broker_process("mosquitto", "/etc/mosquitto/mosquitto.conf") == []

@@ -279,8 +279,11 @@ function renderRuns(snap) {
   const runs = snap.runs || [];
   document.getElementById("runs-count").textContent = `(${snap.runs_total ?? runs.length})`;
   if (!runs.length) { replace("runs", el("p", { class: "muted", text: "no run recorded for this stage yet" })); return; }
-  replace("runs", table(["run", "command", "status", "started", "took", "failed step"], runs.map((r) => [
-    el("a", { href: `/runs/${encodeURIComponent(r.run_id)}`, "data-run": r.run_id, text: r.run_id }),
+  replace("runs", table(["run", "by", "command", "status", "started", "took", "failed step"], runs.map((r) => [
+    // another operator's run (recorded on the gateways) has only its summary here: no page of its own
+    r.origin && r.origin !== "local" ? el("span", { "data-run": r.run_id, text: r.run_id })
+      : el("a", { href: `/runs/${encodeURIComponent(r.run_id)}`, "data-run": r.run_id, text: r.run_id }),
+    r.origin || "local",
     `${r.command}${r.target ? " · " + r.target : ""}`,
     el("span", { class: `badge ${r.status === "ok" ? "st-ok" : r.status === "running" ? "st-unknown" : r.status === "changes" ? "st-degraded" : "st-down"}`, text: `${r.status} (${r.exit_code})` }),
     when(r.started), r.duration_s !== null && r.duration_s !== undefined ? `${Number(r.duration_s).toFixed(1)} s` : "-", r.failed_step || "",

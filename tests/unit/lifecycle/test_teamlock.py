@@ -1,0 +1,246 @@
+"""The team lock's protocol: the real node script, run here with a temporary directory per gateway.
+
+Each fake gateway is a directory standing for a node's /var/lib/truckctl; the node's clock is a
+number the test moves (the script takes it as an argument only in tests), so lease expiry is tested
+without waiting. What is faked is only the SSH hop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.lifecycle.fakes import GatewayDirs
+from truckctl.errors import ExitCode, TruckctlError
+from truckctl.lifecycle.teamlock import (
+    Gateway,
+    Holder,
+    TeamLock,
+    bounded_run,
+    force_release,
+    read_locks,
+    record_run,
+    remote_runs,
+)
+from truckctl.lifecycle.teamlock_node import KEEP_RUNS, node_command
+
+GATEWAYS = [Gateway("truck-a", "truck-a-gw", "10.0.0.1"), Gateway("truck-b", "truck-b-gw", "10.0.1.1")]
+
+
+class Nodes(GatewayDirs):
+    """The gateways as directories, one node clock for all (moved by the tests)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.now = int(time.time())  # calls that pass no clock use the real one
+
+    def lock(self, who: str, command: str = "up stage-1 --target lab", **kwargs: Any) -> TeamLock:
+        holder = Holder(host=f"{who}-host", user=who, command=command, run_id=f"20270501T070000Z-stage-1-up-{who}",
+                        started=1_700_000_000.0, pid=42)
+        return TeamLock("stage-1", list(GATEWAYS), self, holder, root="/unused", clock=lambda: self.now, **kwargs)
+
+    def lock_dir(self, node: str) -> Path:
+        return self.dir(node) / "locks" / "stage-1"
+
+
+@pytest.fixture
+def nodes(tmp_path: Path) -> Nodes:
+    return Nodes(tmp_path)
+
+
+def test_taken_on_every_gateway_in_order_and_released(nodes: Nodes) -> None:
+    lock = nodes.lock("engineer")
+    lock.take()
+    assert [g.node for g in lock.held] == ["truck-a-gw", "truck-b-gw"]
+    assert [c for c in nodes.calls if c[1] == "take"] == [("truck-a-gw", "take"), ("truck-b-gw", "take")]
+    for gateway in GATEWAYS:
+        holder = json.loads((nodes.lock_dir(gateway.node) / "holder.json").read_text())
+        assert (holder["host"], holder["user"], holder["run_id"]) == ("engineer-host", "engineer",
+                                                                     "20270501T070000Z-stage-1-up-engineer")
+        assert int((nodes.lock_dir(gateway.node) / "expires").read_text()) == nodes.now + 30
+        assert oct(os.stat(nodes.dir(gateway.node) / "locks").st_mode & 0o777) == "0o700"
+    assert lock.release() == []
+    assert not nodes.lock_dir("truck-a-gw").exists() and not nodes.lock_dir("truck-b-gw").exists()
+
+
+def test_a_second_operator_gets_exit_4_naming_holder_host_user_run_and_since(nodes: Nodes) -> None:
+    nodes.lock("engineer").take()
+    with pytest.raises(TruckctlError) as caught:
+        nodes.lock("ci", "drift stage-1 --target lab").take()
+    error = caught.value
+    assert error.exit_code == ExitCode.LOCKED
+    message = error.problems[0].message
+    for part in ("engineer@engineer-host", "'up stage-1 --target lab'", "run 20270501T070000Z-stage-1-up-engineer",
+                 "since 20", "truck-a-gw", "lease ends in 30 s"):
+        assert part in message, message
+    assert error.result["lock"]["user"] == "engineer"
+
+
+def test_all_or_none_a_held_second_gateway_releases_the_first(nodes: Nodes) -> None:
+    """CI holds only truck-b's gateway (say it raced in there first): the engineer takes truck-a's,
+    meets CI on truck-b, and gives truck-a's back: nothing of the engineer's stays."""
+    ci = nodes.lock("ci")
+    ci.gateways = [GATEWAYS[1]]
+    ci.take()
+    with pytest.raises(TruckctlError) as caught:
+        nodes.lock("engineer").take()
+    assert caught.value.exit_code == ExitCode.LOCKED and caught.value.problems[0].location == "truck-b-gw"
+    assert not nodes.lock_dir("truck-a-gw").exists()  # released
+    assert json.loads((nodes.lock_dir("truck-b-gw") / "holder.json").read_text())["user"] == "ci"
+
+
+def test_the_lease_expires_not_never_not_at_once(nodes: Nodes) -> None:
+    nodes.lock("engineer").take()  # then the engineer's truckctl dies: nobody renews
+    nodes.now += 29
+    with pytest.raises(TruckctlError):
+        nodes.lock("ci").take()  # not at once
+    nodes.now += 2
+    ci = nodes.lock("ci")
+    ci.take()  # not never: after the lease, the next operator proceeds
+    assert [t["holder"]["user"] for t in ci.took_over] == ["engineer", "engineer"]
+
+
+def test_renewal_keeps_the_lock_past_its_first_lease(nodes: Nodes) -> None:
+    lock = nodes.lock("engineer")
+    lock.take()
+    for _ in range(5):
+        nodes.now += 20
+        lock.renew_once()
+    assert lock.lost is None
+    with pytest.raises(TruckctlError):
+        nodes.lock("ci").take()
+
+
+def test_a_holder_that_lost_its_lock_is_told_and_stops(nodes: Nodes) -> None:
+    told: list[str] = []
+    lock = nodes.lock("engineer", on_lost=told.append)
+    lock.take()
+    nodes.now += 31  # the engineer's link was down for longer than the lease; CI took over
+    nodes.lock("ci").take()
+    lock.renew_once()
+    assert len(told) == 1 and "taken away" in told[0] and "ci@ci-host" in told[0]
+    with pytest.raises(TruckctlError) as caught:
+        lock.check()
+    assert caught.value.problems[0].code == "lock-lost"
+    lock.release()  # a lost lock is not released from under its new holder
+    assert json.loads((nodes.lock_dir("truck-a-gw") / "holder.json").read_text())["user"] == "ci"
+
+
+def test_renewals_failing_for_a_whole_lease_lose_the_lock(nodes: Nodes) -> None:
+    told: list[str] = []
+    lock = nodes.lock("engineer", on_lost=told.append, lease=0)
+    lock.take()
+    nodes.down.add("truck-b-gw")
+    lock.renew_once()
+    assert told and "could not be renewed" in told[0] and "truck-b-gw" in told[0]
+
+
+def test_an_unreachable_gateway_is_said_not_locked(nodes: Nodes) -> None:
+    nodes.down.add("truck-b-gw")
+    lock = nodes.lock("engineer")
+    lock.take()
+    assert lock.as_dict()["gateways"] == ["truck-a-gw"] and lock.as_dict()["unreachable"] == ["truck-b-gw"]
+
+
+def test_forced_release_removes_a_live_lock_and_is_recorded_on_the_gateways(nodes: Nodes) -> None:
+    nodes.lock("engineer").take()
+    record = {"run_id": "20270501T071000Z-stage-1-unlock-ab12", "stage": "stage-1", "command": "unlock",
+              "target": "lab", "status": "ok", "exit_code": 0, "started": 1_700_000_100.0, "duration_s": 0.2,
+              "failed_step": None, "host": "lead-host", "user": "lead"}
+    released = force_release("stage-1", list(GATEWAYS), nodes, record, root="/unused")
+    assert [(r["gateway"], r["state"], r["holder"]["user"]) for r in released] == [
+        ("truck-a-gw", "forced", "engineer"), ("truck-b-gw", "forced", "engineer")]
+    nodes.lock("ci").take()  # free again
+    runs, failed = remote_runs("stage-1", list(GATEWAYS), nodes, root="/unused")
+    assert failed == {} and [(r["command"], r["user"], r["seen_on"]) for r in runs] == [
+        ("unlock", "lead", ["truck-a-gw", "truck-b-gw"])]
+
+
+@pytest.mark.parametrize("content", [
+    "not json at all", '{"host": "x\\u001b[2J", "user": "u", "command": "c", "started": 1}',
+    '{"host": "' + "h" * 5000 + '"}', "\x00\xff" * 100, '{"host": "a", "user": "b", "command": "$(reboot)", '
+    '"started": 1e300}'])
+def test_malicious_or_oversized_lock_content_is_data_never_code(nodes: Nodes, content: str) -> None:
+    directory = nodes.lock_dir("truck-a-gw")
+    directory.mkdir(parents=True)
+    (directory / "holder.json").write_text(content, errors="surrogateescape")
+    (directory / "token").write_text("someone-else\n")
+    (directory / "expires").write_text("$(touch /tmp/pwned)" if "reboot" in content else str(nodes.now + 100))
+    state = read_locks("stage-1", [GATEWAYS[0]], nodes, root="/unused")[0]
+    if "reboot" in content:  # a non-number expiry proves nothing alive: the lock is taken over
+        assert state["state"] == "expired"
+        nodes.lock("ci").take()
+        assert not Path("/tmp/pwned").exists()
+        return
+    assert state["state"] == "held" and state["holder"]["command"] == "(unreadable lock record)"
+    with pytest.raises(TruckctlError) as caught:
+        nodes.lock("ci").take()
+    assert "unreadable lock record" in caught.value.problems[0].message
+    assert all(c.isprintable() for c in caught.value.problems[0].message)
+
+
+def test_history_is_bounded_in_count_and_size_and_forged_records_are_left_out(nodes: Nodes) -> None:
+    gateway = [GATEWAYS[0]]
+    runs_dir = nodes.dir("truck-a-gw") / "runs" / "stage-1"
+
+    def record(n: int) -> dict[str, Any]:
+        return {"run_id": f"20270501T07{n // 60:02d}{n % 60:02d}Z-stage-1-up-{n:04x}", "stage": "stage-1",
+                "command": "up", "target": "lab", "status": "ok", "exit_code": 0, "started": 1.0 + n,
+                "duration_s": 1.0, "failed_step": None, "host": "h", "user": "u"}
+    assert record_run(gateway, nodes, "stage-1", record(0), root="/unused") == []
+    for n in range(1, KEEP_RUNS + 3):  # as if recorded one by one, then two more through the node
+        (runs_dir / f"{record(n)['run_id']}.json").write_text(json.dumps(record(n)) + "\n")
+    for n in (KEEP_RUNS + 3, KEEP_RUNS + 4):
+        assert record_run(gateway, nodes, "stage-1", record(n), root="/unused") == []
+    assert len(list(runs_dir.iterdir())) == KEEP_RUNS
+    assert not (runs_dir / f"{record(0)['run_id']}.json").exists()  # the oldest went
+    (runs_dir / "zzzz.json").write_text('{"run_id": "x", "stage": "stage-1", "status": "\\u001b]0;pwn"}\n')
+    (runs_dir / "zzzy.json").write_text("A" * 100_000)
+    runs, _ = remote_runs("stage-1", gateway, nodes, root="/unused")
+    assert len(runs) == KEEP_RUNS - 2 and all(r["command"] == "up" for r in runs)  # newest 50 names, 2 forged
+
+
+def test_the_node_refuses_arguments_it_does_not_expect(nodes: Nodes) -> None:
+    lock = nodes.lock("engineer")
+    lock.stage = "stage-1; rm -rf /"
+    with pytest.raises(TruckctlError) as caught:
+        lock.take()
+    assert "bad-stage" in caught.value.problems[0].message
+    assert "'stage-1; rm -rf /'" in node_command("take", "stage-1; rm -rf /", "ab", 30)  # quoted, one word
+
+
+def test_an_answer_too_long_is_cut_not_read_whole() -> None:
+    code, text = bounded_run(["sh", "-c", "yes | head -c 10000000"], b"", limit=100_000)
+    assert (code, text) == (1, "answer too long")
+
+
+def test_operators_racing_for_the_lock_one_wins_every_gateway_the_others_hold_nothing(nodes: Nodes) -> None:
+    import threading
+
+    contenders = [nodes.lock(f"op{n}") for n in range(4)]
+    outcomes: dict[str, str] = {}
+    gate = threading.Barrier(len(contenders))
+
+    def race(lock: TeamLock) -> None:
+        gate.wait()
+        try:
+            lock.take()
+            outcomes[lock.holder.user] = "won"
+        except TruckctlError as exc:
+            outcomes[lock.holder.user] = "locked" if exc.exit_code == ExitCode.LOCKED else str(exc)
+
+    threads = [threading.Thread(target=race, args=(lock,)) for lock in contenders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes.values()) == ["locked", "locked", "locked", "won"], outcomes
+    winner = next(user for user, outcome in outcomes.items() if outcome == "won")
+    for gateway in GATEWAYS:
+        assert json.loads((nodes.lock_dir(gateway.node) / "holder.json").read_text())["user"] == winner
+    assert [lock.held for lock in contenders if lock.holder.user != winner] == [[], [], []]

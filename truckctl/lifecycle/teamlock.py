@@ -1,0 +1,454 @@
+"""The team lock: the stage lock every operator meets, kept on the stage's trucks (their gateways).
+
+Several operators (the engineer's laptop on the truck LAN, CI outside, the ops lead at home) have
+no state directory in common; the trucks are what they all must reach. So a run that changes the
+trucks takes the stage's lock on every truck's gateway (`teamlock_node` says how, on the node):
+
+- **All or none.** Gateways are taken one after the other in a fixed order (by truck name); if one
+  is held by another run, the ones already taken are released and the run stops with exit 4 naming
+  the holder (host, user, command, run), where (which gateway) and since when. A gateway that does
+  not answer is not locked (nobody reaches that truck through it either); the run says so.
+- **A lease, renewed.** The lock holds for LEASE_S seconds of the node's clock; a background thread
+  of the running truckctl renews it every RENEW_S. A holder that died (SIGKILL, power loss) or lost
+  its link stops renewing, and its lock expires within LEASE_S: never for ever, never at once.
+  30 s: three renewals may fail (2 s connect timeouts, a loaded machine, a blip of the link)
+  before a live run loses its lock; a dead holder keeps the others out for at most half a minute.
+- **Lost means stop.** When a renewal finds the lock taken (it expired and someone took it, or an
+  operator forced it), or no renewal succeeded for a whole lease, the run is told (`lost`) and the
+  main thread is interrupted: the run ends instead of converging beside another.
+- **Forced release** (`truckctl unlock`) is confirmed by the user and recorded: in the local
+  journal (an `unlock` run) and on each gateway (its record in the shared history).
+
+The shared history: each run's summary (the fields `truckctl runs` lists; never a secret) is also
+recorded on the gateways (at most KEEP_RUNS per stage, 8 KiB each), so `runs` and `status` on any
+machine see every operator's runs. What a node returns is data: bounded, parsed as JSON, validated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import secrets
+import select
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from truckctl.errors import ExitCode, TruckctlError
+from truckctl.lifecycle.teamlock_node import HOLDER_MAX, KEEP_RUNS, NODE_ROOT, RUN_MAX, node_argv, node_command
+from truckctl.remote import Connection, ssh_argv
+from truckctl.text import hidden
+
+LEASE_S = 30
+RENEW_S = 10
+REPLY_MAX = 2 * HOLDER_MAX + 256 + KEEP_RUNS * (RUN_MAX + 1)
+CALL_TIMEOUT_S = 8.0
+
+
+@dataclass(frozen=True)
+class Gateway:
+    truck: str
+    node: str
+    address: str
+
+
+def gateways(stage: Any, trucks: Sequence[str] | None = None) -> list[Gateway]:
+    """The stage's gateways in the fixed order locks are taken in (by truck name)."""
+    chosen = [t for t in stage.trucks if trucks is None or t.name in trucks]
+    return sorted((Gateway(t.name, stage.gateway(t).name, str(stage.gateway(t).address)) for t in chosen),
+                  key=lambda g: g.truck)
+
+
+# ---- what a node says -----------------------------------------------------------------------------
+
+def _text(limit: int) -> Any:
+    return Field(max_length=limit, pattern=r"^[^\x00-\x1f\x7f]*$")
+
+
+class Holder(BaseModel):
+    """Who holds (or held) a lock, as written by the truckctl that took it: data, never trusted."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    host: str = _text(255)
+    user: str = _text(64)
+    command: str = _text(200)
+    run_id: str = Field(default="", max_length=80, pattern=r"^[0-9A-Za-z-]*$")
+    started: float = Field(ge=0, le=2**40)
+    pid: int = Field(default=0, ge=0, le=2**31)
+
+    def describe(self) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
+        return _visible(f"{self.user}@{self.host} ({self.command!r}, run {self.run_id or '?'}, since {when})")
+
+
+class RunRecord(BaseModel):
+    """A run as the shared history keeps it: the fields `truckctl runs` lists, and its origin."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    run_id: str = Field(max_length=80, pattern=r"^[0-9A-Za-z-]+$")
+    stage: str = Field(max_length=20, pattern=r"^stage-[0-9]{1,2}$")
+    command: str = _text(30)
+    target: str | None = _text(10)
+    status: str = Field(max_length=20, pattern=r"^[a-z-]+$")
+    exit_code: int | None = Field(default=None, ge=0, le=255)
+    started: float | None = Field(default=None, ge=0, le=2**40)
+    duration_s: float | None = Field(default=None, ge=0, le=2**32)
+    failed_step: str | None = _text(40)
+    host: str = _text(255)
+    user: str = _text(64)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One gateway's answer: state (taken, held, renewed, lost, ...), node time, expiry, holder."""
+
+    state: str
+    now: int = 0
+    expires: int = 0
+    holder: Holder | None = None
+    lines: tuple[str, ...] = ()
+    error: str | None = None  # unreachable, or what went wrong
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.expires - self.now)
+
+
+def parse_reply(rc: int, text: str) -> Reply:
+    """A node's bounded output as a Reply; anything malformed is an error, never an exception."""
+    if rc == 255:
+        return Reply("unreachable", error=_visible(" ".join(text.split())[:200]) or "SSH failed")
+    lines = text.split("\n")
+    head = lines[0].split()
+    if len(head) != 3 or not head[1].isdigit() or not head[2].isdigit() or rc != 0:
+        return Reply("error", error=f"unexpected answer (exit {rc}): {_visible(lines[0][:80])}")
+    state, now, expires = head[0], int(head[1]), int(head[2])
+    if state == "error":
+        return Reply("error", now, error=f"the node refused: {_visible(head[1][:40])}")
+    holder = parse_holder(lines[1]) if len(lines) > 1 and state != "history" else None
+    return Reply(state, now, expires, holder, tuple(lines[1:]) if state == "history" else ())
+
+
+def parse_holder(line: str) -> Holder | None:
+    if not line.strip():
+        return None
+    try:
+        return Holder.model_validate_json(line[:HOLDER_MAX])
+    except (ValidationError, ValueError):
+        return Holder(host="?", user="?", command="(unreadable lock record)", started=0)
+
+
+def _visible(text: str) -> str:
+    return "".join(c if not hidden(c) else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+# ---- how a gateway is called ----------------------------------------------------------------------
+
+class Transport(Protocol):
+    """Runs the node script on a gateway with `stdin`; returns (exit code, output), 255 if unreachable."""
+
+    def __call__(self, gateway: Gateway, argv: list[str], stdin: bytes) -> tuple[int, str]: ...
+
+
+@dataclass(frozen=True)
+class SshTransport:
+    """The gateway over truckctl's SSH (the same path and pinned host keys as every node command).
+
+    With `control_dir`, a held lock's calls share one SSH connection per gateway (ControlMaster):
+    the take opens it, renewals, the history record and the release ride on it; it closes with
+    `close()` or by itself LEASE_S after its last use, and within 10 s of a dead link."""
+
+    connection: Connection
+    control_dir: str | None = None
+
+    def __call__(self, gateway: Gateway, argv: list[str], stdin: bytes) -> tuple[int, str]:
+        op, stage, arg, lease, root = argv[4:9]
+        command = node_command(op, stage, arg, int(lease), root, sudo=self.connection.user != "root")
+        ssh = ssh_argv(self.connection, gateway.address, command)
+        if self.control_dir is not None:
+            ssh = [ssh[0], *self._multiplexing(), *ssh[1:]]
+        return bounded_run(ssh, stdin)
+
+    def _multiplexing(self) -> list[str]:
+        return ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_dir}/%C", "-o",
+                f"ControlPersist={LEASE_S}", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2"]
+
+    def close(self) -> None:
+        """End this lock's SSH masters and remove their directory."""
+        if self.control_dir is None:
+            return
+        directory = Path(self.control_dir)
+        for socket_path in directory.glob("*"):
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(["ssh", "-o", f"ControlPath={socket_path}", "-O", "exit", "gateway"],
+                               capture_output=True, timeout=5, check=False, stdin=subprocess.DEVNULL)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def held_transport(base: Transport) -> Transport:
+    """The transport a held lock uses: the same, with SSH connections kept open for its calls."""
+    if isinstance(base, SshTransport) and base.control_dir is None:
+        return SshTransport(base.connection, tempfile.mkdtemp(prefix="truckctl-lock-"))
+    return base
+
+
+def transport(target: Any, stage: Any) -> Transport:
+    """How the stage's gateways are reached: the target's SSH connection (its path, its pinned keys)."""
+    return SshTransport(target.connection(stage))
+
+
+def bounded_run(argv: list[str], stdin: bytes, limit: int = REPLY_MAX, timeout: float = CALL_TIMEOUT_S
+                ) -> tuple[int, str]:
+    """Run a command, reading at most `limit` bytes of its output for at most `timeout` seconds."""
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as exc:
+        return 255, f"cannot run {argv[0]}: {exc.strerror}"
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        proc.stdin.write(stdin)
+        proc.stdin.close()
+    except OSError:
+        pass
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    chunks: dict[int, bytearray] = {out_fd: bytearray(), err_fd: bytearray()}
+    deadline = time.monotonic() + timeout
+    open_fds = list(chunks)
+    while open_fds:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            proc.kill()
+            proc.wait()
+            return 255, "timed out"
+        ready, _, _ = select.select(open_fds, [], [], left)
+        for fd in ready:
+            data = os.read(fd, 65536)
+            if not data:
+                open_fds.remove(fd)
+                continue
+            chunks[fd] += data
+            if len(chunks[fd]) > limit:
+                proc.kill()
+                proc.wait()
+                return 1, "answer too long"
+    rc = proc.wait()
+    proc.stdout.close()
+    proc.stderr.close()
+    return rc, bytes(chunks[out_fd] if rc != 255 else chunks[err_fd]).decode("utf-8", "replace")
+
+
+def local_transport(gateway: Gateway, argv: list[str], stdin: bytes) -> tuple[int, str]:
+    """Runs the node script on this machine (tests: a temporary directory stands for each gateway)."""
+    return bounded_run(argv, stdin)
+
+
+# ---- the lock -------------------------------------------------------------------------------------
+
+def this_holder(command: str, run_id: str) -> Holder:
+    return Holder(host=socket.gethostname()[:255], user=_user()[:64], command=command[:200], run_id=run_id,
+                  started=time.time(), pid=os.getpid())
+
+
+@dataclass
+class TeamLock:
+    """The stage's lock on its gateways, held by this run. `take()`, then `start_renewing()`, `release()`."""
+
+    stage: str
+    gateways: list[Gateway]
+    transport: Transport
+    holder: Holder
+    root: str = NODE_ROOT
+    lease: int = LEASE_S
+    renew_every: float = RENEW_S
+    clock: Callable[[], int | None] = lambda: None  # the node's clock (tests): None = the node's own
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
+    held: list[Gateway] = field(default_factory=list)
+    unreachable: list[Gateway] = field(default_factory=list)
+    took_over: list[dict[str, Any]] = field(default_factory=list)
+    lost: str | None = None
+    on_lost: Callable[[str], None] = lambda reason: None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _last_ok: dict[str, float] = field(default_factory=dict)
+
+    def call(self, gateway: Gateway, op: str, arg: str = "-", stdin: bytes = b"") -> Reply:
+        rc, text = self.transport(gateway, node_argv(op, self.stage, arg, self.lease, self.root, self.clock()),
+                                  stdin)
+        return parse_reply(rc, text)
+
+    def take(self) -> None:
+        """All gateways or none: taken in order; one held by another run releases the others (exit 4)."""
+        record = self.holder.model_dump_json().encode()
+        for gateway in self.gateways:
+            reply = self.call(gateway, "take", self.token, record)
+            if reply.state in ("taken", "taken-expired"):
+                self.held.append(gateway)
+                self._last_ok[gateway.node] = time.monotonic()
+                if reply.state == "taken-expired" and reply.holder is not None:
+                    self.took_over.append({"gateway": gateway.node, "holder": reply.holder.model_dump()})
+            elif reply.state == "unreachable":
+                self.unreachable.append(gateway)
+            else:
+                self.release()
+                raise locked_error(self.stage, gateway, reply)
+
+    def release(self) -> list[str]:
+        """Release what this run holds (in parallel); returns the gateways it could not reach."""
+        self._stop.set()
+        held, self.held = self.held, []
+        with ThreadPoolExecutor(max_workers=max(1, len(held))) as pool:
+            replies = list(pool.map(lambda g: (g, self.call(g, "release", self.token)), held))
+        return [g.node for g, reply in replies if reply.state not in ("released", "not-held")]
+
+    def renew_once(self) -> None:
+        with ThreadPoolExecutor(max_workers=max(1, len(self.held))) as pool:
+            replies = list(pool.map(lambda g: (g, self.call(g, "renew", self.token)), list(self.held)))
+        now = time.monotonic()
+        for gateway, reply in replies:
+            if reply.state == "renewed":
+                self._last_ok[gateway.node] = now
+            elif reply.state == "lost":
+                who = reply.holder.describe() if reply.holder else "nobody (it was released)"
+                self._lose(f"the stage lock on {gateway.node} was taken away: now held by {who}")
+            elif now - self._last_ok.get(gateway.node, now) > self.lease:
+                self._lose(f"the stage lock on {gateway.node} could not be renewed for {self.lease} s "
+                           f"({reply.error or reply.state}): its lease has lapsed")
+
+    def _lose(self, reason: str) -> None:
+        if self.lost is None:
+            self.lost = reason
+            self.on_lost(reason)
+
+    def start_renewing(self) -> None:
+        def loop() -> None:
+            while not self._stop.wait(self.renew_every) and self.lost is None:
+                self.renew_once()
+        self._thread = threading.Thread(target=loop, name=f"teamlock-{self.stage}", daemon=True)
+        self._thread.start()
+
+    def stop_renewing(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=CALL_TIMEOUT_S + 2)
+
+    def check(self) -> None:
+        """Raise if the lock was lost: a run must not go on changing trucks it no longer holds."""
+        if self.lost is not None:
+            raise TruckctlError.single("lock-lost", f"{self.lost}; this run stopped so as not to converge beside "
+                                       "another", exit_code=ExitCode.ERROR)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"gateways": [g.node for g in self.held], "lease_s": self.lease,
+                "unreachable": [g.node for g in self.unreachable], "took_over": self.took_over}
+
+    def record(self, run: dict[str, Any]) -> list[str]:
+        """Record a run's summary on every gateway this run reached; returns those that failed."""
+        return record_run(self.gateways, self.transport, self.stage, run, self.root, self.lease)
+
+
+def locked_error(stage: str, gateway: Gateway, reply: Reply) -> TruckctlError:
+    if reply.state == "held" and reply.holder is not None:
+        message = (f"{stage} is locked by another operator: {reply.holder.describe()}, on {gateway.node}; "
+                   f"its lease ends in {reply.remaining} s unless that run renews it")
+        error = TruckctlError.single("lock-held", message, gateway.node, ExitCode.LOCKED)
+        error.result["lock"] = {**reply.holder.model_dump(), "gateway": gateway.node, "expires_in_s": reply.remaining,
+                                "where": "gateway"}
+        return error
+    if reply.state == "busy":
+        return TruckctlError.single("lock-held", f"{stage}'s lock on {gateway.node} is being changed by another "
+                                    "operator right now; try again", gateway.node, ExitCode.LOCKED)
+    return TruckctlError.single("lock-failed", f"cannot take {stage}'s lock on {gateway.node}: "
+                                f"{reply.error or reply.state}; nothing was changed", gateway.node)
+
+
+# ---- reading and forcing --------------------------------------------------------------------------
+
+def read_locks(stage: str, gws: list[Gateway], transport: Transport, root: str = NODE_ROOT
+               ) -> list[dict[str, Any]]:
+    """Each gateway's lock as it stands (in parallel)."""
+    def one(gateway: Gateway) -> dict[str, Any]:
+        reply = parse_reply(*transport(gateway, node_argv("read", stage, "-", LEASE_S, root), b""))
+        return {"gateway": gateway.node, "state": reply.state, "expires_in_s": reply.remaining,
+                "holder": reply.holder.model_dump() if reply.holder else None,
+                "description": reply.holder.describe() if reply.holder else None, "error": reply.error}
+    with ThreadPoolExecutor(max_workers=max(1, len(gws))) as pool:
+        return list(pool.map(one, gws))
+
+
+def force_release(stage: str, gws: list[Gateway], transport: Transport, record: dict[str, Any],
+                  root: str = NODE_ROOT) -> list[dict[str, Any]]:
+    """Remove the lock on every gateway whoever holds it, recording `record` (the unlock run) there."""
+    body = json.dumps(RunRecord.model_validate(record).model_dump(), separators=(",", ":")).encode()
+
+    def one(gateway: Gateway) -> dict[str, Any]:
+        reply = parse_reply(*transport(gateway, node_argv("force", stage, record["run_id"], LEASE_S, root), body))
+        return {"gateway": gateway.node, "state": reply.state, "error": reply.error,
+                "holder": reply.holder.model_dump() if reply.holder else None,
+                "description": reply.holder.describe() if reply.holder else None}
+    with ThreadPoolExecutor(max_workers=max(1, len(gws))) as pool:
+        return list(pool.map(one, gws))
+
+
+# ---- the shared history ---------------------------------------------------------------------------
+
+def run_record(summary: dict[str, Any], holder: Holder) -> dict[str, Any]:
+    """The fields of a run the gateways keep (as `truckctl runs` lists them), and who ran it."""
+    keep = ("run_id", "stage", "command", "target", "status", "exit_code", "started", "duration_s", "failed_step")
+    return {**{k: summary.get(k) for k in keep}, "host": holder.host, "user": holder.user}
+
+
+def record_run(gws: list[Gateway], transport: Transport, stage: str, run: dict[str, Any], root: str = NODE_ROOT,
+               lease: int = LEASE_S) -> list[str]:
+    try:
+        body = json.dumps(RunRecord.model_validate(run).model_dump(), separators=(",", ":")).encode()
+    except ValidationError:
+        return [g.node for g in gws]
+    with ThreadPoolExecutor(max_workers=max(1, len(gws))) as pool:
+        replies = list(pool.map(lambda g: (g, parse_reply(*transport(
+            g, node_argv("record", stage, str(run["run_id"]), lease, root), body))), gws))
+    return [g.node for g, reply in replies if reply.state != "recorded"]
+
+
+def remote_runs(stage: str, gws: list[Gateway], transport: Transport, root: str = NODE_ROOT
+                ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The runs recorded on the gateways (one entry per run, whichever gateways hold it), and the
+    gateways that could not be read with why."""
+    runs: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
+
+    def one(gateway: Gateway) -> tuple[Gateway, Reply]:
+        return gateway, parse_reply(*transport(gateway, node_argv("history", stage, "-", LEASE_S, root), b""))
+    with ThreadPoolExecutor(max_workers=max(1, len(gws))) as pool:
+        answers = list(pool.map(one, gws))
+    for gateway, reply in answers:
+        if reply.state != "history":
+            failed[gateway.node] = reply.error or reply.state
+            continue
+        for line in reply.lines[:KEEP_RUNS]:
+            try:
+                item = RunRecord.model_validate_json(line[:RUN_MAX])
+            except (ValidationError, ValueError):
+                continue  # a damaged or forged record is left out, never shown raw
+            if item.stage == stage:
+                entry = runs.setdefault(item.run_id, {**item.model_dump(), "seen_on": []})
+                entry["seen_on"].append(gateway.node)
+    return list(runs.values()), failed
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
