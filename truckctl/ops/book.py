@@ -81,9 +81,10 @@ class Book:
                    if key not in current and held.truck in trucks and at >= (held.opened or 0)
                    and not (late and held.kind in LINK_KINDS)]
         for key in closing:  # first: what resolves now is recovering now (see RECOVERY_S)
-            self._resolved_at[(self.open[key].truck, self.open[key].kind)] = at
-            if self.open[key].node is not None:
-                self._node_resolved_at[(self.open[key].truck, self.open[key].node, self.open[key].kind)] = at
+            ending = self.open[key]
+            self._resolved_at[(ending.truck, ending.kind)] = at
+            if ending.node is not None:
+                self._node_resolved_at[(ending.truck, ending.node, ending.kind)] = at
         for key, incident in current.items():
             held = self.open.get(key)
             if held is None and not self._ready(incident, at):
