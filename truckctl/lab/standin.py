@@ -26,11 +26,7 @@ UNIT = "truckctl-standin.service"
 def mosquitto_conf(address: str) -> str:
     return f"""# truckctl lab: the cloud stand-in's broker (written by truckctl lab up)
 per_listener_settings true
-# The stand-in service's session (client id truckctl-standin, not clean) and what is queued for it
-# outlive a broker restart (a drill's CRL reload): what the trucks deliver before the service has
-# reconnected (a gateway's queued evidence, a bridge's queue) waits for it instead of being lost.
-persistence true
-persistence_location /var/lib/mosquitto/
+persistence false
 log_dest stderr
 log_type error
 log_type warning

@@ -614,10 +614,9 @@ def start_mqtt(tracker: Tracker, host: str, port: int) -> Any:
     import paho.mqtt.client as mqtt
 
     try:  # paho 2.x wants the callback API version; VERSION1 keeps 1.x-style callbacks for both
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION1, client_id="truckctl-standin", clean_session=False)
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION1, client_id="truckctl-standin")
     except AttributeError:
-        client = mqtt.Client(client_id="truckctl-standin", clean_session=False)
-    # not clean: the broker (persistence on) keeps this session and queues for it while it reconnects
+        client = mqtt.Client(client_id="truckctl-standin")
 
     def on_connect(client: Any, userdata: Any, flags: Any, rc: int) -> None:
         tracker.mqtt_connected = rc == 0

@@ -31,14 +31,6 @@ def test_broker_requires_client_certificates_and_maps_cn_to_user() -> None:
     assert conf.index("per_listener_settings true") < conf.index("listener")
 
 
-def test_the_service_session_outlives_a_broker_restart() -> None:
-    # a drill's CRL reload restarts the broker: a gateway reconnecting first delivered its queued
-    # evidence to nobody (seen on the lab: the service subscribed again 0.2 s after the agent published)
-    conf = standin.mosquitto_conf("100.64.10.2")
-    assert "persistence true" in conf and "persistence_location /var/lib/mosquitto/" in conf
-    assert "clean_session=False" in standin.SERVICE_SOURCE.read_text()
-
-
 def test_acl_gives_each_truck_only_its_own_prefix(example_project: Path) -> None:
     plan = plan_lab(load_stage(Project(example_project), "stage-1"), "abc123")
     acl = standin.acl_trucks(plan)
