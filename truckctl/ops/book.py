@@ -10,7 +10,7 @@ cloud side's silence takes the kind the gateway's evidence later gives, once.
 
 A bridge is let reconnect before it is an incident of its own: bridge-down opens only once it has
 lasted HOLD_S, and not within RECOVERY_S of the truck's link or broker coming back (mosquitto's
-bridge retries with a back-off of up to 30 s, `restart_timeout 2 30` in the telemetry role): that
+bridge retries with a back-off, `restart_timeout 1 5` in the telemetry role; it was 2 30): that
 silence belongs to the incident that just resolved. Likewise the feed's 10 s window and the heartbeats'
 next beat after the broker comes back, and a node's next beat after it is back on its LAN (NODE_RECOVERY_S).
 """
