@@ -26,6 +26,7 @@ from .model import Diagnosis, Incident, Kind, Symptom
 from .topology import Topology, TruckTopo
 
 EVIDENCE_FRESH_S = 5.0  # the agent writes at least once a second: older than this, it is not writing
+BRIDGE_SILENT_S = 10.0  # a bridge down whose telemetry the cloud side had this recently is reconnecting
 EVIDENCE_SILENT_S = 3.0  # the cloud side: no evidence for this long after having had some = silence
 # An agent's first documents (seq counts from 1 at its start): its ARP book, its own subscription to the
 # broker and its feed window are still filling, so they say "unreachable", "inactive", "silent" falsely.
@@ -186,7 +187,9 @@ def _truck_causes(topo: TruckTopo, obs: Observations, stale_after: float, limit:
         if not evidence.broker_active:
             add(Kind.BROKER_DOWN, topo.hop_broker(), [f"{gw}: the truck broker (mosquitto) is not active"],
                 truck_wide | {f"service/{gw}/{BROKER_SERVICE}", f"service/{gw}/{FEED_SERVICE}"}, 2)
-        elif link_ok and not evidence.bridge_connected:
+        elif link_ok and not evidence.bridge_connected and not _telemetry_within(topo, cloud, BRIDGE_SILENT_S):
+            # (telemetry still arriving at the cloud side: a bridge reconnecting, e.g. every truck's after
+            # the cloud's broker restarted, not yet an incident: book.HOLD_S at the cloud side likewise)
             add(Kind.BRIDGE_DOWN, topo.hop_bridge(),
                 [f"{gw}: bridge not connected while the uplink and the cloud endpoint are fine", *_queued(evidence)],
                 truck_wide - {f"evidence/{topo.name}"}, 3)
@@ -212,6 +215,12 @@ def _truck_causes(topo: TruckTopo, obs: Observations, stale_after: float, limit:
 
 def _queued(evidence: GatewayEvidence) -> list[str]:
     return [] if not evidence.bridge_queued else [f"{evidence.bridge_queued} message(s) queued on the gateway"]
+
+
+def _telemetry_within(topo: TruckTopo, cloud: CloudView | None, seconds: float) -> bool:
+    """The cloud side had the truck's telemetry within `seconds`."""
+    seen = cloud.telemetry.get(topo.name) if cloud is not None else None
+    return seen is not None and seen.age_s is not None and seen.age_s <= seconds
 
 
 def _heard_lately(topo: TruckTopo, cloud: CloudView | None) -> bool:

@@ -94,6 +94,13 @@ def test_bridge_down_while_the_uplink_is_up() -> None:
     assert keys(incident) == TRUCK_A_SILENT
 
 
+def test_a_bridge_reconnecting_while_its_telemetry_still_arrives_is_no_incident() -> None:
+    # the cloud's broker restarted (revoke-cert on another truck): truck-a's bridge is back a few s later
+    doc = changed(document(), "bridge", {"connected": False, "queued": 3})
+    result = diagnose(TOPOLOGY, observe({"truck-a": doc, "truck-b": document("truck-b")}, cloud({"truck-a": 2.0})))
+    assert result.healthy, [i.summary() for i in result.incidents]
+
+
 def test_feed_silent_explains_the_telemetry_only() -> None:
     doc = changed(document(), "feed", {"messages_last_10s": 0, "last_message_age_s": 31.0})
     incident = only(observe({"truck-a": doc, "truck-b": document("truck-b")}, cloud({"truck-a": 30.0})))
