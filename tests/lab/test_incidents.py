@@ -25,6 +25,7 @@ import pytest
 from tests.lab.harness import STAGE, Lab, wait_for
 from tests.lab.runs import ensure_converged, truckctl
 from truckctl.lifecycle.status import status
+from truckctl.targets import for_kind
 
 pytestmark = pytest.mark.lab
 
@@ -63,7 +64,7 @@ DRILLS = [
 
 
 def measure(lab: Lab) -> dict[str, Any]:
-    return status(lab.project, STAGE, "lab")
+    return status(for_kind("lab", lab.project), STAGE)
 
 
 def problems(document: dict[str, Any]) -> list[str]:

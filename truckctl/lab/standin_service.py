@@ -630,7 +630,11 @@ def start_mqtt(tracker: Tracker, host: str, port: int) -> Any:
         tracker.on_message(message.topic, message.payload)
 
     client.on_connect, client.on_disconnect, client.on_message = on_connect, on_disconnect, on_message
-    client.reconnect_delay_set(min_delay=1, max_delay=5)
+    # Back first after a broker restart (a drill's CRL reload restarts it): the gateways reconnect about a
+    # second later and deliver their queued evidence at once; a subscriber not back yet would miss it
+    # (a persistent session cannot keep it: mosquitto 2.0 with per_listener_settings, eclipse-mosquitto #2618).
+    first_retry_s: Any = 0.1  # paho sleeps floats; its signature says int
+    client.reconnect_delay_set(min_delay=first_retry_s, max_delay=5)
     client.connect_async(host, port, keepalive=30)  # the broker may still be starting: paho retries
     client.loop_start()
     return client

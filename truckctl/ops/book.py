@@ -10,9 +10,9 @@ cloud side's silence takes the kind the gateway's evidence later gives, once.
 
 A bridge is let reconnect before it is an incident of its own: bridge-down opens only once it has
 lasted HOLD_S, and not within RECOVERY_S of the truck's link or broker coming back (mosquitto's
-bridge retries with a back-off of up to 30 s, `restart_timeout 2 30` in the telemetry role): that
-silence belongs to the incident that just resolved. Likewise the feed's 10 s window after the broker
-comes back.
+bridge retries with a back-off, `restart_timeout 1 5` in the telemetry role; it was 2 30): that
+silence belongs to the incident that just resolved. Likewise the feed's 10 s window and the heartbeats'
+next beat after the broker comes back, and a node's next beat after it is back on its LAN (NODE_RECOVERY_S).
 """
 
 from __future__ import annotations
@@ -28,7 +28,12 @@ OPENED, RESOLVED = "incident-opened", "incident-resolved"
 HOLD_S = {Kind.BRIDGE_DOWN: 10.0}
 RECOVERY_S = {Kind.BRIDGE_DOWN: (LINK_KINDS | {Kind.BROKER_DOWN}, 35.0),
               # the gateway counts the feed over 10 s through its broker: a restarted broker reads as silence
-              Kind.FEED_SILENT: (frozenset({Kind.BROKER_DOWN}), 12.0)}
+              Kind.FEED_SILENT: (frozenset({Kind.BROKER_DOWN}), 12.0),
+              # the gateway's own heartbeat ages ran on while its broker was down: the next beat (every
+              # heartbeat_interval_s, 5 s in the example race) must arrive through the restarted broker first
+              Kind.HEARTBEAT_STOPPED: (frozenset({Kind.BROKER_DOWN}), 12.0)}
+# The same for one node: a node back on its LAN (cut, switched off) beats again at its next interval
+NODE_RECOVERY_S = {Kind.HEARTBEAT_STOPPED: (frozenset({Kind.NODE_DOWN}), 12.0)}
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class Book:
     _confirmed: set[str] = field(default_factory=set)  # link incidents whose kind came from evidence
     _pending: dict[str, float] = field(default_factory=dict)  # held kinds: id -> first seen
     _resolved_at: dict[tuple[str, Kind], float] = field(default_factory=dict)  # (truck, kind) -> last resolved
+    _node_resolved_at: dict[tuple[str, str, Kind], float] = field(default_factory=dict)  # (truck, node, kind) ->
 
     def _ready(self, incident: Incident, at: float) -> bool:
         """Whether a held kind has lasted long enough, and is not the tail of a just-resolved cause."""
@@ -54,7 +60,11 @@ class Book:
         if hold is not None and at - self._pending.setdefault(incident.id, at) < hold:
             return False
         causes, window = RECOVERY_S.get(incident.kind, (frozenset(), 0.0))
-        return not any(at - self._resolved_at.get((incident.truck, cause), -1e18) < window for cause in causes)
+        if any(at - self._resolved_at.get((incident.truck, cause), -1e18) < window for cause in causes):
+            return False
+        causes, window = NODE_RECOVERY_S.get(incident.kind, (frozenset(), 0.0))
+        return incident.node is None or not any(
+            at - self._node_resolved_at.get((incident.truck, incident.node, cause), -1e18) < window for cause in causes)
 
     def update(self, diagnosis: Diagnosis, at: float, trucks: set[str], *, from_evidence: bool = False,
                late: bool = False) -> list[Event]:
@@ -71,7 +81,10 @@ class Book:
                    if key not in current and held.truck in trucks and at >= (held.opened or 0)
                    and not (late and held.kind in LINK_KINDS)]
         for key in closing:  # first: what resolves now is recovering now (see RECOVERY_S)
-            self._resolved_at[(self.open[key].truck, self.open[key].kind)] = at
+            ending = self.open[key]
+            self._resolved_at[(ending.truck, ending.kind)] = at
+            if ending.node is not None:
+                self._node_resolved_at[(ending.truck, ending.node, ending.kind)] = at
         for key, incident in current.items():
             held = self.open.get(key)
             if held is None and not self._ready(incident, at):

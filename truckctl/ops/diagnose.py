@@ -26,6 +26,7 @@ from .model import Diagnosis, Incident, Kind, Symptom
 from .topology import Topology, TruckTopo
 
 EVIDENCE_FRESH_S = 5.0  # the agent writes at least once a second: older than this, it is not writing
+BRIDGE_SILENT_S = 10.0  # a bridge down whose telemetry the cloud side had this recently is reconnecting
 EVIDENCE_SILENT_S = 3.0  # the cloud side: no evidence for this long after having had some = silence
 # An agent's first documents (seq counts from 1 at its start): its ARP book, its own subscription to the
 # broker and its feed window are still filling, so they say "unreachable", "inactive", "silent" falsely.
@@ -172,7 +173,9 @@ def _truck_causes(topo: TruckTopo, obs: Observations, stale_after: float, limit:
         if not evidence.uplink.carrier:
             add(Kind.UPLINK_DOWN, topo.hop_uplink(),
                 [f"{gw} {evidence.uplink.iface}: no carrier", *_queued(evidence)], truck_wide, 1)
-        elif not evidence.cloud.connected:
+        elif not evidence.cloud.connected and not _heard_lately(topo, cloud):
+            # (the cloud side had this truck's evidence within EVIDENCE_SILENT_S: the link works, the agent
+            # is reconnecting, e.g. after the cloud's broker restarted, which every truck sees at once)
             tls = evidence.cloud.error == "tls-refused"
             detail = f" ({evidence.cloud.detail})" if evidence.cloud.detail else ""
             add(Kind.TLS_REFUSED if tls else Kind.CLOUD_UNREACHABLE, topo.hop_tls() if tls else topo.hop_cloud(),
@@ -184,7 +187,9 @@ def _truck_causes(topo: TruckTopo, obs: Observations, stale_after: float, limit:
         if not evidence.broker_active:
             add(Kind.BROKER_DOWN, topo.hop_broker(), [f"{gw}: the truck broker (mosquitto) is not active"],
                 truck_wide | {f"service/{gw}/{BROKER_SERVICE}", f"service/{gw}/{FEED_SERVICE}"}, 2)
-        elif link_ok and not evidence.bridge_connected:
+        elif link_ok and not evidence.bridge_connected and not _telemetry_within(topo, cloud, BRIDGE_SILENT_S):
+            # (telemetry still arriving at the cloud side: a bridge reconnecting, e.g. every truck's after
+            # the cloud's broker restarted, not yet an incident: book.HOLD_S at the cloud side likewise)
             add(Kind.BRIDGE_DOWN, topo.hop_bridge(),
                 [f"{gw}: bridge not connected while the uplink and the cloud endpoint are fine", *_queued(evidence)],
                 truck_wide - {f"evidence/{topo.name}"}, 3)
@@ -212,6 +217,18 @@ def _queued(evidence: GatewayEvidence) -> list[str]:
     return [] if not evidence.bridge_queued else [f"{evidence.bridge_queued} message(s) queued on the gateway"]
 
 
+def _telemetry_within(topo: TruckTopo, cloud: CloudView | None, seconds: float) -> bool:
+    """The cloud side had the truck's telemetry within `seconds`."""
+    seen = cloud.telemetry.get(topo.name) if cloud is not None else None
+    return seen is not None and seen.age_s is not None and seen.age_s <= seconds
+
+
+def _heard_lately(topo: TruckTopo, cloud: CloudView | None) -> bool:
+    """The cloud side received the truck's evidence within EVIDENCE_SILENT_S (it tracks evidence)."""
+    seen = cloud.evidence.get(topo.name) if cloud is not None else None
+    return seen is not None and seen.age_s is not None and seen.age_s <= EVIDENCE_SILENT_S
+
+
 def _silent_truck(topo: TruckTopo, cloud: CloudView, stale_after: float) -> bool:
     """The cloud hears nothing from the truck, having heard from it before."""
     seen = cloud.evidence.get(topo.name)
@@ -228,7 +245,11 @@ def _node_causes(topo: TruckTopo, obs: Observations, evidence: GatewayEvidence |
     checks = obs.checks or {}
     cloud = obs.cloud
     telemetry_age = cloud.telemetry.get(topo.name, Stream(None)).age_s if cloud is not None else None
-    telemetry_flows = telemetry_age is not None and telemetry_age <= stale_after
+    # The path works when the telemetry is not stale yet AND the truck is not silent: a heartbeat beats
+    # every few seconds, so for those seconds after a link is lost it crosses stale_after before the
+    # telemetry (which flows continuously) does; the evidence's silence says the path is gone already.
+    telemetry_flows = telemetry_age is not None and telemetry_age <= stale_after \
+        and not (cloud is not None and _silent_truck(topo, cloud, stale_after))
     broker_up = evidence is None or evidence.broker_active  # a stopped broker hides every heartbeat from the gateway
     for node in topo.nodes:
         if node.name == skip:
@@ -303,8 +324,11 @@ def _conflicts(topology: Topology, obs: Observations) -> list[_Found]:
                  f"configured for {owner[1]} ({owner[0]})" if owner else f"{address} is not a configured address",
                  f"seen by {observer}'s gateway"]
         hop = topo.hop_lan() if topo is not None else f"{truck} LAN"
+        # the owner's own paths through that address (truckctl's SSH to it, replies to its heartbeat) may
+        # reach the impostor's MAC: what fails there is this conflict, not a problem of its own
+        explains = _node_keys(owner[1], None) if owner else frozenset()
         found.append(_Found(Incident(Kind.ADDRESS_CONFLICT, truck, hop, owner[1] if owner else None, address,
-                                     tuple(lines), opened=since or obs.now), frozenset(), 8))
+                                     tuple(lines), opened=since or obs.now), explains, 8))
     return found
 
 

@@ -119,3 +119,33 @@ def test_the_feed_window_refilling_after_the_broker_came_back_is_not_an_incident
         events += book.update(diagnose(TOPOLOGY, Observations(NOW + second, {"truck-a": parsed(doc)},
                                                               evidence_max_age_s=None)), NOW + second, {"truck-a"})
     assert [(e.event, e.incident.kind) for e in events] == [(OPENED, Kind.BROKER_DOWN), (RESOLVED, Kind.BROKER_DOWN)]
+
+
+def test_heartbeats_awaiting_their_next_beat_after_the_broker_came_back_are_not_an_incident() -> None:
+    # the gateway's heartbeat ages ran on while its broker was down (seen on the lab: three
+    # heartbeat-stopped opened in the update that resolved broker-down, and resolved 5 s later)
+    book = Book()
+    events = []
+    for second, (broker, beat_age) in enumerate([(False, 25.0), (True, 26.0), (True, 27.0), (True, 1.0)]):
+        doc = changed(document(at=NOW + second), "broker.active", broker)
+        doc["nodes"] = {n: {"reachable": True, "heartbeat_age_s": beat_age} for n in doc["nodes"]}
+        events += book.update(diagnose(TOPOLOGY, Observations(NOW + second, {"truck-a": parsed(doc)},
+                                                              evidence_max_age_s=None)), NOW + second, {"truck-a"})
+    assert [(e.event, e.incident.kind) for e in events] == [(OPENED, Kind.BROKER_DOWN), (RESOLVED, Kind.BROKER_DOWN)]
+
+
+def test_a_node_back_on_its_lan_awaiting_its_next_beat_is_not_heartbeat_stopped() -> None:
+    # node-cut cleared (seen on the lab): the gateway reaches truck-a-hv1 again a second before its
+    # next heartbeat; another node's heartbeat stopping then is still an incident
+    book = Book()
+    events = []
+    for second, (reachable, beat_age, other_age) in enumerate([(False, 25.0, 1.0), (True, 26.0, 1.0),
+                                                               (True, 1.0, 30.0)]):
+        doc = document(at=NOW + second)
+        doc["nodes"]["truck-a-hv1"] = {"reachable": reachable, "heartbeat_age_s": beat_age}
+        doc["nodes"]["truck-a-hv2"] = {"reachable": True, "heartbeat_age_s": other_age}
+        events += book.update(diagnose(TOPOLOGY, Observations(NOW + second, {"truck-a": parsed(doc)},
+                                                              evidence_max_age_s=None)), NOW + second, {"truck-a"})
+    assert [(e.event, e.incident.kind, e.incident.node) for e in events] == [
+        (OPENED, Kind.NODE_DOWN, "truck-a-hv1"), (RESOLVED, Kind.NODE_DOWN, "truck-a-hv1"),
+        (OPENED, Kind.HEARTBEAT_STOPPED, "truck-a-hv2")]

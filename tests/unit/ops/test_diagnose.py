@@ -55,11 +55,21 @@ def test_cloud_unreachable_with_the_uplink_up() -> None:
     assert keys(incident) == TRUCK_A_SILENT | {"evidence/truck-a"}
 
 
+def test_an_agent_reconnecting_while_the_cloud_side_hears_it_is_no_incident() -> None:
+    # the cloud's broker restarted (a drill revoking another truck's certificate): every agent reconnects
+    # for a second or two while its evidence still arrives
+    doc = changed(changed(document(), "cloud", {"connected": False, "error": "unreachable",
+                                                "detail": "connection lost (paho code 7)"}), "bridge.connected", False)
+    result = diagnose(TOPOLOGY, observe({"truck-a": doc, "truck-b": document("truck-b")},
+                                        cloud({}, {}, {"truck-a": 1.0})))
+    assert result.healthy, [i.summary() for i in result.incidents]
+
+
 def test_tls_refused() -> None:
     doc = changed(changed(document(), "cloud", {"connected": False, "error": "tls-refused",
                                                 "detail": "certificate revoked"}), "bridge.connected", False)
-    incident = only(observe({"truck-a": doc, "truck-b": document("truck-b")}, cloud({"truck-a": 30.0},
-                                                                                     silent("truck-a"))))
+    incident = only(observe({"truck-a": doc, "truck-b": document("truck-b")},
+                            cloud({"truck-a": 30.0}, silent("truck-a"), {"truck-a": 30.0})))  # refused: nothing arrives
     assert incident.kind is Kind.TLS_REFUSED and "certificate" in incident.evidence[1]
     assert incident.hop == "truck-a-gw→cloud ingest (TLS)"
 
@@ -82,6 +92,13 @@ def test_bridge_down_while_the_uplink_is_up() -> None:
                             cloud({"truck-a": 30.0}, silent("truck-a"))))
     assert (incident.kind, incident.hop) == (Kind.BRIDGE_DOWN, "truck-a-gw broker→bridge→cloud")
     assert keys(incident) == TRUCK_A_SILENT
+
+
+def test_a_bridge_reconnecting_while_its_telemetry_still_arrives_is_no_incident() -> None:
+    # the cloud's broker restarted (revoke-cert on another truck): truck-a's bridge is back a few s later
+    doc = changed(document(), "bridge", {"connected": False, "queued": 3})
+    result = diagnose(TOPOLOGY, observe({"truck-a": doc, "truck-b": document("truck-b")}, cloud({"truck-a": 2.0})))
+    assert result.healthy, [i.summary() for i in result.incidents]
 
 
 def test_feed_silent_explains_the_telemetry_only() -> None:
@@ -127,6 +144,15 @@ def test_heartbeat_stopped_from_the_cloud_side_alone_while_the_telemetry_flows()
     assert (incident.kind, incident.node) == (Kind.HEARTBEAT_STOPPED, "truck-a-hv2")
 
 
+def test_heartbeats_crossing_stale_after_before_the_telemetry_on_a_silent_truck_are_its_link() -> None:
+    # 17 s after a cable is pulled: the telemetry (continuous) is 17 s old, the heartbeats (every few
+    # seconds) 21 s, the evidence silent: the link, not three heartbeats stopped (seen on the lab)
+    view = cloud({"truck-a": 17.0}, silent("truck-a", 21.0), {"truck-a": 17.0})
+    incident = only(Observations(NOW, {"truck-b": parsed(document("truck-b"))}, None, view))
+    assert (incident.kind, incident.id) == (Kind.UPLINK_DOWN, "link/truck-a/-")
+    assert keys(incident) == {"evidence/truck-a", *(f"heartbeat/{n}" for n in nodes("truck-a"))}
+
+
 def test_clock_skew_beyond_the_limit_only() -> None:
     doc = changed(document(), "clock.truck-a-hv2.offset_s", -4.5)
     incident = only(observe({"truck-a": doc, "truck-b": document("truck-b")}, cloud()))
@@ -146,6 +172,17 @@ def test_address_conflict_names_the_address_both_macs_and_whose_they_are() -> No
         Kind.ADDRESS_CONFLICT, "truck-b", "10.32.1.12", "truck-b-hv1")
     assert "0a:bb:cc:dd:ee:ff (not one of the stage nodes)" in incident.evidence[0]
     assert incident.id == "address-conflict/truck-b/10.32.1.12" and incident.opened == NOW - 1
+
+
+def test_the_owner_unreachable_through_a_conflicting_address_is_under_the_conflict() -> None:
+    # on the lab: truckctl's SSH to truck-a-hv2's address reached the impostor's MAC ("unreachable")
+    doc = document()
+    doc["conflicts"] = [{"address": "10.31.1.13", "macs": [MACS["truck-a-hv2"], "0a:bb:cc:dd:ee:ff"],
+                         "since": NOW - 1}]
+    incident = only(observe({"truck-a": doc, "truck-b": document("truck-b")}, cloud(),
+                            checks(truck_a_hv2=NodeCheck(False, "unreachable"))))
+    assert (incident.kind, incident.node) == (Kind.ADDRESS_CONFLICT, "truck-a-hv2")
+    assert keys(incident) == {"ssh/truck-a-hv2"}
 
 
 def test_one_conflict_seen_by_two_gateways_is_one_incident() -> None:
