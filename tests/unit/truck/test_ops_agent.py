@@ -331,3 +331,15 @@ def test_the_agents_unit_runs_as_its_own_user_with_only_cap_net_raw() -> None:
     assert settings["User"] == "{{ truck_ops_agent_user }}" and "DynamicUser" not in settings
     assert settings["CapabilityBoundingSet"] == settings["AmbientCapabilities"] == "CAP_NET_RAW"
     assert settings["NoNewPrivileges"] == "yes" and settings["ProtectSystem"] == "strict"
+
+
+def test_a_tls_alert_before_the_session_is_accepted_is_tls_refused_not_unreachable() -> None:
+    """TLS 1.3: the server checks the client certificate after the handshake, so a revoked one shows
+    as a lost connection at the first read; paho logs the SSL error it swallowed."""
+    revoked = ["failed to receive on socket: [SSL: SSLV3_ALERT_CERTIFICATE_REVOKED] sslv3 alert certificate revoked"]
+    error, detail = agent.lost(revoked, accepted=False, rc=7)
+    assert error == "tls-refused" and "CERTIFICATE_REVOKED" in detail
+    assert agent.lost(revoked, accepted=True, rc=7)[0] == "unreachable"  # a session that was up and dropped
+    assert agent.lost(["failed to receive on socket: [Errno 104] Connection reset by peer"], accepted=False,
+                      rc=7)[0] == "unreachable"
+    assert agent.lost([], accepted=False, rc=7) == ("unreachable", "connection lost (paho code 7)")

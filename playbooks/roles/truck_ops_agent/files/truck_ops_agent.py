@@ -374,6 +374,15 @@ def classify(exc: BaseException) -> str:
     return "other"
 
 
+def lost(socket_errors: list[str], accepted: bool, rc: int) -> tuple[str, str]:
+    """(error, detail) for a connection paho reports lost: a TLS alert before the broker accepted
+    the session is the certificate (or CA) refused; anything else is the path to the cloud."""
+    cause = socket_errors[-1] if socket_errors else f"paho code {rc}"
+    if not accepted and any(mark in cause for mark in ("SSL", "TLS", "alert")):
+        return "tls-refused", f"the cloud refused the TLS session: {cause}"
+    return "unreachable", f"connection lost ({cause})"
+
+
 def new_client(client_id: str, clean_session: bool = True) -> Any:
     import paho.mqtt.client as mqtt
 
@@ -455,6 +464,11 @@ class CloudLink:
                 self.state.set_cloud(False, "other", f"the cloud refused the connection (MQTT code {rc})")
 
         client.on_connect = on_connect
+        socket_errors: list[str] = []
+        # paho turns an error on the socket into "connection lost" and only logs its cause: keep that
+        # cause, it is how a certificate refused after a TLS 1.3 handshake (alert at the first read) shows.
+        client.on_log = lambda c, u, level, text: socket_errors.append(str(text)[:200]) if "socket" in str(
+            text) else None
         try:
             client.tls_set_context(self.context())
             client.connect(self.cloud["host"], int(self.cloud["port"]), keepalive=KEEPALIVE_S)
@@ -464,20 +478,20 @@ class CloudLink:
                 client.disconnect()
             return
         try:
-            self.serve(client, refused)
+            self.serve(client, refused, socket_errors)
         except (OSError, ValueError) as exc:  # e.g. the server's TLS alert arrives at the first read
             self.state.set_cloud(False, classify(exc), f"{type(exc).__name__}: {exc}")
         finally:
             with contextlib.suppress(Exception):
                 client.disconnect()
 
-    def serve(self, client: Any, refused: list[int]) -> None:
+    def serve(self, client: Any, refused: list[int], socket_errors: list[str]) -> None:
         while True:
             rc = client.loop(timeout=0.2)
             if refused:
                 return
             if rc != 0:
-                self.state.set_cloud(False, "unreachable", f"connection lost (paho code {rc})")
+                self.state.set_cloud(False, *lost(socket_errors, accepted=self.state.cloud["connected"], rc=rc))
                 return
             if not self.uplink_up():
                 self.state.set_cloud(False, "unreachable", "the uplink has no carrier")
