@@ -50,7 +50,9 @@ class Race:
         return proc.returncode, json.loads(proc.stdout), proc.stderr
 
     def day(self, stage: str) -> dict[str, Any]:
-        code, document, stderr = self.truckctl("up", stage)
+        # The lab's simulated transponders feed all day and night, so every stage is live here: the
+        # morning's move applies what would cut telemetry (a moved truck's networking) on purpose.
+        code, document, stderr = self.truckctl("up", stage, "--interrupt-telemetry")
         assert code == 0, json.dumps(document["errors"], indent=1) + stderr[-2000:]
         result: dict[str, Any] = document["result"]
         return result
