@@ -68,7 +68,7 @@ def test_up_brings_the_stage_up_end_to_end(lab: Lab, converged: dict[str, Any]) 
     assert result["smoke"]["checked"] is True and set(result["smoke"]["arrived_s"]) == {"truck-a", "truck-b"}
     summary = show_run(lab.project, result["run_id"])["summary"]
     assert summary["status"] == "ok"
-    assert list(summary["steps"]) == ["lab", "prechecks", "truck", "cloud", "verify"]
+    assert list(summary["steps"]) == ["lab", "prechecks", "liveness", "truck", "cloud", "verify"]
     assert read_holder(lab.project, STAGE) is None
 
 
