@@ -191,7 +191,10 @@ def test_pulled_cable_goes_stale_raises_an_alert_and_recovers_losing_nothing(lab
         print(f"\ntruck-a STALE in status {time.monotonic() - pulled:.1f} s after the cable was pulled")
         assert seen["code"] == 1 and seen["result"]["healthy"] is False
         assert seen["trucks"]["truck-b"]["healthy"] is True  # the other truck is unaffected
-        assert any(item.startswith("truck-a: telemetry STALE") for item in seen["result"]["unhealthy"])
+        # One incident for the root cause (the gateway's evidence: no carrier), the stale telemetry under it.
+        [incident] = seen["result"]["incidents"]
+        assert (incident["kind"], incident["truck"]) == ("uplink-down", "truck-a"), incident
+        assert any(s["text"].startswith("truck-a: telemetry STALE") for s in incident["symptoms"]), incident
 
         def alarm() -> dict[str, Any] | None:
             alerts = lab.standin("/alerts")["alerts"][alerts_before:]
