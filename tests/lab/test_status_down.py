@@ -54,7 +54,8 @@ def status(lab: Lab) -> tuple[int, dict[str, Any], float]:
 
 
 def converge(lab: Lab) -> None:
-    code, document, elapsed = truckctl(lab, "up", STAGE, "--target", "lab", "--tier", "truck")
+    # the feed stopped seconds ago reads as live until stale_after_s: this restores the lab, so it may cut it
+    code, document, elapsed = truckctl(lab, "up", STAGE, "--target", "lab", "--tier", "truck", "--interrupt-telemetry")
     assert code == 0, json.dumps(document["errors"], indent=1)
     print(f"\nconverged the truck tier in {elapsed:.1f} s")
     wait_for(lambda: status(lab)[0] == 0, 60, "status to report the converged stage healthy")

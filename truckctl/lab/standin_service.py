@@ -75,6 +75,7 @@ class Seen:
         self.topic = ""
         self.payload = ""
         self.recent: deque[str] = deque(maxlen=RECENT)  # so a marker is found despite a busy feed
+        self.recent_topics: deque[str] = deque(maxlen=RECENT)  # their topics, in the same order
         self.alarming = False
         self.armed = False  # seen since the stage began: only then can its silence alarm
         # Messages lost on the way, by the feed's own sequence numbers: {"rider": r, "seq": n, ...} per source
@@ -87,6 +88,7 @@ class Seen:
         self.armed = True
         self.last, self.topic, self.payload = now, topic, payload[:PAYLOAD_EXCERPT]
         self.recent.append(self.payload)
+        self.recent_topics.append(topic)
         self.count += 1
         self._follow(payload)
 
@@ -113,7 +115,7 @@ class Seen:
     def view(self, now: float) -> dict[str, Any]:
         return {"last_seen": _iso(self.last), "age_s": None if self.last is None else round(now - self.last, 1),
                 "count": self.count, "last_topic": self.topic or None, "last_payload": self.payload or None,
-                "recent_payloads": list(self.recent),
+                "recent_payloads": list(self.recent), "recent_topics": list(self.recent_topics),
                 "sequence": {"sources": len(self.seq), "missing": self.missing, "repeated": self.repeated},
                 "alarm": self.alarming}
 
