@@ -227,10 +227,10 @@ def test_telemetry_published_on_the_truck_reaches_the_cloud_standin(lab: Lab, ru
         publish(gateway.address, "telemetry/rider/42", payload)
 
         # The lab's simulated feed publishes beside it: find this reading among the recent ones.
-        def arrived(truck: str = gateway.truck) -> str | None:
+        def arrived(truck: str = gateway.truck, marker: str = payload) -> str | None:
             seen = telemetry(lab, truck)
             return next((topic for topic, body in zip(seen["recent_topics"], seen["recent_payloads"], strict=True)
-                         if body == payload), None)
+                         if body == marker), None)
 
         topic = wait_for(arrived, 20, f"telemetry of {gateway.truck} at the stand-in")
         prefix = lab.cloud_outputs().trucks[gateway.truck].topic_prefix
