@@ -7,11 +7,15 @@ and the stand-in, which follows every rider's sequence numbers, misses not one t
 Verified live: the stand-in's count of received and missing messages (the feed's own sequence numbers, per
 rider), the broker's main PID (unchanged while held, new after the flag), sshd's effective setting, the
 heartbeat unit, and the run journal's `held` events.
+
+`up` while live has no check pass of its own: its one truck run holds the broker's restart back and says so
+(the journal has no `held` step, yet lists the held change).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -102,3 +106,32 @@ def test_with_the_flag_the_restart_is_applied(lab: Lab, live_fix: dict[str, Any]
     assert broker_pid(lab) != live_fix["pid"]
     code, document, _ = truckctl(lab, "drift", STAGE)
     assert code == 0 and document["result"]["items"] == []
+
+
+@pytest.fixture
+def live_up(lab: Lab, live_fix: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """After the drift tests (converged, the feed flowing): a hand edit of the broker's config, then a live `up`
+    of the truck tier. Put back afterwards with the flag."""
+    wait_for(lambda: (f := feed(lab))["age_s"] is not None and f["age_s"] < 5, 60, "truck-a's telemetry flowing")
+    pid = broker_pid(lab)
+    ssh(lab, GW, BROKER_EDIT)
+    code, document, stderr = truckctl(lab, "up", STAGE, "--tier", "truck")
+    yield {"code": code, "document": document, "stderr": stderr, "pid": pid}
+    code, document, _ = truckctl(lab, "up", STAGE, "--tier", "truck", "--during-race")
+    assert code == 0, document["errors"]
+
+
+def test_up_while_live_holds_the_restart_in_its_one_run_and_says_so(lab: Lab, live_up: dict[str, Any]) -> None:
+    assert live_up["code"] == 3, live_up["document"]["errors"] or live_up["stderr"][-2000:]
+    result = live_up["document"]["result"]
+    assert result["live"]["live"] is True and result["truck"]["ok"] is True
+    held = {(h["node"], h["task"]) for h in result["held"]}
+    assert (GW, "Restart mosquitto") in held and all(node == GW for node, _ in held), held
+    assert "held back" in result["held_reason"] and "--interrupt-telemetry" in result["held_reason"]
+    assert broker_pid(lab) == live_up["pid"]  # not restarted
+    assert "autosave_interval 30" in ssh(lab, GW, "cat /etc/mosquitto/mosquitto.conf")  # the rest is applied
+    run_dir = runs_dir(lab.project) / result["run_id"]
+    steps = json.loads((run_dir / "summary.json").read_text())["steps"]
+    assert list(steps) == ["lab", "prechecks", "liveness", "truck", "verify"]  # no check pass before the run
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert any(e["kind"] == "held" and e["node"] == GW and e["task"] == "Restart mosquitto" for e in events)

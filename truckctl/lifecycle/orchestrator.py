@@ -29,7 +29,7 @@ from truckctl.project import Project
 from truckctl.remote import Connection
 from truckctl.target import CloudApplied, Target, Tier, parse_tier
 from truckctl.truck.plan import resolve_limit
-from truckctl.truck.tier import UpCallbacks, UpRequest, truck_tier
+from truckctl.truck.tier import UpCallbacks, UpRequest
 
 
 @dataclass
@@ -82,10 +82,12 @@ def up(target: Target, options: UpRequest, progress: Progress | None = None) -> 
                 request = dataclasses.replace(options, tier=Tier.truck,
                                               exclude=tuple(str(p.location) for p in left_out))
                 assert connection is not None
-                request = hold_if_live(project, stage, request, connection, outputs, run, progress, result)
+                request, liveness = hold_if_live(stage, request, outputs, run, progress, result)
                 progress.on_step("truck", f"converging the truck nodes of {stage.name} on {target.kind.value}")
                 result["truck"] = run.step("truck", lambda: truck_step(project, stage, request, connection, outputs,
                                                                        run, progress.truck))
+                if liveness is not None:
+                    report_held(project, stage, liveness, run, result)
             if planned is not None:
                 done = planned
                 result["cloud"] = run.step("cloud", lambda: done.result().step)
@@ -106,31 +108,30 @@ def up(target: Target, options: UpRequest, progress: Progress | None = None) -> 
         return finish_run(run, ExitCode.CHANGES if result.get("held") else ExitCode.OK, result)
 
 
-def hold_if_live(project: Project, stage: Stage, request: UpRequest, connection: Connection, cloud: CloudOutputs,
-                 run: Run, progress: Progress, result: dict[str, Any]) -> UpRequest:
-    """While the race is live (and no --interrupt-telemetry), the truck run holds back what would cut telemetry;
-    a check-mode pass over the run's gateways says precisely what that is (node, task, change)."""
+def hold_if_live(stage: Stage, request: UpRequest, cloud: CloudOutputs, run: Run, progress: Progress,
+                 result: dict[str, Any]) -> tuple[UpRequest, racelive.Liveness | None]:
+    """While the race is live (and no --interrupt-telemetry), the truck run holds back what would cut telemetry
+    (and the liveness it holds for); else the request as it was, and None."""
     if request.interrupt_telemetry:
-        return request
+        return request, None
     progress.on_step("liveness", "is the race live? (telemetry at the cloud side, the stage's race window)")
     liveness = racelive.journaled_check(run, stage, request.target, cloud)
     result["live"] = liveness.as_dict()
     if not liveness.live:
-        return request
-    gateways = [g for g in racelive.gateways(stage) if g in resolve_limit(stage, request.limit)
-                and g not in request.exclude]
-    if gateways:
-        progress.on_step("held", f"live: finding what would interrupt telemetry on {', '.join(gateways)} (check mode)")
-        others = tuple(name for _, node in stage.nodes() if (name := node.name) not in gateways)
-        check = dataclasses.replace(request, check=True, limit=None, exclude=others)
-        found = run.step("held", lambda: StepResult(truck_tier(project, stage, check, connection, cloud,
-                                                               UpCallbacks()).as_dict()))
-        held = racelive.held_changes(found["changes"], gateways, racelive.tagged_tasks(project.playbooks_dir))
-        for item in held:
-            run.journal.event("held", "truck", node=item.node, task=item.task, change=item.change, reason=liveness.why)
-        if held:
-            result.update(held=[item.as_dict() for item in held], held_reason=racelive.held_line(stage, liveness, held))
-    return dataclasses.replace(request, hold_cuts=True)
+        return request, None
+    return dataclasses.replace(request, hold_cuts=True), liveness
+
+
+def report_held(project: Project, stage: Stage, liveness: racelive.Liveness, run: Run,
+                result: dict[str, Any]) -> None:
+    """What the truck run held back, as it said itself (node, task, change): journaled, and in the result
+    (exit 3). No check pass is needed to find it."""
+    held = racelive.held_in_run(result["truck"], racelive.gateways(stage),
+                                racelive.tagged_tasks(project.playbooks_dir))
+    for item in held:
+        run.journal.event("held", "truck", node=item.node, task=item.task, change=item.change, reason=liveness.why)
+    if held:
+        result.update(held=[item.as_dict() for item in held], held_reason=racelive.held_line(stage, liveness, held))
 
 
 def applied_step(applied: list[CloudApplied], outcome: CloudApplied) -> StepResult:

@@ -15,8 +15,10 @@ What cuts telemetry is marked in the plain playbooks, once: tasks and handlers t
 (they cut it on a truck's gateway, where the broker, the bridge and the uplink are), and the live-state
 items the `truck_live_state` module flags `cuts_telemetry`. With `hold_telemetry_cuts=true` the
 playbooks skip those on the gateways (handlers ignore --skip-tags: the variable is what holds them).
-A held-back change is found by the check-mode pass (drift's own, or one over the gateways for `up`):
-each of its changes on a gateway made by a tagged task or handler, or flagged by the module, is held.
+`drift --fix` finds what it holds back in its own check-mode pass: each change on a gateway made by a
+tagged task or handler, or flagged by the module, is held. `up` has no check pass: its run says what it
+held back (a held handler sets a `<role>_held_back` fact naming itself; the module returns the flagged
+items it did not fix), at no extra cost.
 """
 
 from __future__ import annotations
@@ -201,6 +203,12 @@ def held_changes(changes: Iterable[dict[str, Any]], gateways: Iterable[str],
                     else "would change")
             held.append(Held(change["host"], task, what, str(change.get("diff", ""))))
     return held
+
+
+def held_in_run(truck: dict[str, Any], gateways: Iterable[str], tagged: frozenset[tuple[str, str]]) -> list[Held]:
+    """What a run holding back telemetry cuts (TruckRunResult.as_dict()) did not apply on the gateways: each
+    tagged handler it was notified to run and held (as the handler said), each flagged live-state item."""
+    return held_changes([*truck.get("held", []), *truck["changes"]], gateways, tagged)
 
 
 def gateways(stage: Stage) -> list[str]:

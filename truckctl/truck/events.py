@@ -18,6 +18,10 @@ _OUTCOMES: dict[str, Status] = {
     "runner_on_skipped": "skipped",
 }
 
+# A handler the run held back says so with a fact `<role>_held_back: <its name>` (playbooks/roles/*/handlers):
+# a skipped result in the event stream does not say why it was skipped.
+HELD_FACT_SUFFIX = "_held_back"
+
 
 @dataclass(frozen=True)
 class HostEvent:
@@ -70,6 +74,7 @@ class TruckRunResult:
     failures: list[HostEvent]
     duration_s: float
     artifacts_dir: str
+    held: list[Change] = field(default_factory=list)  # handlers held back (hold_telemetry_cuts), as they said
 
     @property
     def ok(self) -> bool:
@@ -89,6 +94,7 @@ class TruckRunResult:
             "hosts": {name: {**asdict(stats), "state": stats.state} for name, stats in self.hosts.items()},
             "changes": [asdict(c) for c in self.changes],
             "failures": [asdict(f) for f in self.failures],
+            "held": [asdict(c) for c in self.held],
             "duration_s": round(self.duration_s, 2),
             "artifacts_dir": self.artifacts_dir,
         }
@@ -132,6 +138,7 @@ class EventCollector:
     hosts: dict[str, HostStats] = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
     failures: list[HostEvent] = field(default_factory=list)
+    held: list[Change] = field(default_factory=list)
     recap_seen: bool = False
     handler_tasks: set[str] = field(default_factory=set)
 
@@ -165,6 +172,11 @@ class EventCollector:
             self.changes.append(Change(host, task, self._diffs(res), action.rsplit(".", 1)[-1], items, handler))
         elif status in ("failed", "unreachable"):
             self.failures.append(event)
+        elif status == "ok":
+            facts = res.get("ansible_facts")
+            self.held += [Change(host, str(name), action="set_fact", handler=True)
+                          for key, name in (facts.items() if isinstance(facts, dict) else ())
+                          if key.endswith(HELD_FACT_SUFFIX)]
         self.on_event(event)
 
     @staticmethod

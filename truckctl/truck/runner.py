@@ -146,7 +146,7 @@ def run_plan(plan: RunPlan, settings: RunnerSettings, on_event: Callable[[HostEv
     return TruckRunResult(
         status=str(runner.status), rc=int(runner.rc if runner.rc is not None else 1), check=plan.check,
         hosts=collector.hosts, changes=collector.changes, failures=collector.failures,
-        duration_s=time.monotonic() - started, artifacts_dir=str(settings.artifacts_dir / ident),
+        duration_s=time.monotonic() - started, artifacts_dir=str(settings.artifacts_dir / ident), held=collector.held,
     )
 
 

@@ -23,7 +23,7 @@ from truckctl.lifecycle.drift import DriftOptions, drift
 from truckctl.lifecycle.journal import runs_dir
 from truckctl.lifecycle.steps import StepResult
 from truckctl.project import Project
-from truckctl.truck.events import Change, TruckRunResult
+from truckctl.truck.events import HELD_FACT_SUFFIX, Change, TruckRunResult
 from truckctl.truck.plan import build_plan
 
 REAL_OBSERVE = racelive.observe  # before the fixtures replace it
@@ -116,6 +116,21 @@ def test_the_tagged_handlers_are_skipped_on_gateways_by_the_hold_variable() -> N
         entry = next(h for h in handlers if h["name"] == name)
         conditions = entry["when"] if isinstance(entry["when"], list) else [entry["when"]]
         assert "not (telemetry_cuts_held | bool)" in conditions, (role, name)
+
+
+def test_each_tagged_handler_says_when_it_is_held_back() -> None:
+    """A skipped handler's event does not say why it was skipped: a handler listening to the same notification
+    sets `<role>_held_back: <name>` exactly when the tagged one is held (its other conditions and the hold)."""
+    import yaml
+
+    for role, name in racelive.tagged_tasks(REPO / "playbooks"):
+        handlers = yaml.safe_load((REPO / "playbooks" / "roles" / role / "handlers" / "main.yml").read_text())
+        held = next(h for h in handlers if h["name"] == name)
+        [says] = [h for h in handlers if h.get("listen") == name]
+        assert says["ansible.builtin.set_fact"] == {f"{role}{HELD_FACT_SUFFIX}": name}, (role, name)
+        when = [held["when"]] if isinstance(held["when"], str) else held["when"]
+        said = [says["when"]] if isinstance(says["when"], str) else says["when"]
+        assert said == [c for c in when if c != "not (telemetry_cuts_held | bool)"] + ["telemetry_cuts_held | bool"]
 
 
 def gw_changes() -> list[dict[str, Any]]:
@@ -265,16 +280,24 @@ def test_down_while_live_refuses_and_changes_nothing(project: Project, stage: St
 
 # ---- up while live ---------------------------------------------------------------------------
 
-def test_up_while_live_finds_what_waits_on_the_gateways_and_holds_it(project: Project, stage: Stage,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_up_while_live_holds_in_its_one_run_what_would_cut_telemetry_and_says_what(
+        project: Project, stage: Stage, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No check pass: the one truck run holds the cuts back and its result says which (a held handler's own
+    word, a live-state item flagged cuts_telemetry), on gateways only; journaled as `held` events, exit 3."""
     from truckctl.lifecycle import orchestrator
 
     plans: list[Any] = []
+    item = {"kind": "broker", "item": "configuration loaded", "expected": "as it is now", "found": "an older version",
+            "diff": "", "cuts_telemetry": True}
 
     def run_plan(plan: Any, settings: Any, on_event: Any, cancel: Any) -> TruckRunResult:
         plans.append(plan)
-        found = [Change("truck-b-gw", "Load the firewall", "", "systemd_service", handler=True)] if plan.check else []
-        return truck_result(plan.check, found)
+        result = truck_result(plan.check, [Change("truck-b-gw", "Compare the node's live state", "",
+                                                  "truck_live_state", (item,))] if plan.hold_cuts else [])
+        result.held = [Change("truck-b-gw", "Load the firewall", action="set_fact", handler=True),
+                       Change("truck-a-hv1", "Load the firewall", action="set_fact", handler=True)
+                       ] if plan.hold_cuts else []
+        return result
 
     target = FakeLabTarget(project)
     monkeypatch.setattr(orchestrator, "prechecks", lambda *a: StepResult({"ok": True, "checks": {}}))
@@ -284,11 +307,18 @@ def test_up_while_live_finds_what_waits_on_the_gateways_and_holds_it(project: Pr
     outcome = CliRunner().invoke(app, ["-C", str(REPO), "up", "stage-1", "--json"])
     assert outcome.exit_code == 3, outcome.stdout
     document = json.loads(outcome.stdout)["result"]
-    assert document["held"] == [{"node": "truck-b-gw", "task": "Load the firewall",
-                                 "change": "would run: a restart or reload that interrupts telemetry", "diff": ""}]
-    check, apply = plans
-    assert check.check and check.limit == "truck-a-gw,truck-b-gw" and not check.hold_cuts
+    assert document["held"] == [
+        {"node": "truck-b-gw", "task": "Load the firewall",
+         "change": "would run: a restart or reload that interrupts telemetry", "diff": ""},
+        {"node": "truck-b-gw", "task": "Compare the node's live state",
+         "change": "broker configuration loaded: expected as it is now, found an older version", "diff": ""}]
+    assert "held back 2 change(s) that would interrupt telemetry while stage-1 is live" in document["held_reason"]
+    [apply] = plans
     assert not apply.check and apply.hold_cuts and apply.limit is None
+    events = journal_events(project, document["run_id"])
+    assert "held" not in [e.get("step") for e in events if e["kind"] == "step-start"]
+    assert [(e["node"], e["task"]) for e in events if e["kind"] == "held"] == [
+        ("truck-b-gw", "Load the firewall"), ("truck-b-gw", "Compare the node's live state")]
     plans.clear()
     forced = CliRunner().invoke(app, ["-C", str(REPO), "up", "stage-1", "--json", "--interrupt-telemetry"])
     assert forced.exit_code == 0 and [p.check for p in plans] == [False] and not plans[0].hold_cuts

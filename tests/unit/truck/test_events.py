@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from truckctl.truck.events import EventCollector, HostEvent, HostStats, render_diff
+from truckctl.truck.events import Change, EventCollector, HostEvent, HostStats, render_diff
 
 
 def ev(name: str, **data: Any) -> dict[str, Any]:
@@ -72,6 +72,18 @@ def test_progress_callbacks_follow_every_host_step() -> None:
     assert [(e.host, e.status) for e in seen] == [
         ("gw", "started"), ("gw", "changed"), ("hv1", "started"), ("hv1", "ok"), ("hv1", "changed"),
         ("hv1", "ok"), ("hv2", "failed"), ("gw2", "unreachable"), ("hv2", "skipped")]
+
+
+def test_a_handler_held_back_is_known_by_the_fact_it_sets_not_counted_as_a_change() -> None:
+    """A skipped event does not say why (ansible-runner sends no result with it): the held handler's fact does."""
+    collector = EventCollector()
+    for event in (ev("runner_on_skipped", host="gw", task="Restart mosquitto"),
+                  ev("runner_on_ok", host="gw", task="Say that the mosquitto restart is held back",
+                     res={"changed": False, "ansible_facts": {"telemetry_held_back": "Restart mosquitto"}}),
+                  ev("runner_on_ok", host="gw", task="Another fact", res={"ansible_facts": {"telemetry_port": 1}})):
+        collector(event)
+    assert collector.held == [Change("gw", "Restart mosquitto", action="set_fact", handler=True)]
+    assert collector.changes == []
 
 
 def test_prepared_diffs_are_passed_through() -> None:
