@@ -123,9 +123,12 @@ class TempProject:
     def lab_down(self) -> None:
         self.truckctl("lab", "down")
 
-    def converge(self, env: dict[str, str] | None = None, netns: str | None = None) -> dict[str, Any]:
-        """`truckctl up stage-1 --tier truck` (lab, prechecks, truck tier, smoke check); the run's result."""
-        return dict(self.truckctl("up", STAGE, "--tier", "truck", env=env, netns=netns).get("result") or {})
+    def converge(self, env: dict[str, str] | None = None, netns: str | None = None,
+                 whole: bool = False) -> dict[str, Any]:
+        """`truckctl up stage-1 --tier truck` (lab, prechecks, lock, truck tier, smoke check), or with `whole`
+        every tier (the cloud tier too: the lab's stand-in); the run's result."""
+        tier = () if whole else ("--tier", "truck")
+        return dict(self.truckctl("up", STAGE, *tier, env=env, netns=netns).get("result") or {})
 
     def lab_cpu(self) -> float:
         """CPU seconds used so far by the lab's nodes (their cgroup), 0 when no lab is up."""

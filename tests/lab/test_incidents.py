@@ -8,8 +8,9 @@ For each drill (`truckctl lab fault KIND TARGET`, real faults made by helper gat
 - its symptoms are under it, never incidents or problems of their own;
 - after `lab fault clear`, it is gone within 10 s;
 - the stand-in sent exactly one notification when it opened and one when it resolved (the link
-  kinds: the resolved one carries the kind the gateway's queued evidence gave), and nothing else
-  once the stage is healthy again.
+  kinds: the resolved one carries the kind the gateway's queued evidence gave, or for revoke-cert the
+  one the stand-in knows itself: it refuses that certificate), and nothing else once the stage is
+  healthy again.
 Verified live: the drills' faults, the gateway agent's evidence, the probes, the stand-in's watch.
 """
 
@@ -107,16 +108,7 @@ def drill_target(lab: Lab, drill: Drill) -> str:
     return lab.node(drill.target).address if drill.kind == "impostor" else drill.target
 
 
-# Known defect, issue 14 stays open for it: the stand-in's subscriber loses the gateway's queued evidence
-# when the drill's clear restarts the stand-in's broker (it re-subscribes after the gateway has already
-# re-sent), so the incident it resolves keeps the kind it opened from silence (cloud-unreachable) instead
-# of tls-refused. Status' own diagnosis names tls-refused (asserted above the notification checks).
-KNOWN_DEFECTS = {"revoke-cert": "the stand-in can lose the queued evidence that names tls-refused (issue 14)"}
-PARAMS = [pytest.param(d, id=d.kind, marks=[pytest.mark.xfail(reason=KNOWN_DEFECTS[d.kind], strict=False)]
-                       if d.kind in KNOWN_DEFECTS else []) for d in DRILLS]
-
-
-@pytest.mark.parametrize("drill", PARAMS)
+@pytest.mark.parametrize("drill", DRILLS, ids=lambda d: d.kind)
 def test_one_incident_per_drill_and_one_notification_each_way(healthy: Lab, drill: Drill) -> None:
     lab = healthy
     stale_after = measure(lab)["stale_after_s"]

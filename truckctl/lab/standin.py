@@ -71,6 +71,7 @@ ACL_LOCAL = "# anonymous clients on 127.0.0.1: the stand-in service reads everyt
 
 
 CERTS = "/etc/mosquitto/certs"
+REFUSED_FILE = "/etc/truckctl-standin/refused.json"  # truck -> why its certificate is refused (see `refused`)
 
 
 def service_config(plan: LabPlan) -> dict[str, object]:
@@ -91,6 +92,7 @@ def service_config(plan: LabPlan) -> dict[str, object]:
         "principals": principals,
         "tls": {"ca": f"{CERTS}/ca.pem", "cert": f"{CERTS}/server.pem", "key": f"{CERTS}/server.key",
                 "crl": f"{CERTS}/crl.pem"},
+        "refused_file": REFUSED_FILE,
         "check_interval_s": 1,
         "topology": topology(plan).to_dict(),
     }
@@ -159,12 +161,28 @@ def write_files(root: Path, plan: LabPlan, pki: LabPki) -> None:
     rootwrite.ensure_symlink(root, f"etc/systemd/system/multi-user.target.wants/{UNIT}", f"/etc/systemd/system/{UNIT}")
 
 
+def refused(plan: LabPlan, pki: LabPki) -> dict[str, str]:
+    """truck -> why the stand-in refuses the certificate it holds: its current certificate's serial is on
+    the CRL (a drill's `hold`). What the cloud knows of itself, as IoT Core knows a certificate it revoked.
+    A truck whose revoked certificate was replaced already (`truckctl down`) is not listed: which one the
+    truck still presents, the cloud side cannot say, and it claims nothing it does not know."""
+    revoked = pki.revoked()
+    found = {}
+    for truck in plan.trucks:
+        issued = pki.leaf(f"truck-{truck.name}")
+        if issued.cert.exists() and (serial := issued.serial) in revoked:
+            found[truck.name] = f"certificate serial {serial} revoked, on the CA's CRL"
+    return found
+
+
 def write_revocations(root: Path, plan: LabPlan, pki: LabPki) -> None:
     """The CRL and the broker config that checks it (also rewritten on a running stand-in by
-    `revoke_truck`, so a stand-in built before CRLs existed starts checking them too). The running
-    stand-in's root is the node's: never written through a link planted in it."""
+    `revoke_truck`, so a stand-in built before CRLs existed starts checking them too), and for the
+    stand-in service the trucks whose certificate it refuses (it rereads the file when it changes).
+    The running stand-in's root is the node's: never written through a link planted in it."""
     rootwrite.write_file(root, "etc/mosquitto/certs/crl.pem", pki.crl_pem(), 0o644)
     rootwrite.write_file(root, "etc/mosquitto/mosquitto.conf", mosquitto_conf(plan.uplink.standin_address))
+    rootwrite.write_file(root, REFUSED_FILE.lstrip("/"), json.dumps(refused(plan, pki), indent=1) + "\n", 0o644)
 
 
 def operator_tls(pki: LabPki) -> ClientTls:

@@ -151,6 +151,7 @@ class Tracker:
         self.days = StageDays(list(prefixes))
         self.watch = Watch(Topology.from_dict(topology)) if topology is not None else None
         self.notices: deque[dict[str, Any]] = deque(maxlen=MAX_ALARMS)  # incident notifications sent
+        self.refused: dict[str, str] = {}  # truck -> why this cloud refuses its certificate (refused_file)
 
     def topics(self) -> list[str]:
         return [f"{p}/{kind}{suffix}" for p in self.prefixes.values() for kind in ("telemetry", "heartbeat")
@@ -186,7 +187,15 @@ class Tracker:
             return Stream(None if seen.last is None else now - seen.last)
 
         return CloudView({truck: age(seen) for truck, seen in self.telemetry.items()},
-                         {node: age(seen) for nodes in self.heartbeats.values() for node, seen in nodes.items()})
+                         {node: age(seen) for nodes in self.heartbeats.values() for node, seen in nodes.items()},
+                         refused=dict(self.refused))
+
+    def set_refused(self, refused: Any) -> None:
+        """The trucks whose certificate this cloud refuses (its CRL): truck -> why, only the known trucks."""
+        found = {str(truck): str(why)[:200] for truck, why in refused.items()
+                 if truck in self.prefixes} if isinstance(refused, dict) else {}
+        with self.lock:
+            self.refused = found
 
     def _notify(self, events: list[Event], now: float) -> None:
         """One entry per event in the alert list (the lock is held); printed to the journal too."""
@@ -653,10 +662,32 @@ def main(argv: list[str]) -> int:
     access = Access(config["principals"], tls["ca"], tls["cert"], tls["key"], tls["crl"])
     path = argv[1] if len(argv) > 1 else "/etc/truckctl-standin/config.json"
     loaded = os.stat(path).st_mtime
+    refused_file = config.get("refused_file")
+    refused_seen: float | None = None
+
+    def reread_refused() -> None:
+        """The trucks whose certificate the broker refuses, reread when the file changes (a drill, a revoke)."""
+        nonlocal refused_seen
+        if not refused_file:
+            return
+        try:
+            mtime = os.stat(refused_file).st_mtime
+            if mtime != refused_seen:
+                with open(refused_file) as handle:
+                    tracker.set_refused(json.load(handle))
+                refused_seen = mtime
+                print(f"truckctl stand-in: refusing the certificate of {sorted(tracker.refused) or 'no truck'}",
+                      flush=True)
+        except FileNotFoundError:
+            tracker.set_refused({})
+            refused_seen = None
+        except (OSError, ValueError):
+            pass  # half-written: the next round reads it
 
     def checker() -> None:
         nonlocal loaded
         while True:
+            reread_refused()
             for alert in tracker.check():
                 print("alarm:", json.dumps(alert["body"]), flush=True)
             with contextlib.suppress(OSError, ValueError, KeyError):

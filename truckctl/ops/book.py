@@ -6,7 +6,10 @@ trucks the diagnosis no longer has. Repeats and the symptoms of an incident neve
 event. A diagnosis older than an incident's opening (late evidence from before it) resolves nothing;
 late evidence may open and resolve an incident of its own (the pair is then sent on arrival). The
 three link kinds share an incident per truck (model.LINK_KINDS): an incident opened from the
-cloud side's silence takes the kind the gateway's evidence later gives, once.
+cloud side's silence takes the kind the gateway's evidence later gives, once. A kind the cloud side
+established itself (a certificate it refuses: Diagnosis.settled) is as certain as that evidence: the
+gateway's queued documents do not change it (the first of them, written as its connection dropped,
+says only "connection lost").
 
 A bridge is let reconnect before it is an incident of its own: bridge-down opens only once it has
 lasted HOLD_S, and not within RECOVERY_S of the truck's link or broker coming back (mosquitto's
@@ -89,15 +92,16 @@ class Book:
             held = self.open.get(key)
             if held is None and not self._ready(incident, at):
                 continue
+            certain = from_evidence or key in diagnosis.settled
             if held is None:
                 self._pending.pop(key, None)
                 opened = replace(incident, opened=at, resolved=None)
                 self.open[key] = opened
-                if from_evidence and incident.kind in LINK_KINDS:
+                if certain and incident.kind in LINK_KINDS:
                     self._confirmed.add(key)
                 events.append(Event(OPENED, opened))
                 continue
-            refine = incident.kind in LINK_KINDS and from_evidence and key not in self._confirmed
+            refine = incident.kind in LINK_KINDS and certain and key not in self._confirmed
             if refine:
                 self._confirmed.add(key)
             kind = incident.kind if refine else held.kind

@@ -44,11 +44,14 @@ class Stream:
 @dataclass(frozen=True)
 class CloudView:
     """truck -> telemetry, node -> heartbeat, truck -> evidence; a truck missing from `evidence` means
-    the cloud side does not track evidence (an older stand-in), not that it heard none."""
+    the cloud side does not track evidence (an older stand-in), not that it heard none. `refused`: truck ->
+    why the cloud endpoint itself refuses the certificate that truck holds (e.g. its serial revoked),
+    what the cloud side knows of its own accord, without waiting for the gateway's queued evidence."""
 
     telemetry: Mapping[str, Stream] = field(default_factory=dict)
     heartbeats: Mapping[str, Stream] = field(default_factory=dict)
     evidence: Mapping[str, Stream] = field(default_factory=dict)
+    refused: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class _Found:
     incident: Incident
     explains: frozenset[str]
     rank: int
+    settled: bool = False  # a link kind the cloud side established itself (see Diagnosis.settled)
 
 
 def _age(seconds: float | None) -> str:
@@ -155,9 +159,9 @@ def _truck_causes(topo: TruckTopo, obs: Observations, stale_after: float, limit:
     truck_wide = _truck_keys(topo)
 
     def add(kind: Kind, hop: str, lines: list[str], explains: frozenset[str], rank: int, node: str | None = None,
-            address: str | None = None) -> None:
+            address: str | None = None, settled: bool = False) -> None:
         found.append(_Found(Incident(kind, topo.name, hop, node, address, tuple(lines), opened=obs.now),
-                            explains, rank))
+                            explains, rank, settled))
 
     gw_check = checks.get(gw)
     if gw_check is not None and not gw_check.reachable and not gw_check.timed_out and evidence is None:
@@ -204,12 +208,18 @@ def _truck_causes(topo: TruckTopo, obs: Observations, stale_after: float, limit:
                 truck_wide - {f"evidence/{topo.name}"} | {f"service/{gw}/{BROKER_SERVICE}"}, 2)
         elif cloud is not None and _silent_truck(topo, cloud, stale_after):
             seen = cloud.evidence.get(topo.name)
-            lines = [f"the cloud side hears nothing from {topo.name}: "
-                     + (f"no evidence for {seen.age_s:.0f} s, " if seen and seen.age_s is not None else "")
-                     + "telemetry and heartbeats silent",
-                     "from the cloud side an uplink down cannot be told from the cloud endpoint unreachable or "
-                     "a refused certificate until the gateway's queued evidence arrives"]
-            add(Kind.UPLINK_DOWN, topo.hop_uplink(), lines, truck_wide, 1)
+            silence = (f"the cloud side hears nothing from {topo.name}: "
+                       + (f"no evidence for {seen.age_s:.0f} s, " if seen and seen.age_s is not None else "")
+                       + "telemetry and heartbeats silent")
+            refused = cloud.refused.get(topo.name)
+            if refused is not None:  # the cloud endpoint refuses it: no need to wait for the gateway's word
+                add(Kind.TLS_REFUSED, topo.hop_tls(),
+                    [f"the cloud endpoint refuses {topo.name}'s certificate ({refused})", silence],
+                    truck_wide, 1, settled=True)
+            else:
+                add(Kind.UPLINK_DOWN, topo.hop_uplink(), [
+                    silence, "from the cloud side an uplink down cannot be told from the cloud endpoint unreachable "
+                    "or a refused certificate until the gateway's queued evidence arrives"], truck_wide, 1)
     return found + _node_causes(topo, obs, evidence, stale_after, limit)
 
 
@@ -350,4 +360,4 @@ def diagnose(topology: Topology, obs: Observations) -> Diagnosis:
         specific = [i for i in candidates if symptom.node is not None and found[i].incident.node == symptom.node]
         claimed.setdefault((specific or candidates)[0], []).append(symptom)
     incidents = tuple(f.incident.explaining(tuple(claimed.get(i, ()))) for i, f in enumerate(found))
-    return Diagnosis(incidents, tuple(unexplained))
+    return Diagnosis(incidents, tuple(unexplained), frozenset(f.incident.id for f in found if f.settled))

@@ -99,10 +99,13 @@ class Incident:
 
 @dataclass(frozen=True)
 class Diagnosis:
-    """Incidents (root-most first) and the symptoms none of them explains."""
+    """Incidents (root-most first) and the symptoms none of them explains. `settled`: the ids of link
+    incidents whose kind the cloud side established itself (a certificate it refuses), as certain as the
+    gateway's own evidence: the book does not let a later document change it (see book.Book.update)."""
 
     incidents: tuple[Incident, ...] = ()
     unexplained: tuple[Symptom, ...] = field(default=())
+    settled: frozenset[str] = field(default=frozenset())
 
     @property
     def healthy(self) -> bool:

@@ -66,7 +66,7 @@ class Watch:
         current = {t: d for t, d in self.latest.items() if now - self.received[t] <= EVIDENCE_SILENT_S}
         seen = {t.name: Stream(round(now - self.received[t.name], 1) if t.name in self.received else None)
                 for t in self.topology.trucks}
-        view = CloudView(streams.telemetry, streams.heartbeats, seen)
+        view = CloudView(streams.telemetry, streams.heartbeats, seen, streams.refused)
         found = diagnose(self.topology, Observations(now, dict(current), None, view, evidence_max_age_s=None))
         return self.book.update(found, now, trucks, from_evidence=from_evidence)
 

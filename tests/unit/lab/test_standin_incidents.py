@@ -90,6 +90,60 @@ def test_a_pulled_cable_is_one_notification_opened_and_one_resolved(example_proj
     assert len(incident_notices(t)) == 2
 
 
+def test_a_certificate_the_stand_in_refuses_is_tls_refused_both_ways_whatever_the_queue_says_first(
+        example_project: Path) -> None:
+    """The revoke-cert drill: the stand-in's broker restarts with the CRL; the gateway's first queued document
+    says only that its connection was lost ("unreachable"), the rest that the handshake is refused."""
+    clock = Clock()
+    t = tracker(example_project, clock)
+    for _ in range(5):
+        healthy_second(t, clock)
+    revoked_at = clock.now
+    t.set_refused({"truck-a": "certificate serial 1f revoked, on the CA's CRL", "not-a-truck": "x"})
+    assert t.refused == {"truck-a": "certificate serial 1f revoked, on the CA's CRL"}
+    for _ in range(30):
+        healthy_second(t, clock, skip={"truck-a"})
+    assert incident_notices(t) == [("incident-opened", "tls-refused", "truck-a")]
+    (opened,) = t.status()["incidents"]["open"]
+    assert opened["hop"] == "truck-a-gw→cloud ingest (TLS)" and opened["provisional"] is False
+    t.set_refused({})  # cleared: the broker restarts again, the gateway reconnects a second later
+    healthy_second(t, clock, skip={"truck-a"})
+    for second in range(30):
+        cause = ({"connected": False, "error": "unreachable", "detail": "connection lost (paho code 7)"} if second == 0
+                 else {"connected": False, "error": "tls-refused", "detail": "SSLEOFError"})
+        doc = changed(changed(document("truck-a", revoked_at + second), "cloud", cause), "bridge.connected", False)
+        t.on_message("gdf27/truck-a/evidence/truck-a-gw", json.dumps(doc).encode())
+    for _ in range(3):
+        healthy_second(t, clock)
+    assert incident_notices(t) == [("incident-opened", "tls-refused", "truck-a"),
+                                   ("incident-resolved", "tls-refused", "truck-a")]
+    ids = {a["body"]["incident"]["id"] for a in t.alert_list() if a["source"] == "incident"}
+    assert ids == {"link/truck-a/-"}
+
+
+def test_the_stand_in_is_told_which_trucks_certificate_it_refuses(example_project: Path, tmp_path: Path) -> None:
+    from truckctl.lab.pki import LabPki, client_id
+
+    plan = plan_lab(load_stage(Project(example_project), "stage-1"), "abc123")
+    pki = LabPki(tmp_path / "pki")
+    pki.ensure_ca()
+    standin.issue_certificates(pki, plan)
+    root = tmp_path / "root"
+    root.mkdir()
+    standin.write_revocations(root, plan, pki)
+    config = standin.service_config(plan)
+    refused_file = root / str(config["refused_file"]).lstrip("/")
+    assert json.loads(refused_file.read_text()) == {}
+    serial = pki.hold("truck-truck-a")  # the drill: the certificate the truck holds goes on the CRL
+    standin.write_revocations(root, plan, pki)
+    assert json.loads(refused_file.read_text()) == {"truck-a": f"certificate serial {serial} revoked, on the CA's CRL"}
+    pki.release(str(serial))
+    pki.revoke("truck-truck-b")  # `down`: revoked and replaced; which one truck-b presents, the cloud cannot say
+    pki.ensure_client("truck-truck-b", client_id(plan.race_id, "truck-b"))
+    standin.write_revocations(root, plan, pki)
+    assert json.loads(refused_file.read_text()) == {}
+
+
 def test_an_incident_only_the_late_evidence_shows_is_sent_as_a_pair_on_arrival(example_project: Path) -> None:
     clock = Clock()
     t = tracker(example_project, clock)

@@ -3,6 +3,8 @@ late evidence from the gateway's queue opens and resolves its own incidents on a
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from truckctl.ops.book import OPENED, RESOLVED, Book
 from truckctl.ops.diagnose import Observations, diagnose
 from truckctl.ops.model import Kind
@@ -63,6 +65,47 @@ def test_silence_then_the_queued_evidence_refines_the_kind_once_and_resolves() -
                                                        evidence_max_age_s=None)), NOW + 21, {"truck-a"},
                        from_evidence=True)
     assert [(e.event, e.incident.kind) for e in done] == [(RESOLVED, Kind.CLOUD_UNREACHABLE)]
+
+
+def test_a_certificate_the_cloud_refuses_keeps_its_kind_through_the_queued_evidence_to_resolution() -> None:
+    """The revoke-cert drill: the cloud's broker restarts with the CRL, the gateway's connection drops (its
+    first queued document says only "connection lost", unreachable), then every handshake is refused."""
+    book = Book()
+    silence = cloud({"truck-a": 4.0}, silent("truck-a", 4.0), {"truck-a": 4.0})
+    refused = replace(silence, refused={"truck-a": "certificate serial 1f revoked"})
+    fine = {"truck-b": parsed(document("truck-b", NOW + 4))}
+    events = book.update(diagnose(TOPOLOGY, Observations(NOW + 4, fine, None, refused)), NOW + 4, TRUCKS)
+    assert [(e.event, e.incident.kind) for e in events] == [(OPENED, Kind.TLS_REFUSED)]
+    assert book.held()["open"][0]["provisional"] is False
+    # cleared: the cloud refuses it no more, the truck is still silent for a moment (the same incident)
+    events += book.update(diagnose(TOPOLOGY, Observations(NOW + 30, fine, None, silence)), NOW + 30, TRUCKS)
+    lost = {"connected": False, "error": "unreachable", "detail": "connection lost (paho code 7)"}
+    tls = {"connected": False, "error": "tls-refused", "detail": "SSLEOFError"}
+    for second in range(1, 30):  # the queued documents, in order, each judged at its own time
+        doc = changed(document(at=NOW + second), "cloud", lost if second == 1 else tls)
+        events += book.update(diagnose(TOPOLOGY, Observations(NOW + second, {"truck-a": parsed(doc)},
+                                                              evidence_max_age_s=None)),
+                              NOW + second, {"truck-a"}, from_evidence=True, late=True)
+    assert book.open["link/truck-a/-"].kind is Kind.TLS_REFUSED
+    events += book.update(diagnose(TOPOLOGY, Observations(NOW + 31, {"truck-a": parsed(document(at=NOW + 31))},
+                                                          evidence_max_age_s=None)), NOW + 31, {"truck-a"},
+                          from_evidence=True)
+    assert [(e.event, e.incident.kind, e.incident.id) for e in events] == [
+        (OPENED, Kind.TLS_REFUSED, "link/truck-a/-"), (RESOLVED, Kind.TLS_REFUSED, "link/truck-a/-")]
+    assert events[1].incident.hop == "truck-a-gw→cloud ingest (TLS)"
+
+
+def test_silence_the_cloud_refusal_then_explains_takes_that_kind_once() -> None:
+    """Silence seen before the cloud side read its own refusal list: that list then settles the kind."""
+    book = Book()
+    silence = cloud({"truck-a": 4.0}, silent("truck-a", 4.0), {"truck-a": 4.0})
+    fine = {"truck-b": parsed(document("truck-b", NOW + 4))}
+    book.update(diagnose(TOPOLOGY, Observations(NOW + 4, fine, None, silence)), NOW + 4, TRUCKS)
+    assert book.open["link/truck-a/-"].kind is Kind.UPLINK_DOWN
+    refused = replace(silence, refused={"truck-a": "certificate serial 1f revoked"})
+    assert book.update(diagnose(TOPOLOGY, Observations(NOW + 5, fine, None, refused)), NOW + 5, TRUCKS) == []
+    assert book.open["link/truck-a/-"].kind is Kind.TLS_REFUSED
+    assert book.held()["open"][0]["provisional"] is False
 
 
 def test_late_evidence_of_a_short_incident_sends_the_pair_on_arrival() -> None:

@@ -3,6 +3,8 @@ cause, its symptoms under it, nothing else left over; and the combinations."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from truckctl.ops.diagnose import NodeCheck, Observations, diagnose
 from truckctl.ops.evidence import BadEvidence
 from truckctl.ops.model import Kind
@@ -72,6 +74,24 @@ def test_tls_refused() -> None:
                             cloud({"truck-a": 30.0}, silent("truck-a"), {"truck-a": 30.0})))  # refused: nothing arrives
     assert incident.kind is Kind.TLS_REFUSED and "certificate" in incident.evidence[1]
     assert incident.hop == "truck-a-gw→cloud ingest (TLS)"
+
+
+def test_a_silent_truck_whose_certificate_the_cloud_refuses_is_tls_refused_without_the_gateways_word() -> None:
+    silence = cloud({"truck-a": 30.0}, silent("truck-a"), {"truck-a": 30.0})
+    refused = replace(silence, refused={"truck-a": "certificate serial 1f revoked"})
+    result = diagnose(TOPOLOGY, Observations(NOW, {"truck-b": parsed(document("truck-b"))}, None, refused))
+    (incident,) = result.incidents
+    assert (incident.kind, incident.truck) == (Kind.TLS_REFUSED, "truck-a")
+    assert incident.hop == "truck-a-gw→cloud ingest (TLS)"
+    assert "refuses truck-a's certificate (certificate serial 1f revoked)" in incident.evidence[0]
+    assert {s.key for s in incident.symptoms} >= {"telemetry/truck-a", "heartbeat/truck-a-hv1"}
+    assert result.settled == {incident.id}
+    # silence alone: the provisional kind, nothing settled
+    plain = diagnose(TOPOLOGY, Observations(NOW, {"truck-b": parsed(document("truck-b"))}, None, silence))
+    assert [i.kind for i in plain.incidents] == [Kind.UPLINK_DOWN] and plain.settled == frozenset()
+    # refused but still heard (its connection predates the revocation): not an incident yet
+    heard = replace(cloud(), refused={"truck-a": "certificate serial 1f revoked"})
+    assert diagnose(TOPOLOGY, observe(view=heard)).healthy
 
 
 def test_broker_down_explains_its_unit_and_every_stream_but_not_the_heartbeats_at_the_gateway() -> None:
