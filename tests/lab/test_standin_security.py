@@ -23,9 +23,10 @@ from typing import Any
 import pytest
 
 from tests.lab.harness import Lab, wait_for
+from tests.lab.runs import ensure_converged
 from tests.lab.test_lab import Mqtt
 from truckctl.cloud.outputs import heartbeat_topic
-from truckctl.lab import standin
+from truckctl.lab import faults, standin
 from truckctl.lab.node import merged_dir
 from truckctl.lab.paths import LabPaths
 from truckctl.lab.pki import LabPki
@@ -189,13 +190,17 @@ def test_invented_heartbeat_nodes_grow_nothing_and_evict_no_alarm(lab: Lab, seat
     """A real alarm first (truck-a-hv2 falls silent), then truck-a floods heartbeats of invented nodes and
     alerts of its own: the heartbeat table keeps truck-a's configured nodes, the drops are counted, the
     alarm stays listed."""
+    ensure_converged(lab)  # the heartbeats and the gateway's broker and firewall (the drill) must be there
     outputs = lab.cloud_outputs()
     race = outputs.trucks["truck-a"].topic_prefix.split("/")[0]
     hv2 = lab.node("truck-a-hv2")
     _, was = lab.ssh(hv2.address, "systemctl is-active truck-heartbeat; systemctl stop truck-heartbeat; true")
+    # The test speaks as truck-a (its certificate and client id): its gateway's bridge, reconnecting, would
+    # take the session back and forth with it; the bridge-stop drill keeps the bridge away meanwhile.
+    faults.start(lab.project, "bridge-stop", "truck-a")
     client = Mqtt(outputs, tmp_path, "truck-a")
-    assert client.connect(), "the stand-in refused truck-a's certificate"
     try:
+        assert client.connect(), "the stand-in refused truck-a's certificate"
         after = max([a["index"] for a in lab.standin("/alerts")["alerts"]], default=-1)
         client.publish(f"{heartbeat_topic(race, 'truck-a')}/{hv2.name}", {"node": hv2.name})
         stale = lab.standin("/status")["stale_after_s"]
@@ -221,6 +226,7 @@ def test_invented_heartbeat_nodes_grow_nothing_and_evict_no_alarm(lab: Lab, seat
         assert raised in lab.standin("/alerts")["alerts"]  # the real alarm outlives the flood
     finally:
         client.close()
+        faults.clear(lab.project, "bridge-stop", "truck-a")
         if was.startswith("active"):
             lab.ssh(hv2.address, "systemctl start truck-heartbeat")
 
