@@ -34,6 +34,7 @@ def incidents_benchmark(project: Callable[[], TempProject], converged: Callable[
     from truckctl.lifecycle import cloudside
     from truckctl.lifecycle.status import status
     from truckctl.project import Project
+    from truckctl.targets import for_kind
 
     bench = Benchmark(
         "incidents", "race-day incidents on stage-1: `status` time; a pulled cable to its incident and back",
@@ -42,7 +43,7 @@ def incidents_benchmark(project: Callable[[], TempProject], converged: Callable[
                     "silence and the gateway agent's reconnection.")
 
     def measured() -> dict[str, Any]:
-        return status(Project(project().root), STAGE, "lab")
+        return status(for_kind("lab", Project(project().root)), STAGE)
 
     def notices() -> list[dict[str, Any]]:
         prj = Project(project().root)
