@@ -197,8 +197,8 @@ def test_invented_heartbeat_nodes_grow_nothing_and_evict_no_alarm(lab: Lab, seat
     _, was = lab.ssh(hv2.address, "systemctl is-active truck-heartbeat; systemctl stop truck-heartbeat; true")
     # The test speaks as truck-a (its certificate and client id): its gateway's bridge, reconnecting, would
     # take the session back and forth with it; the bridge-stop drill keeps the bridge away meanwhile.
-    faults.start(lab.project, "bridge-stop", "truck-a")
     client = Mqtt(outputs, tmp_path, "truck-a")
+    faults.start(lab.project, "bridge-stop", "truck-a")
     try:
         assert client.connect(), "the stand-in refused truck-a's certificate"
         after = max([a["index"] for a in lab.standin("/alerts")["alerts"]], default=-1)

@@ -177,7 +177,8 @@ def _truck_causes(topo: TruckTopo, obs: Observations, stale_after: float, limit:
         if not evidence.uplink.carrier:
             add(Kind.UPLINK_DOWN, topo.hop_uplink(),
                 [f"{gw} {evidence.uplink.iface}: no carrier", *_queued(evidence)], truck_wide, 1)
-        elif not evidence.cloud.connected and not _heard_lately(topo, cloud):
+        elif not evidence.cloud.connected and not (
+                cloud and _heard_within(cloud.evidence, topo.name, EVIDENCE_SILENT_S)):
             # (the cloud side had this truck's evidence within EVIDENCE_SILENT_S: the link works, the agent
             # is reconnecting, e.g. after the cloud's broker restarted, which every truck sees at once)
             tls = evidence.cloud.error == "tls-refused"
@@ -191,7 +192,8 @@ def _truck_causes(topo: TruckTopo, obs: Observations, stale_after: float, limit:
         if not evidence.broker_active:
             add(Kind.BROKER_DOWN, topo.hop_broker(), [f"{gw}: the truck broker (mosquitto) is not active"],
                 truck_wide | {f"service/{gw}/{BROKER_SERVICE}", f"service/{gw}/{FEED_SERVICE}"}, 2)
-        elif link_ok and not evidence.bridge_connected and not _telemetry_within(topo, cloud, BRIDGE_SILENT_S):
+        elif link_ok and not evidence.bridge_connected and not (
+                cloud and _heard_within(cloud.telemetry, topo.name, BRIDGE_SILENT_S)):
             # (telemetry still arriving at the cloud side: a bridge reconnecting, e.g. every truck's after
             # the cloud's broker restarted, not yet an incident: book.HOLD_S at the cloud side likewise)
             add(Kind.BRIDGE_DOWN, topo.hop_bridge(),
@@ -227,16 +229,10 @@ def _queued(evidence: GatewayEvidence) -> list[str]:
     return [] if not evidence.bridge_queued else [f"{evidence.bridge_queued} message(s) queued on the gateway"]
 
 
-def _telemetry_within(topo: TruckTopo, cloud: CloudView | None, seconds: float) -> bool:
-    """The cloud side had the truck's telemetry within `seconds`."""
-    seen = cloud.telemetry.get(topo.name) if cloud is not None else None
+def _heard_within(streams: Mapping[str, Stream], name: str, seconds: float) -> bool:
+    """The cloud side received this stream (a truck's telemetry or evidence) within `seconds`."""
+    seen = streams.get(name)
     return seen is not None and seen.age_s is not None and seen.age_s <= seconds
-
-
-def _heard_lately(topo: TruckTopo, cloud: CloudView | None) -> bool:
-    """The cloud side received the truck's evidence within EVIDENCE_SILENT_S (it tracks evidence)."""
-    seen = cloud.evidence.get(topo.name) if cloud is not None else None
-    return seen is not None and seen.age_s is not None and seen.age_s <= EVIDENCE_SILENT_S
 
 
 def _silent_truck(topo: TruckTopo, cloud: CloudView, stale_after: float) -> bool:
