@@ -171,7 +171,8 @@ def test_revoke_cert_makes_the_standin_refuse_the_truck_and_the_agent_says_tls(d
 def test_a_stopped_gateway_unit_shows_in_the_evidence(drills: Lab, kind: str, unit: str) -> None:
     lab = drills
     faults.start(lab.project, kind, "truck-a")
-    assert sh(lab, GW_A, f"systemctl is-active {unit}")[1] == "inactive"
+    # stopped: "failed" when the daemon's exit on SIGTERM was not clean (mosquitto's, now and then on a busy host)
+    assert sh(lab, GW_A, f"systemctl is-active {unit}")[1] in ("inactive", "failed")
     if kind == "broker-stop":
         doc = fresh_evidence(lab, lambda d: not d["broker"]["active"], 10, "the evidence to show the broker down")
         assert doc["bridge"] == {"connected": False, "queued": None} and doc["cloud"]["connected"]

@@ -148,6 +148,8 @@ def apply_move(state: st.LabState, target: LabPlan, paths: LabPaths, progress: P
     for name in (*move.readdress, *move.start):
         node.write_identity(node.merged_dir(paths.root, nodes[name]), target, nodes[name],
                             paths.host_key(name), authorized)
+    # the stand-in first: a node switched on publishes within seconds, and what it sends is today's
+    _move_standin(state, target, paths, move)
     roots = cgroup_roots()
     for name in move.build:
         progress(f"building {name}, new in the lab")
@@ -165,7 +167,6 @@ def apply_move(state: st.LabState, target: LabPlan, paths: LabPaths, progress: P
         (NSPAWN_RUNTIME / "locks" / f"inode-{image.st_dev}:{image.st_ino}").unlink(missing_ok=True)
         node.launch(state, paths.root, item, merged, roots)
     restarted = _apt_cache(state, current, target, paths)
-    _move_standin(state, target, paths, move)
     # a node someone switched off (a drill) is re-addressed but stays off, for the prechecks to report
     boot = _wait_nodes(target, paths, [*move.build, *move.start,
                                        *(name for name in move.readdress if _supervisor_alive(state, name))])

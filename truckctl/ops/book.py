@@ -4,7 +4,9 @@
 "incident-opened" per incident not open yet, one "incident-resolved" per open incident of those
 trucks the diagnosis no longer has. Repeats and the symptoms of an incident never make another
 event. A diagnosis older than an incident's opening (late evidence from before it) resolves nothing;
-late evidence may open and resolve an incident of its own (the pair is then sent on arrival). The
+late evidence may open and resolve an incident of its own (the pair is then sent on arrival), but not
+one from a time the book already closed (a document the gateway sent twice, QoS 1, after its
+incident resolved). The
 three link kinds share an incident per truck (model.LINK_KINDS): an incident opened from the
 cloud side's silence takes the kind the gateway's evidence later gives, once. A kind the cloud side
 established itself (a certificate it refuses: Diagnosis.settled) is as certain as that evidence: the
@@ -56,6 +58,7 @@ class Book:
     _pending: dict[str, float] = field(default_factory=dict)  # held kinds: id -> first seen
     _resolved_at: dict[tuple[str, Kind], float] = field(default_factory=dict)  # (truck, kind) -> last resolved
     _node_resolved_at: dict[tuple[str, str, Kind], float] = field(default_factory=dict)  # (truck, node, kind) ->
+    _closed_at: dict[str, float] = field(default_factory=dict)  # id -> when it last resolved
 
     def _ready(self, incident: Incident, at: float) -> bool:
         """Whether a held kind has lasted long enough, and is not the tail of a just-resolved cause."""
@@ -85,12 +88,14 @@ class Book:
                    and not (late and held.kind in LINK_KINDS)]
         for key in closing:  # first: what resolves now is recovering now (see RECOVERY_S)
             ending = self.open[key]
-            self._resolved_at[(ending.truck, ending.kind)] = at
+            self._resolved_at[(ending.truck, ending.kind)] = self._closed_at[key] = at
             if ending.node is not None:
                 self._node_resolved_at[(ending.truck, ending.node, ending.kind)] = at
         for key, incident in current.items():
             held = self.open.get(key)
-            if held is None and not self._ready(incident, at):
+            # (late evidence from a time the book already closed opens nothing: a redelivery, a tail)
+            already_closed = late and at <= self._closed_at.get(key, -1e18)
+            if held is None and (already_closed or not self._ready(incident, at)):
                 continue
             certain = from_evidence or key in diagnosis.settled
             if held is None:

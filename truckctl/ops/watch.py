@@ -4,8 +4,12 @@ Used by the lab's cloud stand-in (stdlib only, like the rest of this package). E
 document is judged when it arrives: a current one with the cloud side's view of the streams; a
 late one (queued on the gateway while its uplink was down, `ts` older than LATE_S on arrival) on
 its own, at its own time, so an incident it shows opens and resolves on arrival. `tick` judges
-every truck once a second: silence (no evidence for diagnose.EVIDENCE_SILENT_S) is the truck's link.
-The gateway's `ts` is compared with this clock for lateness only (the lab's are one clock).
+every truck once a second: silence (no evidence on time for diagnose.EVIDENCE_SILENT_S) is the
+truck's link. A late document is never the truck's present word: the queue after an outage is
+delivered in windows, and one written before the gateway noticed the outage still says "connected";
+judging the present by it would resolve the incident, and the rest of the queue would open it again.
+The gateway's `ts` is compared with this clock for lateness only (the lab's are one clock; a gateway
+whose clock lags by more than LATE_S is judged by its streams and its late documents alone).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class Watch:
     latest: dict[str, GatewayEvidence] = field(default_factory=dict)
     documents: dict[str, dict[str, Any]] = field(default_factory=dict)  # the latest, as received (bounded by parse)
     received: dict[str, float] = field(default_factory=dict)
+    on_time: dict[str, GatewayEvidence] = field(default_factory=dict)  # the latest that arrived on time
+    heard: dict[str, float] = field(default_factory=dict)  # when it arrived
     counts: dict[str, int] = field(default_factory=dict)
     bad: dict[str, int] = field(default_factory=dict)
     last_bad: dict[str, str] = field(default_factory=dict)
@@ -52,6 +58,7 @@ class Watch:
         if now - document.ts > LATE_S:
             late = diagnose(self.topology, Observations(document.ts, {truck: document}, evidence_max_age_s=None))
             return self.book.update(late, document.ts, {truck}, from_evidence=True, late=True)
+        self.on_time[truck], self.heard[truck] = document, now
         return self._judge(now, streams, {truck}, from_evidence=True)
 
     def tick(self, now: float, streams: CloudView) -> list[Event]:
@@ -63,8 +70,8 @@ class Watch:
         return []
 
     def _judge(self, now: float, streams: CloudView, trucks: set[str], from_evidence: bool) -> list[Event]:
-        current = {t: d for t, d in self.latest.items() if now - self.received[t] <= EVIDENCE_SILENT_S}
-        seen = {t.name: Stream(round(now - self.received[t.name], 1) if t.name in self.received else None)
+        current = {t: d for t, d in self.on_time.items() if now - self.heard[t] <= EVIDENCE_SILENT_S}
+        seen = {t.name: Stream(round(now - self.heard[t.name], 1) if t.name in self.heard else None)
                 for t in self.topology.trucks}
         view = CloudView(streams.telemetry, streams.heartbeats, seen, streams.refused)
         found = diagnose(self.topology, Observations(now, dict(current), None, view, evidence_max_age_s=None))

@@ -90,6 +90,39 @@ def test_a_pulled_cable_is_one_notification_opened_and_one_resolved(example_proj
     assert len(incident_notices(t)) == 2
 
 
+def test_a_queue_delivered_in_windows_with_a_check_between_them_is_still_one_pair(example_project: Path) -> None:
+    """The cloud-block drill on a busy host (CI run 20 sent two pairs): the gateway's queue arrives ten
+    documents at a time; the first ten, written before the agent noticed the block, say "connected".
+    A check between two windows must not take them for the truck's present word, and a document the
+    gateway sends twice after the incident resolved must not open it again."""
+    clock = Clock()
+    t = tracker(example_project, clock)
+    for _ in range(5):
+        healthy_second(t, clock)
+    blocked_at = clock.now
+    for _ in range(25):
+        healthy_second(t, clock, skip={"truck-b"})
+    assert incident_notices(t) == [("incident-opened", "uplink-down", "truck-b")]
+    queued = [document("truck-b", blocked_at + second) if second < 10 else changed(
+        document("truck-b", blocked_at + second), "cloud", {"connected": False, "error": "unreachable", "detail": ""})
+        for second in range(25)]
+    for window in (queued[:10], queued[10:20]):
+        for doc in window:
+            t.on_message("gdf27/truck-b/evidence/truck-b-gw", json.dumps(doc).encode())
+        t.check()  # the stand-in's once-a-second check, while the gateway waits for its acknowledgements
+        assert incident_notices(t) == [("incident-opened", "uplink-down", "truck-b")]
+    assert t.status()["incidents"]["open"][0]["kind"] == "cloud-unreachable"  # the queue told it apart
+    for doc in queued[20:]:  # the last ones arrive on time: the link works again
+        t.on_message("gdf27/truck-b/evidence/truck-b-gw", json.dumps(doc).encode())
+    for _ in range(3):
+        healthy_second(t, clock)
+    t.on_message("gdf27/truck-b/evidence/truck-b-gw", json.dumps(queued[-1]).encode())  # sent again (QoS 1)
+    for _ in range(3):
+        healthy_second(t, clock)
+    assert incident_notices(t) == [("incident-opened", "uplink-down", "truck-b"),
+                                   ("incident-resolved", "cloud-unreachable", "truck-b")]
+
+
 def test_a_certificate_the_stand_in_refuses_is_tls_refused_both_ways_whatever_the_queue_says_first(
         example_project: Path) -> None:
     """The revoke-cert drill: the stand-in's broker restarts with the CRL; the gateway's first queued document
