@@ -111,6 +111,13 @@ def cut_ssh(address: str) -> None:
                    timeout=10)
 
 
+def ssh_connected(address: str) -> bool:
+    """This host holds an established SSH connection to the node (during a truck step: Ansible's)."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", "dst", address, "dport", "=", ":22"],
+                         capture_output=True, text=True, check=False, timeout=10).stdout
+    return bool(out.strip())
+
+
 def failures_by_node(document: dict[str, Any]) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for error in document["errors"]:
@@ -196,7 +203,11 @@ def test_ssh_dropping_mid_run(converged: Lab) -> None:
     lab, cut, blip = converged, "truck-a-hv1", "truck-b-hv1"
     with timed("SSH dropping mid-run", "faulty run"):
         process, _ = up_reaching_its_truck_step(lab)
-        time.sleep(3)
+        # the faults strike once Ansible is connected to both nodes (on a busy host ansible-playbook takes
+        # seconds to start: CI run 22 cut for 6 s before it had reached the node, and the run passed)
+        wait_for(lambda: ssh_connected(node_of(lab, cut).address) and ssh_connected(node_of(lab, blip).address),
+                 120, "Ansible to be connected to both nodes")
+        time.sleep(1)  # at work on them
         set_lan_cable(lab, blip, False)
         try:
             until = time.monotonic() + 6
