@@ -37,6 +37,13 @@ class Connection:
     ssh_config: Path | None = None
 
 
+# truckctl's own calls (probes, prechecks, the team lock, the smoke check) carry no secret: X25519 first.
+# OpenSSH 9's default, the post-quantum hybrid sntrup761x25519, costs ~70 ms of CPU per handshake on each
+# side, and status opens ten at once on 2 cores (0.9 s -> 0.45 s). It stays next, for a server that insists;
+# Ansible's connections, which carry the secrets, keep OpenSSH's default order.
+KEX_ALGORITHMS = "curve25519-sha256,curve25519-sha256@libssh.org,sntrup761x25519-sha512@openssh.com"
+
+
 def ssh_argv(conn: Connection, address: str, command: str | None, connect_timeout: int = 2, *,
              user: str | None = None, stdio_forward: str | None = None) -> list[str]:
     """The one place that builds an ssh command line. `stdio_forward` (host:port, with no command):
@@ -47,7 +54,8 @@ def ssh_argv(conn: Connection, address: str, command: str | None, connect_timeou
         "ssh", "-i", str(conn.private_key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
         "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={conn.known_hosts}",
         "-o", "GlobalKnownHostsFile=/dev/null", "-o", f"ConnectTimeout={connect_timeout}",
-        "-o", "LogLevel=ERROR", "-F", str(conn.ssh_config) if conn.ssh_config else "/dev/null",
+        "-o", "LogLevel=ERROR", "-o", f"KexAlgorithms={KEX_ALGORITHMS}",
+        "-F", str(conn.ssh_config) if conn.ssh_config else "/dev/null",
     ]
     if stdio_forward is not None:
         return [*argv, "-W", stdio_forward, f"{user or conn.user}@{address}"]

@@ -321,7 +321,9 @@ def team_view(target: Target, stage: Stage) -> dict[str, Any]:
     except TruckctlError:
         return {"locks": [], "shared": None}
     gws = teamlock.gateways(stage)
-    return {"locks": teamlock.read_locks(stage.name, gws, transport), "shared": history.shared_runs(target, stage)}
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two calls per gateway, side by side: status stays fast
+        shared = pool.submit(history.shared_runs, target, stage)
+        return {"locks": teamlock.read_locks(stage.name, gws, transport), "shared": shared.result()}
 
 
 def team_lock_holder(locks: list[dict[str, Any]]) -> dict[str, Any] | None:

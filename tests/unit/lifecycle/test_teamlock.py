@@ -147,6 +147,24 @@ def test_an_unreachable_gateway_is_said_not_locked(nodes: Nodes) -> None:
     assert lock.as_dict()["gateways"] == ["truck-a-gw"] and lock.as_dict()["unreachable"] == ["truck-b-gw"]
 
 
+class Connecting(Nodes):
+    """A transport that opens its connections to every gateway before the take (SSH masters in a real run)."""
+
+    def connect(self, gateways: list[Gateway]) -> dict[str, str]:
+        self.calls += [(g.node, "connect") for g in gateways]
+        return {g.node: "ssh: connect to host: No route to host" for g in gateways if g.node in self.down}
+
+
+def test_the_connections_are_opened_at_once_and_an_unreachable_gateway_is_not_tried_twice(tmp_path: Path) -> None:
+    nodes = Connecting(tmp_path)
+    nodes.down.add("truck-a-gw")
+    lock = nodes.lock("engineer")
+    lock.take()
+    assert nodes.calls == [("truck-a-gw", "connect"), ("truck-b-gw", "connect"), ("truck-b-gw", "take")]
+    assert lock.as_dict()["gateways"] == ["truck-b-gw"] and lock.as_dict()["unreachable"] == ["truck-a-gw"]
+    assert lock.release() == []
+
+
 def test_forced_release_removes_a_live_lock_and_is_recorded_on_the_gateways(nodes: Nodes) -> None:
     nodes.lock("engineer").take()
     record = {"run_id": "20270501T071000Z-stage-1-unlock-ab12", "stage": "stage-1", "command": "unlock",

@@ -18,7 +18,7 @@ import pytest
 from tests.helpers import make_cloud
 from truckctl.config.model import Stage
 from truckctl.errors import TruckctlError
-from truckctl.remote import Connection
+from truckctl.remote import Connection, ssh_argv
 from truckctl.truck.plan import build_plan, connection_vars
 
 Conn = Connection  # the real one: direct, as inside the truck
@@ -51,6 +51,21 @@ def test_key_and_known_hosts_paths_with_spaces_reach_ssh_whole(tmp_path: Path) -
         assert options["stricthostkeychecking"] == ["true"]
         assert options["identitiesonly"] == ["yes"]
         assert str(key) in options["identityfile"]
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the OpenSSH client")
+def test_truckctls_own_calls_offer_x25519_first_and_ansible_keeps_opensshs_default(tmp_path: Path) -> None:
+    """truckctl's probes, prechecks and lock calls carry no secret and open many handshakes at once: X25519
+    first (the post-quantum hybrid still offered after it); Ansible's connections carry the secrets and
+    keep OpenSSH's own order, which puts the post-quantum hybrid first."""
+    conn = Conn("root", tmp_path / "id", tmp_path / "known_hosts")
+    own = ssh_argv(conn, "10.31.1.11", "true")
+    options = _effective(own[1:-2])
+    assert options["kexalgorithms"][0].split(",")[:2] == ["curve25519-sha256", "curve25519-sha256@libssh.org"]
+    assert "sntrup761x25519-sha512@openssh.com" in options["kexalgorithms"][0]
+    common = connection_vars(conn)["ansible_ssh_common_args"]
+    assert "kex" not in common.lower()  # OpenSSH's own order: a post-quantum hybrid first (9.2: sntrup761)
+    assert not _effective(shlex.split(common))["kexalgorithms"][0].startswith("curve25519")
 
 
 def test_paths_ssh_cannot_carry_are_refused(tmp_path: Path) -> None:
