@@ -162,6 +162,25 @@ def test_heartbeats_give_age_and_clock_offset_per_node_of_the_truck_only() -> No
     assert beats.clock() == {"truck-a-gw": {"offset_s": None}, "truck-a-hv1": {"offset_s": 119.6}}
 
 
+def test_a_late_heartbeat_is_no_clock_reading_but_a_clock_really_off_shows_at_once_or_within_the_window() -> None:
+    """CI run 23: an impostor on truck-a-hv2's address delayed its heartbeats (the gateway's TCP replies
+    went to the impostor's MAC) and the delay read as a clock 3 s behind, a clock-skew incident of its own."""
+    beats = agent.Heartbeats(["truck-a-hv1"])
+
+    def beat(now: float, ts: int) -> float | None:
+        beats.hit("truck-a-hv1", now, json.dumps({"ts": ts}).encode())
+        return beats.clock()["truck-a-hv1"]["offset_s"]
+
+    assert beat(1000.4, 1000) == -0.4
+    assert beat(1010.2, 1005) == -0.4  # 5 s late: the best reading of the last minute stands
+    assert beat(1015.3, 1015) == -0.3
+    assert beat(1020.1, 1320) == 299.9  # ahead: no delay reads ahead, taken at once (the clock-skew drill)
+    assert beat(1025.2, 1025) == -0.2  # back in sync: at once
+    for second in range(1030, 1100, 5):  # really behind by 8 s: every reading says so
+        offset = beat(second + 0.2, second - 8)
+    assert offset == -8.2
+
+
 @pytest.mark.parametrize("payload", [b"not json", b'{"ts": "soon"}', b'{"ts": true}', b"[1]", b"\xff\xfe"])
 def test_a_heartbeat_without_a_usable_timestamp_counts_but_gives_no_offset(payload: bytes) -> None:
     beats = agent.Heartbeats(["truck-a-hv1"])

@@ -51,6 +51,8 @@ SCHEMA = 1
 WRITE_EVERY_S = 1.0
 MIN_WRITE_GAP_S = 0.1  # changes in a burst are written at most this often
 CLAIM_WINDOW_S = 5.0  # an ARP claim counts this long (a conflict resolves this long after it stops)
+IN_SYNC_S = 1.5  # a heartbeat's offset at or above this is read as it is (whole-second stamps: -1..0 in sync)
+OFFSET_WINDOW_S = 60.0  # one further behind: the best of this long (a late heartbeat is no clock reading)
 REACHABLE_WITHIN_S = 3.0  # a node is reachable when it answered ARP this recently (probes every second)
 PROBE_EVERY_S = 1.0
 FEED_WINDOW_S = 10.0
@@ -116,12 +118,18 @@ def heartbeat_timestamp(payload: bytes) -> float | None:
 class Heartbeats:
     """The last heartbeat of each of the truck's nodes: when it arrived, and the node's clock offset
     (its timestamp minus this gateway's clock at arrival; the heartbeat stamps whole seconds, so the
-    offset of a node in sync is between -1 and 0 s)."""
+    offset of a node in sync is between -1 and 0 s).
+
+    A heartbeat that arrives late (its TCP replies lost on a contested address, a flaky LAN) reads as a
+    clock behind by its delay; a delay can never make a clock read ahead. So a reading at or above
+    -IN_SYNC_S is taken as it is (a clock ahead, or back in sync, at once), and one further behind is
+    taken as the best reading of the last OFFSET_WINDOW_S (a clock really behind shows in every one)."""
 
     def __init__(self, nodes: Iterable[str]) -> None:
         self.nodes = list(nodes)
         self.arrived: dict[str, float] = {}
         self.offsets: dict[str, float] = {}
+        self.readings: dict[str, deque[tuple[float, float]]] = {}  # node -> (arrival, raw offset)
         self.lock = threading.Lock()
 
     def hit(self, node: str, now: float, payload: bytes) -> bool:
@@ -132,7 +140,12 @@ class Heartbeats:
         with self.lock:
             self.arrived[node] = now
             if ts is not None:
-                self.offsets[node] = round(ts - now, 1)
+                readings = self.readings.setdefault(node, deque(maxlen=64))
+                readings.append((now, ts - now))
+                while readings and readings[0][0] < now - OFFSET_WINDOW_S:
+                    readings.popleft()
+                raw = ts - now
+                self.offsets[node] = round(raw if raw >= -IN_SYNC_S else max(r for _, r in readings), 1)
         return True
 
     def ages(self, now: float) -> dict[str, float | None]:
