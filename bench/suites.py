@@ -423,9 +423,7 @@ def _team_lock() -> Benchmark:
             lock.take()
             kept = lock.release()
         finally:
-            close = getattr(transport, "close", None)  # the run's own SSH masters, as a run closes them
-            if close is not None:
-                close()
+            teamlock.close_transport(transport)  # the lock's own SSH masters, as a run closes them
         if len(lock.gateways) != 2 or kept or lock.unreachable:
             raise BenchError(f"team lock not taken and released on both gateways: {lock.as_dict()}, kept {kept}")
 

@@ -74,7 +74,7 @@ class Run:
         try:
             team.take()
         except BaseException:  # refused (exit 4) or interrupted: nothing is held, no connection kept
-            _close(transport)
+            teamlock.close_transport(transport)
             raise
         self.team = team
         self.journal.event("lock", "run", **team.as_dict())
@@ -224,13 +224,7 @@ def end_team_lock(run: Run) -> None:
     if kept:
         run.journal.note("lock", f"lock not released on {', '.join(kept)} (unreachable): it expires within "
                          f"{team.lease} s")
-    _close(team.transport)
-
-
-def _close(transport: object) -> None:
-    close = getattr(transport, "close", None)
-    if close is not None:
-        close()
+    teamlock.close_transport(team.transport)
 
 
 def finish_run(run: Run, exit_code: ExitCode, result: dict[str, Any], problems: list[Problem] | None = None

@@ -176,10 +176,7 @@ class SshTransport:
     def __call__(self, gateway: Gateway, argv: list[str], stdin: bytes) -> tuple[int, str]:
         op, stage, arg, lease, root = argv[4:9]
         command = node_command(op, stage, arg, int(lease), root, sudo=self.connection.user != "root")
-        ssh = ssh_argv(self.connection, gateway.address, command)
-        if self.control_dir is not None:
-            ssh = [ssh[0], *self._multiplexing(), *ssh[1:]]
-        return bounded_run(ssh, stdin)
+        return bounded_run(self._ssh(gateway, command), stdin)
 
     def connect(self, gateways: Sequence[Gateway]) -> dict[str, str]:
         """Open this lock's SSH masters to every gateway at once, so that the take, one gateway after
@@ -188,14 +185,17 @@ class SshTransport:
             return {}
 
         def one(gateway: Gateway) -> tuple[str, int, str]:
-            ssh = ssh_argv(self.connection, gateway.address, "true")
-            return (gateway.node, *bounded_run([ssh[0], *self._multiplexing(), *ssh[1:]], b""))
+            return (gateway.node, *bounded_run(self._ssh(gateway, "true"), b""))
         with ThreadPoolExecutor(max_workers=max(1, len(gateways))) as pool:
             return {node: text for node, rc, text in pool.map(one, gateways) if rc == 255}
 
-    def _multiplexing(self) -> list[str]:
-        return ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_dir}/%C", "-o",
-                f"ControlPersist={LEASE_S}", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2"]
+    def _ssh(self, gateway: Gateway, command: str) -> list[str]:
+        """truckctl's ssh command line to the gateway, riding on this lock's master when it keeps one."""
+        ssh = ssh_argv(self.connection, gateway.address, command)
+        if self.control_dir is None:
+            return ssh
+        return [ssh[0], "-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_dir}/%C", "-o",
+                f"ControlPersist={LEASE_S}", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2", *ssh[1:]]
 
     def close(self) -> None:
         """End this lock's SSH masters and remove their directory."""
@@ -207,6 +207,13 @@ class SshTransport:
                 subprocess.run(["ssh", "-o", f"ControlPath={socket_path}", "-O", "exit", "gateway"],
                                capture_output=True, timeout=5, check=False, stdin=subprocess.DEVNULL)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def close_transport(transport: object) -> None:
+    """End a held lock's SSH masters (a transport that keeps none has nothing to close)."""
+    close = getattr(transport, "close", None)
+    if close is not None:
+        close()
 
 
 def held_transport(base: Transport) -> Transport:

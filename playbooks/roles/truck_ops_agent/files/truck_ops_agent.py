@@ -140,11 +140,11 @@ class Heartbeats:
         with self.lock:
             self.arrived[node] = now
             if ts is not None:
-                readings = self.readings.setdefault(node, deque(maxlen=64))
-                readings.append((now, ts - now))
-                while readings and readings[0][0] < now - OFFSET_WINDOW_S:
-                    readings.popleft()
                 raw = ts - now
+                readings = self.readings.setdefault(node, deque(maxlen=64))
+                readings.append((now, raw))
+                while readings[0][0] < now - OFFSET_WINDOW_S:  # (the newest stays: never empty)
+                    readings.popleft()
                 self.offsets[node] = round(raw if raw >= -IN_SYNC_S else max(r for _, r in readings), 1)
         return True
 
