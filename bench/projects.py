@@ -213,15 +213,20 @@ def stage1_clone(label: str, octet: int, uplink: int) -> TempProject:
     return TempProject(label, root, nodes=6)
 
 
-def scaled(label: str, trucks: int, octet: int, uplink: int) -> TempProject:
-    """A generated race: `trucks` trucks of 3 nodes (gateway, compute, storage), stage-1 only, truck i's
-    LAN 10.<octet>.<10 i>.0/24 and VLANs 10.<octet>.<10 i + 1..3>.0/24, uplink 100.64.<uplink>.0/24."""
+def scaled(label: str, trucks: int, octet: int, uplink: int, per_truck: int = 3) -> TempProject:
+    """A generated race: `trucks` trucks of `per_truck` nodes (gateway, compute, storage, then more compute
+    nodes), stage-1 only, truck i's LAN 10.<octet>.<10 i>.0/24 and VLANs 10.<octet>.<10 i + 1..3>.0/24,
+    uplink 100.64.<uplink>.0/24."""
     if not 1 <= trucks <= 24:
         raise ValueError("1 to 24 trucks")
+    if not 3 <= per_truck <= 8:
+        raise ValueError("3 to 8 nodes per truck")
     root = _new_root(label)
     race = yaml.safe_load((REPO / "inventory" / "race.yaml").read_text())
     stage = yaml.safe_load((REPO / "inventory" / "stages" / f"{STAGE}.yaml").read_text())
     names = [f"truck-{chr(ord('a') + i)}" for i in range(trucks)]
+    roles = [*NODE_ROLES, *(["compute"] * (per_truck - len(NODE_ROLES)))]
+    suffixes = ["gw", *(f"hv{j}" for j in range(1, per_truck))]
     race["trucks"] = []
     for i, name in enumerate(names, start=1):
         base = 10 * i
@@ -231,7 +236,7 @@ def scaled(label: str, trucks: int, octet: int, uplink: int) -> TempProject:
             "vlans": [{"id": 100 + 10 * v, "name": vname, "cidr": f"10.{octet}.{base + v}.0/24"}
                       for v, vname in enumerate(("telemetry", "storage", "mgmt"), start=1)],
             "nodes": [{"name": f"{name}-{suffix}", "role": role, "address": f"10.{octet}.{base}.{11 + j}"}
-                      for j, (suffix, role) in enumerate(zip(("gw", "hv1", "hv2"), NODE_ROLES, strict=True))],
+                      for j, (suffix, role) in enumerate(zip(suffixes, roles, strict=True))],
         })
     race.setdefault("lab", {})["uplink_cidr"] = f"100.64.{uplink}.0/24"
     stage["tech_zone"]["trucks"] = names
@@ -239,7 +244,7 @@ def scaled(label: str, trucks: int, octet: int, uplink: int) -> TempProject:
     (root / "inventory" / "stages").mkdir(parents=True)
     (root / "inventory" / "race.yaml").write_text(yaml.safe_dump(race, sort_keys=False))
     (root / "inventory" / "stages" / f"{STAGE}.yaml").write_text(yaml.safe_dump(stage, sort_keys=False))
-    return TempProject(label, root, nodes=3 * trucks)
+    return TempProject(label, root, nodes=per_truck * trucks)
 
 
 # ---- stock Ansible: the same playbooks and inventory, ansible-playbook with its default configuration ----

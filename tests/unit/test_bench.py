@@ -263,12 +263,14 @@ RESERVED = ("10.31.", "10.32.", "10.41.", "10.42.", "10.51.", "10.52.", "10.61."
             "100.64.20.", "100.64.30.", "100.64.40.")
 
 
-@pytest.mark.parametrize("trucks", [1, 2, 4])
-def test_scaled_projects_validate_with_their_own_networks(tmp_projects: Path, trucks: int) -> None:
-    project = projects.scaled(f"t{trucks}", trucks, 75, 55)
-    assert project.nodes == 3 * trucks and project.root.parent == tmp_projects
+@pytest.mark.parametrize(("trucks", "per_truck"), [(1, 3), (2, 3), (4, 3), (3, 4), (16, 4)])
+def test_scaled_projects_validate_with_their_own_networks(tmp_projects: Path, trucks: int, per_truck: int) -> None:
+    project = projects.scaled(f"t{trucks}", trucks, 75, 55, per_truck)
+    assert project.nodes == per_truck * trucks and project.root.parent == tmp_projects
     stage = load_stage(Project(project.root), "stage-1")
-    assert len(stage.trucks) == trucks and sum(len(t.nodes) for t in stage.trucks) == 3 * trucks
+    assert len(stage.trucks) == trucks and sum(len(t.nodes) for t in stage.trucks) == per_truck * trucks
+    assert all(len(t.nodes) == per_truck and sum(stage.roles[n.role].gateway for n in t.nodes) == 1
+               for t in stage.trucks)
     networks = [str(t.lan) for t in stage.trucks] + [str(stage.lab.uplink_cidr)]
     assert len(set(networks)) == len(networks)
     assert not any(n.startswith(RESERVED) for n in networks)
@@ -316,15 +318,19 @@ def test_on_tty_gives_the_program_a_terminal() -> None:
         suites.on_tty([sys.executable, "-c", "import sys; sys.exit(3)"])()
 
 
-def test_headroom_skips_a_lab_larger_than_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_headroom_counts_the_limit_lab_up_sets_and_skips_when_other_labs_hold_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     import suites
 
-    monkeypatch.setattr(suites, "inotify_limit", lambda: 64)
+    monkeypatch.setattr(suites, "inotify_limit", lambda: 128)
     monkeypatch.setattr(suites, "inotify_in_use", lambda uid=None: 0)
     bench = Benchmark("x", "x", [])
-    suites.wait_for_headroom(6, bench)  # 7 nodes x 8 = 56 <= 64
-    with pytest.raises(Skip, match="max_user_instances=64"):
-        suites.wait_for_headroom(12, bench)
+    suites.wait_for_headroom(64, bench)  # 65 x 8 = 520 > 128, but `lab up` raises the limit to 1560 first
+    monkeypatch.setattr(suites, "inotify_in_use", lambda uid=None: 1500)
+    monkeypatch.setattr(suites, "HEADROOM_WAIT_S", 0.0)
+    monkeypatch.setattr(suites.time, "sleep", lambda s: None)
+    with pytest.raises(Skip, match="other labs are running"):
+        suites.wait_for_headroom(64, bench)
 
 
 def test_registry_names_are_unique_and_lab_ones_need_root() -> None:
@@ -336,7 +342,7 @@ def test_registry_names_are_unique_and_lab_ones_need_root() -> None:
     for bench in items:
         if bench.name.startswith(("lab-", "truck-", "drift", "scaling-")):
             assert bench.needs_root and bench.slow, bench.name
-    assert [b.x for b in items if b.series == "scaling"] == [3, 6, 12]
+    assert [b.x for b in items if b.series == "scaling"] == [6, 12, 24, 48, 64]
     assert all(len(b.steps) >= 1 for b in items)
     assert projects._open == []  # registering builds nothing: projects are made when a benchmark runs
 

@@ -215,6 +215,11 @@ INOTIFY_PER_NODE = 8
 INOTIFY_HEADROOM = 3
 
 
+def inotify_instances_wanted(nodes: int) -> int:
+    """The limit `lab up` sets for a lab of `nodes` nodes: room for it three times over (other labs)."""
+    return max(1024, nodes * INOTIFY_PER_NODE * INOTIFY_HEADROOM)
+
+
 def ensure_inotify_instances(nodes: int, path: Path = INOTIFY_INSTANCES) -> int | None:
     """Every node's systemd runs as the host's root, so all nodes share root's inotify instances
     (128 by default): past that, nodes boot without systemd's watches and never become ready.
@@ -223,7 +228,7 @@ def ensure_inotify_instances(nodes: int, path: Path = INOTIFY_INSTANCES) -> int 
         current = int(path.read_text())
     except (OSError, ValueError):
         return None
-    wanted = max(1024, nodes * INOTIFY_PER_NODE * INOTIFY_HEADROOM)
+    wanted = inotify_instances_wanted(nodes)
     if current >= wanted:
         return None
     path.write_text(f"{wanted}\n")
