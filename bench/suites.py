@@ -273,6 +273,37 @@ def _truck_first_run() -> Benchmark:
     return bench
 
 
+def _first_up() -> Benchmark:
+    """What `scripts/demo.sh` does once its set-up is done: the whole `truckctl up stage-1` with no lab up (it
+    builds the lab itself), then `truckctl status stage-1`. The set-up (apt, the venv) is not timed: it is a
+    one-off of a fresh machine (scripts/setup.sh, about a minute of pip), and the rootfs and apt caches are warm."""
+    bench = Benchmark(
+        "first-up", "the first run on a fresh lab, as `scripts/demo.sh` makes it after its set-up: the whole "
+        "`truckctl up stage-1` (builds the lab, prechecks, team lock, cloud offline plan + stand-in, first "
+        "converge, smoke check) and `truckctl status stage-1`", [], needs_root=True, slow=True,
+        miss_reason="The first converge installs and configures every package on 6 nodes on 2 shared cores.")
+
+    def fresh() -> None:
+        lab_project().close_ssh_masters()
+        lab_project().lab_down()
+
+    def first_run() -> None:
+        result = lab_project().converge(whole=True)
+        truck = result.get("truck") or {}
+        if "duration_s" in truck:
+            bench.record("truck tier (ansible-runner)", float(truck["duration_s"]))
+        status = lab_project().truckctl("status", STAGE, ok=(0, 1)).get("result") or {}
+        if not status.get("healthy"):  # exit 1: an unhealthy stage right after its first run is a failed run
+            raise BenchError(f"status after the first run is not healthy: {status.get('unhealthy')}")
+        bench.note(f"first run: {len(truck.get('hosts', {}))} nodes, {truck.get('changed', 0)} changed; status healthy")
+
+    bench.steps = [Step("truckctl up stage-1 + status, fresh lab", setup=fresh, call=first_run, goal_s=60.0,
+                        cpu_probe=lambda: lab_project().lab_cpu())]
+    bench.before = lambda: wait_for_headroom(6, bench)
+    bench.after = lambda: lab_project().lab_down()
+    return bench
+
+
 def _converged_lab(bench: Benchmark, project: Callable[[], TempProject], nodes: int) -> None:
     wait_for_headroom(nodes, bench)
     start = time.perf_counter()
@@ -550,6 +581,7 @@ def benchmarks(truckctl: list[str]) -> list[Benchmark]:
                   [Step("plan --all --offline", [*truckctl, "plan", "--all", "--offline"], goal_s=20.0)], slow=True),
         _lab_up_down(),
         _truck_first_run(),
+        _first_up(),
         _truck_rerun(),
         _up_rerun(),
         _jump_rerun(),
