@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from truckctl.cloud.outputs import CloudOutputs, TruckAccess, topic_prefix
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
-from truckctl.lab import faults, standin
+from truckctl.lab import standin
 from truckctl.lab import state as st
 from truckctl.lab.control import Progress, connection_for, down, start_node, status, stop_node, up
 from truckctl.lab.network import link_exists, set_link
@@ -148,6 +148,8 @@ def revoke_truck(project: Project, truck: str, timeout_s: float = 15.0) -> dict[
     name = f"truck-{truck}"
     serial = pki.revoke(name)
     replacement = pki.ensure_client(name, client_id(plan.race_id, truck)).serial
+    from truckctl.lab import faults  # the drills' module: only a revoke needs it, not every status
+
     faults.reload_standin(faults.Lab(project), timeout_s)
     return {"truck": truck, "revoked_serial": serial, "replacement_serial": replacement,
             "revoked_total": len(pki.revoked())}
