@@ -24,7 +24,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tests.lab.conftest import STAGE, Lab
+from tests.lab.harness import STAGE, Lab
 from truckctl.lab import operator, rootwrite
 from truckctl.lab import state as lab_state
 from truckctl.lab.node import merged_dir

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO
 from truckctl.config.loader import load_stage
 from truckctl.config.model import JumpHop, Management
 from truckctl.errors import ExitCode, TruckctlError
@@ -30,7 +31,6 @@ from truckctl.remote import Connection, explain_ssh_failure, ssh_argv
 from truckctl.targets.lab import LabTarget
 from truckctl.truck.plan import connection_vars
 
-REPO = Path(__file__).resolve().parents[2]
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICphFe4JK+wzNWcElI6eca9cwukxd+FsuGiiTzA/XqVX"
 NODE_LINE = "truck-a-gw,10.31.1.11 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHvEbk2bYrN5ieFmd5VQx1q9m6KQ2VnR4wW3g3jNyZ3b"
 
