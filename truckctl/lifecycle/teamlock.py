@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -51,6 +51,10 @@ from truckctl.jsondoc import JsonObject
 from truckctl.lifecycle.teamlock_node import HOLDER_MAX, KEEP_RUNS, NODE_ROOT, RUN_MAX, node_argv, node_command
 from truckctl.remote import Connection, ssh_argv
 from truckctl.text import hidden
+
+if TYPE_CHECKING:
+    from truckctl.config.model import Stage
+    from truckctl.target import Target
 
 LEASE_S = 30
 RENEW_S = 10
@@ -65,7 +69,7 @@ class Gateway:
     address: str
 
 
-def gateways(stage: Any, trucks: Sequence[str] | None = None) -> list[Gateway]:
+def gateways(stage: Stage, trucks: Sequence[str] | None = None) -> list[Gateway]:
     """The stage's gateways in the fixed order locks are taken in (by truck name)."""
     chosen = [t for t in stage.trucks if trucks is None or t.name in trucks]
     return sorted((Gateway(t.name, stage.gateway(t).name, str(stage.gateway(t).address)) for t in chosen),
@@ -310,7 +314,7 @@ def held_transport(base: Transport) -> Transport:
     return base
 
 
-def transport(target: Any, stage: Any) -> Transport:
+def transport(target: Target, stage: Stage) -> Transport:
     """How the stage's gateways are reached: the target's SSH connection (its path, its pinned keys)."""
     return SshTransport(target.connection(stage))
 

@@ -29,7 +29,7 @@ from truckctl.config.loader import load_stage
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.lifecycle.journal import REDACTED, Redactor, list_runs, runs_dir
-from truckctl.lifecycle.notify import Channel, channels, deliver, notify
+from truckctl.lifecycle.notify import Channel, Delivery, channels, deliver, notify
 from truckctl.lifecycle.run import locked_run
 from truckctl.lifecycle.webhttp import BadUrl, parse_url, secret_parts
 from truckctl.project import Project
@@ -83,6 +83,13 @@ def test_only_http_urls_are_used(stage: Stage) -> None:
     results = notify([Channel("webhook", "file:///etc/passwd")], stage, "drift", "drift found")
     assert [r.to_json() for r in results] == [{"channel": "webhook", "ok": False,
                                                "error": "the channel's URL is not used: only http(s) URLs are used"}]
+
+
+def test_a_delivery_is_scrubbed_in_what_it_says_and_shown_as_the_result_shows_it() -> None:
+    failed = Delivery("webhook (http://hooks.example)", False, error=f"refused {TOKEN}")
+    scrubbed = failed.scrubbed(lambda text: text.replace(TOKEN, "***"))
+    assert scrubbed.to_json() == {"channel": "webhook (http://hooks.example)", "ok": False, "error": "refused ***"}
+    assert Delivery("webhook", False, 503).to_json() == {"channel": "webhook", "ok": False, "status": 503}
 
 
 def test_channels_from_secret_reference(stage: Stage, monkeypatch: pytest.MonkeyPatch) -> None:

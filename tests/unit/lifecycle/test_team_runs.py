@@ -97,7 +97,11 @@ def test_runs_and_status_on_either_machine_list_both_operators_runs(
         assert [(r["run_id"], r["origin"]) for r in listed] == [
             (fix, "local"), (engineer, f"{teamlock.this_holder('', '').user}@{socket.gethostname()}")]
         assert [r["run_id"] for r in list_runs(ci)] == [fix]  # its own journal is still its own
-    listed = all_runs(FakeLabTarget(project), "stage-1").runs
+    listing = all_runs(FakeLabTarget(project), "stage-1")
+    listed = listing.runs
+    assert listing.to_json()["shared"] == {"read": ["truck-a-gw", "truck-b-gw"], "unreachable": {}, "note": None}
+    assert all_runs(FakeLabTarget(project), None).to_json()["shared"] == {
+        "note": "give --stage to add the runs other operators recorded on the stage's gateways"}
     assert [r["run_id"] for r in listed] == [fix, engineer] and listed[1]["origin"] == "local"
     document = st.status(FakeLabTarget(project), "stage-1", prober=healthy_probes,
                          cloud_reader=lambda s: lab_side(seen()))
@@ -154,6 +158,16 @@ def test_unlock_asks_before_releasing_another_machines_lock_and_records_the_rele
     assert next(e for e in recorded["events"] if e["kind"] == "lock-forced")["holders"][0]["host"] == "engineer-laptop"
     runs = teamlock.remote_runs("stage-1", teamlock.gateways(load_stage(project, "stage-1")), gateway_dirs)[0]
     assert [(r.record.run_id, r.record.command) for r in runs] == [(result.run_id, "unlock")]  # and on the gateways
+
+
+def test_unlocks_result_keeps_the_envelopes_keys_in_order(project: Project, gateway_dirs: GatewayDirs) -> None:
+    assert list(unlock(FakeLabTarget(project), "stage-1", confirm=lambda held: True).to_json()) == [
+        "stage", "local", "cleared", "gateways", "message"]  # nothing held: nothing forced, no run
+    hold(gateway_dirs, "engineer-laptop", 4242)
+    forced = unlock(FakeLabTarget(project), "stage-1", confirm=lambda held: True).to_json()
+    assert list(forced) == ["stage", "local", "cleared", "run_id", "gateways", "message"]
+    assert [(g["gateway"], g["state"]) for g in forced["gateways"]] == [("truck-a-gw", "forced"),
+                                                                        ("truck-b-gw", "forced")]
 
 
 def test_unlock_releases_a_dead_local_holders_lock_without_asking(project: Project,

@@ -269,3 +269,14 @@ def test_operators_racing_for_the_lock_one_wins_every_gateway_the_others_hold_no
     for gateway in GATEWAYS:
         assert json.loads((nodes.lock_dir(gateway.node) / "holder.json").read_text())["user"] == winner
     assert [lock.held for lock in contenders if lock.holder.user != winner] == [[], [], []]
+
+
+def test_a_lock_read_is_a_typed_record_whose_json_keeps_the_envelopes_keys(nodes: Nodes) -> None:
+    nodes.lock("engineer").take()
+    nodes.down.add("truck-b-gw")
+    held, unreachable = read_locks("stage-1", list(GATEWAYS), nodes, root="/unused")
+    assert (held.state, held.expires_in_s, held.error) == ("held", 30, None) and held.holder is not None
+    assert held.to_json() == {"gateway": "truck-a-gw", "state": "held", "expires_in_s": 30,
+                              "holder": held.holder.model_dump(), "description": held.holder.describe(), "error": None}
+    assert (unreachable.state, unreachable.holder, unreachable.description) == ("unreachable", None, None)
+    assert unreachable.to_json()["error"] == "ssh: connect to host: No route to host"
