@@ -21,7 +21,9 @@ trucks takes the stage's lock on every truck's gateway (`teamlock_node` says how
 
 The shared history: each run's summary (the fields `truckctl runs` lists; never a secret) is also
 recorded on the gateways (at most KEEP_RUNS per stage, 8 KiB each), so `runs` and `status` on any
-machine see every operator's runs. What a node returns is data: bounded, parsed as JSON, validated.
+machine see every operator's runs. What a node returns is data: bounded, parsed as JSON, validated,
+and handed on as typed records (`GatewayLock`, `ForcedRelease`, `TakeOver`, `SharedRun`); each says
+itself as JSON (`to_json`) only where it becomes the command's result or a journal line.
 """
 
 from __future__ import annotations
