@@ -42,14 +42,14 @@ def ci(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {"TRUCKCTL_STATE_DIR": str(state)}
 
 
-def locks(lab: Lab) -> list[dict[str, Any]]:
+def locks(lab: Lab) -> list[teamlock.GatewayLock]:
     stage = load_stage(lab.project, STAGE)
     transport = teamlock.transport(for_kind("lab", lab.project), stage)
     return teamlock.read_locks(STAGE, teamlock.gateways(stage), transport)
 
 
 def free_or_expired(lab: Lab) -> bool:
-    return all(lock["state"] in ("free", "expired") for lock in locks(lab))
+    return all(lock.state in ("free", "expired") for lock in locks(lab))
 
 
 def holding_the_lock(lab: Lab) -> tuple[Any, str]:

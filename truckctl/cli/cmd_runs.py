@@ -13,6 +13,7 @@ from truckctl.cli.output import Env
 from truckctl.target import TargetKind
 
 if TYPE_CHECKING:
+    from truckctl.lifecycle.teamlock import GatewayLock
     from truckctl.project import Project
 
 runs_app = typer.Typer(help="The run journal: what ran, per node and resource, and how it ended.",
@@ -37,7 +38,7 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
         def action() -> Outcome:
             if stage is not None:
                 check_stage_name(stage)
-            return Outcome(all_runs(for_kind(target, project_factory()), stage))
+            return Outcome(all_runs(for_kind(target, project_factory()), stage).to_json())
 
         raise typer.Exit(run(env_factory(json_output), "runs", stage, action, render_lifecycle.runs))
 
@@ -67,18 +68,18 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
         from truckctl.lifecycle.unlock import unlock as clear
         from truckctl.targets import for_kind
 
-        def confirm(held: list[dict[str, object]]) -> bool:
+        def confirm(held: list[GatewayLock]) -> bool:
             if yes:
                 return True
             if not sys.stdin.isatty():
                 return False
-            who = "; ".join(f"{lock['description']} on {lock['gateway']}" for lock in held)
+            who = "; ".join(f"{lock.description} on {lock.gateway}" for lock in held)
             return bool(typer.confirm(f"{stage} is locked by {who}. If that run is still going, it stops at its "
                                       "next lease renewal. Release the lock?", default=False, err=True))
 
         def action() -> Outcome:
             check_stage_name(stage)
-            return Outcome(clear(for_kind(target, project_factory()), stage, confirm, force))
+            return Outcome(clear(for_kind(target, project_factory()), stage, confirm, force).to_json())
 
         raise typer.Exit(run(env_factory(json_output), "unlock", stage, action, render_lifecycle.message))
 

@@ -16,10 +16,11 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from truckctl.config.model import Stage
+from truckctl.jsondoc import JsonObject
 from truckctl.lifecycle.webhttp import BadUrl, ClientTls, ExchangeFailed, exchange, parse_url
 
 TIMEOUT_S = 3.0  # the whole delivery to one channel
@@ -43,6 +44,24 @@ class Channel:
             return self.name
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One channel's delivery of a notification, named by the channel (never its URL's path or query)."""
+
+    channel: str
+    ok: bool
+    status: int | None = None  # the receiver's HTTP status, when it answered
+    error: str | None = None  # why it was not delivered, when it did not answer
+
+    def scrubbed(self, scrub: Callable[[str], str]) -> Delivery:
+        return replace(self, channel=scrub(self.channel), error=None if self.error is None else scrub(self.error))
+
+    def to_json(self) -> JsonObject:
+        """As the run's result and journal show it."""
+        told = {"status": self.status} if self.status is not None else {"error": self.error}
+        return {"channel": self.channel, "ok": self.ok, **told}
+
+
 def channels(stage: Stage, lab_receiver: str | None = None, lab_tls: ClientTls | None = None) -> list[Channel]:
     found = []
     webhook = stage.alerts.webhook
@@ -58,7 +77,7 @@ def _identity(data: Any) -> Any:
 
 
 def notify(targets: list[Channel], stage: Stage, kind: str, message: str, *,
-           scrub: Callable[[Any], Any] = _identity, **details: Any) -> list[dict[str, Any]]:
+           scrub: Callable[[Any], Any] = _identity, **details: Any) -> list[Delivery]:
     """Send one notification to every channel; return per-channel delivery results (never raises)."""
     body = json.dumps(scrub({
         "source": "truckctl", "host": socket.gethostname(), "race": stage.race.id, "stage": stage.name,
@@ -67,22 +86,22 @@ def notify(targets: list[Channel], stage: Stage, kind: str, message: str, *,
     return [deliver(channel, body) for channel in targets]
 
 
-def deliver(channel: Channel, body: bytes, timeout_s: float = TIMEOUT_S) -> dict[str, Any]:
+def deliver(channel: Channel, body: bytes, timeout_s: float = TIMEOUT_S) -> Delivery:
     """POST the body to one channel: a result naming the channel, never its URL's path or query."""
     try:
         target = parse_url(channel.url)
     except BadUrl as exc:
-        return {"channel": channel.name, "ok": False, "error": f"the channel's URL is not used: {exc}"}
+        return Delivery(channel.name, False, error=f"the channel's URL is not used: {exc}")
     except Exception as exc:  # a delivery never breaks the run it reports on
-        return {"channel": channel.name, "ok": False, "error": f"the channel's URL is not used ({type(exc).__name__})"}
+        return Delivery(channel.name, False, error=f"the channel's URL is not used ({type(exc).__name__})")
     shown = f"{channel.name} ({target.shown})"
     if channel.tls is None and channel.name == "lab-alert-receiver":
-        return {"channel": shown, "ok": False, "error": "no credential for the lab's stand-in"}
+        return Delivery(shown, False, error="no credential for the lab's stand-in")
     try:
         reply = exchange(target, "POST", body, headers={"Content-Type": "application/json"},
                          deadline_s=timeout_s, max_bytes=MAX_REPLY, tls=channel.tls)
     except ExchangeFailed as exc:
-        return {"channel": shown, "ok": False, "error": str(exc)}
+        return Delivery(shown, False, error=str(exc))
     except Exception as exc:  # e.g. an unreadable client certificate
-        return {"channel": shown, "ok": False, "error": f"not delivered ({type(exc).__name__})"}
-    return {"channel": shown, "ok": 200 <= reply.status < 300, "status": reply.status}
+        return Delivery(shown, False, error=f"not delivered ({type(exc).__name__})")
+    return Delivery(shown, 200 <= reply.status < 300, reply.status)

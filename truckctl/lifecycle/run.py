@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.jsondoc import JsonObject
 from truckctl.lifecycle import teamlock
 from truckctl.lifecycle.journal import Journal, Redactor
 from truckctl.lifecycle.lock import stage_lock
-from truckctl.lifecycle.notify import Channel, channels, notify
+from truckctl.lifecycle.notify import Channel, Delivery, channels, notify
 from truckctl.lifecycle.steps import StepResult
-from truckctl.lifecycle.teamlock import TeamLock, gateways, run_record, this_holder
+from truckctl.lifecycle.teamlock import TeamLock, gateways, this_holder
 from truckctl.lifecycle.webhttp import secret_parts
 from truckctl.project import Project
 
@@ -59,7 +60,7 @@ class Run:
     target: Target
     journal: Journal
     lab_receiver: str | None = None  # the target's own alert receiver (the lab stand-in's), once known
-    notifications: list[dict[str, Any]] = field(default_factory=list)
+    notifications: list[Delivery] = field(default_factory=list)
     team: TeamLock | None = None  # the team lock, once taken
 
     def lock_trucks(self) -> None:
@@ -88,9 +89,10 @@ class Run:
         self.journal.event("lock-lost", "run", message=reason)
         _thread.interrupt_main()
 
-    def step(self, name: str, action: Step, **fields: Any) -> dict[str, Any]:
+    def step(self, name: str, action: Step, **fields: Any) -> JsonObject:
         """Run one step, journaled with its timing; a failure names the step. Every step but `lab`
-        reaches the trucks: the team lock is taken before the first one."""
+        reaches the trucks: the team lock is taken before the first one. Returns the step's part of the
+        command's result (its detail, as the JSON envelope shows it under the step's name)."""
         if name not in MACHINE_STEPS:
             self.lock_trucks()
         self.journal.step_start(name, **fields)
@@ -136,7 +138,7 @@ class Run:
     def secret(self, value: str) -> None:
         self.journal.redactor.add(value)
 
-    def notify(self, kind: str, message: str, **details: Any) -> list[dict[str, Any]]:
+    def notify(self, kind: str, message: str, **details: Any) -> list[Delivery]:
         """Notify every channel; never raises: the run keeps its own outcome whatever the channels do."""
         try:
             tls = self.target.receiver_tls() if self.lab_receiver else None
@@ -144,11 +146,15 @@ class Run:
             sent = notify(targets, self.stage, kind, message, scrub=self.journal.redactor.scrub,
                           run_id=self.journal.run_id, target=self.target.kind.value, **details)
         except Exception as exc:  # a bug here must not cost the run its record
-            sent = [{"channel": "all", "ok": False, "error": f"notification not sent ({type(exc).__name__})"}]
-        sent = self.journal.redactor.scrub(sent)
+            sent = [Delivery("all", False, error=f"notification not sent ({type(exc).__name__})")]
+        sent = [delivery.scrubbed(self.journal.redactor.scrub) for delivery in sent]
         self.notifications += sent
-        self.journal.event("notification", "notify", notification=kind, deliveries=sent)
+        self.journal.event("notification", "notify", notification=kind, deliveries=[d.to_json() for d in sent])
         return sent
+
+    def outcome(self) -> JsonObject:
+        """What every result of the run says of it, however it ended: its id and its notifications."""
+        return {"run_id": self.journal.run_id, "notifications": [d.to_json() for d in self.notifications]}
 
 
 @contextmanager
@@ -178,7 +184,7 @@ def locked_run(project: Project, stage: Stage, command: str, target: Target) -> 
                 reason = exc.problems[0].message if exc.problems else "failed"
                 where = f" at step {failed}" if failed else ""
                 run.notify("run-failed", f"{command} {stage.name} on {target.kind.value} failed{where}: {reason}")
-            exc.result.update(run_id=journal.run_id, notifications=run.notifications)
+            exc.result.update(run.outcome())
             journal.finish(exc.exit_code, exc.problems, exc.result)
             raise
         except KeyboardInterrupt:
@@ -212,7 +218,7 @@ def end_team_lock(run: Run) -> None:
     try:
         summary = run.journal.brief()
         if summary is not None:
-            unrecorded = team.record(run_record(summary, team.holder))
+            unrecorded = team.record(summary)
             if unrecorded:
                 run.journal.note("history", f"run not recorded on {', '.join(unrecorded)} (unreachable)")
     except Exception as exc:  # a bug here must not keep the lock: the release below still runs
@@ -227,13 +233,14 @@ def end_team_lock(run: Run) -> None:
     teamlock.close_transport(team.transport)
 
 
-def finish_run(run: Run, exit_code: ExitCode, result: dict[str, Any], problems: list[Problem] | None = None
-               ) -> dict[str, Any]:
-    """End a run that did what it was asked. If its journal could not be written to the end, the run
+def finish_run(run: Run, exit_code: ExitCode, result: JsonObject, problems: list[Problem] | None = None
+               ) -> JsonObject:
+    """End a run that did what it was asked, with `result` (the command's, as the JSON envelope shows it;
+    the run's id and notifications are added). If its journal could not be written to the end, the run
     fails (exit 1) all the same: an unrecorded run must not look like a clean one."""
     incomplete = run.journal.incomplete()
     if incomplete is not None:
         raise TruckctlError([*(problems or []), incomplete], ExitCode.ERROR, result)
-    result.update(run_id=run.journal.run_id, notifications=run.notifications)
+    result.update(run.outcome())
     run.journal.finish(exit_code, problems or [], result)
     return result

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from truckctl.errors import TruckctlError
+from truckctl.jsondoc import JsonObject
 from truckctl.lifecycle import history, journal, probe
 from truckctl.lifecycle.lock import lock_status
 from truckctl.lifecycle.probe import UNKNOWN, NodeProbe, NodeTarget, node_targets
@@ -42,6 +44,7 @@ from truckctl.target import CloudSide, Target
 
 if TYPE_CHECKING:
     from truckctl.config.model import Stage
+    from truckctl.lifecycle.teamlock import GatewayLock, SharedRun
 
 EVIDENCE_FILE = probe.EVIDENCE_FILE
 INCIDENTS_RECENT_SHOWN = 20
@@ -295,12 +298,12 @@ def status(target: Target, stage_name: str, *, prober: Prober | None = None,
         team_future = pool.submit(team_view, target, stage) if access is not None else None
         probes = prober(nodes, access) if access is not None else None
         cloud = cloud_future.result()
-        team = team_future.result() if team_future is not None else {"locks": [], "shared": None}
+        team = team_future.result() if team_future is not None else TeamView()
     document = assemble(stage, target, nodes, probes, connection_note, cloud)
-    runs = history.merge(journal.list_runs(project, stage.name), (team["shared"] or {}).get("runs", []))
-    document.update(lock=lock_status(project, stage.name) or team_lock_holder(team["locks"]),
-                    team_lock=team["locks"], last_run=runs[0] if runs else None,
-                    shared_runs=(team["shared"] or {}).get("runs", []),
+    runs = history.merge(journal.list_runs(project, stage.name), team.shared_runs)
+    document.update(lock=lock_status(project, stage.name) or team_lock_holder(team.locks),
+                    team_lock=[lock.to_json() for lock in team.locks], last_run=runs[0] if runs else None,
+                    shared_runs=[run.to_json() for run in team.shared_runs],
                     drift=last_drift(project, stage.name), checked_at=time.time(),
                     took_s=round(time.monotonic() - started, 2))
     known = drift_known(document["drift"], document["checked_at"])
@@ -312,29 +315,42 @@ def status(target: Target, stage_name: str, *, prober: Prober | None = None,
     return document
 
 
-def team_view(target: Target, stage: Stage) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TeamView:
+    """What the stage's gateways say: the team lock on each, and the shared history (None: not read)."""
+
+    locks: list[GatewayLock] = field(default_factory=list)
+    shared: history.SharedHistory | None = None
+
+    @property
+    def shared_runs(self) -> tuple[SharedRun, ...]:
+        return self.shared.runs if self.shared is not None else ()
+
+
+def team_view(target: Target, stage: Stage) -> TeamView:
     """The team lock on each gateway and the runs recorded there (never raises)."""
     from truckctl.lifecycle import teamlock
 
     try:
         transport = teamlock.transport(target, stage)
     except TruckctlError:
-        return {"locks": [], "shared": None}
+        return TeamView()
     gws = teamlock.gateways(stage)
     with ThreadPoolExecutor(max_workers=2) as pool:  # two calls per gateway, side by side: status stays fast
         shared = pool.submit(history.shared_runs, target, stage)
-        return {"locks": teamlock.read_locks(stage.name, gws, transport), "shared": shared.result()}
+        return TeamView(teamlock.read_locks(stage.name, gws, transport), shared.result())
 
 
-def team_lock_holder(locks: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The team lock as `status` shows a lock: who holds it, where, and when its lease ends."""
-    held = [lock for lock in locks if lock["state"] == "held" and lock["holder"]]
+def team_lock_holder(locks: Sequence[GatewayLock]) -> JsonObject | None:
+    """The team lock as `status` shows a lock (the document's `lock`, shaped as this machine's lock is):
+    who holds it, where, and when its lease ends."""
+    held = [(lock, lock.holder) for lock in locks if lock.state == "held" and lock.holder is not None]
     if not held:
         return None
-    first = held[0]
-    where = ", ".join(lock["gateway"] for lock in held)
-    return {**first["holder"], "stale": False, "where": "gateway", "gateways": [lock["gateway"] for lock in held],
-            "description": f"{first['description']} on {where}; lease ends in {first['expires_in_s']} s unless renewed"}
+    first, holder = held[0]
+    where = ", ".join(lock.gateway for lock, _ in held)
+    return {**holder.model_dump(), "stale": False, "where": "gateway", "gateways": [lock.gateway for lock, _ in held],
+            "description": f"{first.description} on {where}; lease ends in {first.expires_in_s} s unless renewed"}
 
 
 def drift_known(drift: dict[str, Any] | None, now: float) -> str | None:

@@ -21,7 +21,9 @@ trucks takes the stage's lock on every truck's gateway (`teamlock_node` says how
 
 The shared history: each run's summary (the fields `truckctl runs` lists; never a secret) is also
 recorded on the gateways (at most KEEP_RUNS per stage, 8 KiB each), so `runs` and `status` on any
-machine see every operator's runs. What a node returns is data: bounded, parsed as JSON, validated.
+machine see every operator's runs. What a node returns is data: bounded, parsed as JSON, validated,
+and handed on as typed records (`GatewayLock`, `ForcedRelease`, `TakeOver`, `SharedRun`); each says
+itself as JSON (`to_json`) only where it becomes the command's result or a journal line.
 """
 
 from __future__ import annotations
@@ -42,14 +44,19 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from truckctl.errors import ExitCode, TruckctlError
+from truckctl.jsondoc import JsonObject
 from truckctl.lifecycle.teamlock_node import HOLDER_MAX, KEEP_RUNS, NODE_ROOT, RUN_MAX, node_argv, node_command
 from truckctl.remote import Connection, ssh_argv
 from truckctl.text import hidden
+
+if TYPE_CHECKING:
+    from truckctl.config.model import Stage
+    from truckctl.target import Target
 
 LEASE_S = 30
 RENEW_S = 10
@@ -64,7 +71,7 @@ class Gateway:
     address: str
 
 
-def gateways(stage: Any, trucks: Sequence[str] | None = None) -> list[Gateway]:
+def gateways(stage: Stage, trucks: Sequence[str] | None = None) -> list[Gateway]:
     """The stage's gateways in the fixed order locks are taken in (by truck name)."""
     chosen = [t for t in stage.trucks if trucks is None or t.name in trucks]
     return sorted((Gateway(t.name, stage.gateway(t).name, str(stage.gateway(t).address)) for t in chosen),
@@ -109,6 +116,31 @@ class RunRecord(BaseModel):
     host: str = _text(255)
     user: str = _text(64)
 
+    def body(self) -> bytes:
+        """The record as the node keeps it: one line of JSON."""
+        return json.dumps(self.model_dump(), separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class SharedRun:
+    """A run of the shared history, and the gateways that hold its record."""
+
+    record: RunRecord
+    seen_on: tuple[str, ...]
+
+    @property
+    def origin(self) -> str:
+        """Who ran it, as `truckctl runs` says it: user@host of the operator."""
+        return f"{self.record.user}@{self.record.host}"
+
+    def to_json(self) -> JsonObject:
+        return {**self.record.model_dump(), "seen_on": list(self.seen_on)}
+
+    @classmethod
+    def from_json(cls, document: JsonObject) -> SharedRun:
+        """Back from `to_json` (the status document's `shared_runs`, as the portal holds it)."""
+        return cls(RunRecord.model_validate(document), tuple(document.get("seen_on") or ()))
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -152,6 +184,67 @@ def parse_holder(line: str) -> Holder | None:
 
 def _visible(text: str) -> str:
     return "".join(c if not hidden(c) else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def _holder_json(holder: Holder | None) -> JsonObject | None:
+    return holder.model_dump() if holder is not None else None
+
+
+@dataclass(frozen=True)
+class GatewayState:
+    """What one gateway said of the stage's lock: its state, who holds (or held) it, what went wrong."""
+
+    gateway: str
+    state: str
+    holder: Holder | None = None
+    error: str | None = None
+
+    @property
+    def description(self) -> str | None:
+        return self.holder.describe() if self.holder is not None else None
+
+
+@dataclass(frozen=True)
+class GatewayLock(GatewayState):
+    """A gateway's lock as a read found it (held, expired, free, or unreachable)."""
+
+    expires_in_s: int = 0
+
+    @classmethod
+    def from_reply(cls, gateway: Gateway, reply: Reply) -> GatewayLock:
+        return cls(gateway.node, reply.state, reply.holder, reply.error, reply.remaining)
+
+    def to_json(self) -> JsonObject:
+        return {"gateway": self.gateway, "state": self.state, "expires_in_s": self.expires_in_s,
+                "holder": _holder_json(self.holder), "description": self.description, "error": self.error}
+
+
+@dataclass(frozen=True)
+class ForcedRelease(GatewayState):
+    """A gateway's answer to a forced release: `forced` (its holder shown), `free`, or not reached."""
+
+    @classmethod
+    def from_reply(cls, gateway: Gateway, reply: Reply) -> ForcedRelease:
+        return cls(gateway.node, reply.state, reply.holder, reply.error)
+
+    @property
+    def reached(self) -> bool:
+        return self.state in ("forced", "free")
+
+    def to_json(self) -> JsonObject:
+        return {"gateway": self.gateway, "state": self.state, "error": self.error,
+                "holder": _holder_json(self.holder), "description": self.description}
+
+
+@dataclass(frozen=True)
+class TakeOver:
+    """A gateway whose lock this run took once its holder's lease had run out, and that holder."""
+
+    gateway: str
+    holder: Holder
+
+    def to_json(self) -> JsonObject:
+        return {"gateway": self.gateway, "holder": self.holder.model_dump()}
 
 
 # ---- how a gateway is called ----------------------------------------------------------------------
@@ -223,7 +316,7 @@ def held_transport(base: Transport) -> Transport:
     return base
 
 
-def transport(target: Any, stage: Any) -> Transport:
+def transport(target: Target, stage: Stage) -> Transport:
     """How the stage's gateways are reached: the target's SSH connection (its path, its pinned keys)."""
     return SshTransport(target.connection(stage))
 
@@ -295,7 +388,7 @@ class TeamLock:
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     held: list[Gateway] = field(default_factory=list)
     unreachable: list[Gateway] = field(default_factory=list)
-    took_over: list[dict[str, Any]] = field(default_factory=list)
+    took_over: list[TakeOver] = field(default_factory=list)
     lost: str | None = None
     on_lost: Callable[[str], None] = lambda reason: None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -321,7 +414,7 @@ class TeamLock:
                 self.held.append(gateway)
                 self._last_ok[gateway.node] = time.monotonic()
                 if reply.state == "taken-expired" and reply.holder is not None:
-                    self.took_over.append({"gateway": gateway.node, "holder": reply.holder.model_dump()})
+                    self.took_over.append(TakeOver(gateway.node, reply.holder))
             elif reply.state == "unreachable":
                 self.unreachable.append(gateway)
             else:
@@ -373,12 +466,18 @@ class TeamLock:
             raise TruckctlError.single("lock-lost", f"{self.lost}; this run stopped so as not to converge beside "
                                        "another", exit_code=ExitCode.ERROR)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JsonObject:
+        """The lock as the run's journal records it (its `lock` event)."""
         return {"gateways": [g.node for g in self.held], "lease_s": self.lease,
-                "unreachable": [g.node for g in self.unreachable], "took_over": self.took_over}
+                "unreachable": [g.node for g in self.unreachable], "took_over": [t.to_json() for t in self.took_over]}
 
-    def record(self, run: dict[str, Any]) -> list[str]:
-        """Record a run's summary on every gateway this run reached; returns those that failed."""
+    def record(self, summary: JsonObject) -> list[str]:
+        """Record a run (its summary as the journal lists it) on every gateway; returns those that failed:
+        all of them when the summary makes no valid record."""
+        try:
+            run = run_record(summary, self.holder)
+        except ValidationError:
+            return [g.node for g in self.gateways]
         return record_run(self.gateways, self.transport, self.stage, run, self.root, self.lease)
 
 
@@ -399,57 +498,51 @@ def locked_error(stage: str, gateway: Gateway, reply: Reply) -> TruckctlError:
 
 # ---- reading and forcing --------------------------------------------------------------------------
 
-def read_locks(stage: str, gws: list[Gateway], transport: Transport, root: str = NODE_ROOT
-               ) -> list[dict[str, Any]]:
+def read_locks(stage: str, gws: list[Gateway], transport: Transport, root: str = NODE_ROOT) -> list[GatewayLock]:
     """Each gateway's lock as it stands (in parallel)."""
-    def one(gateway: Gateway) -> dict[str, Any]:
-        reply = parse_reply(*transport(gateway, node_argv("read", stage, "-", LEASE_S, root), b""))
-        return {"gateway": gateway.node, "state": reply.state, "expires_in_s": reply.remaining,
-                "holder": reply.holder.model_dump() if reply.holder else None,
-                "description": reply.holder.describe() if reply.holder else None, "error": reply.error}
+    def one(gateway: Gateway) -> GatewayLock:
+        return GatewayLock.from_reply(gateway, parse_reply(*transport(
+            gateway, node_argv("read", stage, "-", LEASE_S, root), b"")))
     with ThreadPoolExecutor(max_workers=max(1, len(gws))) as pool:
         return list(pool.map(one, gws))
 
 
-def force_release(stage: str, gws: list[Gateway], transport: Transport, record: dict[str, Any],
-                  root: str = NODE_ROOT) -> list[dict[str, Any]]:
+def force_release(stage: str, gws: list[Gateway], transport: Transport, record: RunRecord,
+                  root: str = NODE_ROOT) -> list[ForcedRelease]:
     """Remove the lock on every gateway whoever holds it, recording `record` (the unlock run) there."""
-    body = json.dumps(RunRecord.model_validate(record).model_dump(), separators=(",", ":")).encode()
+    body = record.body()
 
-    def one(gateway: Gateway) -> dict[str, Any]:
-        reply = parse_reply(*transport(gateway, node_argv("force", stage, record["run_id"], LEASE_S, root), body))
-        return {"gateway": gateway.node, "state": reply.state, "error": reply.error,
-                "holder": reply.holder.model_dump() if reply.holder else None,
-                "description": reply.holder.describe() if reply.holder else None}
+    def one(gateway: Gateway) -> ForcedRelease:
+        return ForcedRelease.from_reply(gateway, parse_reply(*transport(
+            gateway, node_argv("force", stage, record.run_id, LEASE_S, root), body)))
     with ThreadPoolExecutor(max_workers=max(1, len(gws))) as pool:
         return list(pool.map(one, gws))
 
 
 # ---- the shared history ---------------------------------------------------------------------------
 
-def run_record(summary: dict[str, Any], holder: Holder) -> dict[str, Any]:
-    """The fields of a run the gateways keep (as `truckctl runs` lists them), and who ran it."""
+def run_record(summary: JsonObject, holder: Holder) -> RunRecord:
+    """The fields of a run the gateways keep (as `truckctl runs` lists them, from the journal's summary),
+    and who ran it. Raises ValidationError when the summary does not fit the record's bounds."""
     keep = ("run_id", "stage", "command", "target", "status", "exit_code", "started", "duration_s", "failed_step")
-    return {**{k: summary.get(k) for k in keep}, "host": holder.host, "user": holder.user}
+    return RunRecord.model_validate({**{k: summary.get(k) for k in keep}, "host": holder.host, "user": holder.user})
 
 
-def record_run(gws: list[Gateway], transport: Transport, stage: str, run: dict[str, Any], root: str = NODE_ROOT,
+def record_run(gws: list[Gateway], transport: Transport, stage: str, run: RunRecord, root: str = NODE_ROOT,
                lease: int = LEASE_S) -> list[str]:
-    try:
-        body = json.dumps(RunRecord.model_validate(run).model_dump(), separators=(",", ":")).encode()
-    except ValidationError:
-        return [g.node for g in gws]
+    """Record a run on each gateway (in parallel); returns those that did not record it."""
+    body = run.body()
     with ThreadPoolExecutor(max_workers=max(1, len(gws))) as pool:
         replies = list(pool.map(lambda g: (g, parse_reply(*transport(
-            g, node_argv("record", stage, str(run["run_id"]), lease, root), body))), gws))
+            g, node_argv("record", stage, run.run_id, lease, root), body))), gws))
     return [g.node for g, reply in replies if reply.state != "recorded"]
 
 
 def remote_runs(stage: str, gws: list[Gateway], transport: Transport, root: str = NODE_ROOT
-                ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+                ) -> tuple[list[SharedRun], dict[str, str]]:
     """The runs recorded on the gateways (one entry per run, whichever gateways hold it), and the
     gateways that could not be read with why."""
-    runs: dict[str, dict[str, Any]] = {}
+    runs: dict[str, tuple[RunRecord, list[str]]] = {}  # by run id, in the order first seen
     failed: dict[str, str] = {}
 
     def one(gateway: Gateway) -> tuple[Gateway, Reply]:
@@ -466,9 +559,8 @@ def remote_runs(stage: str, gws: list[Gateway], transport: Transport, root: str 
             except (ValidationError, ValueError):
                 continue  # a damaged or forged record is left out, never shown raw
             if item.stage == stage:
-                entry = runs.setdefault(item.run_id, {**item.model_dump(), "seen_on": []})
-                entry["seen_on"].append(gateway.node)
-    return list(runs.values()), failed
+                runs.setdefault(item.run_id, (item, []))[1].append(gateway.node)
+    return [SharedRun(record, tuple(seen_on)) for record, seen_on in runs.values()], failed
 
 
 def _user() -> str:

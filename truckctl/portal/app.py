@@ -132,7 +132,7 @@ def create_app(project: Project, settings: PortalSettings, hub: Hub, history: Hi
             listed = await asyncio.to_thread(all_runs, for_kind(settings.target, project), stage)
         except TruckctlError as exc:
             return _error_response(exc, "runs", stage)
-        return _envelope("runs", stage, ExitCode.OK, listed, [])
+        return _envelope("runs", stage, ExitCode.OK, listed.to_json(), [])
 
     @api.get("/api/runs/{run_id}", summary="One run: the envelope of `truckctl runs show RUN_ID --json`")
     async def run_detail(run_id: Annotated[str, PathParam(max_length=80)]) -> Any:

@@ -37,6 +37,7 @@ from truckctl.lifecycle.history import merge
 from truckctl.lifecycle.journal import Redactor
 from truckctl.lifecycle.lock import lock_status
 from truckctl.lifecycle.run import env_secrets
+from truckctl.lifecycle.teamlock import SharedRun
 
 if TYPE_CHECKING:
     from truckctl.config.model import Stage
@@ -258,7 +259,7 @@ def snapshot(project: Project, stage_name: str, target: str, measure: StatusSour
     try:
         # every operator's runs: the local journal and those recorded on the gateways (read by status)
         runs = merge(journal.list_runs(project, stage_name if stage is not None else None),
-                     (status or {}).get("shared_runs") or [])
+                     [SharedRun.from_json(run) for run in (status or {}).get("shared_runs") or []])
     except OSError as exc:
         errors = [*errors, Problem("journal", f"the run journal cannot be read: {exc.strerror}")]
     now = time.time()

@@ -29,7 +29,7 @@ from truckctl.config.loader import load_stage
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.lifecycle.journal import REDACTED, Redactor, list_runs, runs_dir
-from truckctl.lifecycle.notify import Channel, channels, deliver, notify
+from truckctl.lifecycle.notify import Channel, Delivery, channels, deliver, notify
 from truckctl.lifecycle.run import locked_run
 from truckctl.lifecycle.webhttp import BadUrl, parse_url, secret_parts
 from truckctl.project import Project
@@ -67,8 +67,8 @@ def receiver() -> Iterator[str]:
 def test_notification_delivered(receiver: str, stage: Stage) -> None:
     results = notify([Channel("webhook", receiver)], stage, "run-failed", "up stage-1 failed at truck",
                      run_id="r1")
-    assert results[0]["ok"] is True
-    assert TOKEN not in json.dumps(results)  # URLs may carry tokens: never shown
+    assert results[0].ok is True and list(results[0].to_json()) == ["channel", "ok", "status"]
+    assert TOKEN not in json.dumps([r.to_json() for r in results])  # URLs may carry tokens: never shown
     body = _Receiver.received[0]
     assert body["kind"] == "run-failed" and body["stage"] == "stage-1" and body["race"] == "gdf27"
     assert body["run_id"] == "r1"
@@ -76,13 +76,20 @@ def test_notification_delivered(receiver: str, stage: Stage) -> None:
 
 def test_unreachable_channel_is_reported_not_raised(stage: Stage) -> None:
     results = notify([Channel("webhook", "http://127.0.0.1:9/alerts")], stage, "drift", "drift found")
-    assert results[0]["ok"] is False and results[0]["error"] == "connection refused"
+    assert results[0].ok is False and results[0].error == "connection refused"
 
 
 def test_only_http_urls_are_used(stage: Stage) -> None:
     results = notify([Channel("webhook", "file:///etc/passwd")], stage, "drift", "drift found")
-    assert results == [{"channel": "webhook", "ok": False,
-                        "error": "the channel's URL is not used: only http(s) URLs are used"}]
+    assert [r.to_json() for r in results] == [{"channel": "webhook", "ok": False,
+                                               "error": "the channel's URL is not used: only http(s) URLs are used"}]
+
+
+def test_a_delivery_is_scrubbed_in_what_it_says_and_shown_as_the_result_shows_it() -> None:
+    failed = Delivery("webhook (http://hooks.example)", False, error=f"refused {TOKEN}")
+    scrubbed = failed.scrubbed(lambda text: text.replace(TOKEN, "***"))
+    assert scrubbed.to_json() == {"channel": "webhook (http://hooks.example)", "ok": False, "error": "refused ***"}
+    assert Delivery("webhook", False, 503).to_json() == {"channel": "webhook", "ok": False, "status": 503}
 
 
 def test_channels_from_secret_reference(stage: Stage, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,9 +145,9 @@ MALFORMED = {
 @pytest.mark.parametrize("url", MALFORMED.values(), ids=MALFORMED.keys())
 def test_a_malformed_url_is_one_failed_delivery_naming_only_the_channel(url: str) -> None:
     result = deliver(Channel("webhook", url), b"{}")
-    assert result["channel"] == "webhook" and result["ok"] is False
-    assert result["error"].startswith("the channel's URL is not used: ")
-    assert TOKEN not in json.dumps(result) and "exämple" not in result["error"]
+    assert result.channel == "webhook" and result.ok is False and result.error is not None
+    assert result.error.startswith("the channel's URL is not used: ")
+    assert TOKEN not in json.dumps(result.to_json()) and "exämple" not in result.error
 
 
 def test_well_formed_urls_parse() -> None:
@@ -374,6 +381,6 @@ def test_a_slow_drip_reply_is_cut_by_the_total_deadline(slow_drip: str) -> None:
     """The server never stops sending: only a deadline on the whole exchange ends this call."""
     result = deliver(Channel("webhook", slow_drip), b"{}", timeout_s=1.0)
     port = parse_url(slow_drip).port
-    assert result == {"channel": f"webhook (http://127.0.0.1:{port})", "ok": False,
-                      "error": "no complete answer within 1 s"}
+    assert result.to_json() == {"channel": f"webhook (http://127.0.0.1:{port})", "ok": False,
+                                "error": "no complete answer within 1 s"}
 

@@ -93,11 +93,15 @@ def test_runs_and_status_on_either_machine_list_both_operators_runs(
     engineer = one_run(project, "up")
     with machine(monkeypatch, tmp_path / "ci") as ci:
         fix = one_run(ci, "drift")
-        listed = all_runs(FakeLabTarget(ci), "stage-1")["runs"]
+        listed = all_runs(FakeLabTarget(ci), "stage-1").runs
         assert [(r["run_id"], r["origin"]) for r in listed] == [
             (fix, "local"), (engineer, f"{teamlock.this_holder('', '').user}@{socket.gethostname()}")]
         assert [r["run_id"] for r in list_runs(ci)] == [fix]  # its own journal is still its own
-    listed = all_runs(FakeLabTarget(project), "stage-1")["runs"]
+    listing = all_runs(FakeLabTarget(project), "stage-1")
+    listed = listing.runs
+    assert listing.to_json()["shared"] == {"read": ["truck-a-gw", "truck-b-gw"], "unreachable": {}, "note": None}
+    assert all_runs(FakeLabTarget(project), None).to_json()["shared"] == {
+        "note": "give --stage to add the runs other operators recorded on the stage's gateways"}
     assert [r["run_id"] for r in listed] == [fix, engineer] and listed[1]["origin"] == "local"
     document = st.status(FakeLabTarget(project), "stage-1", prober=healthy_probes,
                          cloud_reader=lambda s: lab_side(seen()))
@@ -143,23 +147,34 @@ def test_unlock_asks_before_releasing_another_machines_lock_and_records_the_rele
     with pytest.raises(TruckctlError) as caught:
         unlock(FakeLabTarget(project), "stage-1", confirm=lambda held: asked.append(held) or False)
     assert caught.value.exit_code == ExitCode.USAGE and "not confirmed" in caught.value.problems[0].message
-    assert [lock["gateway"] for lock in asked[0]] == ["truck-a-gw", "truck-b-gw"]
+    assert [lock.gateway for lock in asked[0]] == ["truck-a-gw", "truck-b-gw"]
     assert (gateway_dirs.dir("truck-a-gw") / "locks" / "stage-1").exists()  # not confirmed: kept
     result = unlock(FakeLabTarget(project), "stage-1", confirm=lambda held: True)
-    assert result["cleared"] and "engineer@engineer-laptop" in result["message"]
+    assert result.cleared and "engineer@engineer-laptop" in result.message
     assert not (gateway_dirs.dir("truck-a-gw") / "locks" / "stage-1").exists()
-    recorded = show_run(project, result["run_id"])
+    assert result.run_id is not None
+    recorded = show_run(project, result.run_id)
     assert recorded["summary"]["command"] == "unlock"
     assert next(e for e in recorded["events"] if e["kind"] == "lock-forced")["holders"][0]["host"] == "engineer-laptop"
     runs = teamlock.remote_runs("stage-1", teamlock.gateways(load_stage(project, "stage-1")), gateway_dirs)[0]
-    assert [(r["run_id"], r["command"]) for r in runs] == [(result["run_id"], "unlock")]  # and on the gateways
+    assert [(r.record.run_id, r.record.command) for r in runs] == [(result.run_id, "unlock")]  # and on the gateways
+
+
+def test_unlocks_result_keeps_the_envelopes_keys_in_order(project: Project, gateway_dirs: GatewayDirs) -> None:
+    assert list(unlock(FakeLabTarget(project), "stage-1", confirm=lambda held: True).to_json()) == [
+        "stage", "local", "cleared", "gateways", "message"]  # nothing held: nothing forced, no run
+    hold(gateway_dirs, "engineer-laptop", 4242)
+    forced = unlock(FakeLabTarget(project), "stage-1", confirm=lambda held: True).to_json()
+    assert list(forced) == ["stage", "local", "cleared", "run_id", "gateways", "message"]
+    assert [(g["gateway"], g["state"]) for g in forced["gateways"]] == [("truck-a-gw", "forced"),
+                                                                        ("truck-b-gw", "forced")]
 
 
 def test_unlock_releases_a_dead_local_holders_lock_without_asking(project: Project,
                                                                   gateway_dirs: GatewayDirs) -> None:
     hold(gateway_dirs, socket.gethostname(), _dead_pid())  # a SIGKILLed truckctl of this host
     result = unlock(FakeLabTarget(project), "stage-1", confirm=lambda held: pytest.fail("asked"))
-    assert result["cleared"] and result["run_id"]
+    assert result.cleared and result.run_id
 
 
 def test_the_cli_unlock_without_a_terminal_needs_yes(project: Project, gateway_dirs: GatewayDirs) -> None:

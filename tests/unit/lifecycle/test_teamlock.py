@@ -20,6 +20,8 @@ from truckctl.errors import ExitCode, TruckctlError
 from truckctl.lifecycle.teamlock import (
     Gateway,
     Holder,
+    RunRecord,
+    SharedRun,
     TeamLock,
     bounded_run,
     force_release,
@@ -102,7 +104,9 @@ def test_the_lease_expires_not_never_not_at_once(nodes: Nodes) -> None:
     nodes.now += 2
     ci = nodes.lock("ci")
     ci.take()  # not never: after the lease, the next operator proceeds
-    assert [t["holder"]["user"] for t in ci.took_over] == ["engineer", "engineer"]
+    assert [(t.gateway, t.holder.user) for t in ci.took_over] == [("truck-a-gw", "engineer"),
+                                                                 ("truck-b-gw", "engineer")]
+    assert ci.as_dict()["took_over"][0] == {"gateway": "truck-a-gw", "holder": ci.took_over[0].holder.model_dump()}
 
 
 def test_renewal_keeps_the_lock_past_its_first_lease(nodes: Nodes) -> None:
@@ -167,16 +171,19 @@ def test_the_connections_are_opened_at_once_and_an_unreachable_gateway_is_not_tr
 
 def test_forced_release_removes_a_live_lock_and_is_recorded_on_the_gateways(nodes: Nodes) -> None:
     nodes.lock("engineer").take()
-    record = {"run_id": "20270501T071000Z-stage-1-unlock-ab12", "stage": "stage-1", "command": "unlock",
-              "target": "lab", "status": "ok", "exit_code": 0, "started": 1_700_000_100.0, "duration_s": 0.2,
-              "failed_step": None, "host": "lead-host", "user": "lead"}
+    record = RunRecord(run_id="20270501T071000Z-stage-1-unlock-ab12", stage="stage-1", command="unlock",
+                       target="lab", status="ok", exit_code=0, started=1_700_000_100.0, duration_s=0.2,
+                       failed_step=None, host="lead-host", user="lead")
     released = force_release("stage-1", list(GATEWAYS), nodes, record, root="/unused")
-    assert [(r["gateway"], r["state"], r["holder"]["user"]) for r in released] == [
-        ("truck-a-gw", "forced", "engineer"), ("truck-b-gw", "forced", "engineer")]
+    assert [(r.gateway, r.state, r.reached, r.to_json()["holder"]["user"]) for r in released] == [
+        ("truck-a-gw", "forced", True, "engineer"), ("truck-b-gw", "forced", True, "engineer")]
+    assert list(released[0].to_json()) == ["gateway", "state", "error", "holder", "description"]
     nodes.lock("ci").take()  # free again
     runs, failed = remote_runs("stage-1", list(GATEWAYS), nodes, root="/unused")
-    assert failed == {} and [(r["command"], r["user"], r["seen_on"]) for r in runs] == [
-        ("unlock", "lead", ["truck-a-gw", "truck-b-gw"])]
+    assert failed == {} and [(r.record.command, r.origin, r.seen_on) for r in runs] == [
+        ("unlock", "lead@lead-host", ("truck-a-gw", "truck-b-gw"))]
+    assert runs[0].to_json() == {**record.model_dump(), "seen_on": ["truck-a-gw", "truck-b-gw"]}
+    assert SharedRun.from_json(runs[0].to_json()) == runs[0]
 
 
 @pytest.mark.parametrize("content", [
@@ -191,11 +198,11 @@ def test_malicious_or_oversized_lock_content_is_data_never_code(nodes: Nodes, co
     (directory / "expires").write_text("$(touch /tmp/pwned)" if "reboot" in content else str(nodes.now + 100))
     state = read_locks("stage-1", [GATEWAYS[0]], nodes, root="/unused")[0]
     if "reboot" in content:  # a non-number expiry proves nothing alive: the lock is taken over
-        assert state["state"] == "expired"
+        assert state.state == "expired"
         nodes.lock("ci").take()
         assert not Path("/tmp/pwned").exists()
         return
-    assert state["state"] == "held" and state["holder"]["command"] == "(unreadable lock record)"
+    assert state.state == "held" and state.to_json()["holder"]["command"] == "(unreadable lock record)"
     with pytest.raises(TruckctlError) as caught:
         nodes.lock("ci").take()
     assert "unreadable lock record" in caught.value.problems[0].message
@@ -210,17 +217,17 @@ def test_history_is_bounded_in_count_and_size_and_forged_records_are_left_out(no
         return {"run_id": f"20270501T07{n // 60:02d}{n % 60:02d}Z-stage-1-up-{n:04x}", "stage": "stage-1",
                 "command": "up", "target": "lab", "status": "ok", "exit_code": 0, "started": 1.0 + n,
                 "duration_s": 1.0, "failed_step": None, "host": "h", "user": "u"}
-    assert record_run(gateway, nodes, "stage-1", record(0), root="/unused") == []
+    assert record_run(gateway, nodes, "stage-1", RunRecord(**record(0)), root="/unused") == []
     for n in range(1, KEEP_RUNS + 3):  # as if recorded one by one, then two more through the node
         (runs_dir / f"{record(n)['run_id']}.json").write_text(json.dumps(record(n)) + "\n")
     for n in (KEEP_RUNS + 3, KEEP_RUNS + 4):
-        assert record_run(gateway, nodes, "stage-1", record(n), root="/unused") == []
+        assert record_run(gateway, nodes, "stage-1", RunRecord(**record(n)), root="/unused") == []
     assert len(list(runs_dir.iterdir())) == KEEP_RUNS
     assert not (runs_dir / f"{record(0)['run_id']}.json").exists()  # the oldest went
     (runs_dir / "zzzz.json").write_text('{"run_id": "x", "stage": "stage-1", "status": "\\u001b]0;pwn"}\n')
     (runs_dir / "zzzy.json").write_text("A" * 100_000)
     runs, _ = remote_runs("stage-1", gateway, nodes, root="/unused")
-    assert len(runs) == KEEP_RUNS - 2 and all(r["command"] == "up" for r in runs)  # newest 50 names, 2 forged
+    assert len(runs) == KEEP_RUNS - 2 and all(r.record.command == "up" for r in runs)  # newest 50 names, 2 forged
 
 
 def test_the_node_refuses_arguments_it_does_not_expect(nodes: Nodes) -> None:
@@ -262,3 +269,14 @@ def test_operators_racing_for_the_lock_one_wins_every_gateway_the_others_hold_no
     for gateway in GATEWAYS:
         assert json.loads((nodes.lock_dir(gateway.node) / "holder.json").read_text())["user"] == winner
     assert [lock.held for lock in contenders if lock.holder.user != winner] == [[], [], []]
+
+
+def test_a_lock_read_is_a_typed_record_whose_json_keeps_the_envelopes_keys(nodes: Nodes) -> None:
+    nodes.lock("engineer").take()
+    nodes.down.add("truck-b-gw")
+    held, unreachable = read_locks("stage-1", list(GATEWAYS), nodes, root="/unused")
+    assert (held.state, held.expires_in_s, held.error) == ("held", 30, None) and held.holder is not None
+    assert held.to_json() == {"gateway": "truck-a-gw", "state": "held", "expires_in_s": 30,
+                              "holder": held.holder.model_dump(), "description": held.holder.describe(), "error": None}
+    assert (unreachable.state, unreachable.holder, unreachable.description) == ("unreachable", None, None)
+    assert unreachable.to_json()["error"] == "ssh: connect to host: No route to host"
