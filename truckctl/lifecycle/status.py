@@ -88,14 +88,13 @@ def assemble(stage: Stage, target: Target, nodes: list[NodeTarget], probes: list
     incidents = diagnosis.incidents
     trucks = []
     for truck in stage.trucks:
-        # what the stand-in answered for this truck ({}: it answered, knowing nothing of it: nothing seen)
+        # the stand-in's view of this truck (None: not read; {}: it answered, knowing nothing of this truck)
         truck_seen = seen_trucks.get(truck.name, {}) if answered else None
         known = truck_seen is not None
-        views = truck_seen if truck_seen is not None else {}
+        views = truck_seen or {}
         beats = views.get("heartbeats", {})
-        rows = tuple(_node_row(node, by_name.get(node.name), StreamView.at_cloud(beats.get(node.name), stale_after,
-                                                                                 known))
-                     for node in nodes if node.truck == truck.name)
+        rows = tuple(_node_row(n, by_name.get(n.name), StreamView.at_cloud(beats.get(n.name), stale_after, known))
+                     for n in nodes if n.truck == truck.name)
         trucks.append(TruckRow(truck.name, StreamView.at_cloud(views.get("telemetry"), stale_after, known), rows,
                                evidence_views[truck.name], any(i.truck == truck.name for i in incidents)))
     unhealthy = [] if probes is not None else [f"no node could be probed: {connection_note}"]
