@@ -43,7 +43,7 @@ def incidents_benchmark(project: Callable[[], TempProject], converged: Callable[
                     "silence and the gateway agent's reconnection.")
 
     def measured() -> dict[str, Any]:
-        return status(for_kind("lab", Project(project().root)), STAGE)
+        return status(for_kind("lab", Project(project().root)), STAGE).to_json()
 
     def notices() -> list[dict[str, Any]]:
         prj = Project(project().root)

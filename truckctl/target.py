@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.jsondoc import JsonObject
 
 if TYPE_CHECKING:
     from truckctl.cloud.engine import CloudEvent
@@ -69,11 +70,69 @@ Record = Callable[..., None]  # journal.event(kind, step, **fields)
 
 
 @dataclass(frozen=True)
+class TruckIdentity:
+    """A truck's identity at the cloud side, as it may be shown: its thing and its certificate's reference."""
+
+    thing: str
+    certificate: str
+
+
+@dataclass(frozen=True)
+class PublicOutputs:
+    """CloudOutputs without anything secret (the trucks' private keys) or bulky (PEMs)."""
+
+    region: str
+    endpoint: str  # host:port of the MQTT broker
+    telemetry_stream: str
+    datalake_bucket: str
+    alert_topic: str
+    alert_receiver: str | None  # only where it may be shown (the lab stand-in's; on aws its URL is a secret)
+    vpn_endpoint: str
+    trucks: dict[str, TruckIdentity]
+
+    @classmethod
+    def of(cls, outputs: CloudOutputs, receiver: str | None) -> PublicOutputs:
+        return cls(outputs.region, f"{outputs.mqtt_host}:{outputs.mqtt_port}", outputs.telemetry_stream,
+                   outputs.datalake_bucket, outputs.alert_topic_arn, receiver, outputs.vpn_endpoint,
+                   {name: TruckIdentity(access.thing_name, access.certificate_ref)
+                    for name, access in outputs.trucks.items()})
+
+    def to_json(self) -> JsonObject:
+        return {"region": self.region, "endpoint": self.endpoint, "telemetry_stream": self.telemetry_stream,
+                "datalake_bucket": self.datalake_bucket, "alert_topic": self.alert_topic,
+                "alert_receiver": self.alert_receiver, "vpn_endpoint": self.vpn_endpoint,
+                "trucks": {name: {"thing": truck.thing, "certificate": truck.certificate}
+                           for name, truck in self.trucks.items()}}
+
+
+@dataclass(frozen=True)
+class CloudTier:
+    """The cloud tier as `status` shows it: its state, why it is what it is, its public outputs where they
+    could be read, and (lab) whether the stand-in answers."""
+
+    state: str
+    note: str | None = None
+    outputs: PublicOutputs | None = None
+    standin: str | None = None  # lab only: "answering", "not answering", "down"
+
+    def to_json(self) -> JsonObject:
+        """Only the parts this tier has (the document has no key for the others)."""
+        document: JsonObject = {"state": self.state}
+        if self.note is not None:
+            document["note"] = self.note
+        if self.outputs is not None:
+            document.update(self.outputs.to_json())
+        if self.standin is not None:
+            document["standin"] = self.standin
+        return document
+
+
+@dataclass(frozen=True)
 class CloudSide:
     """What the cloud side knows: the tier's state and outputs, and (lab) the stand-in's /status."""
 
-    tier: dict[str, Any]
-    seen: dict[str, Any] | None  # the stand-in's /status document; None when it cannot be read
+    tier: CloudTier
+    seen: JsonObject | None  # the stand-in's /status document; None when it cannot be read
     note: str | None = None  # why `seen` is missing, said plainly
 
 
@@ -93,22 +152,6 @@ class TeardownStart:
 
     anything_up: bool
     outputs: CloudOutputs | None = None
-
-
-def public_outputs(outputs: CloudOutputs, receiver: str | None) -> dict[str, Any]:
-    """CloudOutputs without anything secret (the trucks' private keys) or bulky (PEMs); `receiver`: the alert
-    receiver where it may be shown (the lab stand-in's; on aws the webhook URL is a secret)."""
-    return {
-        "region": outputs.region,
-        "endpoint": f"{outputs.mqtt_host}:{outputs.mqtt_port}",
-        "telemetry_stream": outputs.telemetry_stream,
-        "datalake_bucket": outputs.datalake_bucket,
-        "alert_topic": outputs.alert_topic_arn,
-        "alert_receiver": receiver,
-        "vpn_endpoint": outputs.vpn_endpoint,
-        "trucks": {name: {"thing": access.thing_name, "certificate": access.certificate_ref}
-                   for name, access in outputs.trucks.items()},
-    }
 
 
 class Target(Protocol):

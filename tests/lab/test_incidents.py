@@ -65,7 +65,7 @@ DRILLS = [
 
 
 def measure(lab: Lab) -> dict[str, Any]:
-    return status(for_kind("lab", lab.project), STAGE)
+    return status(for_kind("lab", lab.project), STAGE).to_json()
 
 
 def problems(document: dict[str, Any]) -> list[str]:

@@ -11,7 +11,7 @@ Only typer is imported at module level (`truckctl --help` stays fast).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
     from truckctl.cli.dispatch import Outcome
     from truckctl.cli.output import Env
+    from truckctl.lifecycle.status_model import StatusReport, StreamView
+    from truckctl.ops.model import Incident
     from truckctl.project import Project
 
 StageArg = Annotated[str, typer.Argument(help="Stage name, e.g. stage-1.", show_default=False)]
@@ -49,20 +51,35 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
             raise typer.Exit(run(env, "status", stage, refuse))
         if watch:
             raise typer.Exit(watch_loop(env, lambda: measure(project_factory(), stage, target), interval))
-        raise typer.Exit(run(env, "status", stage, lambda: measure(project_factory(), stage, target), render))
+        shown: list[StatusReport] = []  # the report behind the envelope's result: the human view reads it
+
+        def action() -> Outcome:
+            shown.append(measure(project_factory(), stage, target))
+            return outcome(shown[-1])
+
+        def show(env_: Env, _outcome: Outcome) -> None:
+            if shown:
+                render(env_, shown[-1])
+
+        raise typer.Exit(run(env, "status", stage, action, show))
 
 
-def measure(project: Project, stage: str, target: TargetKind) -> Outcome:
-    from truckctl.cli.dispatch import Outcome
-    from truckctl.errors import ExitCode
+def measure(project: Project, stage: str, target: TargetKind) -> StatusReport:
     from truckctl.lifecycle.status import status
     from truckctl.targets import for_kind
 
-    document = status(for_kind(target, project), stage)
-    return Outcome(document, ExitCode.OK if document["healthy"] else ExitCode.ERROR)
+    return status(for_kind(target, project), stage)
 
 
-def watch_loop(env: Env, action: Callable[[], Outcome], interval: float) -> int:
+def outcome(report: StatusReport) -> Outcome:
+    """The envelope's side: the document and the exit code (1 when anything is unhealthy)."""
+    from truckctl.cli.dispatch import Outcome
+    from truckctl.errors import ExitCode
+
+    return Outcome(report.to_json(), ExitCode.OK if report.healthy else ExitCode.ERROR)
+
+
+def watch_loop(env: Env, action: Callable[[], StatusReport], interval: float) -> int:
     """Refresh in place with rich Live on a terminal, plain repeated blocks otherwise; Ctrl-C ends it (130)."""
     from truckctl.cli.output import write_problems
     from truckctl.errors import ExitCode, TruckctlError
@@ -71,11 +88,11 @@ def watch_loop(env: Env, action: Callable[[], Outcome], interval: float) -> int:
     try:
         while True:
             try:
-                outcome = action()
+                report = action()
             except TruckctlError as exc:  # e.g. invalid configuration: no point refreshing
                 write_problems(env, exc.problems)
                 return int(exc.exit_code)
-            view = renderable(env, outcome.result, footer=f"refreshing every {interval:g} s; Ctrl-C to stop")
+            view = renderable(env, report, footer=f"refreshing every {interval:g} s; Ctrl-C to stop")
             if env.rich:
                 if live is None:
                     from rich.live import Live
@@ -96,27 +113,26 @@ def watch_loop(env: Env, action: Callable[[], Outcome], interval: float) -> int:
 
 # ---- rendering -------------------------------------------------------------------------------
 
-def render(env: Env, outcome: Outcome) -> None:
-    env.console().print(renderable(env, outcome.result))
+def render(env: Env, report: StatusReport) -> None:
+    env.console().print(renderable(env, report))
 
 
 def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
-def _ago(view: dict[str, Any], rich: bool) -> str:
-    state = view["state"]
-    if state == "unknown":
+def _ago(view: StreamView, rich: bool) -> str:
+    if view.state == "unknown":
         return "n/a"
-    if state == "none":
+    if view.state == "none":
         return "[red]never seen[/]" if rich else "never seen"
-    text = f"{view['age_s']:.0f} s ago"
-    if state == "stale":
+    text = f"{view.age_s:.0f} s ago"
+    if view.state == "stale":
         return f"[bold red]STALE {text}[/]" if rich else f"STALE {text}"
     return text
 
 
-def _services(services: dict[str, str], rich: bool) -> str:
+def _services(services: Mapping[str, str], rich: bool) -> str:
     from rich.markup import escape
 
     if not services:
@@ -128,7 +144,7 @@ def _services(services: dict[str, str], rich: bool) -> str:
     return f"[red]{text}[/]" if rich else text
 
 
-def renderable(env: Env, result: dict[str, Any], footer: str | None = None) -> Group:
+def renderable(env: Env, report: StatusReport, footer: str | None = None) -> Group:
     """The whole view as one rich renderable (printed once, or refreshed by Live)."""
     from rich.console import Group
     from rich.markup import escape
@@ -137,12 +153,13 @@ def renderable(env: Env, result: dict[str, Any], footer: str | None = None) -> G
     from truckctl.cli.output import markup, text
 
     rich = env.rich
-    verdict = escape(result.get("verdict") or ("HEALTHY" if result["healthy"] else "UNHEALTHY"))
+    health = report.health
+    verdict = escape(report.verdict)
     if rich:
-        verdict = f"[bold green]{verdict}[/]" if result["healthy"] else f"[bold red]{verdict}[/]"
-    header = (f"{escape(result['stage'])} on {escape(result['target'])}: {verdict}  "
-              f"(checked {_when(result.get('checked_at'))} in {result.get('took_s', 0):.1f} s; "
-              f"stale after {result['stale_after_s']:.0f} s)")
+        verdict = f"[bold green]{verdict}[/]" if report.healthy else f"[bold red]{verdict}[/]"
+    header = (f"{escape(health.stage)} on {escape(health.target)}: {verdict}  "
+              f"(checked {_when(report.checked_at)} in {report.took_s:.1f} s; "
+              f"stale after {health.stale_after_s:.0f} s)")
 
     nodes = Table(title="nodes", box=None, pad_edge=False, title_justify="left")
     for column in ("truck", "node", "role", "address", "ssh", "services", "heartbeat at cloud"):
@@ -150,89 +167,94 @@ def renderable(env: Env, result: dict[str, Any], footer: str | None = None) -> G
     cloud_side = Table(title="telemetry at the cloud side", box=None, pad_edge=False, title_justify="left")
     for column in ("truck", "last seen", "messages", "state"):
         cloud_side.add_column(column)
-    for truck in result["trucks"]:
-        for node in truck["nodes"]:
-            ssh = "ok" if node["reachable"] else (
-                "not probed" if node["detail"] == "not probed" else f"unreachable: {escape(node['detail'])}")
+    for truck in health.trucks:
+        for node in truck.nodes:
+            ssh = "ok" if node.reachable else (
+                "not probed" if node.detail == "not probed" else f"unreachable: {escape(node.detail)}")
             if rich:
-                ssh = f"[green]{ssh}[/]" if node["reachable"] else f"[red]{ssh}[/]"
-            nodes.add_row(escape(truck["name"]), escape(node["name"]), escape(node["role"]), node["address"], ssh,
-                          _services(node["services"], rich), _ago(node["heartbeat"], rich))
-        telemetry = truck["telemetry"]
-        count = "-" if telemetry["count"] is None else str(telemetry["count"])
-        alarm = " (alarm raised)" if telemetry.get("alarm") else ""
-        cloud_side.add_row(escape(truck["name"]), escape(telemetry["last_seen"] or "-"), count,
+                ssh = f"[green]{ssh}[/]" if node.reachable else f"[red]{ssh}[/]"
+            nodes.add_row(escape(truck.name), escape(node.name), escape(node.role), node.address, ssh,
+                          _services(node.services, rich), _ago(node.heartbeat, rich))
+        telemetry = truck.telemetry
+        count = "-" if telemetry.count is None else str(telemetry.count)
+        alarm = " (alarm raised)" if telemetry.alarm else ""
+        cloud_side.add_row(escape(truck.name), escape(telemetry.last_seen or "-"), count,
                            _ago(telemetry, rich) + alarm)
 
     parts: list[Any] = [markup(header) if rich else text(markup(header).plain), nodes]
-    cloud = result["cloud"]
-    if cloud.get("last_seen_note"):
-        parts.append(text(f"cloud side: {cloud['last_seen_note']}"))
+    if health.cloud.last_seen_note:
+        parts.append(text(f"cloud side: {health.cloud.last_seen_note}"))
     else:
         parts.append(cloud_side)
-    parts += [text(line) for line in _summary_lines(result)]
-    incidents = result.get("incidents") or []
-    explained = {i["summary"] for i in incidents}
-    if incidents:
-        parts.append(text(f"incidents ({len(incidents)}):", style="bold red" if rich else ""))
-        for line in incident_lines(incidents):
+    parts += [text(line) for line in _summary_lines(report)]
+    explained = {i.summary() for i in health.incidents}
+    if health.incidents:
+        parts.append(text(f"incidents ({len(health.incidents)}):", style="bold red" if rich else ""))
+        for line in incident_lines(health.incidents):
             parts.append(text(line, style="" if line.startswith(" ") or not rich else "red"))
-    rest = [item for item in result["unhealthy"] if item not in explained]
+    rest = [item for item in report.unhealthy if item not in explained]
     if rest:
         parts.append(text("unhealthy:", style="bold red" if rich else ""))
         parts += [text(f"  - {item}") for item in rest]
-    recent = result.get("incidents_recent") or []
+    recent = health.incidents_recent
     if recent:
-        parts.append(text(f"recently resolved at the cloud side: {len(recent)} (newest: {recent[0]['kind']} "
-                          f"{recent[0]['truck']}, resolved {_when(recent[0].get('resolved'))})"))
+        parts.append(text(f"recently resolved at the cloud side: {len(recent)} (newest: {recent[0].kind.value} "
+                          f"{recent[0].truck}, resolved {_when(recent[0].resolved)})"))
     if footer:
         parts.append(text(footer, style="dim" if rich else ""))
     return Group(*parts)
 
 
-def incident_lines(incidents: list[dict[str, Any]]) -> list[str]:
+def incident_lines(incidents: Iterable[Incident]) -> list[str]:
     """Each incident on one line (kind, truck, node or address, hop, since when), its evidence and the
     symptoms it explains indented under it."""
+    from truckctl.ops.model import Kind
+
     lines = []
     for incident in incidents:
-        where = incident.get("address") if incident["kind"] == "address-conflict" else incident.get("node")
-        since = f", open since {_when(incident['opened'])}" if incident.get("opened") else ""
-        source = " (seen by the cloud side)" if incident.get("source") == "cloud" else ""
-        lines.append(f"  {incident['kind']} {incident['truck']}" + (f" {where}" if where else "")
-                     + f" at {incident['hop']}: {incident['title']}{since}{source}")
-        lines += [f"    evidence: {line}" for line in incident["evidence"]]
-        lines += [f"    explains: {symptom['text']}" for symptom in incident["symptoms"]]
+        where = incident.address if incident.kind is Kind.ADDRESS_CONFLICT else incident.node
+        since = f", open since {_when(incident.opened)}" if incident.opened else ""
+        source = " (seen by the cloud side)" if incident.source == "cloud" else ""
+        lines.append(f"  {incident.kind.value} {incident.truck}" + (f" {where}" if where else "")
+                     + f" at {incident.hop}: {incident.title}{since}{source}")
+        lines += [f"    evidence: {line}" for line in incident.evidence]
+        lines += [f"    explains: {symptom.text}" for symptom in incident.symptoms]
     return lines
 
 
-def _summary_lines(result: dict[str, Any]) -> list[str]:
-    cloud = result["cloud"]
-    state = f"cloud tier: {cloud.get('state', 'unknown')}"
-    if cloud.get("standin"):
-        state += f" (stand-in {cloud['standin']}" + (f", {cloud['alerts']} alert(s) received)"
-                                                      if cloud.get("alerts") is not None else ")")
+def _summary_lines(report: StatusReport) -> list[str]:
+    stage = report.health.stage
+    cloud = report.health.cloud
+    tier = cloud.tier
+    state = f"cloud tier: {tier.state}"
+    if tier.standin:
+        state += f" (stand-in {tier.standin}" + (f", {cloud.alerts} alert(s) received)"
+                                                  if cloud.alerts is not None else ")")
     lines = [state]
-    outputs = [f"{key.replace('_', ' ')} {cloud[key]}" for key in
-               ("endpoint", "alert_receiver", "telemetry_stream", "datalake_bucket", "vpn_endpoint") if cloud.get(key)]
-    if outputs:
-        lines.append("  " + "; ".join(outputs))
-    if cloud.get("state") == "unknown" and cloud.get("note"):
-        lines.append(f"  {cloud['note']}")
-    lock = result.get("lock")
+    if tier.outputs is not None:
+        shown = (("endpoint", tier.outputs.endpoint), ("alert receiver", tier.outputs.alert_receiver),
+                 ("telemetry stream", tier.outputs.telemetry_stream),
+                 ("datalake bucket", tier.outputs.datalake_bucket), ("vpn endpoint", tier.outputs.vpn_endpoint))
+        outputs = [f"{label} {value}" for label, value in shown if value]
+        if outputs:
+            lines.append("  " + "; ".join(outputs))
+    if tier.state == "unknown" and tier.note:
+        lines.append(f"  {tier.note}")
+    lock = report.lock
     lines.append("lock: free" if lock is None else
                  f"lock: {'STALE ' if lock['stale'] else ''}held by {lock['description']}"
-                 + (f" (clear it with `truckctl unlock {result['stage']}`)" if lock["stale"] else ""))
-    last = result.get("last_run")
+                 + (f" (clear it with `truckctl unlock {stage}`)" if lock["stale"] else ""))
+    last = report.last_run
     lines.append("last run: none recorded" if last is None else
                  f"last run: {last['command']} on {last['target'] or '-'} at {_when(last['started'])}: "
                  f"{last['status']} (exit {last['exit_code']}"
                  + (f", failed step {last['failed_step']}" if last.get("failed_step") else "")
                  + f"; truckctl runs show {last['run_id']})")
-    drift = result.get("drift")
+    drift = report.drift
     if drift is None:
-        lines.append(f"drift: never measured (truckctl drift {result['stage']})")
+        lines.append(f"drift: never measured (truckctl drift {stage})")
     else:
-        found = {True: "drift found", False: "no drift", None: "result unknown"}[drift["drift"]]
-        lines.append(f"drift: last measured {_when(drift['started'])}: {found} ({drift['status']}, "
-                     f"run {drift['run_id']})")
+        found = {True: "drift found", False: "no drift", None: "result unknown"}[drift.drift]
+        lines.append(f"drift: last measured {_when(drift.started)}: {found} ({drift.status}, "
+                     f"run {drift.run_id})")
     return lines

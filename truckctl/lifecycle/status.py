@@ -32,7 +32,17 @@ from truckctl.errors import TruckctlError
 from truckctl.jsondoc import JsonObject
 from truckctl.lifecycle import history, journal, probe
 from truckctl.lifecycle.lock import lock_status
-from truckctl.lifecycle.probe import UNKNOWN, NodeProbe, NodeTarget, node_targets
+from truckctl.lifecycle.probe import NodeProbe, NodeTarget, node_targets
+from truckctl.lifecycle.status_model import (
+    CloudStatus,
+    EvidenceView,
+    LastDrift,
+    NodeRow,
+    StageHealth,
+    StatusReport,
+    StreamView,
+    TruckRow,
+)
 from truckctl.ops import diagnose as ops
 from truckctl.ops import evidence as ops_evidence
 from truckctl.ops import merge as ops_merge
@@ -48,9 +58,6 @@ if TYPE_CHECKING:
 
 EVIDENCE_FILE = probe.EVIDENCE_FILE
 INCIDENTS_RECENT_SHOWN = 20
-
-OK, STALE, NONE = "ok", "stale", "none"
-
 
 Prober = Callable[[list[NodeTarget], Connection], list[NodeProbe]]
 
@@ -68,72 +75,48 @@ def probe_nodes(nodes: list[NodeTarget], access: Connection) -> list[NodeProbe]:
 
 # ---- assembly (pure) -------------------------------------------------------------------------
 
-def stream(view: dict[str, Any] | None, stale_after_s: float) -> dict[str, Any]:
-    """One stream as seen at the cloud side: ok, STALE (older than stale_after_s) or none yet."""
-    if view is None:
-        return {"state": UNKNOWN, "last_seen": None, "age_s": None, "count": None}
-    age = view.get("age_s")
-    state = NONE if age is None else (STALE if float(age) > stale_after_s else OK)
-    return {"state": state, "last_seen": view.get("last_seen"), "age_s": age, "count": view.get("count"),
-            "alarm": bool(view.get("alarm"))}
-
-
 def assemble(stage: Stage, target: Target, nodes: list[NodeTarget], probes: list[NodeProbe] | None,
-             connection_note: str | None, cloud: CloudSide, now: float | None = None) -> dict[str, Any]:
-    """The status document from what was measured; `unhealthy` lists one line per root cause (the
+             connection_note: str | None, cloud: CloudSide, now: float | None = None) -> StageHealth:
+    """The stage's health from what was measured; `unhealthy` lists one line per root cause (the
     incidents, their symptoms under them) and each symptom no incident explains."""
     now = time.time() if now is None else now
     stale_after = float(stage.defaults.telemetry.stale_after_s)
     by_name = {p.name: p for p in probes or []}
-    seen_trucks = (cloud.seen or {}).get("trucks", {}) if cloud.seen is not None else None
-    unhealthy: list[str] = [] if probes is not None else [f"no node could be probed: {connection_note}"]
-    trucks = []
-    for truck in stage.trucks:
-        truck_seen = seen_trucks.get(truck.name, {}) if seen_trucks is not None else None
-        telemetry = stream(truck_seen.get("telemetry") if truck_seen is not None else None, stale_after)
-        if truck_seen is not None and telemetry["state"] == UNKNOWN:
-            telemetry["state"] = NONE  # the stand-in answered but does not know this truck: nothing seen
-        rows = []
-        for node in (n for n in nodes if n.truck == truck.name):
-            probe = by_name.get(node.name)
-            heartbeat = stream((truck_seen or {}).get("heartbeats", {}).get(node.name), stale_after) \
-                if truck_seen is not None else stream(None, stale_after)
-            if truck_seen is not None and heartbeat["state"] == UNKNOWN:
-                heartbeat["state"] = NONE
-            rows.append(_node_row(node, probe, heartbeat))
-        trucks.append({"name": truck.name, "telemetry": telemetry, "nodes": rows,
-                       "healthy": telemetry["state"] not in (STALE, NONE) and all(r["healthy"] for r in rows)})
-    diagnosis, evidence_state, evidence = diagnose_stage(stage, nodes, probes, cloud, now)
+    answered = cloud.seen is not None
+    seen_trucks = (cloud.seen or {}).get("trucks", {})
+    diagnosis, evidence_views, evidence = diagnose_stage(stage, nodes, probes, cloud, now)
     held, provisional, recovered, recent = cloud_incidents(cloud.seen)
     diagnosis = ops_merge.merge(from_stage(stage), diagnosis, held, provisional, recovered, evidence, now)
-    incidents = list(diagnosis.incidents)
-    for truck_doc in trucks:
-        name = str(truck_doc["name"])
-        truck_doc["evidence"] = evidence_state.get(name)
-        if any(i.truck == name for i in incidents):
-            truck_doc["healthy"] = False
+    incidents = diagnosis.incidents
+    trucks = []
+    for truck in stage.trucks:
+        # the stand-in's view of this truck (None: not read; {}: it answered, knowing nothing of this truck)
+        truck_seen = seen_trucks.get(truck.name, {}) if answered else None
+        known = truck_seen is not None
+        views = truck_seen or {}
+        beats = views.get("heartbeats", {})
+        rows = tuple(_node_row(n, by_name.get(n.name), StreamView.at_cloud(beats.get(n.name), stale_after, known))
+                     for n in nodes if n.truck == truck.name)
+        trucks.append(TruckRow(truck.name, StreamView.at_cloud(views.get("telemetry"), stale_after, known), rows,
+                               evidence_views[truck.name], any(i.truck == truck.name for i in incidents)))
+    unhealthy = [] if probes is not None else [f"no node could be probed: {connection_note}"]
     unhealthy += [i.summary() for i in incidents] + [s.text for s in diagnosis.unexplained]
-    if cloud.seen is None and target.cloud_side_required:
+    if not answered and target.cloud_side_required:
         unhealthy.append(f"cloud side: {cloud.note or 'the stand-in cannot be read'}")
-    return {"stage": stage.name, "target": target.kind.value, "stale_after_s": stale_after, "trucks": trucks,
-            "cloud": {**cloud.tier, "last_seen_note": cloud.note if cloud.seen is None else None,
-                      "alerts": (cloud.seen or {}).get("alerts")},
-            "incidents": [i.as_dict() for i in incidents], "incidents_recent": recent,
-            "unhealthy": unhealthy, "healthy": not unhealthy}
+    return StageHealth(stage.name, target.kind.value, stale_after, tuple(trucks),
+                       CloudStatus(cloud.tier, cloud.note if not answered else None, (cloud.seen or {}).get("alerts")),
+                       incidents, tuple(recent), tuple(unhealthy))
 
 
-def _node_row(node: NodeTarget, probe: NodeProbe | None, heartbeat: dict[str, Any]) -> dict[str, Any]:
+def _node_row(node: NodeTarget, probe: NodeProbe | None, heartbeat: StreamView) -> NodeRow:
     if probe is None:  # no way to reach any node: said once for all of them by `assemble`
         probe = NodeProbe(node.name, False, "not probed")
-    down = {unit: state for unit, state in probe.services.items() if state != "active"}
-    return {"name": node.name, "role": node.role, "address": node.address, "reachable": probe.reachable,
-            "detail": probe.detail, "services": probe.services, "heartbeat": heartbeat,
-            "healthy": probe.reachable and not down and heartbeat["state"] not in (STALE, NONE)}
+    return NodeRow(node.name, node.role, node.address, probe.reachable, probe.detail, probe.services, heartbeat)
 
 
 # ---- diagnosis (pure: truckctl/ops) ----------------------------------------------------------
 
-def _dict(value: Any) -> dict[str, Any]:
+def _dict(value: Any) -> JsonObject:
     return value if isinstance(value, dict) else {}
 
 
@@ -146,7 +129,7 @@ def _age(view: Any) -> ops.Stream:
     return ops.Stream(float(age) if isinstance(age, int | float) and not isinstance(age, bool) else None)
 
 
-def cloud_view(seen: dict[str, Any] | None) -> ops.CloudView | None:
+def cloud_view(seen: JsonObject | None) -> ops.CloudView | None:
     """The stand-in's /status as the diagnosis reads it (None: the cloud side could not be read)."""
     if seen is None:
         return None
@@ -163,13 +146,13 @@ def cloud_view(seen: dict[str, Any] | None) -> ops.CloudView | None:
     return ops.CloudView(telemetry, beats, evidence)
 
 
-def _evidence(stage: Stage, probes: dict[str, NodeProbe], seen: dict[str, Any] | None
-              ) -> tuple[dict[str, ops_evidence.GatewayEvidence | ops_evidence.BadEvidence], dict[str, Any],
+def _evidence(stage: Stage, probes: dict[str, NodeProbe], seen: JsonObject | None
+              ) -> tuple[dict[str, ops_evidence.GatewayEvidence | ops_evidence.BadEvidence], dict[str, EvidenceView],
                          dict[str, float]]:
     """Each truck's gateway evidence: read from the gateway by the probe, else the cloud side's copy;
     and its age when it was read (a probe's answer is judged when it came, not when the slowest did)."""
     found: dict[str, ops_evidence.GatewayEvidence | ops_evidence.BadEvidence] = {}
-    state: dict[str, Any] = {}
+    state: dict[str, EvidenceView] = {}
     ages: dict[str, float] = {}
     trucks = _dict((seen or {}).get("trucks"))
     for truck in stage.trucks:
@@ -184,7 +167,7 @@ def _evidence(stage: Stage, probes: dict[str, NodeProbe], seen: dict[str, Any] |
                 if isinstance(age, int | float) and not isinstance(age, bool):
                     ages[truck.name] = float(age)
         if raw is None:
-            state[truck.name] = {"state": "absent", "source": None}
+            state[truck.name] = EvidenceView("absent")
             continue
         parsed = ops_evidence.parse(raw, truck.name, gateway)
         found[truck.name] = parsed
@@ -193,14 +176,14 @@ def _evidence(stage: Stage, probes: dict[str, NodeProbe], seen: dict[str, Any] |
             ages[truck.name] = probe.read_at - parsed.ts
         elif isinstance(parsed, ops_evidence.BadEvidence):
             ages.pop(truck.name, None)
-        state[truck.name] = ({"state": "bad", "source": source, "reason": parsed.reason}
+        state[truck.name] = (EvidenceView("bad", source, reason=parsed.reason)
                              if isinstance(parsed, ops_evidence.BadEvidence) else
-                             {"state": "ok", "source": source, "ts": parsed.ts, "seq": parsed.seq})
+                             EvidenceView("ok", source, ts=parsed.ts, seq=parsed.seq))
     return found, state, ages
 
 
 def diagnose_stage(stage: Stage, nodes: list[NodeTarget], probes: list[NodeProbe] | None, cloud: CloudSide,
-                   now: float) -> tuple[Diagnosis, dict[str, Any],
+                   now: float) -> tuple[Diagnosis, dict[str, EvidenceView],
                                         dict[str, ops_evidence.GatewayEvidence | ops_evidence.BadEvidence]]:
     by_name = {p.name: p for p in probes or []}
     evidence, state, ages = _evidence(stage, by_name, cloud.seen)
@@ -232,10 +215,10 @@ def _held(value: Any) -> Incident | None:
         return None
 
 
-def cloud_incidents(seen: dict[str, Any] | None
-                    ) -> tuple[list[Incident], set[str], dict[tuple[str, Kind], float], list[dict[str, Any]]]:
+def cloud_incidents(seen: JsonObject | None
+                    ) -> tuple[list[Incident], set[str], dict[tuple[str, Kind], float], list[Incident]]:
     """What the cloud side holds: its open incidents, the ids of those opened from silence alone, when
-    it last resolved each (truck, kind), and its recently resolved ones (as documents)."""
+    it last resolved each (truck, kind), and its recently resolved ones (the newest shown)."""
     held = _dict((seen or {}).get("incidents"))
     raw_open = _list(held.get("open"))[:100]
     opened = [i for i in map(_held, raw_open) if i is not None]
@@ -247,18 +230,12 @@ def cloud_incidents(seen: dict[str, Any] | None
         if incident.resolved is not None:
             key = (incident.truck, incident.kind)
             recovered[key] = max(recovered.get(key, 0.0), incident.resolved)
-    return opened, provisional, recovered, [i.as_dict() for i in recent[:INCIDENTS_RECENT_SHOWN]]
-
-
-def _stream_text(view: dict[str, Any]) -> str:
-    if view["state"] == NONE:
-        return "never seen"
-    return f"STALE (last seen {view['age_s']:.0f} s ago)"
+    return opened, provisional, recovered, recent[:INCIDENTS_RECENT_SHOWN]
 
 
 # ---- runs, lock, drift -----------------------------------------------------------------------
 
-def last_drift(project: Project, stage: str) -> dict[str, Any] | None:
+def last_drift(project: Project, stage: str) -> LastDrift | None:
     """The newest `drift` run: when, how it ended, and whether drift was found (its summary's result)."""
     for run in journal.list_runs(project, stage):
         if run["command"] != "drift":
@@ -271,16 +248,15 @@ def last_drift(project: Project, stage: str) -> dict[str, Any] | None:
             found = (value and not result.get("fixed")) if isinstance(value, bool) else None
         except (OSError, ValueError):
             pass
-        return {"run_id": run["run_id"], "started": run["started"], "status": run["status"],
-                "exit_code": run["exit_code"], "drift": found}
+        return LastDrift(run["run_id"], run["started"], run["status"], run["exit_code"], found)
     return None
 
 
 # ---- the command -----------------------------------------------------------------------------
 
 def status(target: Target, stage_name: str, *, prober: Prober | None = None,
-           cloud_reader: CloudReader | None = None) -> dict[str, Any]:
-    """Measure everything at once and assemble the document (prober and cloud_reader: tests swap them)."""
+           cloud_reader: CloudReader | None = None) -> StatusReport:
+    """Measure everything at once and assemble the report (prober and cloud_reader: tests swap them)."""
     from truckctl.config.loader import load_stage
 
     project = target.project
@@ -299,20 +275,12 @@ def status(target: Target, stage_name: str, *, prober: Prober | None = None,
         probes = prober(nodes, access) if access is not None else None
         cloud = cloud_future.result()
         team = team_future.result() if team_future is not None else TeamView()
-    document = assemble(stage, target, nodes, probes, connection_note, cloud)
+    health = assemble(stage, target, nodes, probes, connection_note, cloud)
     runs = history.merge(journal.list_runs(project, stage.name), team.shared_runs)
-    document.update(lock=lock_status(project, stage.name) or team_lock_holder(team.locks),
-                    team_lock=[lock.to_json() for lock in team.locks], last_run=runs[0] if runs else None,
-                    shared_runs=[run.to_json() for run in team.shared_runs],
-                    drift=last_drift(project, stage.name), checked_at=time.time(),
-                    took_s=round(time.monotonic() - started, 2))
-    known = drift_known(document["drift"], document["checked_at"])
-    if known:  # the last drift check found drift nobody fixed since: not HEALTHY, whatever else is fine
-        document["unhealthy"].append(known)
-        document["healthy"] = False
-    document["verdict"] = "HEALTHY" if document["healthy"] else (
-        known if document["unhealthy"] == [known] else "UNHEALTHY")
-    return document
+    return StatusReport(health, lock=lock_status(project, stage.name) or team_lock_holder(team.locks),
+                        team_lock=tuple(team.locks), last_run=runs[0] if runs else None, shared_runs=team.shared_runs,
+                        drift=last_drift(project, stage.name), checked_at=time.time(),
+                        took_s=round(time.monotonic() - started, 2))
 
 
 @dataclass(frozen=True)
@@ -351,11 +319,3 @@ def team_lock_holder(locks: Sequence[GatewayLock]) -> JsonObject | None:
     where = ", ".join(lock.gateway for lock, _ in held)
     return {**holder.model_dump(), "stale": False, "where": "gateway", "gateways": [lock.gateway for lock, _ in held],
             "description": f"{first.description} on {where}; lease ends in {first.expires_in_s} s unless renewed"}
-
-
-def drift_known(drift: dict[str, Any] | None, now: float) -> str | None:
-    """"drift found N min ago" when the newest drift check found drift it did not fix."""
-    if not drift or drift["drift"] is not True:
-        return None
-    minutes = max(0, int((now - float(drift["started"])) // 60))
-    return f"drift found {minutes} min ago (truckctl runs show {drift['run_id']})"

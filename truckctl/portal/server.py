@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from truckctl.errors import TruckctlError
+from truckctl.jsondoc import JsonObject
 from truckctl.portal.hub import MAX_VIEWERS, Hub
 from truckctl.portal.settings import PortalSettings
 from truckctl.portal.view import History, StatusSource, snapshot
@@ -35,7 +36,7 @@ def build(project: Project, settings: PortalSettings, measure: StatusSource | No
 
     measure = measure or functools.partial(status, for_kind(settings.target, project), settings.stage)
     history = History(settings.interval_s)
-    poll: Callable[[], dict[str, Any]] = functools.partial(
+    poll: Callable[[], JsonObject] = functools.partial(
         snapshot, project, settings.stage, settings.target, measure, history, log.warning)
     hub = Hub(poll, settings.interval_s)
     return create_app(project, settings, hub, history), hub

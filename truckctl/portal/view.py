@@ -37,10 +37,10 @@ from truckctl.lifecycle.history import merge
 from truckctl.lifecycle.journal import Redactor
 from truckctl.lifecycle.lock import lock_status
 from truckctl.lifecycle.run import env_secrets
-from truckctl.lifecycle.teamlock import SharedRun
 
 if TYPE_CHECKING:
     from truckctl.config.model import Stage
+    from truckctl.lifecycle.status_model import NodeRow, StatusReport, StreamView
     from truckctl.project import Project
 
 SCHEMA = 1
@@ -49,7 +49,7 @@ DRIFT_ITEMS_SHOWN = 50
 HISTORY_S = 3600.0  # the plots cover the last hour at least
 OK, DEGRADED, DOWN, UNKNOWN = "ok", "degraded", "down", "unknown"
 
-StatusSource = Callable[[], JsonObject]
+StatusSource = Callable[[], "StatusReport"]
 
 
 # ---- the stage of the day ----------------------------------------------------------------------
@@ -79,79 +79,80 @@ def stage_of_the_day(project: Project, today: str | None = None) -> str | None:
 
 # ---- topology ----------------------------------------------------------------------------------
 
-def _node_state(row: JsonObject | None) -> str:
+def _node_state(row: NodeRow | None) -> str:
     if row is None:
         return UNKNOWN
-    if not row["reachable"]:
-        return UNKNOWN if row["detail"] == "not probed" else DOWN
-    return OK if row["healthy"] else DEGRADED
+    if not row.reachable:
+        return UNKNOWN if row.detail == "not probed" else DOWN
+    return OK if row.healthy else DEGRADED
 
 
-def _stream_state(view: JsonObject | None) -> str:
-    state = (view or {}).get("state", "unknown")
+def _stream_state(view: StreamView | None) -> str:
+    state = view.state if view is not None else "unknown"
     return {"ok": OK, "stale": DOWN, "none": DOWN}.get(state, UNKNOWN)
 
 
-def topology(stage: Stage, status: JsonObject | None) -> JsonObject:
+def topology(stage: Stage, status: StatusReport | None) -> JsonObject:
     """The picture's data: the configuration's shape, coloured by what status measured."""
-    trucks_seen = {t["name"]: t for t in (status or {}).get("trucks", [])}
+    trucks_seen = {t.name: t for t in (status.health.trucks if status is not None else ())}
     trucks = []
     for truck in stage.trucks:
         seen = trucks_seen.get(truck.name)
-        rows = {r["name"]: r for r in (seen or {}).get("nodes", [])}
+        rows = {r.name: r for r in (seen.nodes if seen is not None else ())}
         nodes = []
         for node in truck.nodes:
             row = rows.get(node.name)
             nodes.append({"name": node.name, "role": node.role, "address": str(node.address),
                           "gateway": stage.roles[node.role].gateway, "state": _node_state(row),
-                          "heartbeat": _stream_state((row or {}).get("heartbeat"))})
-        uplink = _stream_state((seen or {}).get("telemetry"))
+                          "heartbeat": _stream_state(row.heartbeat if row is not None else None)})
+        uplink = _stream_state(seen.telemetry if seen is not None else None)
         states = {n["state"] for n in nodes} | {uplink}
         state = DOWN if DOWN in states else DEGRADED if DEGRADED in states else UNKNOWN if UNKNOWN in states else OK
         trucks.append({"name": truck.name, "lan": str(truck.lan), "vlans": [v.name for v in truck.vlans],
                        "uplink": {"kind": stage.defaults.uplink.kind, "state": uplink}, "nodes": nodes,
                        "state": state})
-    cloud = (status or {}).get("cloud", {})
-    standin = cloud.get("standin")
-    cloud_state = (OK if str(standin).startswith("answering") else DOWN) if standin else (
-        OK if cloud.get("state") == "deployed" else UNKNOWN)
-    return {"trucks": trucks, "cloud": {"state": cloud_state, "label": cloud.get("state", "unknown"),
-                                        "endpoint": cloud.get("endpoint"), "region": stage.cloud.region,
-                                        "cidr": str(stage.cloud.cidr)}}
+    tier = status.health.cloud.tier if status is not None else None
+    standin = tier.standin if tier is not None else None
+    label = tier.state if tier is not None else "unknown"
+    cloud_state = (OK if standin.startswith("answering") else DOWN) if standin else (
+        OK if label == "deployed" else UNKNOWN)
+    endpoint = tier.outputs.endpoint if tier is not None and tier.outputs is not None else None
+    return {"trucks": trucks, "cloud": {"state": cloud_state, "label": label, "endpoint": endpoint,
+                                        "region": stage.cloud.region, "cidr": str(stage.cloud.cidr)}}
 
 
 # ---- problems ----------------------------------------------------------------------------------
 
-def problems(stage: Stage | None, status: JsonObject | None, errors: list[Problem]) -> list[JsonObject]:
+def problems(stage: Stage | None, status: StatusReport | None, errors: list[Problem]) -> list[JsonObject]:
     """Status's unhealthy items, each on its truck and node, and the alarms raised at the cloud side."""
-    out = [{"truck": None, "node": None, "kind": "portal", "text": p.line()} for p in errors]
+    out: list[JsonObject] = [{"truck": None, "node": None, "kind": "portal", "text": p.line()} for p in errors]
     if status is None:
         return out
     owner: dict[str, tuple[str | None, str | None]] = {}
-    for truck in status.get("trucks", []):
-        owner[truck["name"]] = (truck["name"], None)
-        owner.update({n["name"]: (truck["name"], n["name"]) for n in truck["nodes"]})
-    incidents = {i["summary"]: i for i in status.get("incidents", [])}
-    for line in status.get("unhealthy", []):
+    for truck in status.health.trucks:
+        owner[truck.name] = (truck.name, None)
+        owner.update({n.name: (truck.name, n.name) for n in truck.nodes})
+    incidents = {i.summary(): i for i in status.health.incidents}
+    for line in status.unhealthy:
         if line in incidents:
             incident = incidents[line]
-            out.append({"truck": incident["truck"], "node": incident["node"], "kind": "incident",
-                        "incident": incident["id"], "text": line})
+            out.append({"truck": incident.truck, "node": incident.node, "kind": "incident",
+                        "incident": incident.id, "text": line})
             continue
         subject = line.split(":", 1)[0]
-        truck, node = owner.get(subject, (None, None))
+        on_truck, on_node = owner.get(subject, (None, None))
         kind = ("telemetry" if "telemetry" in line else "heartbeat" if "heartbeat" in line
                 else "unreachable" if "not reachable" in line else "cloud" if subject == "cloud side"
-                else "service" if node else "other")
-        out.append({"truck": truck, "node": node, "kind": kind, "text": line})
-    for truck in status.get("trucks", []):
-        if truck["telemetry"].get("alarm"):
-            out.append({"truck": truck["name"], "node": None, "kind": "alarm",
-                        "text": f"{truck['name']}: telemetry-stopped alarm raised at the cloud side"})
-        for node in truck["nodes"]:
-            if node["heartbeat"].get("alarm"):
-                out.append({"truck": truck["name"], "node": node["name"], "kind": "alarm",
-                            "text": f"{node['name']}: heartbeat-missing alarm raised at the cloud side"})
+                else "service" if on_node else "other")
+        out.append({"truck": on_truck, "node": on_node, "kind": kind, "text": line})
+    for truck in status.health.trucks:
+        if truck.telemetry.alarm:
+            out.append({"truck": truck.name, "node": None, "kind": "alarm",
+                        "text": f"{truck.name}: telemetry-stopped alarm raised at the cloud side"})
+        for node in truck.nodes:
+            if node.heartbeat.alarm:
+                out.append({"truck": truck.name, "node": node.name, "kind": "alarm",
+                            "text": f"{node.name}: heartbeat-missing alarm raised at the cloud side"})
     return out
 
 
@@ -194,13 +195,13 @@ def plan_view(project: Project, runs: list[JsonObject]) -> JsonObject | None:
 
 # ---- rates and their history -------------------------------------------------------------------
 
-def counts(status: JsonObject | None) -> dict[str, tuple[int | None, int | None]]:
+def counts(status: StatusReport | None) -> dict[str, tuple[int | None, int | None]]:
     """Per truck: (telemetry messages, heartbeats) counted so far at the cloud side (None: unknown)."""
     out: dict[str, tuple[int | None, int | None]] = {}
-    for truck in (status or {}).get("trucks", []):
-        beats = [n["heartbeat"].get("count") for n in truck["nodes"]]
+    for truck in status.health.trucks if status is not None else ():
+        beats = [n.heartbeat.count for n in truck.nodes]
         known = [b for b in beats if isinstance(b, int)]
-        out[truck["name"]] = (truck["telemetry"].get("count"), sum(known) if known else None)
+        out[truck.name] = (truck.telemetry.count, sum(known) if known else None)
     return out
 
 
@@ -221,7 +222,7 @@ class History:
     def __post_init__(self) -> None:
         self.samples = deque(maxlen=int(HISTORY_S / max(self.interval_s, 0.1)) + 60)
 
-    def add(self, at: float, status: JsonObject | None) -> JsonObject:
+    def add(self, at: float, status: StatusReport | None) -> JsonObject:
         now = counts(status)
         rates: dict[str, dict[str, float | None]] = {}
         for truck, (telemetry, beats) in now.items():
@@ -244,12 +245,12 @@ def snapshot(project: Project, stage_name: str, target: str, measure: StatusSour
              log: Callable[[str], None] = lambda _line: None) -> JsonObject:
     """Measure once and assemble everything the page shows; never raises (a failure is shown instead)."""
     header, stage, errors = stage_header(project, stage_name)
-    status: JsonObject | None = None
+    status: StatusReport | None = None
     code = ExitCode.INVALID_CONFIG if errors else ExitCode.ERROR
     if stage is not None:
         try:
             status = measure()
-            code = ExitCode.OK if status.get("healthy") else ExitCode.ERROR
+            code = ExitCode.OK if status.healthy else ExitCode.ERROR
         except TruckctlError as exc:
             errors, code = exc.problems, exc.exit_code
         except Exception as exc:  # a bug must not take the portal down, nor reach a viewer as a traceback
@@ -259,21 +260,22 @@ def snapshot(project: Project, stage_name: str, target: str, measure: StatusSour
     try:
         # every operator's runs: the local journal and those recorded on the gateways (read by status)
         runs = merge(journal.list_runs(project, stage_name if stage is not None else None),
-                     [SharedRun.from_json(run) for run in (status or {}).get("shared_runs") or []])
+                     status.shared_runs if status is not None else [])
     except OSError as exc:
         errors = [*errors, Problem("journal", f"the run journal cannot be read: {exc.strerror}")]
     now = time.time()
+    shown = status.to_json() if status is not None else None  # the very `result` of `status --json`
     document = {
         "schema": SCHEMA, "stage": stage_name, "target": target, "at": round(now, 3), "exit_code": int(code),
-        "header": header, "errors": [p.as_dict() for p in errors], "status": status,
+        "header": header, "errors": [p.as_dict() for p in errors], "status": shown,
         "topology": topology(stage, status) if stage is not None else None,
-        "incidents": {"open": (status or {}).get("incidents", []),
-                      "recent": (status or {}).get("incidents_recent", [])},
+        "incidents": {"open": shown["incidents"] if shown else [],
+                      "recent": shown["incidents_recent"] if shown else []},
         "problems": problems(stage, status, errors),
         "runs": runs[:RUNS_SHOWN], "runs_total": len(runs),
         "drift": drift_view(project, runs),
-        "lock": status["lock"] if status is not None else lock_status(project, stage_name) if stage else None,
-        "cloud": {"status": (status or {}).get("cloud"), "plan": plan_view(project, runs)},
+        "lock": shown["lock"] if shown is not None else lock_status(project, stage_name) if stage else None,
+        "cloud": {"status": shown["cloud"] if shown else None, "plan": plan_view(project, runs)},
         "sample": history.add(now, status),
     }
     # what the nodes, the stand-in or the cloud answered is not trusted to be free of the race's secrets:

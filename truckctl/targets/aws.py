@@ -18,7 +18,7 @@ from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.lifecycle.steps import StepResult, StepSummary
 from truckctl.project import Project
 from truckctl.remote import Connection
-from truckctl.target import CloudApplied, CloudSide, Record, TargetKind, TeardownStart, public_outputs
+from truckctl.target import CloudApplied, CloudSide, CloudTier, PublicOutputs, Record, TargetKind, TeardownStart
 
 if TYPE_CHECKING:
     from truckctl.cloud.engine import OnEvent, OperationResult
@@ -180,9 +180,9 @@ class AwsTarget:
         try:
             outputs = self.engine(self.project, stage, None).outputs()
         except TruckctlError as exc:
-            tier: dict[str, Any] = {"state": "unknown", "note": f"the stack's outputs cannot be read: {exc}"}
+            tier = CloudTier("unknown", f"the stack's outputs cannot be read: {exc}")
         else:
-            tier = {"state": "deployed", **public_outputs(outputs, receiver=None)}  # its URL is a secret
+            tier = CloudTier("deployed", outputs=PublicOutputs.of(outputs, receiver=None))  # its URL is a secret
         return CloudSide(tier, None, CLOUDSIDE_NOTE)
 
     # ---- up --------------------------------------------------------------------------------------

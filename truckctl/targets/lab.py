@@ -5,12 +5,14 @@ offline plan with the policy rules, and the lab's cloud stand-in in place of AWS
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from truckctl.errors import TruckctlError
+from truckctl.jsondoc import JsonObject
 from truckctl.lifecycle.steps import StepResult, StepSummary
 from truckctl.project import Project
-from truckctl.target import CloudApplied, CloudSide, Record, TargetKind, TeardownStart, public_outputs
+from truckctl.target import CloudApplied, CloudSide, CloudTier, PublicOutputs, Record, TargetKind, TeardownStart
 
 if TYPE_CHECKING:
     from truckctl.cloud.outputs import CloudOutputs
@@ -61,27 +63,26 @@ class LabTarget:
 
         return operator_tls(self.project)
 
-    def standin_status(self, outputs: CloudOutputs) -> dict[str, Any]:
+    def standin_status(self, outputs: CloudOutputs) -> JsonObject:
         """The stand-in's /status (bounded in time and size; raises when it does not answer)."""
         from truckctl.lifecycle import cloudside
 
         return dict(cloudside.fetch(outputs, "/status"))
 
     def read_cloud(self, stage: Stage) -> CloudSide:
-        tier: dict[str, Any] = {"state": "offline plan + cloud stand-in",
-                                "note": "on the lab target the cloud tier is the offline plan; the lab's cloud "
-                                        "stand-in plays the ingest and the alert receiver"}
+        tier = CloudTier("offline plan + cloud stand-in", "on the lab target the cloud tier is the offline plan; the "
+                         "lab's cloud stand-in plays the ingest and the alert receiver")
         try:
             outputs = self.cloud_outputs(stage)
         except TruckctlError as exc:
-            return CloudSide({**tier, "standin": "down"}, None, str(exc))
-        tier.update(public_outputs(outputs, receiver=outputs.alert_webhook_url))
+            return CloudSide(replace(tier, standin="down"), None, str(exc))
+        tier = replace(tier, outputs=PublicOutputs.of(outputs, receiver=outputs.alert_webhook_url))
         try:
             seen = self.standin_status(outputs)
         except TruckctlError as exc:
-            return CloudSide({**tier, "standin": "not answering"}, None, str(exc))
-        tier["standin"] = "answering" + ("" if seen.get("mqtt_connected") else " (its MQTT reader is not connected)")
-        return CloudSide(tier, seen)
+            return CloudSide(replace(tier, standin="not answering"), None, str(exc))
+        mqtt = "" if seen.get("mqtt_connected") else " (its MQTT reader is not connected)"
+        return CloudSide(replace(tier, standin="answering" + mqtt), seen)
 
     # ---- up --------------------------------------------------------------------------------------
 
@@ -184,7 +185,7 @@ class LabTarget:
                                    "the cloud stand-in keeps what it received until `truckctl lab down`"},
                           summary=StepSummary(delete_data=delete_data))
 
-    def standin_seen(self, outputs: CloudOutputs) -> dict[str, Any] | None:
+    def standin_seen(self, outputs: CloudOutputs) -> JsonObject | None:
         try:
             return self.standin_status(outputs)
         except TruckctlError:

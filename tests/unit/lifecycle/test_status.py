@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 from tests.helpers import KEY_BODY, REPO, FakeConnection, FakeLabTarget, make_cloud
 from truckctl.cli import cmd_status
 from truckctl.cli.app import app
-from truckctl.cli.dispatch import Outcome
 from truckctl.cli.output import Env
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
@@ -24,9 +23,10 @@ from truckctl.lifecycle import probe
 from truckctl.lifecycle import status as st
 from truckctl.lifecycle.journal import Journal
 from truckctl.lifecycle.lock import stage_lock
+from truckctl.lifecycle.status_model import StageHealth, StatusReport
 from truckctl.ops import evidence as ops_evidence
 from truckctl.project import Project
-from truckctl.target import public_outputs
+from truckctl.target import CloudTier, PublicOutputs
 from truckctl.targets import for_kind
 from truckctl.targets.aws import CLOUDSIDE_NOTE, AwsTarget
 from truckctl.text import hidden
@@ -53,13 +53,25 @@ def seen(age: float | None = 1.0, heartbeat_age: dict[str, float | None] | None 
 
 
 def lab_side(document: dict[str, Any] | None) -> st.CloudSide:
-    return st.CloudSide({"state": "offline plan + cloud stand-in", "endpoint": "100.64.10.2:8883",
-                         "standin": "answering"}, document, None if document else "the stand-in does not answer")
+    return st.CloudSide(CloudTier("offline plan + cloud stand-in", standin="answering"), document,
+                        None if document else "the stand-in does not answer")
+
+
+def health(stage: Stage, probes: list[st.NodeProbe] | None, cloud: st.CloudSide, target: str = "lab",
+           note: str | None = None) -> StageHealth:
+    return st.assemble(stage, for_kind(target, Project(REPO)), st.node_targets(stage), probes, note, cloud)
 
 
 def assemble(stage: Stage, probes: list[st.NodeProbe] | None, cloud: st.CloudSide, target: str = "lab",
              note: str | None = None) -> dict[str, Any]:
-    return st.assemble(stage, for_kind(target, Project(REPO)), st.node_targets(stage), probes, note, cloud)
+    """The measured part of the document, as `status --json` shows it."""
+    return health(stage, probes, cloud, target, note).to_json()
+
+
+def reported(measured: StageHealth) -> StatusReport:
+    """The report the CLI renders: no lock, no run, no drift check yet."""
+    return StatusReport(measured, lock=None, team_lock=(), last_run=None, shared_runs=(), drift=None, checked_at=0,
+                        took_s=0.1)
 
 
 # ---- what gets probed ------------------------------------------------------------------------
@@ -156,8 +168,7 @@ def test_no_connection_is_said_once_and_every_node_is_not_probed(stage: Stage) -
 
 
 def test_on_aws_the_cloud_side_is_said_to_be_unavailable_not_faked(stage: Stage) -> None:
-    cloud = st.CloudSide({"state": "unknown", "note": "the stack's outputs cannot be read"}, None,
-                         CLOUDSIDE_NOTE)
+    cloud = st.CloudSide(CloudTier("unknown", "the stack's outputs cannot be read"), None, CLOUDSIDE_NOTE)
     document = assemble(stage, healthy_probes(st.node_targets(stage), None), cloud, target="aws")
     assert document["healthy"] is True  # what cannot be measured is not reported as broken...
     assert document["cloud"]["last_seen_note"] == CLOUDSIDE_NOTE  # ...but said plainly
@@ -170,12 +181,12 @@ def test_aws_tier_without_the_pulumi_cli_is_unknown_with_the_reason(project: Pro
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     side = AwsTarget(project).read_cloud(stage)
-    assert side.tier["state"] == "unknown" and "Pulumi CLI" in side.tier["note"]
+    assert side.tier.state == "unknown" and "Pulumi CLI" in (side.tier.note or "")
     assert side.seen is None and side.note == CLOUDSIDE_NOTE
 
 
 def test_public_outputs_carry_no_private_key(stage: Stage) -> None:
-    text = json.dumps(public_outputs(make_cloud(stage), receiver=None))
+    text = json.dumps(PublicOutputs.of(make_cloud(stage), receiver=None).to_json())
     assert all(body not in text for body in KEY_BODY.values())
     assert "PRIVATE" not in text and "100.64.10.2:8883" in text
 
@@ -192,7 +203,7 @@ def test_status_shows_lock_last_run_and_the_newest_drift_result(project: Project
     up.finish(ExitCode.OK, [], {})
     with stage_lock(project, "stage-1", "up stage-1 --target lab"):
         document = st.status(FakeLabTarget(project), "stage-1", prober=healthy_probes,
-                             cloud_reader=lambda s: lab_side(seen()))
+                             cloud_reader=lambda s: lab_side(seen())).to_json()
     assert document["lock"]["command"] == "up stage-1 --target lab" and document["lock"]["stale"] is False
     assert document["last_run"]["run_id"] == up.run_id and document["last_run"]["status"] == "ok"
     assert document["drift"] == {"run_id": drift.run_id, "started": drift.started, "status": "changes",
@@ -209,7 +220,7 @@ def test_drift_fixed_by_the_last_check_is_not_known_drift(project: Project, stag
     fixed = Journal(project, "stage-1", "drift", "lab", run_id="20270508T090000Z-stage-1-drift-0002")
     fixed.finish(ExitCode.OK, [], {"drift": True, "fixed": True})
     document = st.status(FakeLabTarget(project), "stage-1", prober=healthy_probes,
-                         cloud_reader=lambda s: lab_side(seen()))
+                         cloud_reader=lambda s: lab_side(seen())).to_json()
     assert document["drift"]["drift"] is False
     assert document["healthy"] is True and document["verdict"] == "HEALTHY"
 
@@ -267,14 +278,12 @@ def test_watch_prints_plain_blocks_until_ctrl_c_then_exits_130(stage: Stage) -> 
     env = Env(stdout=out, stderr=io.StringIO())
     calls = {"n": 0}
 
-    def action() -> Outcome:
+    def action() -> StatusReport:
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        document = assemble(stage, healthy_probes(st.node_targets(stage), None),
-                            lab_side(seen(age=1.0 if calls["n"] == 1 else 30.0)))
-        document.update(lock=None, last_run=None, drift=None, checked_at=0, took_s=0.1)
-        return Outcome(document)
+        return reported(health(stage, healthy_probes(st.node_targets(stage), None),
+                            lab_side(seen(age=1.0 if calls["n"] == 1 else 30.0))))
 
     assert cmd_status.watch_loop(env, action, interval=0) == ExitCode.INTERRUPTED
     text = out.getvalue()
@@ -286,7 +295,7 @@ def test_watch_prints_plain_blocks_until_ctrl_c_then_exits_130(stage: Stage) -> 
 def test_watch_stops_on_a_configuration_error() -> None:
     err = io.StringIO()
 
-    def action() -> Outcome:
+    def action() -> StatusReport:
         raise TruckctlError.single("unknown-stage", "no stage-99", exit_code=ExitCode.INVALID_CONFIG)
 
     assert cmd_status.watch_loop(Env(stdout=io.StringIO(), stderr=err), action, interval=0) == 5
@@ -319,16 +328,15 @@ def test_a_hostile_node_or_cloud_answer_never_reaches_the_terminal(stage: Stage,
     monkeypatch.delenv("NO_COLOR", raising=False)
     probes = st.probe_nodes(st.node_targets(stage), FakeConnection())
     assert all(p.services["chrony"] == "unknown" for p in probes if p.reachable)  # not a systemd state
-    cloud = st.CloudSide({"state": "unknown", "note": f"the stack's outputs cannot be read: {HOSTILE}"}, None,
+    cloud = st.CloudSide(CloudTier("unknown", f"the stack's outputs cannot be read: {HOSTILE}"), None,
                          f"the stand-in does not answer: {HOSTILE}")
-    document = assemble(stage, probes, cloud)
-    document.update(lock=None, last_run=None, drift=None, checked_at=0, took_s=0.1)
-    assert any(HOSTILE.split("\x00")[0][:20] in item for item in document["unhealthy"])  # it does get that far
+    report = reported(health(stage, probes, cloud))
+    assert any(HOSTILE.split("\x00")[0][:20] in item for item in report.unhealthy)  # it does get that far
 
     for stream in (io.StringIO(), _Terminal()):
         env = Env(stdout=stream, stderr=io.StringIO())
         assert env.rich is isinstance(stream, _Terminal)
-        cmd_status.render(env, Outcome(document))
+        cmd_status.render(env, report)
         shown = re.sub(r"\x1b\[[0-9;]*m", "", stream.getvalue())  # rich's own colours (on a terminal only)
         assert "\\x1b]0;pwned" in shown and "\\u202eevil" in shown  # shown, as escapes
         assert not [char for char in shown if char != "\n" and hidden(char)], repr(shown)
@@ -369,7 +377,7 @@ def test_a_gateways_probe_reads_its_evidence_in_the_same_call(stage: Stage, monk
     assert probes["truck-a-gw"].services["mosquitto"] == "active" and probes["truck-a-hv1"].evidence is None
 
 
-def pulled_cable(stage: Stage) -> dict[str, Any]:
+def pulled_cable(stage: Stage) -> StageHealth:
     """truck-a's uplink pulled: its gateway says no carrier, the cloud side hears nothing from truck-a."""
     probes = healthy_probes(st.node_targets(stage), None)
     probes[0] = replace(probes[0], evidence=json.dumps(evidence_document(carrier=False)))
@@ -377,11 +385,11 @@ def pulled_cable(stage: Stage) -> dict[str, Any]:
     stale = {n: 35.0 for n in NODES if n.startswith("truck-a")}
     document = seen(heartbeat_age=stale)
     document["trucks"]["truck-a"]["telemetry"].update(age_s=35.0, alarm=True)
-    return assemble(stage, probes, lab_side(document))
+    return health(stage, probes, lab_side(document))
 
 
 def test_a_pulled_cable_is_one_incident_with_its_four_symptoms_under_it(stage: Stage) -> None:
-    document = pulled_cable(stage)
+    document = pulled_cable(stage).to_json()
     assert document["unhealthy"] == ["truck-a: uplink down at truck-a-gw→uplink: truck-a-gw uplink0: no carrier"]
     (incident,) = document["incidents"]
     assert (incident["kind"], incident["truck"], incident["hop"], incident["id"]) == (
@@ -394,10 +402,8 @@ def test_a_pulled_cable_is_one_incident_with_its_four_symptoms_under_it(stage: S
 
 
 def test_the_human_view_shows_the_incident_with_its_symptoms_under_it(stage: Stage) -> None:
-    document = pulled_cable(stage)
-    document.update(lock=None, last_run=None, drift=None, checked_at=0, took_s=0.1)
     out = io.StringIO()
-    cmd_status.render(Env(stdout=out, stderr=io.StringIO()), Outcome(document))
+    cmd_status.render(Env(stdout=out, stderr=io.StringIO()), reported(pulled_cable(stage)))
     text = out.getvalue()
     assert "incidents (1):" in text and "uplink-down truck-a at truck-a-gw→uplink" in text
     assert "    evidence: truck-a-gw uplink0: no carrier" in text

@@ -103,9 +103,9 @@ def test_runs_and_status_on_either_machine_list_both_operators_runs(
     assert all_runs(FakeLabTarget(project), None).to_json()["shared"] == {
         "note": "give --stage to add the runs other operators recorded on the stage's gateways"}
     assert [r["run_id"] for r in listed] == [fix, engineer] and listed[1]["origin"] == "local"
-    document = st.status(FakeLabTarget(project), "stage-1", prober=healthy_probes,
-                         cloud_reader=lambda s: lab_side(seen()))
-    assert document["last_run"]["run_id"] == fix and document["last_run"]["origin"] != "local"
+    last_run = st.status(FakeLabTarget(project), "stage-1", prober=healthy_probes,
+                         cloud_reader=lambda s: lab_side(seen())).last_run
+    assert last_run is not None and last_run["run_id"] == fix and last_run["origin"] != "local"
     result = CliRunner().invoke(app, ["-C", str(REPO), "runs", "--stage", "stage-1", "--json"])
     assert result.exit_code == 0, result.output
     assert [r["run_id"] for r in json.loads(result.stdout)["result"]["runs"]] == [fix, engineer]

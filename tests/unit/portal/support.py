@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -21,10 +21,11 @@ from fastapi.testclient import TestClient
 from tests.helpers import FakeLabTarget, make_cloud
 from truckctl.config.loader import load_stage
 from truckctl.lifecycle import status as st
+from truckctl.lifecycle.status_model import StatusReport
 from truckctl.portal import server
 from truckctl.portal.settings import PortalSettings, settings
 from truckctl.project import Project
-from truckctl.target import public_outputs
+from truckctl.target import CloudTier, PublicOutputs
 
 NODES = ["truck-a-gw", "truck-a-hv1", "truck-a-hv2", "truck-b-gw", "truck-b-hv1", "truck-b-hv2"]
 TOKEN = "portal-token-0123456789abcdef"
@@ -55,12 +56,12 @@ class FakeLab:
         return {"stale_after_s": 20, "mqtt_connected": True, "alerts": len(self.pulled), "trucks": trucks}
 
     def cloud(self, stage: Any) -> st.CloudSide:
-        tier = {"state": "offline plan + cloud stand-in", **public_outputs(make_cloud(stage), receiver=None)}
+        tier = CloudTier("offline plan + cloud stand-in", outputs=PublicOutputs.of(make_cloud(stage), receiver=None))
         if self.standin_down:
-            return st.CloudSide({**tier, "standin": "not answering"}, None, "the stand-in does not answer")
-        return st.CloudSide({**tier, "standin": "answering"}, self.seen())
+            return st.CloudSide(replace(tier, standin="not answering"), None, "the stand-in does not answer")
+        return st.CloudSide(replace(tier, standin="answering"), self.seen())
 
-    def measure(self) -> dict[str, Any]:
+    def measure(self) -> StatusReport:
         self.measures += 1
         return st.status(FakeLabTarget(self.project), "stage-1", prober=healthy_probes, cloud_reader=self.cloud)
 

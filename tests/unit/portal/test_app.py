@@ -85,7 +85,7 @@ def test_api_status_and_runs_are_the_cli_documents(lab: FakeLab, project: Projec
     with portal(project, lab.measure) as client:
         status = client.get("/api/status").json()
         assert status["command"] == "status" and status["stage"] == "stage-1" and status["ok"] is True
-        expected = lab.measure()
+        expected = lab.measure().to_json()
         assert set(status["result"]) == set(expected)  # the same document as `status --json`
         assert [t["name"] for t in status["result"]["trucks"]] == ["truck-a", "truck-b"]
         assert status["result"]["healthy"] is True

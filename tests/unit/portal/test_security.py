@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from tests.helpers import KEY_BODY
 from tests.unit.portal.support import TOKEN, FakeLab, portal
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.lifecycle.journal import Journal, Redactor
+from truckctl.lifecycle.status_model import StatusReport
 from truckctl.portal import settings as portal_settings
 from truckctl.portal.guard import MAX_BODY_BYTES
 from truckctl.portal.settings import COOKIE, settings
@@ -184,13 +186,17 @@ def test_secrets_in_the_status_data_itself_reach_no_viewer(lab: FakeLab, project
     webhook, passphrase = SECRETS["TRUCKCTL_ALERT_WEBHOOK"], SECRETS["PULUMI_CONFIG_PASSPHRASE"]
     webhook_path = webhook.rpartition("/")[2]  # the secret part of the URL, alone
 
-    def leaky() -> dict[str, Any]:
-        status = lab.measure()
-        status["cloud"]["note"] = f"stand-in posted to {webhook} with passphrase {passphrase}"
-        status["cloud"]["standin"] = f"answering (receiver /{webhook_path})"
-        status["trucks"][0]["nodes"][0]["detail"] = f"ok; env PULUMI_CONFIG_PASSPHRASE={passphrase}"
-        status["unhealthy"] = [*status["unhealthy"], f"truck-a-gw: said {passphrase}"]
-        return status
+    def leaky() -> StatusReport:
+        report = lab.measure()
+        measured = report.health
+        tier = replace(measured.cloud.tier, note=f"stand-in posted to {webhook} with passphrase {passphrase}",
+                       standin=f"answering (receiver /{webhook_path})")
+        first = measured.trucks[0]
+        node = replace(first.nodes[0], detail=f"ok; env PULUMI_CONFIG_PASSPHRASE={passphrase}")
+        measured = replace(measured, cloud=replace(measured.cloud, tier=tier),
+                           trucks=(replace(first, nodes=(node, *first.nodes[1:])), *measured.trucks[1:]),
+                           unhealthy=(*measured.unhealthy, f"truck-a-gw: said {passphrase}"))
+        return replace(report, health=measured)
 
     with portal(project, leaky) as client:
         seen = {path: client.get(path).text for path in ("/api/snapshot", "/api/status")}

@@ -4,9 +4,11 @@ the plots' bounded history, and one poll for every viewer (the hub's fan-out).""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from tests.unit.portal.support import FakeLab, stage1
+from truckctl.lifecycle.status_model import NodeRow, StreamView
 from truckctl.portal import view
 from truckctl.portal.hub import MAX_VIEWERS, Hub
 
@@ -47,11 +49,12 @@ def test_a_silent_truck_shows_its_problems_on_that_truck_only(lab: FakeLab) -> N
 
 
 def test_node_states_for_the_picture() -> None:
-    row = {"reachable": True, "healthy": True, "detail": "ok"}
+    row = NodeRow("truck-a-gw", "gateway", "10.31.1.11", True, "ok", {"ssh": "active"}, StreamView("ok"))
     assert view._node_state(row) == "ok"
-    assert view._node_state({**row, "healthy": False}) == "degraded"
-    assert view._node_state({**row, "reachable": False, "detail": "unreachable"}) == "down"
-    assert view._node_state({**row, "reachable": False, "detail": "not probed"}) == "unknown"
+    assert view._node_state(replace(row, services={"ssh": "failed"})) == "degraded"
+    assert view._node_state(replace(row, heartbeat=StreamView("stale"))) == "degraded"
+    assert view._node_state(replace(row, reachable=False, detail="unreachable")) == "down"
+    assert view._node_state(replace(row, reachable=False, detail="not probed")) == "unknown"
     assert view._node_state(None) == "unknown"
 
 
