@@ -13,6 +13,7 @@ from tests.keys import throwaway_private_key
 from truckctl.cloud.outputs import CloudOutputs, TruckAccess, topic_prefix
 from truckctl.config.model import Stage
 from truckctl.errors import TruckctlError
+from truckctl.jsondoc import JsonObject
 from truckctl.lifecycle.steps import StepResult, StepSummary
 from truckctl.project import Project
 from truckctl.remote import Hop
@@ -72,7 +73,7 @@ class FakeLabTarget(LabTarget):
         self.revoked: list[str] = []
         self.smoked: list[str] = []  # the trucks smoke-checked
 
-    def prepare(self, stage: Stage) -> dict[str, Any] | None:
+    def prepare(self, stage: Stage) -> JsonObject | None:
         self.calls.append("lab")
         return {"stage": stage.name, "reused": True}
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.jsondoc import JsonObject
 from truckctl.lifecycle.steps import StepResult, StepSummary
 from truckctl.project import Project
 from truckctl.remote import Connection
@@ -187,7 +188,7 @@ class AwsTarget:
 
     # ---- up --------------------------------------------------------------------------------------
 
-    def prepare(self, stage: Stage) -> dict[str, Any] | None:
+    def prepare(self, stage: Stage) -> JsonObject | None:
         return None  # the trucks are there already
 
     def prepare_message(self, stage: Stage) -> str:
@@ -224,9 +225,9 @@ class AwsTarget:
         operation = self.engine(self.project, stage, None).drift()
         return StepResult({"checked": True, **operation.as_dict()}, changed=len(operation.drifted))
 
-    def cloud_fix(self, stage: Stage) -> dict[str, Any] | None:
+    def cloud_fix(self, stage: Stage) -> OperationResult:
         _, operation = self.engine(self.project, stage, None).up()
-        return operation.as_dict()
+        return operation
 
     # ---- down ------------------------------------------------------------------------------------
 

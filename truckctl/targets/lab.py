@@ -8,11 +8,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from truckctl.errors import TruckctlError
+from truckctl.jsondoc import JsonObject
 from truckctl.lifecycle.steps import StepResult, StepSummary
 from truckctl.project import Project
 from truckctl.target import CloudApplied, CloudSide, Record, TargetKind, TeardownStart, public_outputs
 
 if TYPE_CHECKING:
+    from truckctl.cloud.engine import OperationResult
     from truckctl.cloud.outputs import CloudOutputs
     from truckctl.config.model import Stage
     from truckctl.lab.ssh import LabConnection
@@ -85,7 +87,7 @@ class LabTarget:
 
     # ---- up --------------------------------------------------------------------------------------
 
-    def prepare(self, stage: Stage) -> dict[str, Any] | None:
+    def prepare(self, stage: Stage) -> JsonObject | None:
         """The lab under the run: built if missing, reused if its infrastructure is up. A truck node that is
         down or cut off is not rebuilt away: the prechecks report it, as they would for a real truck."""
         from truckctl.lab import api as lab_api
@@ -136,7 +138,7 @@ class LabTarget:
     def cloud_drift(self, stage: Stage) -> StepResult:
         return StepResult({"checked": False, "note": DRIFT_CLOUD_NOTE, "drifted": []})
 
-    def cloud_fix(self, stage: Stage) -> dict[str, Any] | None:
+    def cloud_fix(self, stage: Stage) -> OperationResult | None:
         return None
 
     # ---- down ------------------------------------------------------------------------------------
