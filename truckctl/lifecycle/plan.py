@@ -7,10 +7,12 @@ real `pulumi preview` of the race's stack moved to the stage, one stage after an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.jsondoc import JsonObject
 from truckctl.lifecycle.steps import StepResult, StepSummary
 from truckctl.project import Project
 
@@ -22,10 +24,11 @@ LAB_NOTE = ("offline plan: the race's one stack evaluated under Pulumi mocks, no
 AWS_NOTE = "aws preview: Pulumi's preview of the race's stack moved to the stage, against AWS"
 
 
-def violation_problems(plan: dict[str, Any], location: Callable[[str], str] = str) -> list[Problem]:
-    """A plan's policy violations as problems; `location` places the violating resource."""
+def violation_problems(violations: Iterable[Mapping[str, str]], location: Callable[[str], str] = str
+                       ) -> list[Problem]:
+    """A plan's policy violations (rule, resource, message) as problems; `location` places the resource."""
     return [Problem("policy-violation", f"{v['rule']}: {v['message']}", location(v["resource"]))
-            for v in plan["policy"]]
+            for v in violations]
 
 
 def offline_plan(project: Project, names: Sequence[str] | None, jobs: int | None,
@@ -52,7 +55,7 @@ def offline_plan(project: Project, names: Sequence[str] | None, jobs: int | None
         result.update(race=race["race"], stages=race["stages"])
         entries = [{"stage": RACE, "cloud": race["race"], "move": {"policy": []}}, *race["stages"]]
     problems = [problem for e in entries
-                for problem in violation_problems({"policy": [*e["cloud"]["policy"], *e["move"]["policy"]]},
+                for problem in violation_problems([*e["cloud"]["policy"], *e["move"]["policy"]],
                                                   f"{e['stage']}: {{}}".format)]
     if names is None:
         result["totals"] = {"stages": len(race["stages"]), "race_resources": race["race"]["counts"]["total"],
@@ -94,22 +97,35 @@ def move_origin(project: Project, stage: str, target: str) -> str | None:
     return current.read(project, target) or previous_stage(project, stage)
 
 
-def offline_move(project: Project, stage: str, target: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class OfflineMove:
+    """The race's stack at a stage under mocks and the move to it, as the offline plan gives them (its
+    resources, policy violations, rules and counts: Pulumi's shapes)."""
+
+    stack: JsonObject
+    move: JsonObject | None = None  # None: no move was planned
+
+    def to_json(self) -> JsonObject:
+        return {**self.stack, "move": self.move} if self.move is not None else dict(self.stack)
+
+
+def offline_move(project: Project, stage: str, target: str) -> OfflineMove:
     """The race's stack at this stage and the move to it from the stage the race is at (`move_origin`).
     On the lab it is the cloud tier; on aws it is the move rule's check before `pulumi up`."""
     from truckctl.cloud.offline import plan_move
 
     planned = plan_move(project, stage, move_origin(project, stage, target))
-    return {**planned["cloud"], "move": planned["move"]}
+    return OfflineMove(planned["cloud"], planned["move"])
 
 
-def checked_move(plan: dict[str, Any]) -> StepResult:
+def checked_move(planned: OfflineMove) -> StepResult:
     """The offline plan (with its move, where it has one) as the cloud step's result; a violation of the
     stack's rules or of the move rule fails the step (nothing is applied)."""
-    move = plan.get("move") or {"policy": [], "counts": {}, "from": None}
-    violations = violation_problems({"policy": [*plan["policy"], *move["policy"]]})
+    plan = planned.stack
+    move = planned.move or {"policy": [], "counts": {}, "from": None}
+    violations = violation_problems([*plan["policy"], *move["policy"]])
     if violations:
-        raise TruckctlError(violations, ExitCode.ERROR, {"cloud": plan})
+        raise TruckctlError(violations, ExitCode.ERROR, {"cloud": planned.to_json()})
     moved = ", ".join(f"{op} {n}" for op, n in move["counts"].items() if n and op != "same") or "none"
     return StepResult({"mode": "offline plan", "resources": plan["counts"]["total"],
                        "by_component": plan["counts"]["by_component"], "policy_violations": 0,

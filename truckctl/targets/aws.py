@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from truckctl.cloud.engine import OnEvent, OperationResult
     from truckctl.cloud.outputs import CloudOutputs
     from truckctl.config.model import Stage
+    from truckctl.lifecycle.plan import OfflineMove
     from truckctl.lifecycle.webhttp import ClientTls
 
 SSH_USER_ENV = "TRUCKCTL_SSH_USER"
@@ -48,7 +49,7 @@ class Engine(Protocol):
 
 
 EngineFactory = Callable[[Project, "Stage", "OnEvent | None"], Engine]
-MoveCheck = Callable[[Project, str, str], dict[str, Any]]  # (project, stage, target) -> the offline plan of the move
+MoveCheck = Callable[[Project, str, str], "OfflineMove"]  # (project, stage, target) -> the offline plan of the move
 
 
 def _engine(project: Project, stage: Stage, on_event: OnEvent | None) -> Engine:
@@ -63,7 +64,7 @@ def _iot_client(region: str) -> Any:
     return iot_client(region)
 
 
-def _offline_move(project: Project, stage: str, target: str) -> dict[str, Any]:
+def _offline_move(project: Project, stage: str, target: str) -> OfflineMove:
     from truckctl.lifecycle.plan import offline_move
 
     return offline_move(project, stage, target)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from truckctl.cloud.outputs import CloudOutputs
     from truckctl.config.model import Stage
     from truckctl.lab.ssh import LabConnection
+    from truckctl.lifecycle.plan import OfflineMove
     from truckctl.lifecycle.webhttp import ClientTls
 
 DRIFT_CLOUD_NOTE = ("lab target: the cloud tier is the offline plan, with no deployed state that could drift; "
@@ -118,7 +119,7 @@ class LabTarget:
         return CloudApplied(StepResult({**checked.detail, "mode": "offline plan (lab target)"},
                                        summary=checked.summary))
 
-    def offline_plan(self, stage: Stage) -> dict[str, Any]:
+    def offline_plan(self, stage: Stage) -> OfflineMove:
         """The race's stack at the stage, with the move to it from the stage the race is at."""
         from truckctl.lifecycle.plan import offline_move
 

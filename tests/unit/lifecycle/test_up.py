@@ -17,6 +17,7 @@ from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.lifecycle import orchestrator
 from truckctl.lifecycle.journal import list_runs, show_run
 from truckctl.lifecycle.lock import read_holder, stage_lock
+from truckctl.lifecycle.plan import OfflineMove
 from truckctl.lifecycle.prechecks import PrecheckReport
 from truckctl.lifecycle.steps import StepResult
 from truckctl.project import Project
@@ -282,10 +283,10 @@ class RecordingEngine:
 
 
 def aws_target(project: Project, calls: list[str], move: dict[str, Any]) -> AwsTarget:
-    def move_check(project_: Project, stage: str, target: str) -> dict[str, Any]:
+    def move_check(project_: Project, stage: str, target: str) -> OfflineMove:
         calls.append(f"move check {stage} on {target}")
-        return {"policy": [], "policy_rules": ["s3-encrypted"], "counts": {"total": 1, "by_component": {}},
-                "move": move}
+        return OfflineMove({"policy": [], "policy_rules": ["s3-encrypted"], "counts": {"total": 1, "by_component": {}}},
+                           move)
 
     return AwsTarget(project, engine=lambda project_, stage_, on_event: RecordingEngine(calls, stage_),
                      require_pulumi=lambda: None, move_check=move_check)
