@@ -13,6 +13,8 @@ from tests.keys import throwaway_private_key
 from truckctl.cloud.outputs import CloudOutputs, TruckAccess, topic_prefix
 from truckctl.config.model import Stage
 from truckctl.errors import TruckctlError
+from truckctl.jsondoc import JsonObject
+from truckctl.lifecycle.plan import OfflineMove
 from truckctl.lifecycle.steps import StepResult, StepSummary
 from truckctl.project import Project
 from truckctl.remote import Hop
@@ -72,7 +74,7 @@ class FakeLabTarget(LabTarget):
         self.revoked: list[str] = []
         self.smoked: list[str] = []  # the trucks smoke-checked
 
-    def prepare(self, stage: Stage) -> dict[str, Any] | None:
+    def prepare(self, stage: Stage) -> JsonObject | None:
         self.calls.append("lab")
         return {"stage": stage.name, "reused": True}
 
@@ -87,10 +89,10 @@ class FakeLabTarget(LabTarget):
     def receiver_tls(self) -> None:
         return None
 
-    def offline_plan(self, stage: Stage) -> dict[str, Any]:
+    def offline_plan(self, stage: Stage) -> OfflineMove:
         self.calls.append("cloud")
-        return {"policy": self.policy, "policy_rules": ["s3-encrypted"],
-                "counts": {"total": 67, "by_component": {"network": 20}}}
+        return OfflineMove({"policy": self.policy, "policy_rules": ["s3-encrypted"],
+                            "counts": {"total": 67, "by_component": {"network": 20}}})
 
     def smoke(self, stage: Stage, outputs: CloudOutputs, run_id: str) -> StepResult:
         self.calls.append("verify")

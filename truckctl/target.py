@@ -17,7 +17,7 @@ from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.jsondoc import JsonObject
 
 if TYPE_CHECKING:
-    from truckctl.cloud.engine import CloudEvent
+    from truckctl.cloud.engine import CloudEvent, OperationResult
     from truckctl.cloud.outputs import CloudOutputs
     from truckctl.config.model import Stage
     from truckctl.lifecycle.steps import StepResult
@@ -174,7 +174,7 @@ class Target(Protocol):
     def read_cloud(self, stage: Stage) -> CloudSide: ...
 
     # -- up
-    def prepare(self, stage: Stage) -> dict[str, Any] | None: ...  # None: nothing to prepare (no step)
+    def prepare(self, stage: Stage) -> JsonObject | None: ...  # the lab's own `lab up` result; None: no step
     def prepare_message(self, stage: Stage) -> str: ...
     def prechecks(self, stage: Stage) -> dict[str, list[Problem]]: ...
     def cloud_up_message(self, stage: Stage) -> str: ...
@@ -184,7 +184,7 @@ class Target(Protocol):
     # -- drift
     def drift_message(self) -> str: ...
     def cloud_drift(self, stage: Stage) -> StepResult: ...
-    def cloud_fix(self, stage: Stage) -> dict[str, Any] | None: ...
+    def cloud_fix(self, stage: Stage) -> OperationResult | None: ...  # None: no deployed cloud to fix
 
     # -- down
     def teardown_start(self, stage: Stage) -> TeardownStart: ...

@@ -174,7 +174,7 @@ def test_an_unreachable_hop_is_named(project: Project, tmp_path: Path, monkeypat
     problems, rows = check_hops(conn, "10.31.1.11")
     assert problems[0].code == "hop-failed" and problems[0].location == "cloud-gw"
     assert problems[0].message.startswith("management path: hop 'cloud-gw' (truckctl-jump@127.0.0.1:")
-    assert rows[0]["ok"] is False
+    assert rows[0].ok is False
 
 
 def test_prechecks_name_the_failed_hop_and_do_not_try_the_nodes(project: Project, tmp_path: Path,

@@ -72,7 +72,7 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
             with NodeProgress(env) as progress:  # silent with --json: stdout holds only the document
                 steps = core.DownProgress() if env.json else core.DownProgress(progress.phase, progress.callbacks())
                 result = core.down(chosen, options, confirmation, steps)
-            return Outcome(result)
+            return Outcome(result.to_json())
 
         raise typer.Exit(run(env, "down", stage, action, render))
 

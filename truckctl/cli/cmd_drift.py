@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,6 +17,7 @@ from truckctl.target import TargetKind
 if TYPE_CHECKING:
     from truckctl.cli.dispatch import Outcome
     from truckctl.cli.output import Env
+    from truckctl.lifecycle.drift import DriftFound
     from truckctl.project import Project
 
 FORMATS = ("text", "markdown")
@@ -53,19 +54,19 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
         env = env_factory(json_output)
         quiet = json_output or markdown  # markdown output is the document: no progress lines in it
 
-        def confirm(found: dict[str, Any]) -> bool:
+        def confirm(found: DriftFound) -> bool:
             if yes:
                 return True
             if not sys.stdin.isatty() or quiet:
                 return False
-            return typer.confirm(f"Fix {len(found['items'])} drifted item(s) on {stage}?", default=False)
+            return typer.confirm(f"Fix {len(found.items)} drifted item(s) on {stage}?", default=False)
 
         def action() -> Outcome:
             with NodeProgress(env if not quiet else env_factory(True)) as progress:
                 hooks = DriftHooks(confirm=confirm, on_step=progress.progress().on_step, truck=progress.callbacks())
                 options = DriftOptions(stage, fix, limit, interrupt_telemetry)
                 result, code = core_drift(for_kind(target, project_factory()), options, hooks)
-            return Outcome(result, code)
+            return Outcome(result.to_json(), code)
 
         raise typer.Exit(run(env, "drift", stage, action, render_markdown if markdown else render_drift))
 

@@ -64,8 +64,8 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
         def action() -> Outcome:
             project = project_factory()
             if use_aws:
-                return Outcome(aws_plan(project, names, backend, secrets_provider, progress))
+                return Outcome(aws_plan(project, names, backend, secrets_provider, progress).to_json())
             result, problems = offline_plan(project, names, jobs, from_stage)
-            return Outcome(result, ExitCode.ERROR if problems else ExitCode.OK, problems)
+            return Outcome(result.to_json(), ExitCode.ERROR if problems else ExitCode.OK, problems)
 
         raise typer.Exit(run(env, "plan", stage, action, cloud_plan))

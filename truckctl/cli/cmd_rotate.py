@@ -37,8 +37,8 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
         def action() -> Outcome:
             project = project_factory()
             if target is TargetKind.aws and not offline:
-                return Outcome(rotate.rotate(project, truck))
-            return Outcome(rotate.plan_rotation(project, truck))
+                return Outcome(rotate.rotate(project, truck).to_json())
+            return Outcome(rotate.plan_rotation(project, truck).to_json())
 
         raise typer.Exit(run(env, "rotate-cert", None, action, render))
 

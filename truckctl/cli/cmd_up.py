@@ -46,7 +46,7 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
             chosen = for_kind(target, project_factory())
             with NodeProgress(env) as progress:
                 result = orchestrator.up(chosen, options, progress.progress())
-            return Outcome(result, ExitCode.CHANGES if result.get("held") else ExitCode.OK)
+            return Outcome(result.to_json(), ExitCode.CHANGES if result.held else ExitCode.OK)
 
         raise typer.Exit(run(env, "up", stage, action, render_up))
 

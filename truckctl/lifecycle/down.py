@@ -41,17 +41,19 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from truckctl.errors import ExitCode, Problem, TruckctlError
-from truckctl.lifecycle import journal
+from truckctl.jsondoc import JsonObject
+from truckctl.lifecycle import journal, racelive
 from truckctl.lifecycle.steps import StepRecord, StepResult, StepSummary
 from truckctl.project import Project
 from truckctl.target import Target, TargetKind, TeardownStart
 
 if TYPE_CHECKING:
     from truckctl.config.model import Stage
+    from truckctl.lifecycle.finished import RunEnd
     from truckctl.lifecycle.run import Run
     from truckctl.remote import Connection
     from truckctl.truck.plan import RunPlan
@@ -181,11 +183,58 @@ def steps_done(steps: dict[str, StepRecord], delete_data: bool) -> set[str]:
 
 # ---- the command -----------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class DownResult:
+    """`truckctl down`'s result; `to_json` is the envelope's `result`, its keys in the order they always had.
+    The steps' details are as the journal has them."""
+
+    stage: str
+    target: str
+    delete_data: bool
+    scope: str  # day or race
+    resumed_from: str | None = None  # the run this one resumes
+    skipped_steps: tuple[str, ...] = ()  # done there
+    live: racelive.Liveness | None = None
+    revoke: JsonObject | None = None
+    revoke_after_truck: bool = False  # the target revokes after the truck tier is down
+    truck: JsonObject | None = None
+    cloud: JsonObject | None = None
+    note: str | None = None
+    kept: tuple[dict[str, str], ...] | None = None  # what, name, detail
+    deleted: tuple[dict[str, str], ...] | None = None
+    ended: RunEnd | None = None
+
+    def to_json(self) -> JsonObject:
+        result: JsonObject = {"stage": self.stage, "target": self.target, "delete_data": self.delete_data,
+                              "scope": self.scope, "resumed_from": self.resumed_from,
+                              "skipped_steps": list(self.skipped_steps)}
+        if self.live is not None:
+            result["live"] = self.live.as_dict()
+        if self.revoke is not None and not self.revoke_after_truck:
+            result["revoke"] = self.revoke
+        if self.truck is not None:
+            result["truck"] = self.truck
+        if self.revoke is not None and self.revoke_after_truck:
+            result["revoke"] = self.revoke
+        if self.cloud is not None:
+            result["cloud"] = self.cloud
+        if self.note is not None:
+            result["note"] = self.note
+        if self.kept is not None:
+            result["kept"] = list(self.kept)
+        if self.deleted is not None:
+            result["deleted"] = list(self.deleted)
+        if self.ended is not None:
+            result.update(self.ended.to_json())
+        return result
+
+
 def down(target: Target, options: DownOptions, confirmation: Confirmation, progress: DownProgress | None = None,
-         runner: Runner | None = None) -> dict[str, Any]:
+         runner: Runner | None = None) -> DownResult:
     """`runner` runs the truck tier's plan (tests hand in a fake; default: ansible-runner)."""
     from truckctl.config.loader import load_stage
-    from truckctl.lifecycle.run import finish_run, locked_run
+    from truckctl.lifecycle.finished import finish
+    from truckctl.lifecycle.run import locked_run
 
     progress = progress or DownProgress()
     project = target.project
@@ -200,41 +249,39 @@ def down(target: Target, options: DownOptions, confirmation: Confirmation, progr
     start = target.teardown_start(stage)
     revokes = options.race or not target.identities_live_the_race
     with locked_run(project, stage, options.command, target) as run:
-        result: dict[str, Any] = {"stage": stage.name, "target": target.kind.value,
-                                  "delete_data": options.delete_data, "scope": "race" if options.race else "day"}
         resumed, steps = resumable(project, stage.name, target.kind.value, run.journal.run_id, options.command)
         done = steps_done(steps, options.delete_data)
-        result.update(resumed_from=resumed, skipped_steps=sorted(done))
+        result = DownResult(stage.name, target.kind.value, options.delete_data, "race" if options.race else "day",
+                            resumed, tuple(sorted(done)), revoke_after_truck=not target.revoke_first)
         if resumed:
             run.journal.event("resume", "run", resumed_from=resumed, skipped=sorted(done))
             progress.on_step("resume", f"resuming {resumed}: " + (f"skipping {', '.join(sorted(done))} (done there)"
                                                                   if done else "no step of it completed"))
         if not start.anything_up:
             run.journal.event("note", "run", message="no lab is up: nothing to tear down")
-            result.update(note="no lab is up for this project: no truck node and no stand-in to tear down",
-                          kept=[_journal_kept(run)], deleted=[])
-            return finish_run(run, ExitCode.OK, result)
+            return finish(run, ExitCode.OK, replace(
+                result, note="no lab is up for this project: no truck node and no stand-in to tear down",
+                kept=(_journal_kept(run),), deleted=()))
         if start.outputs is not None:
             run.lab_receiver = target.alert_receiver(start.outputs)
             for secret in start.outputs.secret_values():
                 run.secret(secret)
         if not options.interrupt_telemetry:  # every step of down cuts the feed: while live, none runs
-            from truckctl.lifecycle import racelive
-
             progress.on_step("liveness", "is the race live? (telemetry at the cloud side, the stage's race window)")
             liveness = racelive.journaled_check(run, stage, target.kind, start.outputs)
-            result["live"] = liveness.as_dict()
+            result = replace(result, live=liveness)
             if liveness.live:
                 refused = racelive.refuse_down(stage, liveness)
-                refused.result = {**result, **refused.result}
+                refused.result = {**result.to_json(), **refused.result}
                 raise refused
 
         if revokes and target.revoke_first and "revoke" not in done:
             progress.on_step("revoke", target.revoke_message())
             try:
-                result["revoke"] = run.step("revoke", lambda: target.revoke(stage, run.journal.event))
+                result = replace(result, revoke=run.step("revoke", lambda: target.revoke(stage, run.journal.event)))
             except TruckctlError as exc:
-                exc.result = {**result, **exc.result, "cloud": {"destroyed": False, "reason": "the revocation failed"},
+                exc.result = {**result.to_json(), **exc.result,
+                              "cloud": {"destroyed": False, "reason": "the revocation failed"},
                               "note": "down stopped at the revocation: no truck node and no cloud resource was "
                                       "touched; re-run `truckctl down` once every certificate can be deactivated"}
                 raise
@@ -242,38 +289,37 @@ def down(target: Target, options: DownOptions, confirmation: Confirmation, progr
         if "truck" not in done:
             progress.on_step("truck", "stopping the heartbeats and the telemetry bridge, removing the trucks' "
                              "certificates from the gateways")
-            result["truck"] = run.step("truck", lambda: truck_step(project, stage, target, run, progress, runner))
-        left = list(result.get("truck", {}).get("not_down", []))
+            result = replace(result, truck=run.step("truck", lambda: truck_step(project, stage, target, run, progress,
+                                                                                runner)))
+        left = list((result.truck or {}).get("not_down", []))
 
         if revokes and not target.revoke_first and "revoke" not in done:
             progress.on_step("revoke", target.revoke_message())
-            result["revoke"] = run.step("revoke", lambda: target.revoke(stage, run.journal.event))
+            result = replace(result, revoke=run.step("revoke", lambda: target.revoke(stage, run.journal.event)))
 
         if left:
             problems = [Problem("node-not-down", f"node {item['node']} was not taken down ({item['reason']}): "
                                 "the cloud tier is left in place; re-run `truckctl down` once it is reachable",
                                 item["node"]) for item in left]
-            result.update(cloud={"destroyed": False, "reason": "nodes were not taken down"},
-                          kept=kept(stage, target, options, None, start, run, cloud_destroyed=False), deleted=[])
-            raise TruckctlError(problems, ExitCode.ERROR, {**result, "failed_step": "truck"})
+            result = replace(result, cloud={"destroyed": False, "reason": "nodes were not taken down"},
+                             kept=kept(stage, target, options, None, start, run, cloud_destroyed=False), deleted=())
+            raise TruckctlError(problems, ExitCode.ERROR, {**result.to_json(), "failed_step": "truck"})
 
         if "cloud" not in done and not options.race:
             progress.on_step("cloud", target.end_day_message(stage))
-            result["cloud"] = run.step("cloud", lambda: target.end_day(stage, run.journal.event))
+            result = replace(result, cloud=run.step("cloud", lambda: target.end_day(stage, run.journal.event)))
         elif "cloud" not in done:
             progress.on_step("cloud", target.destroy_message(stage, options.delete_data))
-            result["cloud"] = run.step("cloud", lambda: target.destroy(stage, options.delete_data, run.journal.event,
-                                                                       run.secret))
-        bucket = (result.get("cloud") or {}).get("datalake_bucket")
-        note = target.delete_data_note(options.delete_data)
-        if note:
-            result["note"] = note
-        result["kept"] = kept(stage, target, options, bucket, start, run, cloud_destroyed=True)
-        result["deleted"] = target.deleted(stage, options.delete_data, bucket)
+            result = replace(result, cloud=run.step("cloud", lambda: target.destroy(
+                stage, options.delete_data, run.journal.event, run.secret)))
+        bucket = (result.cloud or {}).get("datalake_bucket")
+        result = replace(result, note=target.delete_data_note(options.delete_data) or None,
+                         kept=kept(stage, target, options, bucket, start, run, cloud_destroyed=True),
+                         deleted=tuple(target.deleted(stage, options.delete_data, bucket)))
         from truckctl.cloud import current
 
         current.write(project, target.kind.value, None)  # the race's cloud is between stages (or gone)
-        return finish_run(run, ExitCode.OK, result)
+        return finish(run, ExitCode.OK, result)
 
 
 def truck_step(project: Project, stage: Stage, target: Target, run: Run, progress: DownProgress,
@@ -304,9 +350,9 @@ def _journal_kept(run: Run) -> dict[str, str]:
 
 
 def kept(stage: Stage, target: Target, options: DownOptions, bucket: str | None, start: TeardownStart, run: Run,
-         cloud_destroyed: bool) -> list[dict[str, str]]:
+         cloud_destroyed: bool) -> tuple[dict[str, str], ...]:
     items = target.kept(stage, options.delete_data, bucket, start, cloud_destroyed, options.race)
     items.append({"what": "gateway message store", "name": f"{GATEWAY_STORE} on each gateway",
                   "detail": "anything queued while an uplink was down stays on disk; the next `up` sends it"})
     items.append(_journal_kept(run))
-    return items
+    return tuple(items)

@@ -14,20 +14,22 @@ import dataclasses
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 from truckctl.cloud.outputs import CloudOutputs
 from truckctl.config.loader import load_stage
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.jsondoc import JsonObject
 from truckctl.lifecycle import racelive
-from truckctl.lifecycle.prechecks import run_prechecks
-from truckctl.lifecycle.run import Run, finish_run, locked_run
+from truckctl.lifecycle.finished import RunEnd, finish
+from truckctl.lifecycle.prechecks import PrecheckReport, run_prechecks
+from truckctl.lifecycle.run import Run, locked_run
 from truckctl.lifecycle.steps import StepResult, StepSummary
 from truckctl.project import Project
 from truckctl.remote import Connection
 from truckctl.target import CloudApplied, Target, Tier, parse_tier
+from truckctl.truck.events import TruckRunResult
 from truckctl.truck.plan import resolve_limit
 from truckctl.truck.tier import UpCallbacks, UpRequest
 
@@ -40,7 +42,60 @@ class Progress:
     truck: UpCallbacks = field(default_factory=UpCallbacks)
 
 
-def up(target: Target, options: UpRequest, progress: Progress | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class UpResult:
+    """`truckctl up`'s result; `to_json` is the envelope's `result`, its keys in the order they always had.
+    The steps' details are as the journal has them."""
+
+    stage: str
+    target: str
+    tier: str
+    limit: str | None
+    lab: JsonObject | None = None  # the lab step (lab target)
+    prechecks: JsonObject | None = None
+    cloud: JsonObject | None = None
+    cloud_after_truck: bool = False  # the cloud step ran beside the truck tier: it ended after it
+    cloud_source: str | None = None  # where the truck tier's cloud outputs came from
+    live: racelive.Liveness | None = None  # asked before the truck tier (unless --interrupt-telemetry)
+    truck: TruckRunResult | None = None
+    held: tuple[racelive.Held, ...] = ()  # what a live race held back
+    held_reason: str | None = None
+    smoke: JsonObject | None = None
+    unreachable: tuple[str, ...] = ()  # the nodes the prechecks left out
+    ended: RunEnd | None = None
+
+    def to_json(self) -> JsonObject:
+        result: JsonObject = {"stage": self.stage, "target": self.target, "tier": self.tier, "limit": self.limit}
+        if self.lab is not None:
+            result["lab"] = self.lab
+        if self.prechecks is not None:
+            result["prechecks"] = self.prechecks
+        if self.cloud is not None and not self.cloud_after_truck:
+            result["cloud"] = self.cloud
+        if self.cloud_source is not None:
+            result["cloud_source"] = self.cloud_source
+        if self.live is not None:
+            result["live"] = self.live.as_dict()
+        if self.truck is not None:
+            result["truck"] = self.truck.as_dict()
+        if self.held:
+            result.update(held=[item.as_dict() for item in self.held], held_reason=self.held_reason)
+        if self.cloud is not None and self.cloud_after_truck:
+            result["cloud"] = self.cloud
+        if self.smoke is not None:
+            result["smoke"] = self.smoke
+        if self.unreachable:
+            result["unreachable"] = list(self.unreachable)
+        if self.ended is not None:
+            result.update(self.ended.to_json())
+        return result
+
+    def failed_at(self, step: str) -> JsonObject:
+        """The result a failure carries: as far as the run got, and the step that failed."""
+        return {**self.to_json(), "failed_step": step}
+
+
+def up(target: Target, options: UpRequest, progress: Progress | None = None) -> UpResult:
     progress = progress or Progress()
     project = target.project
     options = dataclasses.replace(options, target=target.kind, tier=parse_tier(options.tier))
@@ -48,17 +103,18 @@ def up(target: Target, options: UpRequest, progress: Progress | None = None) -> 
     resolve_limit(stage, options.limit)  # an unknown --limit is a usage error before anything is written
     target.preflight()  # before the lock and the journal: a missing tool writes nothing
     with locked_run(project, stage, "up", target) as run:
-        result: dict[str, Any] = {"stage": stage.name, "target": target.kind.value, "tier": options.tier.value,
-                                  "limit": options.limit}
+        result = UpResult(stage.name, target.kind.value, options.tier.value, options.limit)
         message = target.prepare_message(stage)
         if message:
             progress.on_step("lab", message)
-            result["lab"] = run.step("lab", lambda: StepResult(target.prepare(stage) or {}))
+            result = replace(result, lab=run.step("lab", lambda: StepResult(target.prepare(stage) or {})))
         connection = target.connection(stage) if options.tier.wants_truck else None
         progress.on_step("prechecks", "configuration, tools, SSH with pinned host keys, clocks, address conflicts")
-        result["prechecks"] = run.step("prechecks", lambda: prechecks(stage, options, connection, target))
+        reports: list[PrecheckReport] = []
+        result = replace(result, prechecks=run.step("prechecks", lambda: prechecks(stage, options, connection, target,
+                                                                                  reports)))
         # A node found unreachable is left out: the others converge, the run ends with exit 1 naming it.
-        left_out = unreachable_problems(result["prechecks"])
+        left_out = unreachable_problems(reports[0])
         for problem in left_out:
             run.journal.event("node", "prechecks", node=problem.location, state="unreachable", message=problem.message)
         cloud: CloudOutputs | None = None
@@ -70,30 +126,33 @@ def up(target: Target, options: UpRequest, progress: Progress | None = None) -> 
                     planned = pool.submit(target.cloud_up, stage, run.journal.event)
                 else:
                     applied: list[CloudApplied] = []
-                    result["cloud"] = run.step("cloud", lambda: applied_step(applied, target.cloud_up(
-                        stage, run.journal.event)))
+                    result = replace(result, cloud=run.step("cloud", lambda: applied_step(applied, target.cloud_up(
+                        stage, run.journal.event))))
                     cloud = applied[0].outputs
             if options.tier.wants_truck:
                 outputs = cloud if cloud is not None else target.cloud_outputs(stage)
-                result["cloud_source"] = target.cloud_source(stage)
+                result = replace(result, cloud_source=target.cloud_source(stage))
                 for truck_access in outputs.trucks.values():
                     run.secret(truck_access.private_key_pem.get_secret_value())
                 run.lab_receiver = target.alert_receiver(outputs)
                 request = dataclasses.replace(options, tier=Tier.truck,
                                               exclude=tuple(str(p.location) for p in left_out))
                 assert connection is not None
-                request, liveness = hold_if_live(stage, request, outputs, run, progress, result)
+                request, liveness = hold_if_live(stage, request, outputs, run, progress)
+                result = replace(result, live=liveness)
                 progress.on_step("truck", f"converging the truck nodes of {stage.name} on {target.kind.value}")
-                result["truck"] = run.step("truck", lambda: truck_step(project, stage, request, connection, outputs,
-                                                                       run, progress.truck))
-                if liveness is not None:
-                    report_held(project, stage, liveness, run, result)
+                ran: list[TruckRunResult] = []
+                run.step("truck", lambda: truck_step(project, stage, request, connection, outputs, run, progress.truck,
+                                                     ran))
+                result = replace(result, truck=ran[0])
+                if liveness is not None and liveness.live:
+                    result = report_held(project, stage, liveness, run, result)
             if planned is not None:
                 done = planned
-                result["cloud"] = run.step("cloud", lambda: done.result().step)
-        failures = truck_failures(result.get("truck"))
+                result = replace(result, cloud=run.step("cloud", lambda: done.result().step), cloud_after_truck=True)
+        failures = truck_failures(result.truck)
         if failures:
-            raise TruckctlError(left_out + failures, ExitCode.ERROR, {**result, "failed_step": "truck"})
+            raise TruckctlError(left_out + failures, ExitCode.ERROR, result.failed_at("truck"))
         if options.tier.wants_truck and options.limit is None:
             # Trucks whose gateway was left out cannot be checked: they are already reported.
             gateways_out = {p.location for p in left_out}
@@ -101,37 +160,37 @@ def up(target: Target, options: UpRequest, progress: Progress | None = None) -> 
                                                           if stage.gateway(t).name not in gateways_out]})
             if checked.trucks:
                 progress.on_step("verify", "smoke check: telemetry from each truck reaches the cloud side")
-                result["smoke"] = run.step("verify", lambda: target.smoke(checked, outputs, run.journal.run_id))
+                result = replace(result, smoke=run.step("verify", lambda: target.smoke(checked, outputs,
+                                                                                       run.journal.run_id)))
         if left_out:
-            result["unreachable"] = [p.location for p in left_out]
-            raise TruckctlError(left_out, ExitCode.ERROR, {**result, "failed_step": "prechecks"})
-        return finish_run(run, ExitCode.CHANGES if result.get("held") else ExitCode.OK, result)
+            result = replace(result, unreachable=tuple(str(p.location) for p in left_out))
+            raise TruckctlError(left_out, ExitCode.ERROR, result.failed_at("prechecks"))
+        return finish(run, ExitCode.CHANGES if result.held else ExitCode.OK, result)
 
 
-def hold_if_live(stage: Stage, request: UpRequest, cloud: CloudOutputs, run: Run, progress: Progress,
-                 result: dict[str, Any]) -> tuple[UpRequest, racelive.Liveness | None]:
-    """While the race is live (and no --interrupt-telemetry), the truck run holds back what would cut telemetry
-    (and the liveness it holds for); else the request as it was, and None."""
+def hold_if_live(stage: Stage, request: UpRequest, cloud: CloudOutputs, run: Run, progress: Progress
+                 ) -> tuple[UpRequest, racelive.Liveness | None]:
+    """While the race is live (and no --interrupt-telemetry), the truck run holds back what would cut telemetry.
+    The request (holding back when live) and the liveness asked; None when it was not asked."""
     if request.interrupt_telemetry:
         return request, None
     progress.on_step("liveness", "is the race live? (telemetry at the cloud side, the stage's race window)")
     liveness = racelive.journaled_check(run, stage, request.target, cloud)
-    result["live"] = liveness.as_dict()
     if not liveness.live:
-        return request, None
+        return request, liveness
     return dataclasses.replace(request, hold_cuts=True), liveness
 
 
-def report_held(project: Project, stage: Stage, liveness: racelive.Liveness, run: Run,
-                result: dict[str, Any]) -> None:
+def report_held(project: Project, stage: Stage, liveness: racelive.Liveness, run: Run, result: UpResult) -> UpResult:
     """What the truck run held back, as it said itself (node, task, change): journaled, and in the result
     (exit 3). No check pass is needed to find it."""
-    held = racelive.held_in_run(result["truck"], racelive.gateways(stage),
-                                racelive.tagged_tasks(project.playbooks_dir))
+    assert result.truck is not None
+    held = racelive.held_in_run(result.truck, racelive.gateways(stage), racelive.tagged_tasks(project.playbooks_dir))
     for item in held:
         run.journal.event("held", "truck", node=item.node, task=item.task, change=item.change, reason=liveness.why)
-    if held:
-        result.update(held=[item.as_dict() for item in held], held_reason=racelive.held_line(stage, liveness, held))
+    if not held:
+        return result
+    return replace(result, held=tuple(held), held_reason=racelive.held_line(stage, liveness, held))
 
 
 def applied_step(applied: list[CloudApplied], outcome: CloudApplied) -> StepResult:
@@ -139,16 +198,19 @@ def applied_step(applied: list[CloudApplied], outcome: CloudApplied) -> StepResu
     return outcome.step
 
 
-def prechecks(stage: Stage, options: UpRequest, connection: Any, target: Target) -> StepResult:
+def prechecks(stage: Stage, options: UpRequest, connection: Connection | None, target: Target,
+              reports: list[PrecheckReport]) -> StepResult:
     """Every precheck must pass, except that some (not all) nodes may be unreachable: those are left
-    out of the run (step status `partial`) and the run ends with exit 1 naming them."""
+    out of the run (step status `partial`) and the run ends with exit 1 naming them. The report is
+    appended to `reports`."""
     nodes = stage.nodes()
     if options.limit is not None:
         nodes = [(t, n) for t, n in nodes if n.name == options.limit]
     report = run_prechecks(stage, target, connection, nodes)
-    unreachable = [p for p in report.problems if p.code == "node-unreachable"]
+    unreachable = report.unreachable
     if len(unreachable) < len(report.problems) or len(unreachable) == len(nodes):
         raise TruckctlError(report.problems, ExitCode.ERROR, {"prechecks": report.as_dict()})
+    reports.append(report)
     detail = report.as_dict()
     if not unreachable:
         return StepResult(detail)
@@ -156,28 +218,29 @@ def prechecks(stage: Stage, options: UpRequest, connection: Any, target: Target)
     return StepResult(detail, "partial", summary=StepSummary(unreachable=tuple(str(p.location) for p in unreachable)))
 
 
-def unreachable_problems(prechecks_detail: dict[str, Any]) -> list[Problem]:
+def unreachable_problems(report: PrecheckReport) -> list[Problem]:
     """The nodes the prechecks found unreachable, as the problems the run ends with."""
-    return [Problem("node-unreachable", f"{item['message']}; it was left out of this run: re-run once it is back",
-                    item["location"]) for item in prechecks_detail.get("unreachable", [])]
+    return [Problem("node-unreachable", f"{p.message}; it was left out of this run: re-run once it is back",
+                    p.location) for p in report.unreachable]
 
 
 def truck_step(project: Project, stage: Stage, request: UpRequest, connection: Connection, cloud: CloudOutputs,
-               run: Run, callbacks: UpCallbacks) -> StepResult:
+               run: Run, callbacks: UpCallbacks, ran: list[TruckRunResult]) -> StepResult:
+    """The truck tier's run of the stage's plan; the run is appended to `ran`."""
     from truckctl.truck.plan import build_plan
 
     started = time.monotonic()
     plan = build_plan(project.playbooks_dir, stage, cloud, connection, request.target, request.limit,
                       request.check, request.exclude, request.hold_cuts)
     result = run.truck(plan, callbacks)
+    ran.append(result)
     return StepResult(result.as_dict(), "ok" if result.ok else "failed", result.changed,
                       StepSummary(seconds=round(time.monotonic() - started, 2)))
 
 
-def truck_failures(truck: dict[str, Any] | None) -> list[Problem]:
-    if not truck or truck["ok"]:
+def truck_failures(truck: TruckRunResult | None) -> list[Problem]:
+    if truck is None or truck.ok:
         return []
-    problems = [Problem(f"truck-{f['status']}", f"{f['task']}: {f['message'] or f['status']}", f["host"])
-                for f in truck["failures"]]
-    return problems or [Problem("truck-failed", f"the truck run ended {truck['status']} (rc {truck['rc']}); "
-                                f"see {truck['artifacts_dir']}")]
+    problems = [Problem(f"truck-{f.status}", f"{f.task}: {f.message or f.status}", f.host) for f in truck.failures]
+    return problems or [Problem("truck-failed", f"the truck run ended {truck.status} (rc {truck.rc}); "
+                                f"see {truck.artifacts_dir}")]

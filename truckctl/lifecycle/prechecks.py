@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
-from typing import Any
 
 from truckctl.config.model import Node, Stage, Truck
 from truckctl.errors import Problem
+from truckctl.jsondoc import JsonObject
 from truckctl.lifecycle import probe
 from truckctl.lifecycle.probe import NodeProbe, NodeTarget
 from truckctl.remote import Connection
@@ -25,21 +26,84 @@ MAX_CLOCK_SKEW_S = 2.0
 ANSIBLE_SERIES = "2.19."
 
 
+# What ARP found on each truck LAN: truck -> address -> the MACs that answered, or why it was not scanned
+# (or, without root, {"skipped": why}).
+LanAnswers = Mapping[str, str | Mapping[str, list[str]]]
+
+
+@dataclass(frozen=True)
+class HopCheck:
+    """One hop of the management path as the prechecks tried it."""
+
+    hop: str
+    address: str  # host:port
+    user: str
+    ok: bool
+    detail: str
+
+    def to_json(self) -> JsonObject:
+        return {"hop": self.hop, "address": self.address, "user": self.user, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class NodeReach:
+    """One node as the SSH probe found it."""
+
+    address: str
+    reachable: bool
+    detail: str
+    clock_skew_s: float | None
+
+    def to_json(self) -> JsonObject:
+        return {"address": self.address, "reachable": self.reachable, "detail": self.detail,
+                "clock_skew_s": self.clock_skew_s}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One precheck: passed or not, and what it saw (a check has at most one of these)."""
+
+    ok: bool = True
+    stage: str | None = None  # configuration: the stage loaded
+    hops: tuple[HopCheck, ...] | None = None  # management-path
+    nodes: Mapping[str, NodeReach] | None = None  # ssh
+    max_skew_s: float | None = None  # clock
+    answers: LanAnswers | None = None  # address-conflicts
+
+    def to_json(self) -> JsonObject:
+        seen: JsonObject = {"ok": self.ok}
+        if self.stage is not None:
+            seen["stage"] = self.stage
+        if self.hops is not None:
+            seen["hops"] = [hop.to_json() for hop in self.hops]
+        if self.nodes is not None:
+            seen["nodes"] = {name: node.to_json() for name, node in self.nodes.items()}
+        if self.max_skew_s is not None:
+            seen["max_skew_s"] = self.max_skew_s
+        if self.answers is not None:
+            seen["answers"] = self.answers
+        return seen
+
+
 @dataclass
 class PrecheckReport:
-    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    checks: dict[str, Check] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
-    def add(self, name: str, problems: list[Problem], **detail: Any) -> None:
-        self.checks[name] = {"ok": not problems, **detail}
+    def add(self, name: str, problems: list[Problem], seen: Check | None = None) -> None:
+        self.checks[name] = replace(seen or Check(), ok=not problems)
         self.problems += problems
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checks": self.checks}
+    @property
+    def unreachable(self) -> list[Problem]:
+        return [p for p in self.problems if p.code == "node-unreachable"]
+
+    def as_dict(self) -> JsonObject:
+        return {"ok": self.ok, "checks": {name: check.to_json() for name, check in self.checks.items()}}
 
 
 def check_tools() -> list[Problem]:
@@ -95,12 +159,12 @@ def scan_lans(stage: Stage) -> dict[str, dict[str, set[str]]]:
 
 
 def address_conflicts(stage: Stage, probes: list[NodeProbe], scans: dict[str, dict[str, set[str]]] | None = None
-                      ) -> tuple[list[Problem], dict[str, Any]]:
+                      ) -> tuple[list[Problem], LanAnswers]:
     """Ask each truck LAN who answers for our addresses; anything but the node itself is a conflict.
     `scans` is scan_lans' result when it already ran (beside the SSH probes)."""
     expected = {p.address: p.mac for p in probes if p.mac}
     problems: list[Problem] = []
-    seen: dict[str, Any] = {}
+    seen: dict[str, str | Mapping[str, list[str]]] = {}
     if os.geteuid() != 0:
         return [], {"skipped": "needs root for raw ARP"}
     results = scans if scans is not None else scan_lans(stage)
@@ -124,14 +188,13 @@ def address_conflicts(stage: Stage, probes: list[NodeProbe], scans: dict[str, di
     return problems, seen
 
 
-def check_hops(access: Connection, first_node: str) -> tuple[list[Problem], list[dict[str, Any]]]:
+def check_hops(access: Connection, first_node: str) -> tuple[list[Problem], tuple[HopCheck, ...]]:
     """The management path hop by hop, in order: the first that fails is named (unreachable, host key
     changed, auth refused, forwarding refused); the hops after it are not tried."""
     from truckctl.management import probe_hops
 
     probes = probe_hops(access, first_node)
-    rows = [{"hop": p.hop.name, "address": f"{p.hop.host}:{p.hop.port}", "user": p.hop.user, "ok": p.ok,
-             "detail": p.detail} for p in probes]
+    rows = tuple(HopCheck(p.hop.name, f"{p.hop.host}:{p.hop.port}", p.hop.user, p.ok, p.detail) for p in probes)
     problems = [Problem("hop-failed", f"management path: {p.hop.describe()} failed: {p.detail}", p.hop.name)
                 for p in probes if not p.ok]
     return problems, rows
@@ -140,7 +203,7 @@ def check_hops(access: Connection, first_node: str) -> tuple[list[Problem], list
 def run_prechecks(stage: Stage, target: Target, access: Connection | None,
                   nodes: list[tuple[Truck, Node]] | None = None) -> PrecheckReport:
     report = PrecheckReport()
-    report.add("configuration", [], stage=stage.name)
+    report.add("configuration", [], Check(stage=stage.name))
     own = target.prechecks(stage)  # the target's: its tools (aws: pulumi), its credentials
     report.add("tools", check_tools() + own.pop("tools", []))
     for name, problems in own.items():
@@ -148,7 +211,7 @@ def run_prechecks(stage: Stage, target: Target, access: Connection | None,
     chosen = nodes if nodes is not None else stage.nodes()
     if access is not None and access.hops and chosen:
         hop_problems, hops = check_hops(access, str(chosen[0][1].address))
-        report.add("management-path", hop_problems, hops=hops)
+        report.add("management-path", hop_problems, Check(hops=hops))
         if hop_problems:  # every node is behind the hop that failed: that hop is the problem
             return report
     if access is not None and chosen:
@@ -156,10 +219,9 @@ def run_prechecks(stage: Stage, target: Target, access: Connection | None,
             scans = pool.submit(scan_lans, stage) if os.geteuid() == 0 else None
             probes = probe_nodes(chosen, access)
             scanned = scans.result() if scans is not None else None
-        by_node = {p.name: {"address": p.address, "reachable": p.reachable, "detail": p.detail,
-                            "clock_skew_s": p.skew_s} for p in probes}
-        report.add("ssh", ssh_problems(probes), nodes=by_node)
-        report.add("clock", clock_problems(probes), max_skew_s=MAX_CLOCK_SKEW_S)
+        by_node = {p.name: NodeReach(p.address, p.reachable, p.detail, p.skew_s) for p in probes}
+        report.add("ssh", ssh_problems(probes), Check(nodes=by_node))
+        report.add("clock", clock_problems(probes), Check(max_skew_s=MAX_CLOCK_SKEW_S))
         conflicts, seen = address_conflicts(stage, probes, scanned)
-        report.add("address-conflicts", conflicts, answers=seen)
+        report.add("address-conflicts", conflicts, Check(answers=seen))
     return report

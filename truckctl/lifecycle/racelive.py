@@ -28,16 +28,18 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.jsondoc import JsonObject
 from truckctl.lifecycle.steps import StepResult
 
 if TYPE_CHECKING:
     from truckctl.cloud.outputs import CloudOutputs
     from truckctl.config.model import Stage
     from truckctl.lifecycle.run import Run
+    from truckctl.truck.events import Change, TruckRunResult
 
 CUTS_TAG = "cuts-telemetry"
 HOLD_VAR = "hold_telemetry_cuts"  # the playbooks' switch (site.yml): skip the tagged tasks on gateways
@@ -55,12 +57,23 @@ class Liveness:
     window: str | None  # "2027-05-08 11:00-17:30 Europe/Rome", or None when the stage has none
     checked_s: float = 0.0  # how long the check took
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JsonObject:
         return {**asdict(self), "reasons": list(self.reasons), "checked_s": round(self.checked_s, 3)}
 
     @property
     def why(self) -> str:
         return "; ".join(self.reasons)
+
+
+@dataclass(frozen=True)
+class NotChecked:
+    """Liveness not asked (--interrupt-telemetry given): `live` is unknown, the reason says why."""
+
+    reason: str
+    live: None = None
+
+    def as_dict(self) -> JsonObject:
+        return {"live": self.live, "reasons": [self.reason]}
 
 
 @dataclass(frozen=True)
@@ -97,8 +110,8 @@ def decide(stage: Stage, seen: Seen, now: dt.datetime) -> Liveness:
     return Liveness(bool(reasons), tuple(reasons), seen.ages, shown_window)
 
 
-def seen_from_status(stage: Stage, status: dict[str, Any]) -> Seen:
-    """The stand-in's /status as ages per truck (a truck it does not know: nothing seen)."""
+def seen_from_status(stage: Stage, status: JsonObject) -> Seen:
+    """The stand-in's /status (its HTTP document) as ages per truck (a truck it does not know: nothing seen)."""
     trucks = status.get("trucks")
     trucks = trucks if isinstance(trucks, dict) else {}
     ages: dict[str, float | None] = {}
@@ -183,32 +196,32 @@ def _task_name(task: str) -> str:
     return task.rsplit(" : ", 1)[-1]  # Ansible may prefix a role's task with "role : "
 
 
-def held_changes(changes: Iterable[dict[str, Any]], gateways: Iterable[str],
+def held_changes(changes: Iterable[Change], gateways: Iterable[str],
                  tagged: frozenset[tuple[str, str]]) -> list[Held]:
-    """The changes of a check-mode pass (TruckRunResult.as_dict()["changes"]) that a run holding back
-    telemetry cuts does not apply: on a gateway, a tagged task or handler, or a flagged live-state item."""
+    """The changes of a check-mode pass that a run holding back telemetry cuts does not apply: on a
+    gateway, a tagged task or handler, or a flagged live-state item."""
     names = {name for _, name in tagged}
     gateway_set = set(gateways)
     held: list[Held] = []
     for change in changes:
-        if change["host"] not in gateway_set:
+        if change.host not in gateway_set:
             continue
-        task = _task_name(str(change["task"]))
-        cutting_items = [i for i in change.get("items") or () if i.get("cuts_telemetry")]
-        held += [Held(change["host"], task, f"{i.get('kind', '')} {i.get('item', '')}: expected "
+        task = _task_name(change.task)
+        cutting_items = [i for i in change.items if i.get("cuts_telemetry")]
+        held += [Held(change.host, task, f"{i.get('kind', '')} {i.get('item', '')}: expected "
                       f"{i.get('expected', '')}, found {i.get('found', '')}", str(i.get("diff", "")))
                  for i in cutting_items]
         if not cutting_items and task in names:
-            what = ("would run: a restart or reload that interrupts telemetry" if change.get("handler")
+            what = ("would run: a restart or reload that interrupts telemetry" if change.handler
                     else "would change")
-            held.append(Held(change["host"], task, what, str(change.get("diff", ""))))
+            held.append(Held(change.host, task, what, change.diff))
     return held
 
 
-def held_in_run(truck: dict[str, Any], gateways: Iterable[str], tagged: frozenset[tuple[str, str]]) -> list[Held]:
-    """What a run holding back telemetry cuts (TruckRunResult.as_dict()) did not apply on the gateways: each
-    tagged handler it was notified to run and held (as the handler said), each flagged live-state item."""
-    return held_changes([*truck.get("held", []), *truck["changes"]], gateways, tagged)
+def held_in_run(truck: TruckRunResult, gateways: Iterable[str], tagged: frozenset[tuple[str, str]]) -> list[Held]:
+    """What a run holding back telemetry cuts did not apply on the gateways: each tagged handler it was
+    notified to run and held (as the handler said), each flagged live-state item."""
+    return held_changes([*truck.held, *truck.changes], gateways, tagged)
 
 
 def gateways(stage: Stage) -> list[str]:

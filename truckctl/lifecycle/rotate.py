@@ -13,10 +13,41 @@ certificate and nothing else. On aws it applies it (`AwsEngine.rotate_certificat
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.jsondoc import JsonObject
 from truckctl.project import Project
+
+if TYPE_CHECKING:
+    from truckctl.cloud.engine import OperationResult
+    from truckctl.cloud.moves import Move
+    from truckctl.cloud.policy import Violation
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """`truckctl rotate-cert`'s result: offline, the plan (the certificate's next generation and the move to
+    it); on aws, Pulumi's operation. `to_json` is the envelope's result."""
+
+    truck: str
+    mode: str  # offline or aws
+    note: str
+    generation: int | None = None
+    move: Move | None = None
+    operation: OperationResult | None = None
+
+    def to_json(self) -> JsonObject:
+        result: JsonObject = {"truck": self.truck, "mode": self.mode}
+        if self.generation is not None:
+            result["generation"] = self.generation
+        if self.move is not None:
+            result["move"] = self.move.as_dict()
+        if self.operation is not None:
+            result["operation"] = self.operation.as_dict()
+        result["note"] = self.note
+        return result
 
 
 def check_truck(project: Project, truck: str) -> list[str]:
@@ -32,7 +63,7 @@ def check_truck(project: Project, truck: str) -> list[str]:
     return names
 
 
-def plan_rotation(project: Project, truck: str, generations: dict[str, int] | None = None) -> dict[str, Any]:
+def plan_rotation(project: Project, truck: str, generations: dict[str, int] | None = None) -> Rotation:
     """The offline plan of rotating `truck`'s certificate: what is created, replaced and deleted."""
     import json
 
@@ -53,18 +84,19 @@ def plan_rotation(project: Project, truck: str, generations: dict[str, int] | No
     if violations:
         raise TruckctlError([Problem("policy-violation", f"{v.rule}: {v.message}", v.resource) for v in violations],
                             ExitCode.ERROR, {"move": move.as_dict()})
-    return {"truck": truck, "mode": "offline", "generation": after[truck], "move": move.as_dict(),
-            "note": f"on aws this replaces {truck}'s IoT certificate (the new one first) and nothing else; "
-                    f"then `truckctl up STAGE --tier truck` gives the truck's bridge the new one"}
+    return Rotation(truck, "offline", f"on aws this replaces {truck}'s IoT certificate (the new one first) and "
+                    f"nothing else; then `truckctl up STAGE --tier truck` gives the truck's bridge the new one",
+                    generation=after[truck], move=move)
 
 
-def _policy(plan: dict[str, Any]) -> list[Any]:
+def _policy(plan: JsonObject) -> list[Violation]:
+    """The offline plan's policy violations (its document's `policy`) as Violations."""
     from truckctl.cloud.policy import Violation
 
     return [Violation(v["rule"], v["resource"], v["message"]) for v in plan["policy"]]
 
 
-def rotate(project: Project, truck: str) -> dict[str, Any]:
+def rotate(project: Project, truck: str) -> Rotation:
     """Apply the rotation on aws: one `pulumi up` of the race's stack, its day unchanged."""
     from truckctl.cloud.engine import AwsEngine, require_pulumi_cli
     from truckctl.config.loader import load_stages
@@ -73,6 +105,5 @@ def rotate(project: Project, truck: str) -> dict[str, Any]:
     require_pulumi_cli()
     stage = load_stages(project)[0]  # any stage carries the race's secrets; the stack's day is not changed
     operation = AwsEngine(project, stage).rotate_certificate(truck)
-    return {"truck": truck, "mode": "aws", "operation": operation.as_dict(),
-            "note": f"{truck}'s new certificate is active, the old one deleted: run `truckctl up STAGE --tier truck` "
-                    f"so its bridge uses the new one"}
+    return Rotation(truck, "aws", f"{truck}'s new certificate is active, the old one deleted: run `truckctl up "
+                    f"STAGE --tier truck` so its bridge uses the new one", operation=operation)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from truckctl.errors import ExitCode, Problem, TruckctlError
+from truckctl.jsondoc import JsonObject
 from truckctl.lifecycle.steps import StepResult, StepSummary
 from truckctl.project import Project
 from truckctl.remote import Connection
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from truckctl.cloud.engine import OnEvent, OperationResult
     from truckctl.cloud.outputs import CloudOutputs
     from truckctl.config.model import Stage
+    from truckctl.lifecycle.plan import OfflineMove
     from truckctl.lifecycle.webhttp import ClientTls
 
 SSH_USER_ENV = "TRUCKCTL_SSH_USER"
@@ -47,7 +49,7 @@ class Engine(Protocol):
 
 
 EngineFactory = Callable[[Project, "Stage", "OnEvent | None"], Engine]
-MoveCheck = Callable[[Project, str, str], dict[str, Any]]  # (project, stage, target) -> the offline plan of the move
+MoveCheck = Callable[[Project, str, str], "OfflineMove"]  # (project, stage, target) -> the offline plan of the move
 
 
 def _engine(project: Project, stage: Stage, on_event: OnEvent | None) -> Engine:
@@ -62,7 +64,7 @@ def _iot_client(region: str) -> Any:
     return iot_client(region)
 
 
-def _offline_move(project: Project, stage: str, target: str) -> dict[str, Any]:
+def _offline_move(project: Project, stage: str, target: str) -> OfflineMove:
     from truckctl.lifecycle.plan import offline_move
 
     return offline_move(project, stage, target)
@@ -187,7 +189,7 @@ class AwsTarget:
 
     # ---- up --------------------------------------------------------------------------------------
 
-    def prepare(self, stage: Stage) -> dict[str, Any] | None:
+    def prepare(self, stage: Stage) -> JsonObject | None:
         return None  # the trucks are there already
 
     def prepare_message(self, stage: Stage) -> str:
@@ -224,9 +226,9 @@ class AwsTarget:
         operation = self.engine(self.project, stage, None).drift()
         return StepResult({"checked": True, **operation.as_dict()}, changed=len(operation.drifted))
 
-    def cloud_fix(self, stage: Stage) -> dict[str, Any] | None:
+    def cloud_fix(self, stage: Stage) -> OperationResult:
         _, operation = self.engine(self.project, stage, None).up()
-        return operation.as_dict()
+        return operation
 
     # ---- down ------------------------------------------------------------------------------------
 

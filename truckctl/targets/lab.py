@@ -15,9 +15,11 @@ from truckctl.project import Project
 from truckctl.target import CloudApplied, CloudSide, CloudTier, PublicOutputs, Record, TargetKind, TeardownStart
 
 if TYPE_CHECKING:
+    from truckctl.cloud.engine import OperationResult
     from truckctl.cloud.outputs import CloudOutputs
     from truckctl.config.model import Stage
     from truckctl.lab.ssh import LabConnection
+    from truckctl.lifecycle.plan import OfflineMove
     from truckctl.lifecycle.webhttp import ClientTls
 
 DRIFT_CLOUD_NOTE = ("lab target: the cloud tier is the offline plan, with no deployed state that could drift; "
@@ -86,7 +88,7 @@ class LabTarget:
 
     # ---- up --------------------------------------------------------------------------------------
 
-    def prepare(self, stage: Stage) -> dict[str, Any] | None:
+    def prepare(self, stage: Stage) -> JsonObject | None:
         """The lab under the run: built if missing, reused if its infrastructure is up. A truck node that is
         down or cut off is not rebuilt away: the prechecks report it, as they would for a real truck."""
         from truckctl.lab import api as lab_api
@@ -117,7 +119,7 @@ class LabTarget:
         return CloudApplied(StepResult({**checked.detail, "mode": "offline plan (lab target)"},
                                        summary=checked.summary))
 
-    def offline_plan(self, stage: Stage) -> dict[str, Any]:
+    def offline_plan(self, stage: Stage) -> OfflineMove:
         """The race's stack at the stage, with the move to it from the stage the race is at."""
         from truckctl.lifecycle.plan import offline_move
 
@@ -137,7 +139,7 @@ class LabTarget:
     def cloud_drift(self, stage: Stage) -> StepResult:
         return StepResult({"checked": False, "note": DRIFT_CLOUD_NOTE, "drifted": []})
 
-    def cloud_fix(self, stage: Stage) -> dict[str, Any] | None:
+    def cloud_fix(self, stage: Stage) -> OperationResult | None:
         return None
 
     # ---- down ------------------------------------------------------------------------------------

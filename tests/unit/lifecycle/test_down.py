@@ -211,7 +211,7 @@ REVOKED = ["certificates", "iot DescribeCertificate truck-a", "iot UpdateCertifi
 def run_down(project: Project, fakes: Fakes, target: str = "lab", delete_data: bool = False,
              race: bool = True) -> dict[str, Any]:
     return core.down(fakes.target(target, project), core.DownOptions("stage-1", delete_data, race),
-                     core.Confirmation(True, delete_data))
+                     core.Confirmation(True, delete_data)).to_json()
 
 
 def nothing_changed(project: Project, fakes: Fakes) -> None:

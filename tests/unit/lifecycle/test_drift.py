@@ -51,7 +51,8 @@ def nodes(monkeypatch: pytest.MonkeyPatch, project: Project) -> dict[str, Any]:
 
 
 def test_drift_found_exits_3_with_the_diff_and_notifies(project: Project, nodes: dict[str, Any]) -> None:
-    found, code = drift(nodes["target"], DriftOptions("stage-1"))
+    typed, code = drift(nodes["target"], DriftOptions("stage-1"))
+    found = typed.to_json()
     assert code == ExitCode.CHANGES and nodes["runs"] == ["check"]
     assert found["drift"] is True and found["fixed"] is False
     assert found["items"] == [{"tier": "truck", "node": "truck-a-gw", "kind": "task", "item": "Configure sshd",
@@ -63,7 +64,8 @@ def test_drift_found_exits_3_with_the_diff_and_notifies(project: Project, nodes:
 
 
 def test_fix_applies_and_rechecks_clean(project: Project, nodes: dict[str, Any]) -> None:
-    found, code = drift(nodes["target"], DriftOptions("stage-1", fix=True))
+    typed, code = drift(nodes["target"], DriftOptions("stage-1", fix=True))
+    found = typed.to_json()
     assert code == ExitCode.OK and found["fixed"] is True
     assert nodes["runs"] == ["check", "apply", "check"]
     assert found["after"]["drift"] is False
@@ -71,13 +73,15 @@ def test_fix_applies_and_rechecks_clean(project: Project, nodes: dict[str, Any])
 
 def test_clean_environment_exits_0_without_notifying(project: Project, nodes: dict[str, Any]) -> None:
     nodes["drifted"] = False
-    found, code = drift(nodes["target"], DriftOptions("stage-1", fix=True))
+    typed, code = drift(nodes["target"], DriftOptions("stage-1", fix=True))
+    found = typed.to_json()
     assert code == ExitCode.OK and found["drift"] is False and nodes["runs"] == ["check"]
     assert nodes["notifications"] == []
 
 
 def test_unconfirmed_fix_changes_nothing(project: Project, nodes: dict[str, Any]) -> None:
-    found, code = drift(nodes["target"], DriftOptions("stage-1", fix=True), DriftHooks(confirm=lambda drift: False))
+    typed, code = drift(nodes["target"], DriftOptions("stage-1", fix=True), DriftHooks(confirm=lambda drift: False))
+    found = typed.to_json()
     assert code == ExitCode.CHANGES and nodes["runs"] == ["check"]
     assert "not applied" in found["fix"]
 
@@ -142,14 +146,11 @@ def test_truck_changes_become_items_with_kind_expected_and_found() -> None:
     live = {"kind": "sudo", "item": "/etc/sudoers.d/x", "expected": "no such file", "found": "a sudoers file",
             "diff": "+x ALL=(ALL) NOPASSWD: ALL\n"}
     changes = [
-        {"host": "gw", "task": "Compare live", "diff": "", "action": "truck_live_state", "items": [live],
-         "handler": False},
-        {"host": "gw", "task": "Run the broker", "diff": "enable mosquitto\nstart mosquitto\n",
-         "action": "truck_services", "items": [], "handler": False},
-        {"host": "gw", "task": "Restart mosquitto", "diff": "", "action": "systemd_service", "items": [],
-         "handler": True},
+        Change("gw", "Compare live", "", "truck_live_state", (live,)),
+        Change("gw", "Run the broker", "enable mosquitto\nstart mosquitto\n", "truck_services"),
+        Change("gw", "Restart mosquitto", "", "systemd_service", handler=True),
     ]
-    items = [i for c in changes for i in drift_module.truck_items(c)]
+    items = [i.to_json() for c in changes for i in drift_module.truck_items(c)]
     assert items == [
         {"tier": "truck", "node": "gw", **live},
         {"tier": "truck", "node": "gw", "kind": "unit", "item": "mosquitto", "expected": "enabled and active",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +13,13 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.helpers import REPO, FakeConnection, FakeLabTarget, make_cloud
-from tests.unit.lifecycle.fakes import truck_result
+from tests.unit.lifecycle.fakes import passed_prechecks, truck_result
 from truckctl.cli.app import app
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.lifecycle import racelive
 from truckctl.lifecycle.drift import DriftOptions, drift
 from truckctl.lifecycle.journal import runs_dir
-from truckctl.lifecycle.steps import StepResult
 from truckctl.project import Project
 from truckctl.truck.events import HELD_FACT_SUFFIX, Change, TruckRunResult
 from truckctl.truck.plan import build_plan
@@ -133,7 +131,7 @@ def test_each_tagged_handler_says_when_it_is_held_back() -> None:
         assert said == [c for c in when if c != "not (telemetry_cuts_held | bool)"] + ["telemetry_cuts_held | bool"]
 
 
-def gw_changes() -> list[dict[str, Any]]:
+def gw_changes() -> list[Change]:
     items = ({"kind": "broker", "item": "configuration loaded", "found": "an older version", "diff": "",
               "expected": "/etc/mosquitto/mosquitto.conf as it is now", "cuts_telemetry": True},
              {"kind": "sshd", "item": "passwordauthentication", "expected": "no", "found": "yes", "diff": "",
@@ -144,7 +142,7 @@ def gw_changes() -> list[dict[str, Any]]:
                Change("truck-a-hv1", "Load the firewall", "", "systemd_service", handler=True),
                Change("truck-a-gw", "Configure sshd", SSHD, "truck_files"),
                Change("truck-b-gw", "Compare the node's live state", "", "truck_live_state", items)]
-    return [asdict(c) for c in changes]
+    return changes
 
 
 def test_held_changes_are_the_tagged_ones_and_flagged_items_on_gateways_only(stage: Stage) -> None:
@@ -202,7 +200,8 @@ def journal_events(project: Project, run_id: str) -> list[dict[str, Any]]:
 
 def test_live_drift_fix_holds_the_restart_fixes_the_rest_and_exits_3(project: Project,
                                                                     live_nodes: dict[str, Any]) -> None:
-    result, code = drift(live_nodes["target"], DriftOptions("stage-1", fix=True))
+    typed, code = drift(live_nodes["target"], DriftOptions("stage-1", fix=True))
+    result = typed.to_json()
     assert code == ExitCode.CHANGES
     assert [p.check for p in live_nodes["plans"]] == [True, False, True]
     assert live_nodes["plans"][1].hold_cuts and live_nodes["plans"][1].extravars["hold_telemetry_cuts"] is True
@@ -223,21 +222,24 @@ def test_interrupt_telemetry_applies_everything_without_asking_the_cloud_side(pr
                                                                              live_nodes: dict[str, Any],
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(racelive, "observe", lambda *a: pytest.fail("liveness checked despite the flag"))
-    result, code = drift(live_nodes["target"], DriftOptions("stage-1", fix=True, interrupt_telemetry=True))
+    typed, code = drift(live_nodes["target"], DriftOptions("stage-1", fix=True, interrupt_telemetry=True))
+    result = typed.to_json()
     assert code == ExitCode.OK and result["fixed"] and "held" not in result
     assert not live_nodes["plans"][1].hold_cuts and not live_nodes["broker"]
 
 
 def test_not_live_applies_everything(project: Project, live_nodes: dict[str, Any]) -> None:
     live_nodes["ages"] = {"truck-a": 600.0, "truck-b": None}
-    result, code = drift(live_nodes["target"], DriftOptions("stage-1", fix=True))
+    typed, code = drift(live_nodes["target"], DriftOptions("stage-1", fix=True))
+    result = typed.to_json()
     assert code == ExitCode.OK and result["live"]["live"] is False and not live_nodes["plans"][1].hold_cuts
 
 
 def test_drift_without_fix_does_not_ask_whether_the_race_is_live(project: Project, live_nodes: dict[str, Any],
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(racelive, "observe", lambda *a: pytest.fail("liveness checked without --fix"))
-    result, code = drift(live_nodes["target"], DriftOptions("stage-1"))
+    typed, code = drift(live_nodes["target"], DriftOptions("stage-1"))
+    result = typed.to_json()
     assert code == ExitCode.CHANGES and "live" not in result
 
 
@@ -300,7 +302,7 @@ def test_up_while_live_holds_in_its_one_run_what_would_cut_telemetry_and_says_wh
         return result
 
     target = FakeLabTarget(project)
-    monkeypatch.setattr(orchestrator, "prechecks", lambda *a: StepResult({"ok": True, "checks": {}}))
+    monkeypatch.setattr(orchestrator, "prechecks", passed_prechecks)
     monkeypatch.setattr("truckctl.targets.for_kind", lambda kind, project_: target)
     monkeypatch.setattr("truckctl.truck.runner.run_plan", run_plan)
     monkeypatch.setattr(racelive, "observe", lambda stage, target, cloud: racelive.Seen({"truck-b": 0.5}))

@@ -17,6 +17,8 @@ from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.lifecycle import orchestrator
 from truckctl.lifecycle.journal import list_runs, show_run
 from truckctl.lifecycle.lock import read_holder, stage_lock
+from truckctl.lifecycle.plan import OfflineMove
+from truckctl.lifecycle.prechecks import PrecheckReport
 from truckctl.lifecycle.steps import StepResult
 from truckctl.project import Project
 from truckctl.targets.aws import AwsTarget
@@ -37,10 +39,12 @@ def fakes(monkeypatch: pytest.MonkeyPatch, project: Project) -> dict[str, Any]:
     calls = target.calls
     seen: dict[str, Any] = {"calls": calls, "truck": truck_result(), "precheck_problems": [], "target": target}
 
-    def prechecks(stage_: Stage, options: Any, connection: Any, target_: Any) -> StepResult:
+    def prechecks(stage_: Stage, options: Any, connection: Any, target_: Any, reports: list[PrecheckReport]
+                  ) -> StepResult:
         calls.append("prechecks")
         if seen["precheck_problems"]:
             raise TruckctlError(seen["precheck_problems"], ExitCode.ERROR, {})
+        reports.append(PrecheckReport())
         return StepResult({"ok": True, "checks": {}})
 
     def run_plan(plan: Any, settings: Any, on_event: Any, cancel: Any) -> TruckRunResult:
@@ -58,7 +62,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch, project: Project) -> dict[str, Any]:
 
 
 def test_up_runs_every_step_and_journals_it(project: Project, fakes: dict[str, Any]) -> None:
-    result = orchestrator.up(fakes["target"], orchestrator.UpRequest("stage-1"))
+    result = orchestrator.up(fakes["target"], orchestrator.UpRequest("stage-1")).to_json()
     assert fakes["calls"][:2] == ["lab", "prechecks"]
     assert set(fakes["calls"][2:4]) == {"cloud", "truck"}  # the offline plan runs beside the truck tier
     assert fakes["calls"][-1] == "verify"
@@ -71,7 +75,7 @@ def test_up_runs_every_step_and_journals_it(project: Project, fakes: dict[str, A
 
 
 def test_secrets_never_reach_the_journal(project: Project, fakes: dict[str, Any]) -> None:
-    result = orchestrator.up(fakes["target"], orchestrator.UpRequest("stage-1"))
+    result = orchestrator.up(fakes["target"], orchestrator.UpRequest("stage-1")).to_json()
     run_dir = project.state_dir / "runs" / result["run_id"]
     text = "".join(p.read_text() for p in run_dir.iterdir())
     assert KEY_BODY["truck-a"] not in text and "[redacted]" in text
@@ -185,9 +189,7 @@ def test_cli_failure_shows_the_error_per_node(project: Project, fakes: dict[str,
 REAL_PRECHECKS = orchestrator.prechecks  # the fakes replace it; these tests use the real one
 
 
-def unreachable_report(*nodes: str) -> Any:
-    from truckctl.lifecycle.prechecks import PrecheckReport
-
+def unreachable_report(*nodes: str) -> PrecheckReport:
     report = PrecheckReport()
     report.add("ssh", [Problem("node-unreachable", f"node {n} (10.0.0.1) is not reachable over SSH: unreachable", n)
                        for n in nodes])
@@ -281,10 +283,10 @@ class RecordingEngine:
 
 
 def aws_target(project: Project, calls: list[str], move: dict[str, Any]) -> AwsTarget:
-    def move_check(project_: Project, stage: str, target: str) -> dict[str, Any]:
+    def move_check(project_: Project, stage: str, target: str) -> OfflineMove:
         calls.append(f"move check {stage} on {target}")
-        return {"policy": [], "policy_rules": ["s3-encrypted"], "counts": {"total": 1, "by_component": {}},
-                "move": move}
+        return OfflineMove({"policy": [], "policy_rules": ["s3-encrypted"], "counts": {"total": 1, "by_component": {}}},
+                           move)
 
     return AwsTarget(project, engine=lambda project_, stage_, on_event: RecordingEngine(calls, stage_),
                      require_pulumi=lambda: None, move_check=move_check)
@@ -313,7 +315,8 @@ def test_aws_up_checks_the_move_then_moves_the_race_and_records_the_stage(projec
     calls: list[str] = []
     move = {"policy": [], "counts": {"update": 2, "same": 70}, "from": "stage-1",
             "changes": [{"op": "update", "name": "truck-a-lan-route", "keys": ["destinationCidrBlock"]}]}
-    result = orchestrator.up(aws_target(project, calls, move), orchestrator.UpRequest("stage-2", tier="cloud"))
+    up = orchestrator.up(aws_target(project, calls, move), orchestrator.UpRequest("stage-2", tier="cloud"))
+    result = up.to_json()
     assert calls == ["move check stage-2 on aws", "pulumi up"]
     assert result["cloud"]["move"]["from"] == "stage-1" and result["cloud"]["operation"] == "up"
     assert current.read(project, "aws") == "stage-2"
