@@ -287,15 +287,13 @@ def _first_up() -> Benchmark:
         lab_project().close_ssh_masters()
         lab_project().lab_down()
 
+    converge = truckctl_converge(bench, lab_project, None, whole=True)  # records the truck tier's own time
+
     def first_run() -> None:
-        result = lab_project().converge(whole=True)
-        truck = result.get("truck") or {}
-        if "duration_s" in truck:
-            bench.record("truck tier (ansible-runner)", float(truck["duration_s"]))
+        converge()
         status = lab_project().truckctl("status", STAGE, ok=(0, 1)).get("result") or {}
         if not status.get("healthy"):  # exit 1: an unhealthy stage right after its first run is a failed run
             raise BenchError(f"status after the first run is not healthy: {status.get('unhealthy')}")
-        bench.note(f"first run: {len(truck.get('hosts', {}))} nodes, {truck.get('changed', 0)} changed; status healthy")
 
     bench.steps = [Step("truckctl up stage-1 + status, fresh lab", setup=fresh, call=first_run, goal_s=60.0,
                         cpu_probe=lambda: lab_project().lab_cpu())]
