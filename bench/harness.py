@@ -415,7 +415,14 @@ def report(done: list[Benchmark], repeats: int, machine_text: str, series_goals:
 
 
 def save_results(done: list[Benchmark], path: Path) -> None:
-    path.write_text(json.dumps({"machine": machine(), "benchmarks": [b.to_dict() for b in done]}, indent=1) + "\n")
+    write_whole(path, json.dumps({"machine": machine(), "benchmarks": [b.to_dict() for b in done]}, indent=1) + "\n")
+
+
+def write_whole(path: Path, text: str) -> None:
+    """Replace the file at once: a signal arriving while it is written leaves the old one, never half."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 def load_results(path: Path) -> list[Benchmark]:

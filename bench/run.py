@@ -11,7 +11,8 @@ session, and are reported as ratios. Goals are checked here, never by timed asse
 
 Self-cleaning: every lab benchmark works on its own temporary project and takes its lab down when
 it ends, fails or is interrupted (Ctrl-C, SIGTERM, SIGHUP); temporary projects are removed at exit.
-Raw figures go to bench/results.json (`--merge` keeps earlier figures of benchmarks not re-run).
+Raw figures go to bench/results.json (`--merge` keeps earlier figures of benchmarks not re-run);
+results and report are written after each benchmark, so an interruption keeps what finished.
 Exit status: 0 when every chosen benchmark ran (goals met or not: see the report), 1 if one failed,
 130 when interrupted.
 """
@@ -36,6 +37,7 @@ from harness import (  # bench/ is not a package: run as a script, it imports it
     merge,
     report,
     save_results,
+    write_whole,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -109,6 +111,18 @@ def main() -> int:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _on_signal)
     done: list[Benchmark] = []
+    saved: list[str] = []  # the benchmarks whose figures are in the results file and the report
+    previous = load_results(args.results) if args.merge else []
+
+    def write() -> None:  # after each benchmark: a long series interrupted keeps what finished
+        if args.no_report:
+            return
+        final = merge(previous, done, [b.name for b in registry])
+        save_results(final, args.results)
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        write_whole(args.report, report(final, repeats, machine(), suites.SERIES_GOALS, suites.NOTES))
+        saved[:] = [b.name for b in done]
+
     status = 0
     try:
         for bench in chosen:
@@ -117,24 +131,21 @@ def main() -> int:
                 continue
             print(f"{bench.name}: running ({bench.what})", flush=True)
             bench.measure(repeats)
+            if bench.error:
+                status = 1
+            done.append(bench)
+            write()
             text, met = bench.verdict()
             outcome = {True: "met", False: "MISSED", None: "no goal"}[met] if bench.complete else (
                 "skipped" if bench.skipped else "FAILED")
             print(f"{bench.name}: {text} -> {outcome}", flush=True)
-            if bench.error:
-                status = 1
-            done.append(bench)
     except KeyboardInterrupt as exc:
-        print(f"interrupted ({exc or 'Ctrl-C'}): cleaning up, no report written", file=sys.stderr, flush=True)
+        kept = f"kept the figures of {', '.join(saved)}" if saved else "no figures kept"
+        print(f"interrupted ({exc or 'Ctrl-C'}): cleaning up; {kept}", file=sys.stderr, flush=True)
         return 130
     finally:
         suites.cleanup()  # labs down, temporary projects removed (also after Ctrl-C)
     if not args.no_report and done:
-        previous = load_results(args.results) if args.merge else []
-        final = merge(previous, done, [b.name for b in registry])
-        save_results(final, args.results)
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(report(final, repeats, machine(), suites.SERIES_GOALS, suites.NOTES))
         print(f"wrote {args.report} and {args.results}")
     for bench in done:
         if bench.complete:

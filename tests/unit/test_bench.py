@@ -355,3 +355,27 @@ def test_mounted_under_sees_mounts_below_a_directory(tmp_path: Path) -> None:
 def test_lab_up_down_is_a_sequence_not_a_comparison() -> None:
     bench = measured({"up": [2.0], "down": [1.0]}, compare=False)
     assert bench.ratio() is None and "ratio" not in bench.verdict()[0]
+
+
+def test_an_interrupted_run_keeps_the_figures_of_the_benchmarks_that_finished(tmp_path: Path) -> None:
+    """SIGTERM after the first benchmark: its figures are in the results and the report, and the run
+    says so (a long series once lost every figure to one signal)."""
+    import json
+    import signal
+    import subprocess
+
+    results, report = tmp_path / "results.json", tmp_path / "BENCHMARKS.md"
+    proc = subprocess.Popen([sys.executable, str(BENCH / "run.py"), "--only", "cli-help", "validate-all",
+                             "--repeats", "1", "--results", str(results), "--report", str(report)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("cli-help:") and "->" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "kept the figures of cli-help" in stderr
+    kept = json.loads(results.read_text())["benchmarks"]
+    assert [b["name"] for b in kept] == ["cli-help"] and kept[0]["samples"]
+    assert "truckctl --help" in report.read_text() and not list(tmp_path.glob("*.partial"))
