@@ -267,18 +267,9 @@ class StockRun:
     @classmethod
     def prepare(cls, project: TempProject, check: bool = False) -> StockRun:
         from truckctl.ansible_data import dump
-        from truckctl.config.loader import load_stage
-        from truckctl.lab import api as lab_api
-        from truckctl.project import Project
-        from truckctl.truck.plan import build_plan
         from truckctl.truck.vault import new_password, write_encrypted_vars
 
-        proj = Project(project.root)
-        stage = load_stage(proj, STAGE)
-        plan = build_plan(proj.playbooks_dir, stage, lab_api.cloud_outputs(proj, stage),
-                          lab_api.connection(proj), "lab", check=check)
-        work = Path(tempfile.mkdtemp(prefix="stock-", dir=project.root))
-        os.chmod(work, 0o700)
+        plan, work = _rendered(project, "stock-", check)
         playbooks = REPO / "playbooks"
         for entry in playbooks.iterdir():  # roles/, library/ ... next to the playbook, as Ansible expects
             if entry.name not in ("ansible.cfg", plan.playbook):
@@ -316,6 +307,132 @@ class StockRun:
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _rendered(project: TempProject, prefix: str, check: bool = False) -> tuple[Any, Path]:
+    """truckctl's own run plan for the project's stage-1 (inventory, connection and extra vars) and a
+    private work directory for a hand-made run beside it."""
+    from truckctl.config.loader import load_stage
+    from truckctl.lab import api as lab_api
+    from truckctl.project import Project
+    from truckctl.truck.plan import build_plan
+
+    proj = Project(project.root)
+    stage = load_stage(proj, STAGE)
+    plan = build_plan(proj.playbooks_dir, stage, lab_api.cloud_outputs(proj, stage),
+                      lab_api.connection(proj), "lab", check=check)
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=project.root))
+    os.chmod(work, 0o700)
+    return plan, work
+
+
+# ---- truckctl's modules against Ansible's own, over the roles' real files and units -------------------
+
+@dataclass
+class ModuleCostRun:
+    """The files and units the roles manage, done again on a converged lab with `ansible-playbook` two ways:
+    through truck_files / truck_services, one run per role task as the roles call them (module_cost/custom.yml),
+    or through Ansible's own file, copy, find and systemd_service, one task result per path or unit
+    (module_cost/stock.yml). Both use truckctl's ansible.cfg and Mitogen strategy (truck.runner.mitogen_env),
+    so the modules are the only difference. What each node gets is read from the last converge's artifacts:
+    the modules' arguments (paths, contents, modes, units; never a secret: secrets go through
+    truck_secret_file, left out of both)."""
+
+    project: TempProject
+    dir: Path
+    env: dict[str, str]
+    argv: list[str]
+    paths: dict[str, int]  # per node: how many paths and units it manages (the report's note)
+
+    @classmethod
+    def prepare(cls, project: TempProject) -> ModuleCostRun:
+        from truckctl.ansible_data import dump
+        from truckctl.truck.runner import mitogen_env
+
+        plan, work = _rendered(project, "module-cost-")
+        calls = module_calls(newest_artifacts(project))
+        if not calls:
+            raise BenchError(f"no truck_files/truck_services results in {project.label}'s last converge")
+        per_node = {host: module_cost_vars(found) for host, found in calls.items()}
+        (work / "inventory.yml").write_text(dump(plan.inventory))
+        (work / "extravars.yml").write_text(dump(plan.extravars))
+        (work / "module_cost.yml").write_text(dump({"module_cost": per_node}))
+        argv = [str(BIN / "ansible-playbook"), "-i", "inventory.yml", "-e", "@extravars.yml",
+                "-e", "@module_cost.yml", "--forks", str(project.nodes)]
+        env = clean_env(ANSIBLE_CONFIG=str(REPO / "playbooks" / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+                        ANSIBLE_LIBRARY=str(REPO / "playbooks" / "library"),
+                        ANSIBLE_SSH_CONTROL_PATH_DIR=str(project.control_dir), **mitogen_env())
+        if "ANSIBLE_STRATEGY" not in env:
+            raise BenchError("Mitogen is not installed: the comparison is meant under truckctl's strategy")
+        paths = {host: len(v["dirs"]) + len(v["copies"]) + len(v["links"]) + len(v["absent"]) + len(v["units"])
+                 for host, v in per_node.items()}
+        return cls(project, work, env, argv, paths)
+
+    def run(self, variant: str) -> dict[str, int]:
+        """Run one variant (custom or stock); raise BenchError if it fails or changes anything."""
+        proc = run_quiet([*self.argv, str(REPO / "bench" / "module_cost" / f"{variant}.yml")],
+                         env=self.env, cwd=self.dir, timeout=1800)
+        recap = parse_recap(proc.stdout)
+        if proc.returncode != 0 or not recap:
+            raise BenchError(f"module-cost {variant} on {self.project.label}: exit {proc.returncode}:\n"
+                             f"{tail(proc.stdout)}")
+        if recap.get("changed", 0):
+            raise BenchError(f"module-cost {variant} changed {recap['changed']} task(s) on a converged lab: "
+                             f"its arguments do not match the roles'\n{tail(proc.stdout, 40)}")
+        return recap
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def newest_artifacts(project: TempProject) -> Path:
+    runs = sorted((project.root / ".truckctl" / "truck" / "artifacts").glob("*/job_events"))
+    if not runs:
+        raise BenchError(f"{project.label} has no truck-tier artifacts: converge it first")
+    return runs[-1]
+
+
+def module_calls(job_events: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Per node, the arguments of every truck_files and truck_services run of an ansible-runner run."""
+    calls: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for path in sorted(job_events.glob("*.json"), key=lambda p: int(p.name.split("-", 1)[0])):
+        event = json.loads(path.read_text())
+        data = event.get("event_data") or {}
+        action = data.get("task_action")
+        if event.get("event") != "runner_on_ok" or action not in ("truck_files", "truck_services"):
+            continue
+        arguments = ((data.get("res") or {}).get("invocation") or {}).get("module_args")
+        if isinstance(arguments, dict):
+            calls.setdefault(data["host"], {"truck_files": [], "truck_services": []})[action].append(arguments)
+    return calls
+
+
+def module_cost_vars(found: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """One node's work for both variants: the module calls as they were, and the same work spelled per
+    path and per unit, with truck_files' defaults (root:root, 0755 directories, 0644 files) made explicit."""
+    def owned(spec: dict[str, Any], mode: str) -> dict[str, Any]:
+        return {**spec, "owner": spec.get("owner") or "root", "group": spec.get("group") or "root",
+                "mode": str(spec.get("mode") or mode)}
+
+    file_calls = [{"dirs": c.get("dirs") or [], "files": c.get("files") or [], "prune": c.get("prune") or []}
+                  for c in found["truck_files"]]
+    unit_calls = [{"names": c.get("names") or [], "enable_only": c.get("enable_only") or [],
+                   "daemon_reload": bool(c.get("daemon_reload"))} for c in found["truck_services"]]
+    files = [f for c in file_calls for f in c["files"]]
+    present = [f for f in files if f.get("state", "present") != "absent"]
+    return {
+        "file_calls": file_calls, "unit_calls": unit_calls,
+        "dirs": [owned(d, "0755") for c in file_calls for d in c["dirs"]],
+        "copies": [{k: v for k, v in owned(f, "0644").items() if v is not None}
+                   for f in present if not f.get("link_to")],
+        "links": [f for f in present if f.get("link_to")],
+        "absent": [f for f in files if f.get("state") == "absent"],
+        "prunes": [{**p, "wanted": [f["path"] for f in c["files"] if f.get("state", "present") != "absent"]}
+                   for c in file_calls for p in c["prune"]],
+        "daemon_reload": any(c["daemon_reload"] for c in unit_calls),
+        "units": [{"name": n, "start": True} for c in unit_calls for n in c["names"]]
+        + [{"name": n, "start": False} for c in unit_calls for n in c["enable_only"]],
+    }
 
 
 def stock_playbook(site: str) -> str:

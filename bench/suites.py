@@ -19,7 +19,17 @@ from pathlib import Path
 from harness import Benchmark, Skip, Step
 from incidents_suite import incidents_benchmark
 from portal_suite import portal_benchmark
-from projects import REPO, STAGE, BenchError, StockRun, TempProject, cleanup_all, scaled, stage1_clone
+from projects import (
+    REPO,
+    STAGE,
+    BenchError,
+    ModuleCostRun,
+    StockRun,
+    TempProject,
+    cleanup_all,
+    scaled,
+    stage1_clone,
+)
 
 from truckctl.lab.system import INOTIFY_PER_NODE, inotify_instances_wanted
 
@@ -366,6 +376,45 @@ def _rerun_against_stock(bench: Benchmark, whole: bool) -> Benchmark:
     return bench
 
 
+def _module_cost() -> Benchmark:
+    """Issue 18's open question: do truck_files / truck_services earn their place under Mitogen, against
+    Ansible's own modules over the same files and units?"""
+    bench = Benchmark(
+        "module-cost", "the roles' own files and units on a converged stage-1 (6 nodes), again: Ansible's "
+        "file/copy/find/systemd_service (one task result per path or unit) vs truckctl's truck_files/"
+        "truck_services (one run per role task); both ansible-playbook with truckctl's ansible.cfg and Mitogen",
+        [], needs_root=True, slow=True)
+    holder: dict[str, ModuleCostRun] = {}
+
+    def before() -> None:
+        _converged_lab(bench, lab_project, 6)
+        holder["run"] = run = ModuleCostRun.prepare(lab_project())
+        bench.note("paths and units per node: " + ", ".join(f"{h} {n}" for h, n in sorted(run.paths.items())))
+
+    def after() -> None:
+        if "run" in holder:
+            holder.pop("run").close()
+        lab_project().lab_down()
+
+    def variant(name: str) -> Callable[[], None]:
+        def call() -> None:
+            recap = holder["run"].run(name)
+            bench.note(f"{name}: ok={recap.get('ok', 0)} changed=0 over the nodes")
+        return call
+
+    def cold() -> None:
+        lab_project().close_ssh_masters()
+
+    bench.steps = [
+        Step("Ansible's own modules (file, copy, find, systemd_service)", setup=cold,
+             cpu_probe=lambda: lab_project().lab_cpu(), call=variant("stock")),
+        Step("truck_files / truck_services", setup=cold, cpu_probe=lambda: lab_project().lab_cpu(),
+             call=variant("custom")),
+    ]
+    bench.before, bench.after = before, after
+    return bench
+
+
 def _jump_rerun() -> Benchmark:
     bench = Benchmark(
         "jump-rerun", "idempotent re-run `truckctl up stage-1 --tier truck` from outside the truck (the lab's "
@@ -586,6 +635,7 @@ def benchmarks(truckctl: list[str]) -> list[Benchmark]:
         _first_up(),
         _truck_rerun(),
         _up_rerun(),
+        _module_cost(),
         _jump_rerun(),
         _drift(),
         _team_lock(),

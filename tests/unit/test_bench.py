@@ -301,6 +301,34 @@ def test_stock_playbook_turns_fact_gathering_back_on() -> None:
         projects.stock_playbook("- hosts: all\n  roles: []\n")
 
 
+def test_module_cost_reads_the_module_runs_of_a_converge_and_spells_them_per_path_and_unit(tmp_path: Path) -> None:
+    import json
+
+    def event(counter: int, host: str, action: str, args: dict[str, object], kind: str = "runner_on_ok") -> None:
+        (tmp_path / f"{counter}-x.json").write_text(json.dumps({"event": kind, "counter": counter, "event_data": {
+            "host": host, "task_action": action, "res": {"invocation": {"module_args": args}}}}))
+
+    event(2, "gw", "truck_files", {"dirs": [{"path": "/etc/a", "mode": "0750"}], "files": [
+        {"path": "/etc/a/x.conf", "content": "{{ not a template }}\n", "validate": "check %s"},
+        {"path": "/etc/a/old", "state": "absent"}, {"path": "/etc/a/link", "link_to": "x.conf"}],
+        "prune": [{"path": "/etc/a", "patterns": ["*.conf"]}]})
+    event(10, "gw", "truck_services", {"names": ["chrony"], "enable_only": ["nftables"], "daemon_reload": True})
+    event(3, "gw", "ansible.builtin.command", {"argv": ["true"]})
+    event(4, "gw", "truck_files", {"files": []}, kind="runner_on_failed")
+    calls = projects.module_calls(tmp_path)
+    assert list(calls) == ["gw"] and len(calls["gw"]["truck_files"]) == 1 and len(calls["gw"]["truck_services"]) == 1
+    work = projects.module_cost_vars(calls["gw"])
+    assert work["dirs"] == [{"path": "/etc/a", "mode": "0750", "owner": "root", "group": "root"}]
+    assert work["copies"] == [{"path": "/etc/a/x.conf", "content": "{{ not a template }}\n", "validate": "check %s",
+                               "owner": "root", "group": "root", "mode": "0644"}]
+    assert [f["path"] for f in work["links"]] == ["/etc/a/link"]
+    assert [f["path"] for f in work["absent"]] == ["/etc/a/old"]
+    assert work["prunes"] == [{"path": "/etc/a", "patterns": ["*.conf"], "wanted": ["/etc/a/x.conf", "/etc/a/link"]}]
+    assert work["units"] == [{"name": "chrony", "start": True}, {"name": "nftables", "start": False}]
+    assert work["daemon_reload"] is True
+    assert work["file_calls"][0]["prune"] and work["unit_calls"][0]["enable_only"] == ["nftables"]
+
+
 def test_parse_recap_sums_hosts() -> None:
     out = ("PLAY RECAP ****\n"
            "a : ok=10 changed=0 unreachable=0 failed=0 skipped=2 rescued=0 ignored=0\n"
