@@ -392,14 +392,29 @@ def newest_artifacts(project: TempProject) -> Path:
     return runs[-1]
 
 
+def slowest_task(job_events: Path, action: str) -> float | None:
+    """The longest a task of this action took on any node in an ansible-runner run (None: it did not run)."""
+    durations = [float(data["duration"]) for data in _finished(job_events)
+                 if data.get("task_action") == action and isinstance(data.get("duration"), int | float)]
+    return max(durations, default=None)
+
+
+def _finished(job_events: Path) -> list[dict[str, Any]]:
+    """The event data of every task result on a node (ok, changed or not) of a run, in order."""
+    found = []
+    for path in sorted(job_events.glob("*.json"), key=lambda p: int(p.name.split("-", 1)[0])):
+        event = json.loads(path.read_text())
+        if event.get("event") == "runner_on_ok" and isinstance(event.get("event_data"), dict):
+            found.append(event["event_data"])
+    return found
+
+
 def module_calls(job_events: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """Per node, the arguments of every truck_files and truck_services run of an ansible-runner run."""
     calls: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for path in sorted(job_events.glob("*.json"), key=lambda p: int(p.name.split("-", 1)[0])):
-        event = json.loads(path.read_text())
-        data = event.get("event_data") or {}
+    for data in _finished(job_events):
         action = data.get("task_action")
-        if event.get("event") != "runner_on_ok" or action not in ("truck_files", "truck_services"):
+        if action not in ("truck_files", "truck_services"):
             continue
         arguments = ((data.get("res") or {}).get("invocation") or {}).get("module_args")
         if isinstance(arguments, dict):

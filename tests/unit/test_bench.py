@@ -329,6 +329,18 @@ def test_module_cost_reads_the_module_runs_of_a_converge_and_spells_them_per_pat
     assert work["file_calls"][0]["prune"] and work["unit_calls"][0]["enable_only"] == ["nftables"]
 
 
+def test_slowest_task_is_the_longest_result_of_an_action_over_the_nodes(tmp_path: Path) -> None:
+    import json
+
+    for counter, (host, action, duration, kind) in enumerate([
+            ("a", "ansible.builtin.apt", 12.5, "runner_on_ok"), ("b", "ansible.builtin.apt", 29.2, "runner_on_ok"),
+            ("c", "ansible.builtin.apt", 99.0, "runner_on_failed"), ("a", "truck_files", 50.0, "runner_on_ok")]):
+        (tmp_path / f"{counter}-e.json").write_text(json.dumps({"event": kind, "event_data": {
+            "host": host, "task_action": action, "duration": duration}}))
+    assert projects.slowest_task(tmp_path, "ansible.builtin.apt") == 29.2
+    assert projects.slowest_task(tmp_path, "ansible.builtin.user") is None
+
+
 def test_parse_recap_sums_hosts() -> None:
     out = ("PLAY RECAP ****\n"
            "a : ok=10 changed=0 unreachable=0 failed=0 skipped=2 rescued=0 ignored=0\n"
