@@ -307,7 +307,7 @@ def _first_up() -> Benchmark:
         converge()
         install = slowest_task(newest_artifacts(lab_project()), "ansible.builtin.apt")
         if install is not None:
-            bench.record("of which: the package install (apt, slowest node)", install)
+            bench.record("the package install (apt, slowest node)", install)
         status = lab_project().truckctl("status", STAGE, ok=(0, 1)).get("result") or {}
         if not status.get("healthy"):  # exit 1: an unhealthy stage right after its first run is a failed run
             raise BenchError(f"status after the first run is not healthy: {status.get('unhealthy')}")
