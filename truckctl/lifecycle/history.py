@@ -34,6 +34,11 @@ class SharedHistory:
     unreachable: dict[str, str] = field(default_factory=dict)
     note: str | None = None  # why the gateways were not read at all
 
+    @classmethod
+    def of(cls, gws: Sequence[teamlock.Gateway], runs: Sequence[SharedRun], failed: dict[str, str]) -> SharedHistory:
+        """The gateways' answers: their runs, and every gateway read but those that failed (with why)."""
+        return cls(tuple(runs), tuple(g.node for g in gws if g.node not in failed), failed)
+
     def to_json(self) -> JsonObject:
         """The envelope's `shared` of `truckctl runs` (its runs are listed with the local ones)."""
         return {"read": list(self.read), "unreachable": dict(self.unreachable), "note": self.note}
@@ -73,8 +78,7 @@ def shared_runs(target: Target, stage: Stage) -> SharedHistory:
     except TruckctlError as exc:
         return SharedHistory(note=f"the gateways were not read: {exc}")
     gws = teamlock.gateways(stage)
-    runs, failed = teamlock.remote_runs(stage.name, gws, transport)
-    return SharedHistory(tuple(runs), tuple(g.node for g in gws if g.node not in failed), failed)
+    return SharedHistory.of(gws, *teamlock.remote_runs(stage.name, gws, transport))
 
 
 def all_runs(target: Target, stage_name: str | None) -> RunsListing:

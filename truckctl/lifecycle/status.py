@@ -6,8 +6,8 @@ lock (this machine's, and the team lock on the gateways); the last run, whoever 
 shared history on the gateways merged with the local journal); drift last measured. Read-only: no
 lock, no journal, nothing changed.
 
-Fast by construction: one SSH call per node, all nodes at once, short timeouts; one HTTP call to
-the lab's stand-in. Healthy means every node reachable with every key service active, and (where
+Fast by construction: one SSH call per node, all nodes at once, short timeouts, and one more per
+gateway for the team lock and the shared history together; one HTTP call to the lab's stand-in. Healthy means every node reachable with every key service active, and (where
 the cloud side can be read) every heartbeat and every truck's telemetry fresh.
 
 Race-day diagnosis (issue 14, truckctl/ops): the probe of a gateway also reads the evidence its
@@ -296,7 +296,7 @@ class TeamView:
 
 
 def team_view(target: Target, stage: Stage) -> TeamView:
-    """The team lock on each gateway and the runs recorded there (never raises)."""
+    """The team lock on each gateway and the runs recorded there, one call per gateway (never raises)."""
     from truckctl.lifecycle import teamlock
 
     try:
@@ -304,9 +304,8 @@ def team_view(target: Target, stage: Stage) -> TeamView:
     except TruckctlError:
         return TeamView()
     gws = teamlock.gateways(stage)
-    with ThreadPoolExecutor(max_workers=2) as pool:  # two calls per gateway, side by side: status stays fast
-        shared = pool.submit(history.shared_runs, target, stage)
-        return TeamView(teamlock.read_locks(stage.name, gws, transport), shared.result())
+    locks, runs, failed = teamlock.read_team(stage.name, gws, transport)
+    return TeamView(locks, history.SharedHistory.of(gws, runs, failed))
 
 
 def team_lock_holder(locks: Sequence[GatewayLock]) -> JsonObject | None:

@@ -542,13 +542,33 @@ def remote_runs(stage: str, gws: list[Gateway], transport: Transport, root: str 
                 ) -> tuple[list[SharedRun], dict[str, str]]:
     """The runs recorded on the gateways (one entry per run, whichever gateways hold it), and the
     gateways that could not be read with why."""
-    runs: dict[str, tuple[RunRecord, list[str]]] = {}  # by run id, in the order first seen
-    failed: dict[str, str] = {}
-
     def one(gateway: Gateway) -> tuple[Gateway, Reply]:
         return gateway, parse_reply(*transport(gateway, node_argv("history", stage, "-", LEASE_S, root), b""))
     with ThreadPoolExecutor(max_workers=max(1, len(gws))) as pool:
+        return shared_runs_of(stage, list(pool.map(one, gws)))
+
+
+def read_team(stage: str, gws: list[Gateway], transport: Transport, root: str = NODE_ROOT
+              ) -> tuple[list[GatewayLock], list[SharedRun], dict[str, str]]:
+    """What `status` shows of the team, one call per gateway (in parallel): each gateway's lock as
+    `read_locks` gives it, and the runs and unread gateways as `remote_runs` gives them."""
+    def one(gateway: Gateway) -> tuple[Gateway, Reply, Reply]:
+        rc, text = transport(gateway, node_argv("team", stage, "-", LEASE_S, root), b"")
+        if rc == 255:  # SSH's own failure: both answers are that
+            return gateway, parse_reply(rc, text), parse_reply(rc, text)
+        state, holder, runs = [*text.split("\n", 2), "", ""][:3]  # the lock's two lines, then the history
+        return gateway, parse_reply(rc, f"{state}\n{holder}"), parse_reply(rc, runs)
+    with ThreadPoolExecutor(max_workers=max(1, len(gws))) as pool:
         answers = list(pool.map(one, gws))
+    runs, failed = shared_runs_of(stage, [(gateway, history) for gateway, _, history in answers])
+    return [GatewayLock.from_reply(gateway, lock) for gateway, lock, _ in answers], runs, failed
+
+
+def shared_runs_of(stage: str, answers: list[tuple[Gateway, Reply]]) -> tuple[list[SharedRun], dict[str, str]]:
+    """The gateways' `history` answers as one entry per run (whichever gateways hold it), and the
+    gateways that could not be read with why."""
+    runs: dict[str, tuple[RunRecord, list[str]]] = {}  # by run id, in the order first seen
+    failed: dict[str, str] = {}
     for gateway, reply in answers:
         if reply.state != "history":
             failed[gateway.node] = reply.error or reply.state

@@ -52,6 +52,15 @@ fi
 holder() { [ -f "$lock/holder.json" ] && head -c __HOLDER_MAX__ "$lock/holder.json" | tr -d '\n\r'; echo; }
 mine() { [ -d "$lock" ] && [ "$cur_token" = "$arg" ]; }
 live() { [ -d "$lock" ] && [ "$cur_exp" -gt "$now" ]; }
+lock_state() {  # the lock as `read` answers it: state line, holder line
+  if live; then echo "held $now $cur_exp"; elif [ -d "$lock" ]; then echo "expired $now $cur_exp"
+  else echo "free $now 0"; fi; holder
+}
+run_history() {  # the recorded runs as `history` answers them: status line, one line per run
+  echo "history $now 0"
+  ls -1 "$runs" | grep -E '^[0-9A-Za-z-]+\.json$' | sort | tail -n __KEEP_RUNS__ |
+    while read -r name; do head -c __RUN_MAX__ "$runs/$name" | tr -d '\n\r'; echo; done
+}
 record() {  # stdin -> one bounded line in runs/, the newest __KEEP_RUNS__ kept
   head -c __RUN_MAX__ | tr -d '\n\r' > "$runs/.$arg.tmp" && echo >> "$runs/.$arg.tmp" &&
     mv -f "$runs/.$arg.tmp" "$runs/$arg.json"
@@ -75,23 +84,22 @@ renew)
 release)
   if mine; then rm -rf "$lock"; echo "released $now 0"; echo; else echo "not-held $now $cur_exp"; holder; fi;;
 read)
-  if live; then echo "held $now $cur_exp"; elif [ -d "$lock" ]; then echo "expired $now $cur_exp"
-  else echo "free $now 0"; fi; holder;;
+  lock_state;;
 force)
   if [ -d "$lock" ]; then echo "forced $now $cur_exp"; holder; rm -rf "$lock"; else echo "free $now 0"; echo; fi
   record;;
 record)
   record; echo "recorded $now 0"; echo;;
 history)
-  echo "history $now 0"
-  ls -1 "$runs" | grep -E '^[0-9A-Za-z-]+\.json$' | sort | tail -n __KEEP_RUNS__ |
-    while read -r name; do head -c __RUN_MAX__ "$runs/$name" | tr -d '\n\r'; echo; done;;
+  run_history;;
+team)  # what `status` asks: `read`'s two lines, then `history`'s answer (one SSH call instead of two)
+  lock_state; run_history;;
 *) echo "error bad-op";;
 esac
 """.replace("__HOLDER_MAX__", str(HOLDER_MAX)).replace("__RUN_MAX__", str(RUN_MAX)).replace(
     "__KEEP_RUNS__", str(KEEP_RUNS))
 
-OPS = ("take", "renew", "release", "read", "force", "record", "history")
+OPS = ("take", "renew", "release", "read", "force", "record", "history", "team")
 
 
 def node_argv(op: str, stage: str, arg: str, lease: int, root: str = NODE_ROOT, now: int | None = None) -> list[str]:

@@ -26,6 +26,7 @@ from truckctl.lifecycle.teamlock import (
     bounded_run,
     force_release,
     read_locks,
+    read_team,
     record_run,
     remote_runs,
 )
@@ -285,3 +286,32 @@ def test_a_lock_read_is_a_typed_record_whose_json_keeps_the_envelopes_keys(nodes
                               "holder": held.holder.model_dump(), "description": held.holder.describe(), "error": None}
     assert (unreachable.state, unreachable.holder, unreachable.description) == ("unreachable", None, None)
     assert unreachable.to_json()["error"] == "ssh: connect to host: No route to host"
+
+
+@pytest.mark.parametrize("held", [False, True])
+def test_status_reads_lock_and_history_in_one_call_per_gateway_as_read_and_history_answer(nodes: Nodes,
+                                                                                           held: bool) -> None:
+    for number in (1, 2):
+        record_run(list(GATEWAYS), nodes, "stage-1", RunRecord(
+            run_id=f"20270501T07000{number}Z-stage-1-up-ab1{number}", stage="stage-1", command="up", target="lab",
+            status="ok", exit_code=0, started=1_700_000_000.0 + number, duration_s=1.0, failed_step=None,
+            host="h", user="u"), root="/unused")
+    if held:
+        nodes.lock("engineer").take()
+    nodes.down.add("truck-b-gw")
+    nodes.calls.clear()
+    locks, runs, failed = read_team("stage-1", list(GATEWAYS), nodes, root="/unused")
+    assert nodes.calls == [("truck-a-gw", "team"), ("truck-b-gw", "team")]  # one call each
+    separate_runs, separate_failed = remote_runs("stage-1", list(GATEWAYS), nodes, root="/unused")
+    assert [lock.to_json() for lock in locks] == [
+        lock.to_json() for lock in read_locks("stage-1", list(GATEWAYS), nodes, root="/unused")]
+    assert (runs, failed) == (separate_runs, separate_failed)
+    assert [r.record.run_id for r in runs] == ["20270501T070001Z-stage-1-up-ab11", "20270501T070002Z-stage-1-up-ab12"]
+    assert locks[0].state == ("held" if held else "free") and locks[1].state == "unreachable"
+    assert failed == {"truck-b-gw": "ssh: connect to host: No route to host"}
+
+
+@pytest.mark.parametrize("answer", ["", "held 1 2", "garbage\n{}\nmore garbage", "error bad-stage\n"])
+def test_a_malformed_team_answer_is_an_error_for_both_never_an_exception(answer: str) -> None:
+    locks, runs, failed = read_team("stage-1", [GATEWAYS[0]], lambda gateway, argv, stdin: (0, answer))
+    assert locks[0].state in ("error", "held") and runs == [] and list(failed) == ["truck-a-gw"]
