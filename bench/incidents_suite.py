@@ -1,7 +1,8 @@
 """Race-day incidents on the lab (issue 14): how long from a fault to its incident, and `status`'s time.
 
 - `status stage-1` on a converged, healthy lab (one SSH probe per node, the gateways' evidence read in
-  the same call, the stand-in's /status): the whole CLI run, goal 1 s;
+  the same call, one more call per gateway for the team lock and history, the stand-in's /status): the
+  whole CLI run, goal 0.5 s (issue 18; issue 14 asked 1 s), CPU counted on both sides (the nodes' too);
 - a pulled cable (`lab fault cable truck-a`) to the one uplink-down incident in `status` (the real
   function, polled every 0.2 s) and to the stand-in's incident-opened notification; then `fault clear`
   to the incident resolved. Goals: 5 s (cable), 10 s (resolved).
@@ -39,8 +40,11 @@ def incidents_benchmark(project: Callable[[], TempProject], converged: Callable[
     bench = Benchmark(
         "incidents", "race-day incidents on stage-1: `status` time; a pulled cable to its incident and back",
         [], compare=False, needs_root=True, slow=True,
-        miss_reason="status: SSH probes of 6 nodes on 2 shared cores; the cable: the stand-in's 3 s evidence "
-                    "silence and the gateway agent's reconnection.")
+        miss_reason="status (goal 0.5 s, issue 18; issue 14's 1 s): CPU on 2 cores. One run costs about 1 CPU-s "
+                    "(the CPU column: truckctl's process with its ssh clients, and the nodes' sshd, ~40 ms per SSH "
+                    "session, 8 sessions), so 0.5 s would need both cores busy the whole time; but Python's start, "
+                    "imports and the configuration (~0.3-0.4 s on one core) come before the first SSH call. The "
+                    "cable: the stand-in's 3 s evidence silence and the gateway agent's reconnection.")
 
     def measured() -> dict[str, Any]:
         return status(for_kind("lab", Project(project().root)), STAGE).to_json()
@@ -70,7 +74,7 @@ def incidents_benchmark(project: Callable[[], TempProject], converged: Callable[
 
     bench.steps = [
         Step("truckctl status stage-1 (healthy, converged)", call=lambda: project().truckctl("status", STAGE),
-             goal_s=1.0),
+             goal_s=0.5, cpu_probe=lambda: project().lab_cpu()),
         Step("cable pulled, incident, cleared, resolved", call=cable),
     ]
     bench.before = lambda: converged(bench)
