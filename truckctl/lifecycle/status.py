@@ -7,8 +7,9 @@ shared history on the gateways merged with the local journal); drift last measur
 lock, no journal, nothing changed.
 
 Fast by construction: one SSH call per node, all nodes at once, short timeouts, and one more per
-gateway for the team lock and the shared history together; one HTTP call to the lab's stand-in. Healthy means every node reachable with every key service active, and (where
-the cloud side can be read) every heartbeat and every truck's telemetry fresh.
+gateway for the team lock and the shared history together; one HTTP call to the lab's stand-in.
+Healthy means every node reachable with every key service active, and (where the cloud side can be
+read) every heartbeat and every truck's telemetry fresh.
 
 Race-day diagnosis (issue 14, truckctl/ops): the probe of a gateway also reads the evidence its
 agent keeps in /run/truck-ops/evidence.json (same SSH call, no extra round trip); the evidence, the
