@@ -266,7 +266,6 @@ class StockRun:
 
     @classmethod
     def prepare(cls, project: TempProject, check: bool = False) -> StockRun:
-        from truckctl.ansible_data import dump
         from truckctl.truck.vault import new_password, write_encrypted_vars
 
         plan, work = _rendered(project, "stock-", check)
@@ -277,9 +276,6 @@ class StockRun:
         site = (playbooks / plan.playbook).read_text()
         (work / plan.playbook).write_text(stock_playbook(site))
         (work / "empty.cfg").write_text("")
-        # written as truckctl writes them (every string !unsafe): the baseline must not template config text
-        (work / "inventory.yml").write_text(dump(plan.inventory))
-        (work / "extravars.yml").write_text(dump(plan.extravars))
         password = new_password()
         pw_file = work / "vault-password"
         fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -296,22 +292,17 @@ class StockRun:
 
     def run(self, expect_changes: bool | None = None) -> dict[str, int]:
         """Run the playbook; raise BenchError if it fails (or changes something when it must not)."""
-        proc = run_quiet(self.argv, env=self.env, cwd=self.dir, timeout=3600)
-        recap = parse_recap(proc.stdout)
-        if proc.returncode != 0 or not recap:
-            raise BenchError(f"stock ansible-playbook on {self.project.label}: exit {proc.returncode}:\n"
-                             f"{tail(proc.stdout)}")
-        if expect_changes is False and recap.get("changed", 0):
-            raise BenchError(f"stock re-run on {self.project.label} changed {recap['changed']} task(s): not idempotent")
-        return recap
+        return run_playbook(self.argv, self.env, self.dir, f"stock ansible-playbook on {self.project.label}",
+                            may_change=expect_changes is not False)
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _rendered(project: TempProject, prefix: str, check: bool = False) -> tuple[Any, Path]:
-    """truckctl's own run plan for the project's stage-1 (inventory, connection and extra vars) and a
-    private work directory for a hand-made run beside it."""
+    """truckctl's own run plan for the project's stage-1 and a private work directory for a hand-made run
+    beside it, holding the plan's inventory.yml and extravars.yml (connection and extra vars)."""
+    from truckctl.ansible_data import dump
     from truckctl.config.loader import load_stage
     from truckctl.lab import api as lab_api
     from truckctl.project import Project
@@ -323,7 +314,23 @@ def _rendered(project: TempProject, prefix: str, check: bool = False) -> tuple[A
                       lab_api.connection(proj), "lab", check=check)
     work = Path(tempfile.mkdtemp(prefix=prefix, dir=project.root))
     os.chmod(work, 0o700)
+    # written as truckctl writes them (every string !unsafe): a hand-made run must not template config text
+    (work / "inventory.yml").write_text(dump(plan.inventory))
+    (work / "extravars.yml").write_text(dump(plan.extravars))
     return plan, work
+
+
+def run_playbook(argv: list[str], env: dict[str, str], cwd: Path, what: str, may_change: bool) -> dict[str, int]:
+    """Run ansible-playbook; its PLAY RECAP totals. Raises BenchError if it fails, or changes something
+    when it may not (a re-run on a converged lab that is not idempotent)."""
+    proc = run_quiet(argv, env=env, cwd=cwd, timeout=3600)
+    recap = parse_recap(proc.stdout)
+    if proc.returncode != 0 or not recap:
+        raise BenchError(f"{what}: exit {proc.returncode}:\n{tail(proc.stdout)}")
+    if not may_change and recap.get("changed", 0):
+        raise BenchError(f"{what} changed {recap['changed']} task(s) on a converged lab: not idempotent\n"
+                         f"{tail(proc.stdout, 40)}")
+    return recap
 
 
 # ---- truckctl's modules against Ansible's own, over the roles' real files and units -------------------
@@ -349,13 +356,11 @@ class ModuleCostRun:
         from truckctl.ansible_data import dump
         from truckctl.truck.runner import mitogen_env
 
-        plan, work = _rendered(project, "module-cost-")
         calls = module_calls(newest_artifacts(project))
         if not calls:
             raise BenchError(f"no truck_files/truck_services results in {project.label}'s last converge")
         per_node = {host: module_cost_vars(found) for host, found in calls.items()}
-        (work / "inventory.yml").write_text(dump(plan.inventory))
-        (work / "extravars.yml").write_text(dump(plan.extravars))
+        _, work = _rendered(project, "module-cost-")
         (work / "module_cost.yml").write_text(dump({"module_cost": per_node}))
         argv = [str(BIN / "ansible-playbook"), "-i", "inventory.yml", "-e", "@extravars.yml",
                 "-e", "@module_cost.yml", "--forks", str(project.nodes)]
@@ -369,17 +374,10 @@ class ModuleCostRun:
         return cls(project, work, env, argv, paths)
 
     def run(self, variant: str) -> dict[str, int]:
-        """Run one variant (custom or stock); raise BenchError if it fails or changes anything."""
-        proc = run_quiet([*self.argv, str(REPO / "bench" / "module_cost" / f"{variant}.yml")],
-                         env=self.env, cwd=self.dir, timeout=1800)
-        recap = parse_recap(proc.stdout)
-        if proc.returncode != 0 or not recap:
-            raise BenchError(f"module-cost {variant} on {self.project.label}: exit {proc.returncode}:\n"
-                             f"{tail(proc.stdout)}")
-        if recap.get("changed", 0):
-            raise BenchError(f"module-cost {variant} changed {recap['changed']} task(s) on a converged lab: "
-                             f"its arguments do not match the roles'\n{tail(proc.stdout, 40)}")
-        return recap
+        """Run one variant (custom or stock); raise BenchError if it fails or changes anything (then its
+        arguments would not match the roles')."""
+        return run_playbook([*self.argv, str(REPO / "bench" / "module_cost" / f"{variant}.yml")], self.env,
+                            self.dir, f"module-cost {variant} on {self.project.label}", may_change=False)
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -311,7 +311,10 @@ def test_status_reads_lock_and_history_in_one_call_per_gateway_as_read_and_histo
     assert failed == {"truck-b-gw": "ssh: connect to host: No route to host"}
 
 
-@pytest.mark.parametrize("answer", ["", "held 1 2", "garbage\n{}\nmore garbage", "error bad-stage\n"])
-def test_a_malformed_team_answer_is_an_error_for_both_never_an_exception(answer: str) -> None:
+@pytest.mark.parametrize(("answer", "lock_state"), [
+    ("", "error"), ("held 1 2", "held"), ("garbage\n{}\nmore garbage", "error"), ("error bad-stage\n", "error")])
+def test_a_malformed_team_answer_is_an_error_for_both_never_an_exception(answer: str, lock_state: str) -> None:
+    """A lock line alone (the history missing) is still that lock; the missing history is the gateway's error."""
     locks, runs, failed = read_team("stage-1", [GATEWAYS[0]], lambda gateway, argv, stdin: (0, answer))
-    assert locks[0].state in ("error", "held") and runs == [] and list(failed) == ["truck-a-gw"]
+    assert locks[0].state == lock_state and runs == [] and list(failed) == ["truck-a-gw"]
+    assert failed["truck-a-gw"].startswith(("unexpected answer", "the node refused"))
