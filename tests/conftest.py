@@ -1,4 +1,5 @@
-"""Shared fixtures: the repository, and throwaway copies of the example project."""
+"""Shared fixtures: the repository, and throwaway copies of the example project; a SIGTERM stops the
+session cleanly (tests/sigterm.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO
+from tests.sigterm import pytest_runtest_logfinish, pytest_sessionstart  # noqa: F401  (hooks)
 from truckctl.config.loader import load_stage
 from truckctl.config.model import Stage
 from truckctl.project import Project

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 from truckctl.errors import TruckctlError
 from truckctl.jsondoc import JsonObject
@@ -199,7 +200,10 @@ def _stop_signals_interrupt() -> Iterator[None]:
         yield
         return
 
-    def interrupt(signum: int, frame: object) -> None:
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        earlier = previous.get(signal.Signals(signum))
+        if callable(earlier):  # a program that embeds truckctl (a test session) hears its stop too
+            earlier(signum, frame)
         raise KeyboardInterrupt
 
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}

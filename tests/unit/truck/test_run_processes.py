@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO, FakeConnection, make_cloud
+from tests.sigterm import sent_by_the_test
 from truckctl.config.loader import load_stage
 from truckctl.processes import RUN_TAG, alive, tagged
 from truckctl.project import Project
@@ -131,7 +132,7 @@ def test_an_interrupted_run_leaves_no_process_behind(tmp_path: Path, stop: signa
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=stop_when_running, daemon=True).start()
     try:
-        with pytest.raises(KeyboardInterrupt):
+        with sent_by_the_test(), pytest.raises(KeyboardInterrupt):
             run_plan(plan, settings, cancel=lambda: False)  # as truckctl calls it: its own cancel, no runner handler
     finally:
         signal.signal(signal.SIGINT, previous)
