@@ -294,8 +294,8 @@ def _first_up() -> Benchmark:
         "`truckctl up stage-1` (builds the lab, prechecks, team lock, cloud offline plan + stand-in, first "
         "converge, smoke check) and `truckctl status stage-1`", [], needs_root=True, slow=True,
         miss_reason="The first converge installs and configures every package on 6 nodes on 2 shared cores: the "
-                    "package install (one apt transaction per node: apt-get update, then 11 packages, 20 on a "
-                    "gateway) is CPU-bound, about 8 CPU-s per node.")
+                    "package install (one apt transaction per node: apt-get update, then the roles' packages and "
+                    "their dependencies, twice as many on a gateway) is CPU-bound, about 6 CPU-s per node.")
 
     def fresh() -> None:
         lab_project().close_ssh_masters()

@@ -1,12 +1,12 @@
 """The truck tier on the lab, stage-1 (6 nodes): converge, converge again (0 changed), check mode
 (0 changed), then verify from outside the nodes.
 
-Verified live: SSH refuses passwords; the nftables ruleset is loaded with input policy drop and
-only allowed ports answer; chrony, node exporter, heartbeat (all nodes), Mosquitto and dnsmasq
-(gateways) are active, dnsmasq answers DNS for the truck's names; a message published to a
-truck's broker reaches the cloud stand-in, also when sent while the uplink is down; heartbeats
-of every node arrive every few seconds; no secret in stdout, runner artifacts, run journal or
-node journals.
+Verified live: SSH refuses passwords; no daemon ran with its package's configuration; the nftables
+ruleset is loaded with input policy drop and only allowed ports answer; chrony, node exporter,
+heartbeat (all nodes), Mosquitto and dnsmasq (gateways) are active, dnsmasq answers DNS for the
+truck's names; a message published to a truck's broker reaches the cloud stand-in, also when sent
+while the uplink is down; heartbeats of every node arrive every few seconds; no secret in stdout,
+runner artifacts, run journal or node journals.
 Verified as rendered-and-checked files only: the systemd-networkd LAN/VLAN/WireGuard files (the
 lab's kernel has no VLAN or WireGuard module and networkd must not take over the nodes' eth0,
 so networkd stays off in the lab: `network_activate` is false on the lab target).
@@ -162,6 +162,21 @@ def test_services_are_active(lab: Lab, runs: Runs) -> None:
             units += ["mosquitto", "dnsmasq"]
         _, out = lab.ssh(node.address, f"systemctl is-active {' '.join(units)}")
         assert dict(zip(units, out.split(), strict=True)) == dict.fromkeys(units, "active"), node.name
+
+
+def test_no_daemon_ever_ran_with_its_packages_own_configuration(lab: Lab, runs: Runs) -> None:
+    """The packages go in with Debian's policy-rc.d saying no (roles/common): each daemon's first start this
+    boot comes after its role wrote its configuration, never with the package's defaults before it."""
+    for node in lab.nodes:
+        daemons = {"chrony": "/etc/chrony/chrony.conf"}
+        if node.role == "gateway":
+            daemons |= {"mosquitto": "/etc/mosquitto/mosquitto.conf", "dnsmasq": "/etc/dnsmasq.d/truckctl.conf"}
+        for unit, conf in daemons.items():
+            code, out = lab.ssh(node.address, f"stat -c %Y {conf} && journalctl -b -u {unit}.service -o short-unix "
+                                              "--no-pager | grep -m1 ' Starting '")
+            assert code == 0, f"{node.name} {unit}: {out}"
+            written, started = int(out.split()[0]), float(out.split()[1])
+            assert started >= written, f"{node.name}: {unit} started {written - started:.0f} s before its configuration"
 
 
 def test_chrony_runs_without_clock_control_and_members_follow_their_gateway(lab: Lab, runs: Runs) -> None:
