@@ -33,6 +33,12 @@ EXAMPLES = r"""
 
 RETURN = r"""
 actions: {description: What was (or would be) done, e.g. "enable chrony"., type: list, returned: always}
+started:
+  description: >-
+    Units this run started (not in check mode). A role runs this after writing the unit's files, so such a
+    unit already runs the new configuration and its role's restart handler skips it.
+  type: list
+  returned: always
 """
 
 import subprocess
@@ -80,7 +86,7 @@ def main() -> None:
             module.fail_json(msg=f"not running after start: {', '.join(dead)}", actions=actions)
     # With --diff (drift detection), say what differs: "start mosquitto" is the service's diff.
     diff = {"prepared": "".join(f"{action}\n" for action in actions)} if module._diff and actions else None
-    module.exit_json(changed=bool(actions), actions=actions, **({"diff": diff} if diff else {}))
+    module.exit_json(changed=bool(actions), actions=actions, started=started, **({"diff": diff} if diff else {}))
 
 
 if __name__ == "__main__":
