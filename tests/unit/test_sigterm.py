@@ -3,13 +3,16 @@ whether it arrives while a test runs or while truckctl's run handler holds the s
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests import sigterm
 from tests.helpers import REPO
+from truckctl.truck import runner
 
 SESSION = '''
 import os, signal, time
@@ -52,10 +55,6 @@ def test_sigterm_stops_the_session_after_its_finalizers(tmp_path: Path, body: st
 
 
 def test_truckctl_run_handler_gives_the_signal_back_afterwards() -> None:
-    import signal
-
-    from truckctl.truck import runner
-
     before = signal.getsignal(signal.SIGTERM)
     with runner._stop_signals_interrupt():
         assert signal.getsignal(signal.SIGTERM) is not before
@@ -63,8 +62,4 @@ def test_truckctl_run_handler_gives_the_signal_back_afterwards() -> None:
 
 
 def test_the_suites_own_session_stops_on_sigterm() -> None:
-    import signal
-
-    from tests import sigterm
-
     assert signal.getsignal(signal.SIGTERM) is sigterm._stop  # tests/conftest.py wired the hooks in
