@@ -116,6 +116,18 @@ def test_apt_goes_through_the_labs_cache(lab: Lab) -> None:
     assert code == 0, out
 
 
+def test_the_cached_rootfs_has_the_lists_of_every_source_a_node_installs_from(lab: Lab) -> None:
+    """roles/common refreshes apt's lists only when they are a day old: on a younger rootfs the first
+    converge installs from the rootfs's own lists, so they must cover -security and -updates too."""
+    base = base_path()
+    wanted = {line.split()[2] for line in (base / "etc/apt/sources.list").read_text().splitlines()
+              if line.startswith("deb ")}
+    listed = subprocess.run(["apt-get", "-o", f"Dir={base}", "indextargets", "--format", "$(RELEASE)",
+                             "Created-By: Packages"], capture_output=True, text=True, check=True).stdout
+    assert wanted == {"bookworm", "bookworm-updates", "bookworm-security"}
+    assert set(listed.split()) == wanted
+
+
 def test_up_again_reuses_the_healthy_lab_and_names_the_move_to_another_stage(lab: Lab) -> None:
     """`lab up` of another stage moves the lab (tests/lab/test_daily.py); what reads the lab for another
     stage says how to get there."""

@@ -35,7 +35,7 @@ BASE_RECIPE: dict[str, object] = {
     # Timers that would wake every node at random to hit the network or the disk.
     "mask": ["apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer",
              "dpkg-db-backup.timer", "e2scrub_reap.service"],
-    "revision": 1,  # bump when the post-processing below changes
+    "revision": 2,  # bump when the post-processing below changes
 }
 STANDIN_PACKAGES = ["mosquitto", "python3-paho-mqtt"]
 SOURCES = (f"deb {MIRROR} {SUITE} main\n"
@@ -145,6 +145,10 @@ def _post_process(root: Path) -> None:
         link.symlink_to("/dev/null")
     (root / "etc/apt/sources.list").write_text(SOURCES)
     (root / "etc/apt/apt.conf.d/01truckctl-lab").write_text(APT_CONF)
+    # debootstrap read bookworm main only. A node's first converge refreshes lists older than a day
+    # (roles/common): without this, a rootfs under a day old would install its packages from main,
+    # without bookworm-security and -updates.
+    run(["chroot", str(root), "apt-get", "-q", "update"], what="apt-get update in the rootfs (all its sources)")
 
 
 def ensure_standin_layer(state: st.LabState, base: Path, proxy: str, machine: str, cgroups: list[Path],
