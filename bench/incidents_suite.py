@@ -40,11 +40,15 @@ def incidents_benchmark(project: Callable[[], TempProject], converged: Callable[
     bench = Benchmark(
         "incidents", "race-day incidents on stage-1: `status` time; a pulled cable to its incident and back",
         [], compare=False, needs_root=True, slow=True,
-        miss_reason="status (goal 0.5 s, issue 18; issue 14's 1 s): CPU on 2 cores. One run costs about 1 CPU-s "
-                    "(the CPU column: truckctl's process with its ssh clients, and the nodes' sshd, ~40 ms per SSH "
-                    "session, 8 sessions), so 0.5 s would need both cores busy the whole time; but Python's start, "
-                    "imports and the configuration (~0.3-0.4 s on one core) come before the first SSH call. The "
-                    "cable: the stand-in's 3 s evidence silence and the gateway agent's reconnection.")
+        miss_reason="status (goal 0.5 s, issue 18; issue 14's 1 s): Python's start, imports and the configuration "
+                    "take ~0.2 s before the first SSH call, then 8 SSH sessions at once (6 probes, 2 team reads) "
+                    "~0.27 s: each costs ~30 ms of CPU on its node (sshd's re-exec, privilege separation, PAM) "
+                    "and the phase is CPU-bound on 2 shared cores (the CPU column). Measured and not worth it: "
+                    "the team reads riding on the gateway probes, or no cloud read at all, change the figure by "
+                    "less than the noise (~30 ms); TCP quick ACKs on the nodes' routes take a lone `ssh true` "
+                    "from 0.14 to 0.09 s but not status. What is left is SSH connection reuse, which a one-shot "
+                    "command cannot have without leaving processes behind. The cable: the stand-in's 3 s "
+                    "evidence silence and the gateway agent's reconnection.")
 
     def measured() -> dict[str, Any]:
         return status(for_kind("lab", Project(project().root)), STAGE).to_json()

@@ -128,3 +128,13 @@ def test_help_imports_no_heavy_library() -> None:
             "if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert proc.stdout.strip() == "[]", proc.stdout
+
+
+def test_reaching_the_lab_imports_no_cryptography() -> None:
+    """status reaches the nodes through lab.api before its first SSH call; cryptography (~26 ms) is
+    imported only by the calls that make or read a certificate or key (lab.certs, lab.ssh's keypair)."""
+    code = ("import sys; import truckctl.lab.api, truckctl.lab.control, truckctl.lab.standin, "
+            "truckctl.lab.operator, truckctl.targets.lab, truckctl.lifecycle.status; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'cryptography'))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert proc.stdout.strip() == "[]", proc.stdout

@@ -9,9 +9,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-
 from truckctl.private_file import write_private
 from truckctl.remote import Connection, ssh_argv, ssh_run
 
@@ -31,6 +28,9 @@ def ensure_keypair(private: Path, comment: str) -> str:
         return public.read_text().strip()
     private.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(private.parent, 0o700)
+    from cryptography.hazmat.primitives import serialization  # ~26 ms: only when a key is made
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     key = ed25519.Ed25519PrivateKey.generate()
     write_private(private, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
                                       serialization.NoEncryption()), 0o600)
