@@ -38,6 +38,7 @@ class FakeConnection:
     known_hosts: Path = Path("/lab/known_hosts")
     hops: tuple[Hop, ...] = ()  # direct, as inside the truck
     ssh_config: Path | None = None
+    kept_in: Path | None = None
 
 
 def make_cloud(stage: Stage, **changes: object) -> CloudOutputs:

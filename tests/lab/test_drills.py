@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +32,10 @@ from truckctl.lab import state as lab_state
 from truckctl.lab.paths import LabPaths
 from truckctl.lab.pki import LabPki
 from truckctl.lifecycle.arp import arp_scan
+from truckctl.lifecycle.status import status
+from truckctl.lifecycle.status_model import StatusReport
+from truckctl.remote import KeptConnections
+from truckctl.targets import for_kind
 
 pytestmark = pytest.mark.lab
 
@@ -213,6 +219,33 @@ def test_node_off_and_node_cut_make_the_node_unreachable(drills: Lab) -> None:
         fresh_evidence(lab, lambda d: not d["nodes"][HV1_A]["reachable"], 15, f"{HV1_A} unreachable ({kind})")
         restored(lab, kind, HV1_A)
         assert sh(lab, HV1_A, "true")[0] == 0
+
+
+def test_kept_connections_ride_on_one_master_per_node_and_a_cut_node_still_reads_unreachable(drills: Lab) -> None:
+    """What `status --watch` and the portal do: every refresh probes the nodes over one SSH master each.
+    A node cut while its master is open reads as a fresh probe reads it (ssh's own reason), and comes
+    back once the cable is in again; closing ends every master."""
+    lab = drills
+    target = for_kind("lab", lab.project)
+
+    def rows(report: StatusReport) -> dict[str, tuple[bool, str]]:
+        return {n.name: (n.reachable, n.detail) for t in report.health.trucks for n in t.nodes}
+
+    def masters(directory: Path) -> list[str]:
+        # a master names itself after its socket: "ssh: DIR/HASH [mux]"
+        found = subprocess.run(["pgrep", "-f", f"{directory}/"], capture_output=True, text=True, check=False)
+        return found.stdout.split()
+
+    with KeptConnections() as kept:
+        for _ in range(3):
+            assert set(rows(status(target, STAGE, kept=kept)).values()) == {(True, "ok")}
+        assert len(list(kept.directory.iterdir())) == 6 and len(masters(kept.directory)) == 6  # not 18
+        faults.start(lab.project, "node-cut", HV1_A)
+        assert rows(status(target, STAGE, kept=kept))[HV1_A] == (False, "unreachable")
+        restored(lab, "node-cut", HV1_A)
+        assert rows(status(target, STAGE, kept=kept))[HV1_A] == (True, "ok")
+        directory = kept.directory
+    assert masters(directory) == [] and not directory.exists()
 
 
 def test_heartbeat_stop_ages_the_heartbeat_of_a_reachable_node(drills: Lab) -> None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from truckctl.lifecycle.status_model import StatusReport, StreamView
     from truckctl.ops.model import Incident
     from truckctl.project import Project
+    from truckctl.remote import KeptConnections
 
 StageArg = Annotated[str, typer.Argument(help="Stage name, e.g. stage-1.", show_default=False)]
 WatchOpt = Annotated[bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C (not with --json).")]
@@ -50,7 +51,11 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
 
             raise typer.Exit(run(env, "status", stage, refuse))
         if watch:
-            raise typer.Exit(watch_loop(env, lambda: measure(project_factory(), stage, target), interval))
+            from truckctl.remote import KeptConnections
+
+            with KeptConnections() as kept:  # one SSH master per node for every refresh, ended on the way out
+                code = watch_loop(env, lambda: measure(project_factory(), stage, target, kept), interval)
+            raise typer.Exit(code)
         shown: list[StatusReport] = []  # the report behind the envelope's result: the human view reads it
 
         def action() -> Outcome:
@@ -64,11 +69,11 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
         raise typer.Exit(run(env, "status", stage, action, show))
 
 
-def measure(project: Project, stage: str, target: TargetKind) -> StatusReport:
+def measure(project: Project, stage: str, target: TargetKind, kept: KeptConnections | None = None) -> StatusReport:
     from truckctl.lifecycle.status import status
     from truckctl.targets import for_kind
 
-    return status(for_kind(target, project), stage)
+    return status(for_kind(target, project), stage, kept=kept)
 
 
 def outcome(report: StatusReport) -> Outcome:

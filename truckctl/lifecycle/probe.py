@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from truckctl.remote import Connection, explain_ssh_failure, ssh_argv
+from truckctl.remote import Connection, end_kept, explain_ssh_failure, kept_master, ssh_argv
 
 if TYPE_CHECKING:
     from truckctl.config.model import Stage
@@ -77,22 +77,36 @@ def node_targets(stage: Stage) -> list[NodeTarget]:
     return targets
 
 
+# Over a kept master an answer takes tens of ms; one that has not come in this time (or an SSH failure) ends
+# that master and the node is asked again on a fresh connection, whose answer (or ssh's reason) is the one
+# reported: a cut link reads as it does without kept connections, at most this much later.
+KEPT_ANSWER_S = 1.5
+
+
 def probe_nodes(nodes: list[NodeTarget], access: Connection, query: Query) -> list[NodeProbe]:
     """Ask every node at once; a node that cannot be reached is said so, with ssh's own reason."""
 
     timeout_s = query.timeout_s * (1 + len(access.hops))  # each jump: one more handshake first
 
-    def probe(node: NodeTarget) -> NodeProbe:
+    def ask(node: NodeTarget, timeout: float) -> NodeProbe | None:
         before = time.time()
         try:
             proc = subprocess.run(ssh_argv(access, node.address, query.command(node), query.connect_timeout_s),
-                                  capture_output=True, text=True, timeout=timeout_s,
+                                  capture_output=True, text=True, timeout=timeout,
                                   stdin=subprocess.DEVNULL, check=False)
         except subprocess.TimeoutExpired:
-            return NodeProbe(node.name, False, query.timeout_detail, address=node.address)
+            return None
         if proc.returncode == 255:  # ssh's own failure; the commands end with `true`
             return NodeProbe(node.name, False, explain_ssh_failure(proc.stderr), address=node.address)
         return query.answer(node, proc.stdout, before, time.time())
+
+    def probe(node: NodeTarget) -> NodeProbe:
+        if kept_master(access, node.address):
+            answer = ask(node, KEPT_ANSWER_S)
+            if answer is not None and answer.reachable:
+                return answer
+            end_kept(access, node.address)
+        return ask(node, timeout_s) or NodeProbe(node.name, False, query.timeout_detail, address=node.address)
 
     if not nodes:
         return []

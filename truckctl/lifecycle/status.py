@@ -50,7 +50,7 @@ from truckctl.ops import merge as ops_merge
 from truckctl.ops.model import Diagnosis, Incident, Kind, Symptom
 from truckctl.ops.topology import from_stage
 from truckctl.project import Project
-from truckctl.remote import Connection
+from truckctl.remote import Connection, KeptConnections
 from truckctl.target import CloudSide, Target
 
 if TYPE_CHECKING:
@@ -256,8 +256,12 @@ def last_drift(project: Project, stage: str) -> LastDrift | None:
 # ---- the command -----------------------------------------------------------------------------
 
 def status(target: Target, stage_name: str, *, prober: Prober | None = None,
-           cloud_reader: CloudReader | None = None) -> StatusReport:
-    """Measure everything at once and assemble the report (prober and cloud_reader: tests swap them)."""
+           cloud_reader: CloudReader | None = None, kept: KeptConnections | None = None) -> StatusReport:
+    """Measure everything at once and assemble the report (prober and cloud_reader: tests swap them).
+
+    `kept`: a caller that measures again and again (`--watch`, the portal) probes the nodes over one SSH
+    master per node (probe.probe_nodes says what happens when one goes silent); the gateways' team
+    reads keep a connection of their own, so a cut link costs them ssh's connect timeout, as before."""
     from truckctl.config.loader import load_stage
 
     project = target.project
@@ -269,11 +273,12 @@ def status(target: Target, stage_name: str, *, prober: Prober | None = None,
         access: Connection | None = target.connection(stage)
     except TruckctlError as exc:
         access, connection_note = None, str(exc)
+    probe_access = kept.over(access) if kept is not None and access is not None else access
     prober, cloud_reader = prober or probe_nodes, cloud_reader or target.read_cloud
     with ThreadPoolExecutor(max_workers=2) as pool:  # the cloud side and the gateways read while nodes are probed
         cloud_future = pool.submit(cloud_reader, stage)
         team_future = pool.submit(team_view, target, stage) if access is not None else None
-        probes = prober(nodes, access) if access is not None else None
+        probes = prober(nodes, probe_access) if probe_access is not None else None
         cloud = cloud_future.result()
         team = team_future.result() if team_future is not None else TeamView()
     health = assemble(stage, target, nodes, probes, connection_note, cloud)

@@ -28,22 +28,18 @@ itself as JSON (`to_json`) only where it becomes the command's result or a journ
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import json
 import os
 import secrets
 import select
-import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -51,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.jsondoc import JsonObject
 from truckctl.lifecycle.teamlock_node import HOLDER_MAX, KEEP_RUNS, NODE_ROOT, RUN_MAX, node_argv, node_command
-from truckctl.remote import Connection, ssh_argv
+from truckctl.remote import Connection, KeptConnections, ssh_argv
 from truckctl.text import hidden
 
 if TYPE_CHECKING:
@@ -259,12 +255,12 @@ class Transport(Protocol):
 class SshTransport:
     """The gateway over truckctl's SSH (the same path and pinned host keys as every node command).
 
-    With `control_dir`, a held lock's calls share one SSH connection per gateway (ControlMaster):
+    With `kept`, a held lock's calls share one SSH connection per gateway (remote.KeptConnections):
     the take opens it, renewals, the history record and the release ride on it; it closes with
-    `close()` or by itself LEASE_S after its last use, and within 10 s of a dead link."""
+    `close()` or by itself KEPT_PERSIST_S after its last use, and within 10 s of a dead link."""
 
     connection: Connection
-    control_dir: str | None = None
+    kept: KeptConnections | None = None
 
     def __call__(self, gateway: Gateway, argv: list[str], stdin: bytes) -> tuple[int, str]:
         op, stage, arg, lease, root = argv[4:9]
@@ -274,7 +270,7 @@ class SshTransport:
     def connect(self, gateways: Sequence[Gateway]) -> dict[str, str]:
         """Open this lock's SSH masters to every gateway at once, so that the take, one gateway after
         the other, pays no handshake; returns the gateways that could not be reached, with why."""
-        if self.control_dir is None:
+        if self.kept is None:
             return {}
 
         def one(gateway: Gateway) -> tuple[str, int, str]:
@@ -284,22 +280,12 @@ class SshTransport:
 
     def _ssh(self, gateway: Gateway, command: str) -> list[str]:
         """truckctl's ssh command line to the gateway, riding on this lock's master when it keeps one."""
-        ssh = ssh_argv(self.connection, gateway.address, command)
-        if self.control_dir is None:
-            return ssh
-        return [ssh[0], "-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_dir}/%C", "-o",
-                f"ControlPersist={LEASE_S}", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2", *ssh[1:]]
+        return ssh_argv(self.kept.over(self.connection) if self.kept else self.connection, gateway.address, command)
 
     def close(self) -> None:
         """End this lock's SSH masters and remove their directory."""
-        if self.control_dir is None:
-            return
-        directory = Path(self.control_dir)
-        for socket_path in directory.glob("*"):
-            with contextlib.suppress(OSError, subprocess.SubprocessError):
-                subprocess.run(["ssh", "-o", f"ControlPath={socket_path}", "-O", "exit", "gateway"],
-                               capture_output=True, timeout=5, check=False, stdin=subprocess.DEVNULL)
-        shutil.rmtree(directory, ignore_errors=True)
+        if self.kept is not None:
+            self.kept.close()
 
 
 def close_transport(transport: object) -> None:
@@ -311,8 +297,8 @@ def close_transport(transport: object) -> None:
 
 def held_transport(base: Transport) -> Transport:
     """The transport a held lock uses: the same, with SSH connections kept open for its calls."""
-    if isinstance(base, SshTransport) and base.control_dir is None:
-        return SshTransport(base.connection, tempfile.mkdtemp(prefix="truckctl-lock-"))
+    if isinstance(base, SshTransport) and base.kept is None:
+        return SshTransport(base.connection, KeptConnections())
     return base
 
 

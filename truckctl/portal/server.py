@@ -21,6 +21,7 @@ from truckctl.portal.hub import MAX_VIEWERS, Hub
 from truckctl.portal.settings import PortalSettings
 from truckctl.portal.view import History, StatusSource, snapshot
 from truckctl.project import Project
+from truckctl.remote import KeptConnections
 
 MAX_HEADER_BYTES = 16 * 1024
 MAX_CONCURRENCY = MAX_VIEWERS + 50  # the event streams plus room for page loads and API calls
@@ -28,13 +29,15 @@ MAX_CONCURRENCY = MAX_VIEWERS + 50  # the event streams plus room for page loads
 log = logging.getLogger("truckctl.portal")
 
 
-def build(project: Project, settings: PortalSettings, measure: StatusSource | None = None) -> tuple[Any, Hub]:
-    """The ASGI app and its hub; `measure` replaces the real status probe (tests: a fake prober)."""
+def build(project: Project, settings: PortalSettings, measure: StatusSource | None = None,
+          kept: KeptConnections | None = None) -> tuple[Any, Hub]:
+    """The ASGI app and its hub; `measure` replaces the real status probe (tests: a fake prober); `kept`:
+    the nodes' SSH masters its polls ride on (serve's, ended when it stops)."""
     from truckctl.lifecycle.status import status
     from truckctl.portal.app import create_app
     from truckctl.targets import for_kind
 
-    measure = measure or functools.partial(status, for_kind(settings.target, project), settings.stage)
+    measure = measure or functools.partial(status, for_kind(settings.target, project), settings.stage, kept=kept)
     history = History(settings.interval_s)
     poll: Callable[[], JsonObject] = functools.partial(
         snapshot, project, settings.stage, settings.target, measure, history, log.warning)
@@ -78,5 +81,6 @@ def serve(project: Project, settings: PortalSettings, sock: socket.socket) -> No
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="portal: %(message)s")
     signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
-    app, _hub = build(project, settings)
-    uvicorn.Server(uvicorn_config(app, settings)).run(sockets=[sock])
+    with KeptConnections() as kept:  # every poll probes the nodes over one SSH master each
+        app, _hub = build(project, settings, kept=kept)
+        uvicorn.Server(uvicorn_config(app, settings)).run(sockets=[sock])

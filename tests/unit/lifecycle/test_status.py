@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from truckctl.lifecycle.lock import stage_lock
 from truckctl.lifecycle.status_model import StageHealth, StatusReport
 from truckctl.ops import evidence as ops_evidence
 from truckctl.project import Project
+from truckctl.remote import KeptConnections
 from truckctl.target import CloudTier, PublicOutputs
 from truckctl.targets import for_kind
 from truckctl.targets.aws import CLOUDSIDE_NOTE, AwsTarget
@@ -107,6 +109,63 @@ def test_probe_makes_one_short_ssh_call_per_node_with_pinned_host_keys(stage: St
     assert probes["truck-a-gw"].services["dnsmasq"] == "inactive"
     assert probes["truck-a-gw"].services["mosquitto"] == "active"
     assert (probes["truck-b-hv2"].reachable, probes["truck-b-hv2"].detail) == (False, "unreachable")
+
+
+def _kept_ssh(answers: dict[str, list[str]], calls: list[tuple[str, str, float]]) -> Any:
+    """A stand-in for subprocess.run over kept masters: `-O check` says a master is there, `-O exit` is
+    recorded, and a node's calls answer in turn from its list: "silent" (times out), "255" or "ok"."""
+    def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        if "-O" in argv:
+            calls.append((argv[-1].split("@")[1], argv[argv.index("-O") + 1], 0.0))
+            return subprocess.CompletedProcess(argv, 0, "", "")
+        address = argv[-2].split("@")[1]
+        assert "ControlMaster=auto" in argv and any(a.startswith("ControlPath=/kept/") for a in argv)
+        calls.append((address, "call", kwargs["timeout"]))
+        answer = answers[address].pop(0) if answers.get(address) else "ok"
+        if answer == "silent":
+            raise subprocess.TimeoutExpired(argv, kwargs["timeout"])
+        if answer == "255":
+            return subprocess.CompletedProcess(argv, 255, "", f"ssh: connect to host {address} port 22: "
+                                                              "Connection timed out")
+        units = argv[-1].split("; true")[0].removeprefix("systemctl is-active ").split()
+        return subprocess.CompletedProcess(argv, 0, "\n".join("active" for _ in units) + "\n", "")
+    return run
+
+
+def test_a_kept_master_that_goes_silent_is_ended_and_the_node_asked_again_on_a_fresh_connection(
+        stage: Stage, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, str, float]] = []
+    monkeypatch.setattr(subprocess, "run", _kept_ssh({"10.31.1.12": ["silent", "ok"], "10.31.1.13": ["255", "ok"],
+                                                      "10.32.1.13": ["silent", "255"]}, calls))
+    kept = replace(FakeConnection(), kept_in=Path("/kept"))
+    probes = {p.name: p for p in st.probe_nodes(st.node_targets(stage), kept)}
+    assert all(p.reachable and p.detail == "ok" for name, p in probes.items() if name != "truck-b-hv2")
+    # a cut link reads as it does without kept connections: ssh's own reason, from a fresh connection
+    assert (probes["truck-b-hv2"].reachable, probes["truck-b-hv2"].detail) == (False, "unreachable")
+    for address in ("10.31.1.12", "10.31.1.13", "10.32.1.13"):
+        mine = [(what, timeout) for where, what, timeout in calls if where == address]
+        assert mine == [("check", 0.0), ("call", probe.KEPT_ANSWER_S), ("exit", 0.0),
+                        ("call", probe.SERVICES_TIMEOUT_S)], (address, mine)
+    answered = [(what, timeout) for where, what, timeout in calls if where == "10.31.1.11"]
+    assert answered == [("check", 0.0), ("call", probe.KEPT_ANSWER_S)]  # a live master: one quick call, kept
+
+
+def test_kept_connections_probe_the_nodes_but_not_the_gateways_team_reads(
+        stage: Stage, monkeypatch: pytest.MonkeyPatch, project: Project) -> None:
+    """The team reads keep connections of their own (a cut link costs them ssh's connect timeout, not a
+    silent master's wait); the probes get the kept directory."""
+    given: list[Any] = []
+
+    def prober(nodes: list[st.NodeTarget], access: Any) -> list[st.NodeProbe]:
+        given.append(access.kept_in)
+        return healthy_probes(nodes, access)
+
+    with KeptConnections() as kept:
+        report = st.status(FakeLabTarget(project), "stage-1", prober=prober, cloud_reader=lambda s: lab_side(seen()),
+                           kept=kept)
+        assert given == [kept.directory]
+    assert [lock.state for lock in report.team_lock] == ["free", "free"]  # read, on their own transport
+    assert not kept.directory.exists()
 
 
 # ---- assembly --------------------------------------------------------------------------------
