@@ -335,8 +335,11 @@ def _truck_rerun() -> Benchmark:
                      "the truck tier's own ratio; the rest of `truckctl up` is work the stock run does not do: "
                      "process start, the lab check, the prechecks (SSH with pinned keys on every node, clocks, "
                      "and a 1 s raw-ARP listening window that catches a second host answering for one of our "
-                     "addresses) and the smoke check. Module executions on the nodes (CPU on 2 shared cores) "
-                     "dominate the playbook run.")), whole=False)
+                     "addresses) and the smoke check. The playbook run is CPU on 2 shared cores, mostly on the "
+                     "controller: a stage-1 re-run measured 14-17 CPU-s in truckctl, ansible-playbook and their "
+                     "ssh clients against 5.6-6.2 CPU-s in the nodes' cgroup (idle services included); py-spy "
+                     "puts ~31 % of all samples in templating task arguments (the roles' file manifests, "
+                     "rendered on the controller per node and task) and ~8 % in forking workers.")), whole=False)
 
 
 def _up_rerun() -> Benchmark:
@@ -525,10 +528,12 @@ def _scaling(nodes: int) -> Benchmark:
         f"scaling-{nodes}",
         f"idempotent re-run, generated race: {trucks} truck(s) of {per_truck} nodes ({nodes} nodes)",
         [], needs_root=True, slow=True, series="scaling", x=nodes,
-        miss_reason=("CPU-bound on 2 shared cores: a re-run costs 3-5 CPU-s per node (Ansible's controller, "
-                     "each node's module runs, and the idle services of every other node: 64 nodes' agents, "
-                     "brokers and chrony share the same 2 cores), so 64 nodes need minutes of CPU whatever the "
-                     "scheduling; see the CPU s column.") if nodes == 64 else "")
+        miss_reason=("CPU-bound on 2 shared cores: a re-run costs 3-5 CPU-s per node, ~2.5 of them on the "
+                     "controller (Ansible's main process templating each task's arguments per node, its forked "
+                     "workers, ssh; see truck-rerun), the rest in the nodes' module runs and the idle services "
+                     "of every other node (64 nodes' agents, brokers and chrony share the same 2 cores). 45 s "
+                     "would allow 90 CPU-s for 64 nodes, less than the controller alone needs; see the CPU s "
+                     "column.") if nodes == 64 else "")
     holder: dict[str, TempProject] = {}
 
     def project() -> TempProject:
@@ -637,7 +642,9 @@ def benchmarks(truckctl: list[str]) -> list[Benchmark]:
         Benchmark("offline-plan-one", "`truckctl plan stage-1 --offline` (real stack program under mocks)",
                   [Step("plan stage-1 --offline", [*truckctl, "plan", "stage-1", "--offline"], goal_s=2.0)],
                   miss_reason="About 2 s of CPU: pulumi + pulumi_aws imports and the program under mocks, "
-                              "in a worker process."),
+                              "in a worker process; the main process waits ~1.5 s for it, then runs the "
+                              "policy rules, ~0.25 s of them parliament's analysis of 9 policy documents "
+                              "(serial, after the worker: they are its output)."),
         Benchmark("offline-plan-all", "`truckctl plan --all --offline` (21 stages, a fresh process each)",
                   [Step("plan --all --offline", [*truckctl, "plan", "--all", "--offline"], goal_s=20.0)], slow=True),
         _lab_up_down(),
