@@ -55,7 +55,8 @@ NOTES = [
     "- **Stock Ansible** (truck-tier comparisons): plain `ansible-playbook` over the same roles with "
     "`ANSIBLE_CONFIG` set to an empty file (default forks = 5, no pipelining, default SSH arguments "
     "i.e. ControlPersist=60s, module interpreter discovery) and a copy of `site.yml` with "
-    "`gather_facts: true`; the same inventory, connection variables and extra vars, rendered by "
+    "`gather_facts: true` in its first play (the facts last for the run's later plays); the same "
+    "inventory, connection variables and extra vars, rendered by "
     "truckctl's own `build_plan`; the secret vars vault-encrypted as truckctl does (password in a 0600 "
     "file, deleted afterwards); host-key checking on against the lab's known_hosts.",
     "- **truckctl side**: the CLI as an engineer runs it, `truckctl up stage-1 --tier truck`, which also "
