@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +44,7 @@ class Step:
 
     label: str
     argv: list[str] | None = None
-    call: Callable[[], None] | None = None
+    call: Callable[[], object] | None = None  # its return value is ignored
     goal_s: float | None = None  # this step's median must be at most this
     setup: Callable[[], None] | None = None  # untimed, before every sample (warm-up included)
     cwd: Path | None = None
@@ -429,6 +430,12 @@ def load_results(path: Path) -> list[Benchmark]:
     if not path.is_file():
         return []
     return [Benchmark.from_dict(item) for item in json.loads(path.read_text()).get("benchmarks", [])]
+
+
+def recorded_repeats(done: list[Benchmark]) -> int | None:
+    """The timed repeats most of these benchmarks' steps were measured with (None: no samples)."""
+    counts = Counter(len(samples) for bench in done for samples in bench.samples.values() if samples)
+    return counts.most_common(1)[0][0] if counts else None
 
 
 def merge(previous: list[Benchmark], current: list[Benchmark], order: list[str]) -> list[Benchmark]:

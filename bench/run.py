@@ -35,6 +35,7 @@ from harness import (  # bench/ is not a package: run as a script, it imports it
     load_results,
     machine,
     merge,
+    recorded_repeats,
     report,
     save_results,
     write_whole,
@@ -101,6 +102,7 @@ def main() -> int:
         return 0
     if args.rewrite:
         final = merge(load_results(args.results), [], [b.name for b in registry])
+        repeats = args.repeats or recorded_repeats(final) or repeats  # as they were measured, unless told
         args.report.write_text(report(final, repeats, machine(), suites.SERIES_GOALS, suites.NOTES))
         print(f"wrote {args.report} from {args.results}")
         return 0

@@ -249,6 +249,12 @@ def test_results_round_trip_and_merge(tmp_path: Path) -> None:
     assert harness.load_results(tmp_path / "missing.json") == []
 
 
+def test_a_rewritten_report_states_the_repeats_the_figures_were_measured_with() -> None:
+    three, five = measured({"a": [1.0] * 3, "b": [2.0] * 3}), measured({"a": [1.0] * 5})
+    assert harness.recorded_repeats([three, measured({"a": [1.0] * 3}), five]) == 3
+    assert harness.recorded_repeats([measured({})]) is None
+
+
 # ---- throwaway projects and the stock baseline --------------------------------------------------------
 
 @pytest.fixture

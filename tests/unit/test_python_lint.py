@@ -23,3 +23,9 @@ def test_ruff() -> None:
 def test_mypy() -> None:
     proc = _run(str(BIN / "mypy"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mypy_over_the_benchmarks() -> None:
+    """bench/ is scripts, not a package (run.py imports its siblings): checked as a directory of its own."""
+    proc = _run(str(BIN / "mypy"), "bench")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
