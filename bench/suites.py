@@ -532,12 +532,13 @@ def _scaling(nodes: int) -> Benchmark:
         f"scaling-{nodes}",
         f"idempotent re-run, generated race: {trucks} truck(s) of {per_truck} nodes ({nodes} nodes)",
         [], needs_root=True, slow=True, series="scaling", x=nodes,
-        miss_reason=("CPU-bound on 2 shared cores: a re-run costs 3-5 CPU-s per node, ~2.5 of them on the "
-                     "controller (Ansible's main process templating each task's arguments per node, its forked "
-                     "workers, ssh; see truck-rerun), the rest in the nodes' module runs and the idle services "
-                     "of every other node (64 nodes' agents, brokers and chrony share the same 2 cores). 45 s "
-                     "would allow 90 CPU-s for 64 nodes, less than the controller alone needs; see the CPU s "
-                     "column.") if nodes == 64 else "")
+        miss_reason=("CPU-bound on 2 shared cores: a re-run costs 2.6-3.6 CPU-s per node (the CPU s column: "
+                     "Ansible's main process forking a worker per node and task and templating its arguments, "
+                     "ssh, the nodes' module runs, and the idle services of every other node: 64 nodes' agents, "
+                     "brokers and chrony share the same 2 cores). 45 s allows 90 CPU-s for 64 nodes, 1.4 per "
+                     "node; the controller's share alone is more. Per node the curve falls from 6 to 24 nodes "
+                     "(the gateway-only play: 1 gateway in 4 nodes) and rises again at 64, where the nodes' "
+                     "idle load grows with their number.") if nodes == 64 else "")
     holder: dict[str, TempProject] = {}
 
     def project() -> TempProject:
