@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -420,15 +420,6 @@ def module_calls(job_events: Path) -> dict[str, dict[str, list[dict[str, Any]]]]
     return calls
 
 
-@dataclass(frozen=True)
-class UnitCall:
-    """One truck_services run's arguments."""
-
-    names: list[str]
-    enable_only: list[str]
-    daemon_reload: bool
-
-
 def module_cost_vars(found: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """One node's work for both variants: the module calls as they were, and the same work spelled per
     path and per unit, with truck_files' defaults (root:root, 0755 directories, 0644 files) made explicit."""
@@ -438,12 +429,13 @@ def module_cost_vars(found: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
     file_calls = [{"dirs": c.get("dirs") or [], "files": c.get("files") or [], "prune": c.get("prune") or []}
                   for c in found["truck_files"]]
-    unit_calls = [UnitCall(c.get("names") or [], c.get("enable_only") or [], bool(c.get("daemon_reload")))
-                  for c in found["truck_services"]]
+    unit_calls: list[dict[str, Any]] = [
+        {"names": c.get("names") or [], "enable_only": c.get("enable_only") or [],
+         "daemon_reload": bool(c.get("daemon_reload"))} for c in found["truck_services"]]
     files = [f for c in file_calls for f in c["files"]]
     present = [f for f in files if f.get("state", "present") != "absent"]
     return {
-        "file_calls": file_calls,
+        "file_calls": file_calls, "unit_calls": unit_calls,
         "dirs": [owned(d, "0755") for c in file_calls for d in c["dirs"]],
         "copies": [{k: v for k, v in owned(f, "0644").items() if v is not None}
                    for f in present if not f.get("link_to")],
@@ -451,10 +443,9 @@ def module_cost_vars(found: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "absent": [f for f in files if f.get("state") == "absent"],
         "prunes": [{**p, "wanted": [f["path"] for f in c["files"] if f.get("state", "present") != "absent"]}
                    for c in file_calls for p in c["prune"]],
-        "unit_calls": [asdict(c) for c in unit_calls],
-        "daemon_reload": any(c.daemon_reload for c in unit_calls),
-        "units": [{"name": n, "start": True} for c in unit_calls for n in c.names]
-        + [{"name": n, "start": False} for c in unit_calls for n in c.enable_only],
+        "daemon_reload": any(c["daemon_reload"] for c in unit_calls),
+        "units": [{"name": n, "start": True} for c in unit_calls for n in c["names"]]
+        + [{"name": n, "start": False} for c in unit_calls for n in c["enable_only"]],
     }
 
 
