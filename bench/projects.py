@@ -338,7 +338,7 @@ def run_playbook(argv: list[str], env: dict[str, str], cwd: Path, what: str, may
 @dataclass
 class ModuleCostRun:
     """The files and units the roles manage, done again on a converged lab with `ansible-playbook` two ways:
-    through truck_files / truck_services, one run per role task as the roles call them (module_cost/custom.yml),
+    through truck_files, one run per role task as the roles call it (module_cost/custom.yml),
     or through Ansible's own file, copy, find and systemd_service, one task result per path or unit
     (module_cost/stock.yml). Both use truckctl's ansible.cfg and Mitogen strategy (truck.runner.mitogen_env),
     so the modules are the only difference. What each node gets is read from the last converge's artifacts:
@@ -358,7 +358,7 @@ class ModuleCostRun:
 
         calls = module_calls(newest_artifacts(project))
         if not calls:
-            raise BenchError(f"no truck_files/truck_services results in {project.label}'s last converge")
+            raise BenchError(f"no truck_files results in {project.label}'s last converge")
         per_node = {host: module_cost_vars(found) for host, found in calls.items()}
         _, work = _rendered(project, "module-cost-")
         (work / "module_cost.yml").write_text(dump({"module_cost": per_node}))
@@ -407,35 +407,31 @@ def _finished(job_events: Path) -> list[dict[str, Any]]:
     return found
 
 
-def module_calls(job_events: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """Per node, the arguments of every truck_files and truck_services run of an ansible-runner run."""
-    calls: dict[str, dict[str, list[dict[str, Any]]]] = {}
+def module_calls(job_events: Path) -> dict[str, list[dict[str, Any]]]:
+    """Per node, the arguments of every truck_files run of an ansible-runner run."""
+    calls: dict[str, list[dict[str, Any]]] = {}
     for data in _finished(job_events):
-        action = data.get("task_action")
-        if action not in ("truck_files", "truck_services"):
+        if data.get("task_action") != "truck_files":
             continue
         arguments = ((data.get("res") or {}).get("invocation") or {}).get("module_args")
         if isinstance(arguments, dict):
-            calls.setdefault(data["host"], {"truck_files": [], "truck_services": []})[action].append(arguments)
+            calls.setdefault(data["host"], []).append(arguments)
     return calls
 
 
-def module_cost_vars(found: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def module_cost_vars(found: list[dict[str, Any]]) -> dict[str, Any]:
     """One node's work for both variants: the module calls as they were, and the same work spelled per
     path and per unit, with truck_files' defaults (root:root, 0755 directories, 0644 files) made explicit."""
     def owned(spec: dict[str, Any], mode: str) -> dict[str, Any]:
         return {**spec, "owner": spec.get("owner") or "root", "group": spec.get("group") or "root",
                 "mode": str(spec.get("mode") or mode)}
 
-    file_calls = [{"dirs": c.get("dirs") or [], "files": c.get("files") or [], "prune": c.get("prune") or []}
-                  for c in found["truck_files"]]
-    unit_calls: list[dict[str, Any]] = [
-        {"names": c.get("names") or [], "enable_only": c.get("enable_only") or [],
-         "daemon_reload": bool(c.get("daemon_reload"))} for c in found["truck_services"]]
+    file_calls = [{"dirs": c.get("dirs") or [], "files": c.get("files") or [], "prune": c.get("prune") or [],
+                   "services": c.get("services") or []} for c in found]
     files = [f for c in file_calls for f in c["files"]]
     present = [f for f in files if f.get("state", "present") != "absent"]
     return {
-        "file_calls": file_calls, "unit_calls": unit_calls,
+        "file_calls": file_calls,
         "dirs": [owned(d, "0755") for c in file_calls for d in c["dirs"]],
         "copies": [{k: v for k, v in owned(f, "0644").items() if v is not None}
                    for f in present if not f.get("link_to")],
@@ -443,9 +439,7 @@ def module_cost_vars(found: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "absent": [f for f in files if f.get("state") == "absent"],
         "prunes": [{**p, "wanted": [f["path"] for f in c["files"] if f.get("state", "present") != "absent"]}
                    for c in file_calls for p in c["prune"]],
-        "daemon_reload": any(c["daemon_reload"] for c in unit_calls),
-        "units": [{"name": n, "start": True} for c in unit_calls for n in c["names"]]
-        + [{"name": n, "start": False} for c in unit_calls for n in c["enable_only"]],
+        "units": [n for c in file_calls for n in c["services"]],
     }
 
 

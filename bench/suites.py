@@ -389,12 +389,12 @@ def _rerun_against_stock(bench: Benchmark, whole: bool) -> Benchmark:
 
 
 def _module_cost() -> Benchmark:
-    """Issue 18's open question: do truck_files / truck_services earn their place under Mitogen, against
-    Ansible's own modules over the same files and units?"""
+    """Issue 18's open question: does truck_files (a role's files, then its units, in one run) earn its place
+    under Mitogen, against Ansible's own modules over the same files and units?"""
     bench = Benchmark(
         "module-cost", "the roles' own files and units on a converged stage-1 (6 nodes), again: Ansible's "
-        "file/copy/find/systemd_service (one task result per path or unit) vs truckctl's truck_files/"
-        "truck_services (one run per role task); both ansible-playbook with truckctl's ansible.cfg and Mitogen",
+        "file/copy/find/systemd_service (one task result per path or unit) vs truckctl's truck_files "
+        "(one run per role task, files and units); both ansible-playbook with truckctl's ansible.cfg and Mitogen",
         [], needs_root=True, slow=True)
     holder: dict[str, ModuleCostRun] = {}
 
@@ -420,7 +420,7 @@ def _module_cost() -> Benchmark:
     bench.steps = [
         Step("Ansible's own modules (file, copy, find, systemd_service)", setup=cold,
              cpu_probe=lambda: lab_project().lab_cpu(), call=variant("stock")),
-        Step("truck_files / truck_services", setup=cold, cpu_probe=lambda: lab_project().lab_cpu(),
+        Step("truck_files", setup=cold, cpu_probe=lambda: lab_project().lab_cpu(),
              call=variant("custom")),
     ]
     bench.before, bench.after = before, after

@@ -320,12 +320,12 @@ def test_module_cost_reads_the_module_runs_of_a_converge_and_spells_them_per_pat
     event(2, "gw", "truck_files", {"dirs": [{"path": "/etc/a", "mode": "0750"}], "files": [
         {"path": "/etc/a/x.conf", "content": "{{ not a template }}\n", "validate": "check %s"},
         {"path": "/etc/a/old", "state": "absent"}, {"path": "/etc/a/link", "link_to": "x.conf"}],
-        "prune": [{"path": "/etc/a", "patterns": ["*.conf"]}]})
-    event(10, "gw", "truck_services", {"names": ["chrony"], "enable_only": ["nftables"], "daemon_reload": True})
+        "prune": [{"path": "/etc/a", "patterns": ["*.conf"]}], "services": ["chrony"]})
+    event(10, "gw", "truck_files", {"files": [], "services": ["nftables", "ssh"]})
     event(3, "gw", "ansible.builtin.command", {"argv": ["true"]})
     event(4, "gw", "truck_files", {"files": []}, kind="runner_on_failed")
     calls = projects.module_calls(tmp_path)
-    assert list(calls) == ["gw"] and len(calls["gw"]["truck_files"]) == 1 and len(calls["gw"]["truck_services"]) == 1
+    assert list(calls) == ["gw"] and len(calls["gw"]) == 2
     work = projects.module_cost_vars(calls["gw"])
     assert work["dirs"] == [{"path": "/etc/a", "mode": "0750", "owner": "root", "group": "root"}]
     assert work["copies"] == [{"path": "/etc/a/x.conf", "content": "{{ not a template }}\n", "validate": "check %s",
@@ -333,9 +333,8 @@ def test_module_cost_reads_the_module_runs_of_a_converge_and_spells_them_per_pat
     assert [f["path"] for f in work["links"]] == ["/etc/a/link"]
     assert [f["path"] for f in work["absent"]] == ["/etc/a/old"]
     assert work["prunes"] == [{"path": "/etc/a", "patterns": ["*.conf"], "wanted": ["/etc/a/x.conf", "/etc/a/link"]}]
-    assert work["units"] == [{"name": "chrony", "start": True}, {"name": "nftables", "start": False}]
-    assert work["daemon_reload"] is True
-    assert work["file_calls"][0]["prune"] and work["unit_calls"][0]["enable_only"] == ["nftables"]
+    assert work["units"] == ["chrony", "nftables", "ssh"]
+    assert work["file_calls"][0]["prune"] and work["file_calls"][1]["services"] == ["nftables", "ssh"]
 
 
 def test_slowest_task_is_the_longest_result_of_an_action_over_the_nodes(tmp_path: Path) -> None:

@@ -190,23 +190,15 @@ def truck_drift(changes: Iterable[Change]) -> list[DriftItem]:
 
 
 def truck_items(change: Change) -> list[DriftItem]:
-    """A check-mode change as drift items: the live-state module's own items, one per unit of
-    truck_services ("enable X", "start X"), or the task with its diff (files and anything else)."""
+    """A check-mode change as drift items: the module's own items (truck_files: one per file or unit,
+    truck_live_state: one per live setting), or the task with its diff (Ansible's own modules)."""
     host = change.host
     if change.handler:  # a restart another drifted task notified: that task is the item
         return []
     if change.items:
         return [DriftItem("truck", host, i.get("kind", "live"), i.get("item", ""), i.get("expected", ""),
                           i.get("found", ""), i.get("diff", "")) for i in change.items]
-    if change.action == "truck_services" and change.diff.strip():
-        wrong: dict[str, list[str]] = {}
-        for line in change.diff.splitlines():
-            verb, _, unit = line.partition(" ")
-            wrong.setdefault(unit, []).append({"enable": "not enabled", "start": "not active"}.get(verb, verb))
-        return [DriftItem("truck", host, "unit", unit, "enabled and active", ", ".join(states))
-                for unit, states in wrong.items()]
-    kind = "file" if change.action == "truck_files" else "task"
-    return [DriftItem("truck", host, kind, change.task, "as the roles render it", "differs", change.diff)]
+    return [DriftItem("truck", host, "task", change.task, "as the roles render it", "differs", change.diff)]
 
 
 def truck_check(project: Project, stage: Stage, options: DriftOptions, target: Target, access: NodeAccess,

@@ -60,7 +60,7 @@ class Change:
     task: str
     diff: str = ""
     action: str = ""  # the module, e.g. truck_files
-    items: tuple[dict[str, str], ...] = ()  # truck_live_state's drift items (kind, item, expected, found, diff)
+    items: tuple[dict[str, str], ...] = ()  # truck_files or truck_live_state drift items (kind, item, found...)
     handler: bool = False  # a handler's run: the consequence of another change, not a change of its own
 
 
@@ -119,6 +119,12 @@ def render_diff(diff: Any) -> str:
     return "".join(out)
 
 
+def _item(item: JsonObject) -> dict[str, Any]:
+    """A module's drift item, its diff as unified text (truck_files gives Ansible's before/after form)."""
+    diff = item.get("diff")
+    return {**item, "diff": render_diff(diff)} if isinstance(diff, dict) else item
+
+
 def _as_lines(value: Any) -> str:
     if isinstance(value, dict):
         return "".join(f"{k}: {v}\n" for k, v in sorted(value.items()))
@@ -166,7 +172,7 @@ class EventCollector:
         event = HostEvent(host, task, status, _message(res) if status in ("failed", "unreachable") else "")
         if status == "changed":
             action = str(data.get("resolved_action") or data.get("task_action") or "")
-            items = tuple(i for i in res.get("drift") or [] if isinstance(i, dict))
+            items = tuple(_item(i) for i in res.get("drift") or [] if isinstance(i, dict))
             handler = (str(data.get("task_uuid", "")) in self.handler_tasks  # Mitogen's strategy sends no
                        or "/handlers/" in str(data.get("task_path", "")))  # handler start: the path says it
             self.changes.append(Change(host, task, self._diffs(res), action.rsplit(".", 1)[-1], items, handler))

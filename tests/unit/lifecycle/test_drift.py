@@ -145,16 +145,19 @@ def test_markdown_diff_cannot_close_its_code_fence(content: str) -> None:
 def test_truck_changes_become_items_with_kind_expected_and_found() -> None:
     live = {"kind": "sudo", "item": "/etc/sudoers.d/x", "expected": "no such file", "found": "a sudoers file",
             "diff": "+x ALL=(ALL) NOPASSWD: ALL\n"}
+    unit = {"kind": "unit", "item": "mosquitto", "expected": "enabled and active", "found": "not enabled, not active"}
     changes = [
         Change("gw", "Compare live", "", "truck_live_state", (live,)),
-        Change("gw", "Run the broker", "enable mosquitto\nstart mosquitto\n", "truck_services"),
+        Change("gw", "Configure the broker", "start mosquitto\n", "truck_files", (unit,)),
         Change("gw", "Restart mosquitto", "", "systemd_service", handler=True),
+        Change("gw", "Create the ops users", "+raceops\n", "user"),
     ]
     items = [i.to_json() for c in changes for i in drift_module.truck_items(c)]
     assert items == [
         {"tier": "truck", "node": "gw", **live},
-        {"tier": "truck", "node": "gw", "kind": "unit", "item": "mosquitto", "expected": "enabled and active",
-         "found": "not enabled, not active", "diff": ""},
+        {"tier": "truck", "node": "gw", **unit, "diff": ""},
+        {"tier": "truck", "node": "gw", "kind": "task", "item": "Create the ops users",
+         "expected": "as the roles render it", "found": "differs", "diff": "+raceops\n"},
     ]
 
 

@@ -89,3 +89,19 @@ def test_a_handler_held_back_is_known_by_the_fact_it_sets_not_counted_as_a_chang
 def test_prepared_diffs_are_passed_through() -> None:
     assert render_diff({"prepared": "+ new line"}) == "+ new line"
     assert render_diff([]) == ""
+
+
+def test_a_module_drift_item_keeps_its_fields_and_gets_its_diff_as_unified_text() -> None:
+    """truck_files gives each file's diff in Ansible's before/after form; truck_live_state gives text."""
+    file_item = {"kind": "file", "item": "/etc/chrony/chrony.conf", "expected": "as the role renders it",
+                 "found": "differs", "diff": DIFF}
+    live_item = {"kind": "sshd", "item": "passwordauthentication", "expected": "no", "found": "yes", "diff": "-no\n"}
+    collector = EventCollector(lambda event: None)
+    collector(ev("runner_on_ok", host="gw", task="Configure chrony", resolved_action="truck_files",
+                 res={"changed": True, "drift": [file_item, "not an item"]}))
+    collector(ev("runner_on_ok", host="gw", task="Compare", resolved_action="truck_live_state",
+                 res={"changed": True, "drift": [live_item]}))
+    (rendered,), (live,) = (change.items for change in collector.changes)
+    assert {k: v for k, v in rendered.items() if k != "diff"} == {k: v for k, v in file_item.items() if k != "diff"}
+    assert rendered["diff"] == render_diff(DIFF) and "+server b" in rendered["diff"]
+    assert live == live_item

@@ -204,7 +204,7 @@ def test_every_unit_the_roles_run_is_in_the_live_state_list() -> None:
     listed = yaml.safe_load(defaults)["live_state_units"]
     for tasks in (PLAYBOOKS / "roles").glob("*/tasks/main.yml"):
         for task in yaml.safe_load(tasks.read_text()) or []:
-            names = (task.get("truck_services") or {}).get("names", [])
+            names = (task.get("truck_files") or {}).get("services", [])
             # a list, or an expression choosing among quoted unit names (the network role's)
             units = re.findall(r"'([\w@.-]+)'", names) if isinstance(names, str) else names
             assert units or not names, (tasks, names)
