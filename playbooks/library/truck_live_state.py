@@ -111,7 +111,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule
+try:
+    from ansible.module_utils.basic import AnsibleModule
+except ImportError:  # measured without Ansible by drift's fast path (truckctl/truck/fingerprint_node.py)
+    AnsibleModule = None  # type: ignore[assignment,misc]
 
 NOLOGIN = ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false", "/bin/sync")
 SSHD_ALIASES = {"prohibit-password": "without-password"}

@@ -55,9 +55,10 @@ def free_or_expired(lab: Lab) -> bool:
 def holding_the_lock(lab: Lab) -> tuple[Any, str]:
     """This host's `drift --fix` started, returned once it holds the team lock and is at work on the
     nodes. (`drift`, not `up`: on this shared machine, under load, `up`'s clock precheck now and then
-    reads a slow SSH round trip as skew, and these tests are about the lock, not the clocks.)"""
+    reads a slow SSH round trip as skew, and these tests are about the lock, not the clocks.) With --full:
+    its check-mode run, where on a clean stage the fast path would be done in about a second."""
     known = run_ids(lab)
-    process = start(lab, "drift", STAGE, "--fix", "--yes")
+    process = start(lab, "drift", STAGE, "--fix", "--yes", "--full")
 
     def holding() -> str | None:
         fresh = [r["run_id"] for r in list_runs(lab.project, STAGE) if r["run_id"] not in known]

@@ -1,4 +1,4 @@
-"""`truckctl drift STAGE [--fix] [--yes]`: find configuration drift, and put it back.
+"""`truckctl drift STAGE [--fix] [--yes] [--full]`: find configuration drift, and put it back.
 
 Only typer is imported at module level; the lifecycle loads when the command runs.
 """
@@ -37,6 +37,8 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
         json_output: Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")
                                ] = False,
         interrupt_telemetry: InterruptTelemetryOpt = False,
+        full: Annotated[bool, typer.Option("--full", help="Run the check-mode playbook even when no node moved "
+                                           "since the last clean check (no fast path).")] = False,
     ) -> None:
         """Report drift (exit 3) or none (exit 0); with --fix, fix it and exit 0 once clean."""
         from truckctl.cli.dispatch import Outcome, run
@@ -64,7 +66,7 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
         def action() -> Outcome:
             with NodeProgress(env if not quiet else env_factory(True)) as progress:
                 hooks = DriftHooks(confirm=confirm, on_step=progress.progress().on_step, truck=progress.callbacks())
-                options = DriftOptions(stage, fix, limit, interrupt_telemetry)
+                options = DriftOptions(stage, fix, limit, interrupt_telemetry, full)
                 result, code = core_drift(for_kind(target, project_factory()), options, hooks)
             return Outcome(result.to_json(), code)
 
@@ -83,6 +85,10 @@ def render_drift(env: Env, outcome: Outcome) -> None:
                       f"{escape(item['expected'])}, found {escape(item['found'])}", highlight=False)
         if item["diff"]:
             console.print(escape(item["diff"].rstrip()), highlight=False, soft_wrap=True)
+    method = result.get("truck_check") or {}
+    if method.get("method") == "fingerprint":
+        console.print(f"truck tier: {method['fast_path']}, checked in {method['fast_path_s']} s (fast path: one "
+                      "SSH call per node instead of the check-mode run)", markup=False, highlight=False)
     cloud = result.get("cloud", {})
     if not cloud.get("checked", True):
         console.print(f"cloud: {cloud['note']}", markup=False, highlight=False)

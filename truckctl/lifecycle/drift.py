@@ -1,9 +1,11 @@
 """`truckctl drift`: what differs from the configuration, per tier, and (with --fix) putting it back.
 
 Truck tier: the playbooks in check mode with diff: every task that would change is drift, with
-its node and diff. Cloud tier: on aws, Pulumi's refresh (preview only) plus a preview that expects
-no changes; on the lab the cloud tier is an offline plan with no deployed state, so there is no
-cloud drift to measure (said plainly). Exit 0 clean, 3 drift found (or left after a fix).
+its node and diff. When the inputs are those of the last clean check and no node moved since, one SSH
+call per node says so instead (truckctl.truck.fastcheck: the fast path). Cloud tier: on aws, Pulumi's
+refresh (preview only) plus a preview that expects no changes; on the lab the cloud tier is an offline
+plan with no deployed state, so there is no cloud drift to measure (said plainly). Exit 0 clean, 3 drift
+found (or left after a fix).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from truckctl.project import Project
 from truckctl.remote import Connection
 from truckctl.target import Target, Tier
 from truckctl.truck.events import Change, TruckRunResult
-from truckctl.truck.plan import resolve_limit
+from truckctl.truck.fastcheck import FastPath, node_addresses
+from truckctl.truck.plan import build_plan, resolve_limit
 from truckctl.truck.tier import UpCallbacks, UpRequest, truck_tier
 
 
@@ -35,6 +38,7 @@ class DriftOptions:
     fix: bool = False
     limit: str | None = None
     interrupt_telemetry: bool = False  # --interrupt-telemetry: fix what would cut telemetry even while live
+    full: bool = False  # --full: the check-mode run even where the fast path would say clean
 
 
 @dataclass(frozen=True)
@@ -61,14 +65,18 @@ class DriftFound:
     items: tuple[DriftItem, ...]
     truck: TruckRunResult
     cloud: JsonObject  # the target's cloud drift step detail (aws: Pulumi's refresh and preview)
+    method: JsonObject | None = None  # how the truck tier was checked: the fast path, or why not
 
     @property
     def drift(self) -> bool:
         return bool(self.items)
 
     def to_json(self) -> JsonObject:
-        return {"drift": self.drift, "items": [item.to_json() for item in self.items], "truck": self.truck.as_dict(),
-                "cloud": self.cloud}
+        found: JsonObject = {"drift": self.drift, "items": [item.to_json() for item in self.items],
+                             "truck": self.truck.as_dict(), "cloud": self.cloud}
+        if self.method is not None:
+            found["truck_check"] = self.method
+        return found
 
 
 @dataclass(frozen=True)
@@ -177,12 +185,13 @@ def measure(project: Project, stage: Stage, options: DriftOptions, target: Targe
             hooks: DriftHooks, step: str) -> DriftFound:
     hooks.on_step(step, target.drift_message())
     checked: list[TruckRunResult] = []
-    run.step(f"{step}-truck", lambda: truck_check(project, stage, options, target, access, hooks, checked))
+    truck = run.step(f"{step}-truck", lambda: truck_check(project, stage, options, target, access, hooks, checked))
     cloud = run.step(f"{step}-cloud", lambda: target.cloud_drift(stage))
     items = [*truck_drift(checked[0].changes),
              *(DriftItem("cloud", None, "cloud-resource", name, "as the stack declares it", "differs")
                for name in cloud.get("drifted", []))]
-    return DriftFound(tuple(items), checked[0], cloud)
+    method = truck.get("truck_check")
+    return DriftFound(tuple(items), checked[0], cloud, method if isinstance(method, dict) else None)
 
 
 def truck_drift(changes: Iterable[Change]) -> list[DriftItem]:
@@ -203,14 +212,32 @@ def truck_items(change: Change) -> list[DriftItem]:
 
 def truck_check(project: Project, stage: Stage, options: DriftOptions, target: Target, access: NodeAccess,
                 hooks: DriftHooks, checked: list[TruckRunResult]) -> StepResult:
-    """The truck tier in check mode; its run is appended to `checked` (the drift items come from it)."""
+    """The truck tier in check mode, or the fast path where it applies; its run is appended to `checked`
+    (the drift items come from it)."""
     request = UpRequest(stage.name, target.kind, Tier.truck, options.limit, check=True)
+    fast = None if options.limit else fast_path(project, stage, target, access)
+    method: JsonObject = {}
+    if fast is not None:
+        outcome = fast.try_clean()  # with --full too: its fingerprints let this check record the baseline
+        if options.full:
+            outcome = replace(outcome, clean=False, reason="not used: --full")
+        method = {"truck_check": outcome.as_dict()}
+        if outcome.clean:
+            checked.append(outcome.run_result(list(fast.addresses)))
+            return StepResult({**checked[0].as_dict(), **method})
     ran = truck_tier(project, stage, request, access.connection, access.cloud, hooks.truck)
     failures = truck_failures(ran)
     if failures:  # an unreachable node is not "no drift": the check itself failed
         raise TruckctlError(failures, ExitCode.ERROR, {"truck": ran.as_dict()})
+    if fast is not None:
+        fast.after_full_check(ran)
     checked.append(ran)
-    return StepResult(ran.as_dict(), changed=ran.changed)
+    return StepResult({**ran.as_dict(), **method}, changed=ran.changed)
+
+
+def fast_path(project: Project, stage: Stage, target: Target, access: NodeAccess) -> FastPath:
+    plan = build_plan(project.playbooks_dir, stage, access.cloud, access.connection, target.kind, check=True)
+    return FastPath(project.state_dir, stage.name, plan, access.connection, node_addresses(stage))
 
 
 def apply_fix(project: Project, stage: Stage, options: DriftOptions, target: Target, access: NodeAccess,

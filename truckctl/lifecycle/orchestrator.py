@@ -31,7 +31,7 @@ from truckctl.remote import Connection
 from truckctl.target import CloudApplied, Target, Tier, parse_tier
 from truckctl.truck.events import TruckRunResult
 from truckctl.truck.plan import resolve_limit
-from truckctl.truck.tier import UpCallbacks, UpRequest
+from truckctl.truck.tier import UpCallbacks, UpRequest, remember_converge
 
 
 @dataclass
@@ -233,6 +233,7 @@ def truck_step(project: Project, stage: Stage, request: UpRequest, connection: C
     plan = build_plan(project.playbooks_dir, stage, cloud, connection, request.target, request.limit,
                       request.check, request.exclude, request.hold_cuts)
     result = run.truck(plan, callbacks)
+    remember_converge(project, stage, plan, result)
     ran.append(result)
     return StepResult(result.as_dict(), "ok" if result.ok else "failed", result.changed,
                       StepSummary(seconds=round(time.monotonic() - started, 2)))

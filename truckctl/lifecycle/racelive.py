@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from truckctl.truck.events import Change, TruckRunResult
 
 CUTS_TAG = "cuts-telemetry"
-HOLD_VAR = "hold_telemetry_cuts"  # the playbooks' switch (site.yml): skip the tagged tasks on gateways
 OPTION = "--interrupt-telemetry"  # the CLI's override (alias --during-race), declared once in cli/options.py
 
 

@@ -220,7 +220,8 @@ class AwsTarget:
     # ---- drift -----------------------------------------------------------------------------------
 
     def drift_message(self) -> str:
-        return "truck tier in check mode with diff; cloud refresh and preview"
+        return ("truck tier: the fast path when no node moved since the last clean check, else check mode with diff; "
+                "cloud refresh and preview")
 
     def cloud_drift(self, stage: Stage) -> StepResult:
         operation = self.engine(self.project, stage, None).drift()

@@ -134,7 +134,7 @@ class LabTarget:
     # ---- drift -----------------------------------------------------------------------------------
 
     def drift_message(self) -> str:
-        return "truck tier in check mode with diff"
+        return "truck tier: the fast path when no node moved since the last clean check, else check mode with diff"
 
     def cloud_drift(self, stage: Stage) -> StepResult:
         return StepResult({"checked": False, "note": DRIFT_CLOUD_NOTE, "drifted": []})

@@ -41,6 +41,10 @@ class Connection(Protocol):
 
 
 
+# The extra var that holds back what would interrupt telemetry (playbooks/site.yml).
+HOLD_CUTS_VAR = "hold_telemetry_cuts"
+
+
 @dataclass(frozen=True)
 class RunPlan:
     """One ansible-playbook run: everything but the secrets' values is inspectable here."""
@@ -54,7 +58,7 @@ class RunPlan:
     forks: int
     hosts: list[str]
     secret_vars: JsonObject = field(repr=False)
-    hold_cuts: bool = False  # the race is live: skip what would interrupt telemetry (extra var hold_telemetry_cuts)
+    hold_cuts: bool = False  # the race is live: skip what would interrupt telemetry (extra var HOLD_CUTS_VAR)
 
     def cmdline(self, secrets_file: Path | None, extravars_file: Path | None = None) -> str:
         """ansible-playbook options. Check mode only works this way (not via extra vars). The extra vars
@@ -138,7 +142,7 @@ def build_plan(project_dir: Path, stage: Stage, cloud: CloudOutputs, connection:
         playbook=PLAYBOOK,
         inventory=inventory,
         extravars={**cloud_vars(stage, cloud), **target_vars(target), **admin_vars(connection.private_key),
-                   **({"hold_telemetry_cuts": True} if hold_cuts else {})},
+                   **({HOLD_CUTS_VAR: True} if hold_cuts else {})},
         limit=limit,
         check=check,
         forks=max(1, len(hosts)),

@@ -78,4 +78,14 @@ def truck_tier(project: Project, stage: Stage, request: UpRequest, connection: C
 
     plan = build_plan(project.playbooks_dir, stage, cloud, connection, request.target, request.limit,
                       request.check, request.exclude, request.hold_cuts)
-    return run_truck_plan(project, plan, callbacks)
+    result = run_truck_plan(project, plan, callbacks)
+    remember_converge(project, stage, plan, result)
+    return result
+
+
+def remember_converge(project: Project, stage: Stage, plan: RunPlan, result: TruckRunResult) -> None:
+    """A converge of every node: its spec, for drift's fast path (truck.fastcheck)."""
+    if not plan.check and plan.limit is None:
+        from truckctl.truck.fastcheck import remember_spec
+
+        remember_spec(project.state_dir, stage.name, plan, result)

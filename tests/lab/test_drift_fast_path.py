@@ -1,0 +1,105 @@
+"""Drift's fast path on real lab nodes (truck.fastcheck): once a full check found a converged stage clean,
+`drift` asks each node for its fingerprint and live state in one SSH call; any hand change on a node sends
+it back to the full check-mode run, which names the drift; what the configuration does not decide does not.
+
+One hand change per node, all at once, so each node's answer is about its own change: a live-only firewall
+rule (no file touched), a stopped unit, an edited file, a new account, a file's mode, and on the sixth
+node changes the configuration does not decide (which must leave that node as it was).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.lab.harness import STAGE, Lab
+from truckctl.config.loader import load_stage
+from truckctl.targets.lab import LabTarget
+
+pytestmark = pytest.mark.lab
+
+CHANGES = {  # node -> a hand change
+    "truck-a-gw": "nft insert rule inet truckctl input accept",  # live only: the fingerprint alone would not see it
+    "truck-a-hv1": "systemctl stop truck-heartbeat",
+    "truck-a-hv2": "echo '# tuned by hand' >> /etc/chrony/chrony.conf",
+    "truck-b-gw": "useradd --no-create-home visitor-$(date +%s%N)",  # locked, no key: not drift; the accounts moved
+    "truck-b-hv1": "chmod 0666 /etc/chrony/chrony.conf",
+}
+UNDECIDED = ("truck-b-hv2", "echo 'Welcome, race engineers' > /etc/motd && echo scratch > /tmp/notes.txt")
+
+
+def drift(lab: Lab, *args: str) -> tuple[int, dict[str, Any]]:
+    proc = subprocess.run([sys.executable, "-m", "truckctl", "-C", str(lab.project.root), "drift", STAGE, *args,
+                           "--json"], capture_output=True, text=True, timeout=900, check=False)
+    assert proc.stdout.strip(), proc.stderr[-2000:]
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def method(document: dict[str, Any]) -> str:
+    return str(document["result"]["truck_check"]["method"])
+
+
+@pytest.fixture(scope="module")
+def rounds(lab: Lab) -> dict[str, Any]:
+    (lab.project.state_dir / "truck" / "fastcheck" / f"{STAGE}.json").unlink(missing_ok=True)  # from no baseline
+    proc = subprocess.run([sys.executable, "-m", "truckctl", "-C", str(lab.project.root), "up", STAGE, "--json"],
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    clean = [drift(lab), drift(lab), drift(lab, "--full"), drift(lab)]
+    for node, command in [*CHANGES.items(), UNDECIDED]:
+        rc, out = lab.ssh(lab.node(node).address, command)
+        assert rc == 0, f"{node}: {command}: {out}"
+    found = drift(lab)
+    fixed = drift(lab, "--fix", "--yes", "--interrupt-telemetry")
+    after = drift(lab)
+    return {"clean": clean, "found": found, "fixed": fixed, "after": after}
+
+
+def test_after_a_clean_full_check_drift_takes_the_fast_path(rounds: dict[str, Any]) -> None:
+    codes = [code for code, _ in rounds["clean"]]
+    assert codes == [0, 0, 0, 0]
+    methods = [method(document) for _, document in rounds["clean"]]
+    # `up` left the spec: the first check takes the fingerprints around its full run, the next ones need no run;
+    # --full runs the playbook all the same, and the baseline stays
+    assert methods == ["playbook", "fingerprint", "playbook", "fingerprint"], [
+        d["result"]["truck_check"] for _, d in rounds["clean"]]
+    assert rounds["clean"][2][1]["result"]["truck_check"]["fast_path"] == "not used: --full"
+    fast = rounds["clean"][1][1]["result"]
+    assert fast["items"] == [] and fast["truck"]["ok"] is True and fast["truck"]["changes"] == []
+
+
+def test_each_hand_changed_node_sends_drift_to_the_full_check_and_only_those(rounds: dict[str, Any]) -> None:
+    code, document = rounds["found"]
+    assert code == 3 and method(document) == "playbook"
+    reason = document["result"]["truck_check"]["fast_path"]
+    assert reason == f"changed since the last clean check on {', '.join(sorted(CHANGES))}: full check"
+    assert UNDECIDED[0] not in reason
+    items = {(i["node"], i["kind"], i["item"]) for i in document["result"]["items"]}
+    assert {("truck-a-gw", "firewall", "live nftables ruleset"), ("truck-a-hv1", "unit", "truck-heartbeat"),
+            ("truck-a-hv2", "file", "/etc/chrony/chrony.conf"), ("truck-b-hv1", "file", "/etc/chrony/chrony.conf")
+            } <= items, items
+    assert not any(node in ("truck-b-gw", UNDECIDED[0]) for node, _, _ in items), items
+
+
+def test_after_the_fix_the_recheck_records_the_baseline_again(rounds: dict[str, Any]) -> None:
+    code, fixed = rounds["fixed"]
+    assert code == 0 and fixed["result"]["fixed"] is True
+    assert fixed["result"]["after"]["truck_check"]["method"] == "playbook"
+    code, after = rounds["after"]
+    assert code == 0 and method(after) == "fingerprint" and after["result"]["items"] == []
+
+
+def test_the_baseline_is_private_and_holds_no_key(lab: Lab, rounds: dict[str, Any]) -> None:
+    path = lab.project.state_dir / "truck" / "fastcheck" / f"{STAGE}.json"
+    assert path.stat().st_mode & 0o777 == 0o600
+    text = path.read_text()
+    outputs = LabTarget(lab.project).cloud_outputs(load_stage(lab.project, STAGE))
+    keys = [access.private_key_pem.get_secret_value() for access in outputs.trucks.values()]
+    assert keys and all("PRIVATE KEY" in key for key in keys)
+    for key in keys:  # no line of any truck's key, not just the armour
+        assert not any(line in text for line in key.strip().splitlines()[1:-1])
+    assert "PRIVATE KEY" not in text

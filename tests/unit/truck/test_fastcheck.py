@@ -1,0 +1,277 @@
+"""Drift's fast path (truck.fastcheck): what a node's fingerprint covers, read from a run's module arguments;
+the inputs key; the baselines; the node-side fingerprint on real files; and when a baseline is recorded.
+The fast path on real nodes, with hand changes, is tests/lab/test_drift_fast_path.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.helpers import REPO, FakeConnection
+from truckctl.cloud.outputs import CloudOutputs
+from truckctl.config.model import Stage
+from truckctl.truck import fastcheck, fingerprint_node
+from truckctl.truck.events import Change, HostStats, TruckRunResult
+from truckctl.truck.plan import HOLD_CUTS_VAR, build_plan
+
+LIVE_ARGS = {"ops_users": [{"name": "raceops"}], "sshd_conf": "/etc/ssh/sshd_config", "units": ["ssh"],
+             "hold_cuts": True}
+
+
+def write_events(directory: Path, events: list[tuple[str, str, str, str, dict[str, Any]]]) -> Path:
+    """Canned ansible-runner events: (event, host, role, action, res)."""
+    job_events = directory / "job_events"
+    job_events.mkdir(parents=True, exist_ok=True)
+    for counter, (name, host, role, action, res) in enumerate(events, start=1):
+        (job_events / f"{counter}-x.json").write_text(json.dumps({"event": name, "event_data": {
+            "host": host, "role": role, "task_action": action, "resolved_action": action, "res": res}}))
+    return job_events
+
+
+def ok(host: str, role: str, action: str, args: dict[str, Any]) -> tuple[str, str, str, str, dict[str, Any]]:
+    return ("runner_on_ok", host, role, action, {"changed": False, "invocation": {"module_args": args}})
+
+
+RUN = [
+    ok("gw", "common", "ansible.builtin.command", {"argv": ["dpkg-query", "--show", "chrony"]}),
+    ("runner_on_skipped", "gw", "common", "ansible.builtin.apt", {}),
+    ("runner_on_ok", "gw", "common", "ansible.builtin.user", {"results": [
+        {"invocation": {"module_args": {"name": "raceops"}}}, {"invocation": {"module_args": {"name": "pit"}}}]}),
+    ok("gw", "time", "truck_files", {"dirs": [{"path": "/etc/chrony"}], "files": [{"path": "/etc/chrony/chrony.conf"}],
+                                     "prune": [{"path": "/etc/systemd/network"}], "services": ["chrony"]}),
+    ok("gw", "telemetry", "ansible.builtin.assert", {"that": ["x"]}),
+    ok("gw", "telemetry", "truck_secret_file", {"path": "/etc/mosquitto/bridge/truck.key"}),
+    ok("gw", "vpn", "ansible.builtin.shell", {"cmd": "wg genkey > k", "creates": "/etc/wireguard/k"}),
+    ok("gw", "hardening", "ansible.builtin.shell", {"cmd": "nft list chain inet truckctl input"}),
+    ok("gw", "live_state", "truck_live_state", LIVE_ARGS),
+]
+
+
+def test_a_nodes_spec_is_read_from_the_module_arguments_of_a_run(tmp_path: Path) -> None:
+    specs = fastcheck.spec_from_run(write_events(tmp_path, RUN), ["gw"])
+    assert specs is not None
+    assert specs["gw"] == fastcheck.NodeSpec(
+        paths=("/etc/chrony", "/etc/chrony/chrony.conf", "/etc/mosquitto/bridge/truck.key", "/etc/mosquitto/bridge",
+               "/etc/wireguard/k"),
+        listed=("/etc/systemd/network",), units=("chrony", "nftables"), users=("raceops", "pit"),
+        live_args={k: v for k, v in LIVE_ARGS.items() if k != "hold_cuts"})  # measured only, never fixed
+    assert fastcheck.NodeSpec.from_dict(json.loads(json.dumps(specs["gw"].as_dict()))) == specs["gw"]
+
+
+@pytest.mark.parametrize("uncovered", [
+    ok("gw", "time", "ansible.builtin.lineinfile", {"path": "/etc/x"}),  # a module the fingerprint knows nothing of
+    ok("gw", "monitoring", "ansible.builtin.command", {"argv": ["true"]}),  # a command of another role
+])
+def test_a_task_the_fingerprint_does_not_cover_means_no_fast_path(tmp_path: Path, uncovered: Any) -> None:
+    assert fastcheck.spec_from_run(write_events(tmp_path, [*RUN, uncovered]), ["gw"]) is None
+
+
+def test_handlers_do_not_count(tmp_path: Path) -> None:
+    """A converge whose handlers ran (a reload command of another role) still leaves its spec."""
+    reload = ok("gw", "network", "ansible.builtin.command", {"argv": ["networkctl", "reload"]})
+    job_events = write_events(tmp_path, [*RUN, reload])
+    last = max(job_events.iterdir(), key=lambda p: int(p.name.split("-", 1)[0]))
+    event = json.loads(last.read_text())
+    event["event_data"]["task_path"] = "/work/playbooks/roles/network/handlers/main.yml:3"
+    last.write_text(json.dumps(event))
+    assert fastcheck.spec_from_run(job_events, ["gw"]) is not None
+
+
+def test_a_node_without_its_live_state_check_means_no_fast_path(tmp_path: Path) -> None:
+    assert fastcheck.spec_from_run(write_events(tmp_path, RUN[:-1]), ["gw"]) is None
+    assert fastcheck.spec_from_run(write_events(tmp_path / "two", RUN), ["gw", "hv1"]) is None
+
+
+def test_every_task_of_the_roles_is_one_the_fingerprint_covers() -> None:
+    """A new kind of task in a role must come with its reads in the fingerprint (fingerprint_node.py), or drift's
+    fast path would miss what it reads: this fails until COVERED_ACTIONS or COMMAND_ROLES says how it is covered.
+    (Handlers run only after a change, and a check with a change records no baseline.)"""
+    for path in sorted((REPO / "playbooks" / "roles").glob("*/tasks/main.yml")):
+        role = path.parent.parent.name
+        for task in yaml.safe_load(path.read_text()) or []:
+            module = next(k for k in task if k not in {"name", "vars", "register", "notify", "when", "loop",
+                                                        "loop_control", "check_mode", "changed_when", "failed_when",
+                                                        "tags", "listen", "no_log", "become", "ignore_errors"})
+            action = module.rsplit(".", 1)[-1]
+            if action in ("command", "shell"):
+                assert role in fastcheck.COMMAND_ROLES, (path, task["name"])
+            else:
+                assert action in fastcheck.COVERED_ACTIONS | {"meta"}, (path, task["name"], module)
+
+
+def plan_of(stage: Stage, cloud: CloudOutputs, **kwargs: Any) -> Any:
+    return build_plan(REPO / "playbooks", stage, cloud, FakeConnection(), "lab", **kwargs)
+
+
+def test_the_inputs_key_follows_the_configuration_and_the_playbooks(stage: Stage, cloud: CloudOutputs,
+                                                                    tmp_path: Path) -> None:
+    plan = plan_of(stage, cloud)
+    key = fastcheck.inputs_key(plan)
+    assert fastcheck.inputs_key(plan_of(stage, cloud, check=True)) == key
+    assert fastcheck.inputs_key(plan_of(stage, cloud, hold_cuts=True)) == key  # a converge's choice
+    assert HOLD_CUTS_VAR in plan_of(stage, cloud, hold_cuts=True).extravars
+    changed = dataclasses.replace(plan, extravars={**plan.extravars, "cloud_ingest_port": 8884})
+    assert fastcheck.inputs_key(changed) != key
+    secret = dataclasses.replace(plan, secret_vars={"cloud_truck_keys": {"truck-a": "another key"}})
+    assert fastcheck.inputs_key(secret) != key
+    copy = tmp_path / "playbooks"
+    shutil.copytree(REPO / "playbooks", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert fastcheck.inputs_key(dataclasses.replace(plan, project_dir=copy)) == key
+    chrony = copy / "roles" / "time" / "templates" / "chrony.conf.j2"
+    chrony.write_text(chrony.read_text() + "# one more line\n")
+    assert fastcheck.inputs_key(dataclasses.replace(plan, project_dir=copy)) != key
+
+
+def test_baselines_are_private_and_belong_to_their_inputs(tmp_path: Path) -> None:
+    baselines = fastcheck.Baselines(tmp_path, "stage-1")
+    spec = fastcheck.NodeSpec(("/etc/a",), (), ("chrony",), ("raceops",), {"units": ["ssh"]})
+    assert baselines.load("k1") is None
+    baselines.save("k1", {"gw": spec}, {"gw": "f" * 64})
+    assert baselines.load("k1") == ({"gw": spec}, {"gw": "f" * 64})
+    assert baselines.load("k2") is None
+    assert baselines.path.stat().st_mode & 0o777 == 0o600
+    baselines.path.write_text("{not json")
+    assert baselines.load("k1") is None
+    baselines.forget()
+    assert not baselines.path.exists()
+
+
+def fingerprint(spec: dict[str, Any]) -> str:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        fingerprint_node.main({"paths": [], "listed": [], "units": [], "users": [], "live_args": None, **spec})
+    answer = json.loads(out.getvalue())
+    assert answer["live"] is None
+    return str(answer["fingerprint"])
+
+
+def test_the_node_fingerprint_moves_with_what_site_yml_reads_and_nothing_else(tmp_path: Path) -> None:
+    managed, listed, other = tmp_path / "managed.conf", tmp_path / "network", tmp_path / "motd"
+    managed.write_text("server a\n")
+    listed.mkdir()
+    other.write_text("welcome\n")
+    spec = {"paths": [str(managed), str(tmp_path / "absent")], "listed": [str(listed)]}
+    first = fingerprint(spec)
+    assert fingerprint(spec) == first
+    other.write_text("hello, race engineers\n")
+    assert fingerprint(spec) == first  # what the configuration does not decide
+    stamp = managed.stat()
+    managed.write_text("server b\n")
+    assert fingerprint(spec) != first
+    managed.write_text("server a\n")
+    os.utime(managed, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert fingerprint(spec) == first  # the same bytes, owner, mode and time: the same node
+    managed.chmod(0o666)
+    assert fingerprint(spec) != first
+    managed.chmod(stamp.st_mode & 0o777)
+    (listed / "20-truckctl-vlan9.network").write_text("[Match]\n")
+    assert fingerprint(spec) != first
+    (listed / "20-truckctl-vlan9.network").unlink()
+    (tmp_path / "absent").write_text("now here\n")
+    assert fingerprint(spec) != first
+
+
+def test_the_live_state_module_loads_where_ansible_is_not_installed() -> None:
+    """The fast path runs truck_live_state's Node on the node itself, where there is no Ansible."""
+    program = ("import sys, json\nsys.modules['ansible'] = None\n"  # `import ansible...` raises ImportError
+               "sys.path.insert(0, sys.argv[1])\nimport fingerprint_node as f\nimport types\n"
+               "m = types.ModuleType('truck_live_state'); sys.modules['truck_live_state'] = m\n"
+               "exec(compile(open(sys.argv[2]).read(), 'truck_live_state.py', 'exec'), m.__dict__)\n"
+               "print(json.dumps([m.AnsibleModule is None, callable(m.Node), callable(m.configured_accounts)]))\n")
+    proc = subprocess.run([sys.executable, "-c", program, str(Path(fingerprint_node.__file__).parent),
+                           str(REPO / "playbooks" / "library" / "truck_live_state.py")],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [True, True, True]
+
+
+class Nodes:
+    """A stand-in for the SSH calls: each call answers the next fingerprint of every node."""
+
+    def __init__(self, *rounds: dict[str, str | None], live: list[dict[str, Any]] | None = None) -> None:
+        self.rounds = list(rounds)
+        self.live = live or []
+        self.calls = 0
+
+    def __call__(self, connection: Any, addresses: dict[str, str], specs: Any, playbooks: Path
+                 ) -> dict[str, fastcheck.FastAnswer]:
+        answer = self.rounds[min(self.calls, len(self.rounds) - 1)]
+        self.calls += 1
+        return {h: fastcheck.FastAnswer(answer[h], self.live) for h in addresses}
+
+
+def converge_run(directory: Path, changes: list[Change] | None = None) -> TruckRunResult:
+    write_events(directory, RUN)
+    return TruckRunResult("successful", 0, True, {"gw": HostStats(ok=9)}, changes or [], [], 8.0, str(directory))
+
+
+@pytest.fixture
+def fast(stage: Stage, cloud: CloudOutputs, tmp_path: Path) -> fastcheck.FastPath:
+    plan = plan_of(stage, cloud, check=True)
+    return fastcheck.FastPath(tmp_path / "state", stage.name, plan, FakeConnection(), {"gw": "10.31.1.11"})  # type: ignore[arg-type]
+
+
+def establish(fast: fastcheck.FastPath, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nodes: Nodes) -> None:
+    monkeypatch.setattr(fastcheck, "ask_nodes", nodes)
+    fastcheck.remember_spec(fast.baselines.path.parent.parent.parent, "stage-1", dataclasses.replace(
+        fast.plan, check=False, hosts=["gw"]), converge_run(tmp_path / "up"))
+
+
+def test_a_clean_check_with_the_nodes_unmoved_becomes_the_baseline(fast: fastcheck.FastPath, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    establish(fast, tmp_path, monkeypatch, Nodes({"gw": "a"}))
+    first = fast.try_clean()
+    assert not first.clean and "no clean check recorded yet" in first.reason
+    fast.after_full_check(converge_run(tmp_path / "check"))
+    again = fastcheck.FastPath(fast.baselines.path.parent.parent.parent, "stage-1", fast.plan, fast.connection,
+                               fast.addresses)
+    outcome = again.try_clean()
+    assert outcome.clean and outcome.as_dict()["method"] == "fingerprint"
+    assert outcome.run_result(["gw"]).ok and outcome.run_result(["gw"]).changes == []
+
+
+@pytest.mark.parametrize(("nodes", "changes"), [
+    (Nodes({"gw": "a"}, {"gw": "b"}), []),  # a node moved while the check ran
+    (Nodes({"gw": "a"}), [Change("gw", "Configure chrony", "-a\n+b\n", "truck_files")]),  # the check found drift
+    (Nodes({"gw": "a"}, live=[{"kind": "sshd", "item": "passwordauthentication"}]), []),  # live drift
+    (Nodes({"gw": None}), []),  # a node gave no fingerprint
+])
+def test_no_baseline_from_a_check_that_is_not_clean_or_a_node_that_moved(
+        fast: fastcheck.FastPath, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nodes: Nodes,
+        changes: list[Change]) -> None:
+    establish(fast, tmp_path, monkeypatch, nodes)
+    fast.try_clean()
+    fast.after_full_check(converge_run(tmp_path / "check", changes))
+    loaded = fast.baselines.load(fast.key)
+    assert loaded is not None and loaded[1] is None
+    assert not fast.try_clean().clean
+
+
+def test_a_node_that_moved_since_the_baseline_sends_drift_to_the_full_check(
+        fast: fastcheck.FastPath, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    establish(fast, tmp_path, monkeypatch, Nodes({"gw": "a"}))
+    fast.try_clean()
+    fast.after_full_check(converge_run(tmp_path / "check"))
+    monkeypatch.setattr(fastcheck, "ask_nodes", Nodes({"gw": "b"}))
+    outcome = fast.try_clean()
+    assert not outcome.clean and outcome.reason == "changed since the last clean check on gw: full check"
+
+
+def test_a_node_that_does_not_answer_is_said_so(fast: fastcheck.FastPath, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    establish(fast, tmp_path, monkeypatch, Nodes({"gw": "a"}))
+    fast.try_clean()
+    fast.after_full_check(converge_run(tmp_path / "check"))
+    monkeypatch.setattr(fastcheck, "ask_nodes", Nodes({"gw": None}))
+    assert fast.try_clean().reason == "no fingerprint from gw: full check"
