@@ -30,6 +30,11 @@ CHANGES = {  # node -> a hand change
     "truck-b-hv1": "chmod 0666 /etc/chrony/chrony.conf",
 }
 UNDECIDED = ("truck-b-hv2", "echo 'Welcome, race engineers' > /etc/motd && echo scratch > /tmp/notes.txt")
+# The second round, after the fix: what a cache or a no_log result could hide.
+QUIET_CHANGES = {
+    "truck-a-gw": "chmod 0644 /etc/truck-ops/truck.key",  # a no_log secret file (its task's result is censored)
+    "truck-a-hv1": "rm /etc/systemd/system/multi-user.target.wants/truck-heartbeat.service",  # no daemon-reload
+}
 
 
 def drift(lab: Lab, *args: str) -> tuple[int, dict[str, Any]]:
@@ -103,3 +108,20 @@ def test_the_baseline_is_private_and_holds_no_key(lab: Lab, rounds: dict[str, An
     for key in keys:  # no line of any truck's key, not just the armour
         assert not any(line in text for line in key.strip().splitlines()[1:-1])
     assert "PRIVATE KEY" not in text
+
+
+def test_a_secret_files_mode_and_a_unit_disabled_behind_systemds_back_are_seen(lab: Lab,
+                                                                                rounds: dict[str, Any]) -> None:
+    code, document = drift(lab)
+    assert code == 0 and method(document) == "fingerprint"
+    for node, command in QUIET_CHANGES.items():
+        rc, out = lab.ssh(lab.node(node).address, command)
+        assert rc == 0, f"{node}: {command}: {out}"
+    code, document = drift(lab)
+    assert code == 3 and document["result"]["truck_check"]["fast_path"] == (
+        f"changed since the last clean check on {', '.join(sorted(QUIET_CHANGES))}: full check")
+    items = {(i["node"], i["kind"], i["item"]) for i in document["result"]["items"]}
+    assert ("truck-a-hv1", "unit", "truck-heartbeat") in items, items
+    assert any(node == "truck-a-gw" and kind == "task" and "private key" in item for node, kind, item in items), items
+    code, document = drift(lab, "--fix", "--yes", "--interrupt-telemetry")
+    assert code == 0 and document["result"]["fixed"] is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -119,6 +120,12 @@ def render_diff(diff: Any) -> str:
     return "".join(out)
 
 
+def _censored_change(res: JsonObject, stdout: str) -> bool:
+    """A no_log task that changed something (the secret files): ansible-runner replaces its whole result with
+    {"censored": ...}, `changed` included, so its own output line is what still says so."""
+    return "censored" in res and re.search(r"(?m)^changed: \[", stdout) is not None
+
+
 def _item(item: JsonObject) -> dict[str, Any]:
     """A module's drift item, its diff as unified text (truck_files gives Ansible's before/after form)."""
     diff = item.get("diff")
@@ -158,14 +165,14 @@ class EventCollector:
         elif name == "runner_on_start":
             self.on_event(HostEvent(data.get("host", ""), _task(data), "started"))
         elif name in _OUTCOMES:
-            self._outcome(name, data)
+            self._outcome(name, data, str(event.get("stdout", "")))
         return True  # keep every event in the artifacts: they are the run's durable record
 
-    def _outcome(self, name: str, data: JsonObject) -> None:
+    def _outcome(self, name: str, data: JsonObject, stdout: str) -> None:
         host, task, res = data.get("host", ""), _task(data), data.get("res") or {}
         self.hosts.setdefault(host, HostStats())
         status: Status = _OUTCOMES[name]
-        if status == "ok" and res.get("changed"):
+        if status == "ok" and (res.get("changed") or _censored_change(res, stdout)):
             status = "changed"
         if name == "runner_on_failed" and data.get("ignore_errors"):
             status = "ok"

@@ -21,12 +21,14 @@ Sound by construction, conservative by design:
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from truckctl.config.model import Stage
 
 NODE_SCRIPT = Path(__file__).with_name("fingerprint_node.py")
+PACKAGE = Path(__file__).parent.parent  # truckctl/
 LIVE_MODULE = "library/truck_live_state.py"
 ANSWER_TIMEOUT_S = 30.0
 # Task actions whose reads the fingerprint covers, beyond the files and units of truck_files: the
@@ -59,7 +62,8 @@ class NodeSpec:
     """What one node's fingerprint covers, read from the module arguments of a truck run."""
 
     paths: tuple[str, ...]
-    listed: tuple[str, ...]  # directories whose entries count (truck_files' prune)
+    listed: tuple[str, ...]  # directories whose entry names count (truck_files' prune)
+    deep: tuple[str, ...]  # directories whose every entry counts: a role's, where its secret file lives
     units: tuple[str, ...]
     users: tuple[str, ...]
     live_args: JsonObject
@@ -72,7 +76,8 @@ class NodeSpec:
         def strings(key: str) -> tuple[str, ...]:
             return tuple(str(v) for v in data[key])
 
-        return cls(strings("paths"), strings("listed"), strings("units"), strings("users"), dict(data["live_args"]))
+        return cls(strings("paths"), strings("listed"), strings("deep"), strings("units"), strings("users"),
+                   dict(data["live_args"]))
 
 
 @dataclass(frozen=True)
@@ -85,9 +90,18 @@ class FastAnswer:
 
 
 def spec_from_run(job_events: Path, hosts: list[str]) -> dict[str, NodeSpec] | None:
-    """Each node's spec from a finished run's events; None when a task's reads are not covered or a node
-    lacks its live-state check (then there is no fast path for this run's kind)."""
+    """Each node's spec from a finished run's events; None when a task's reads are not covered, a covered
+    task's arguments are not in its result, or a node lacks its live-state check (then no fast path)."""
+    try:
+        return _spec_from_events(job_events, hosts)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # rotated away, cut short: no fast path
+        return None
+
+
+def _spec_from_events(job_events: Path, hosts: list[str]) -> dict[str, NodeSpec] | None:
     found: dict[str, dict[str, list[str]]] = {h: {"paths": [], "listed": [], "units": [], "users": []} for h in hosts}
+    role_dirs: dict[tuple[str, str], list[str]] = {}  # (host, role) -> its truck_files directories
+    secret_roles: set[tuple[str, str]] = set()
     live: dict[str, JsonObject] = {}
     for path in sorted(job_events.glob("*.json"), key=lambda p: int(p.name.split("-", 1)[0])):
         event = json.loads(path.read_text())
@@ -95,20 +109,28 @@ def spec_from_run(job_events: Path, hosts: list[str]) -> dict[str, NodeSpec] | N
         if event.get("event") not in ("runner_on_ok", "runner_on_skipped") or data.get("host") not in found \
                 or "/handlers/" in str(data.get("task_path", "")):
             continue
+        host, role = str(data["host"]), str(data.get("role", ""))
         action = str(data.get("resolved_action") or data.get("task_action") or "").rsplit(".", 1)[-1]
-        spec = found[data["host"]]
         if action in ("command", "shell"):
-            if data.get("role") not in COMMAND_ROLES:
+            if role not in COMMAND_ROLES:
                 return None
         elif action not in COVERED_ACTIONS and action != "meta":
             return None
-        if event["event"] == "runner_on_skipped":
-            continue
         res = data.get("res") or {}
-        for args in _invocations(res):
+        if event["event"] == "runner_on_skipped" or action in ("meta", "assert"):
+            continue
+        if action == "truck_secret_file" and res.get("censored"):  # no_log: its path is not in the result;
+            secret_roles.add((host, role))  # the role keeps it in a directory of its own (test_fastcheck)
+            continue
+        invocations = _invocations(res)
+        if not invocations:
+            return None  # a covered task whose reads cannot be known
+        spec = found[host]
+        for args in invocations:
             if action == "truck_files":
-                spec["paths"] += [str(d["path"]) for d in args.get("dirs") or []]
-                spec["paths"] += [str(f["path"]) for f in args.get("files") or []]
+                dirs = [str(d["path"]) for d in args.get("dirs") or []]
+                role_dirs.setdefault((host, role), []).extend(dirs)
+                spec["paths"] += dirs + [str(f["path"]) for f in args.get("files") or []]
                 spec["listed"] += [str(p["path"]) for p in args.get("prune") or []]
                 spec["units"] += [str(u) for u in args.get("services") or []]
             elif action == "truck_secret_file":
@@ -118,11 +140,14 @@ def spec_from_run(job_events: Path, hosts: list[str]) -> dict[str, NodeSpec] | N
             elif action == "user":
                 spec["users"].append(str(args["name"]))
             elif action == "truck_live_state":  # measured only: whether fixes are held back does not count
-                live[data["host"]] = {name: value for name, value in args.items() if name != "hold_cuts"}
-    if set(live) != set(hosts):
+                live[host] = {name: value for name, value in args.items() if name != "hold_cuts"}
+    if set(live) != set(hosts) or any(not role_dirs.get(key) for key in secret_roles):
         return None
+    def deep(host: str) -> tuple[str, ...]:
+        return tuple(d for key, dirs in role_dirs.items() if key[0] == host and key in secret_roles for d in dirs)
+
     nftables = ["nftables"]  # hardening's ruleset check reads its start time
-    return {host: NodeSpec(tuple(s["paths"]), tuple(s["listed"]), tuple(sorted(set(s["units"] + nftables))),
+    return {host: NodeSpec(tuple(s["paths"]), tuple(s["listed"]), deep(host), tuple(sorted(set(s["units"] + nftables))),
                            tuple(s["users"]), live[host]) for host, s in found.items()}
 
 
@@ -136,15 +161,26 @@ def _invocations(res: JsonObject) -> list[JsonObject]:
 
 def inputs_key(plan: RunPlan) -> str:
     """A hash of everything the run's outcome depends on besides the nodes: the rendered inventory, extra
-    vars and secrets, every file under playbooks/, truckctl's version. Check mode, --limit and holding back
-    what cuts telemetry (a converge's choice, not the configuration) are left out."""
+    vars and secrets, every file under playbooks/, the versions of truckctl, ansible-core and Mitogen, and
+    truckctl's own code (how a check's results are read decides what a clean check was). Check mode, --limit
+    and holding back what cuts telemetry (a converge's choice, not the configuration) are left out."""
     extravars = {name: value for name, value in plan.extravars.items() if name != HOLD_CUTS_VAR}
     digest = hashlib.sha256()
-    digest.update(json.dumps([__version__, plan.inventory, extravars, plan.secret_vars], sort_keys=True,
-                             default=str).encode())
-    for path in sorted(p for p in plan.project_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+    digest.update(json.dumps([__version__, _version("ansible-core"), _version("mitogen"), plan.inventory, extravars,
+                              plan.secret_vars], sort_keys=True, default=str).encode())
+    files = [p for p in plan.project_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    for path in sorted(files):
         digest.update(str(path.relative_to(plan.project_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for own in sorted(PACKAGE.rglob("*.py")):
+        digest.update(own.read_bytes())
     return digest.hexdigest()
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 class Baselines:
@@ -172,7 +208,8 @@ class Baselines:
         write_private(self.path, json.dumps(data, sort_keys=True).encode())
 
     def forget(self) -> None:
-        self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # an unwritable state dir: nothing could be recorded either
+            self.path.unlink(missing_ok=True)
 
 
 def ask_nodes(connection: Connection, addresses: dict[str, str], specs: dict[str, NodeSpec],
@@ -187,20 +224,28 @@ def ask_nodes(connection: Connection, addresses: dict[str, str], specs: dict[str
         program = f"{driver}\nimport base64\nmain(json.loads(base64.b64decode({payload!r})))\n"
         try:
             proc = subprocess.run(ssh_argv(connection, addresses[host], "python3 -"), input=program,
-                                  capture_output=True, text=True, timeout=ANSWER_TIMEOUT_S, check=False)
+                                  capture_output=True, text=True, errors="replace", timeout=ANSWER_TIMEOUT_S,
+                                  check=False)
         except subprocess.TimeoutExpired:
             return FastAnswer(None, None, "no answer in time")
-        try:
-            answer = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
-        except (ValueError, IndexError):
-            answer = None
-        if not isinstance(answer, dict) or not isinstance(answer.get("fingerprint"), str) \
-                or not isinstance(answer.get("live"), list):
-            return FastAnswer(None, None, f"exit {proc.returncode}")
-        return FastAnswer(answer["fingerprint"], [i for i in answer["live"] if isinstance(i, dict)])
+        except OSError as exc:
+            return FastAnswer(None, None, f"cannot run ssh: {exc.strerror}")
+        return read_answer(proc.returncode, proc.stdout)
 
     with ThreadPoolExecutor(max_workers=min(32, len(specs))) as pool:
         return dict(zip(specs, pool.map(ask, specs), strict=True))
+
+
+def read_answer(returncode: int, stdout: str) -> FastAnswer:
+    """A node's answer is data, and only a well-formed one counts (anything else: no fingerprint)."""
+    try:
+        answer = json.loads(stdout.strip().splitlines()[-1]) if returncode == 0 else None
+    except (ValueError, IndexError, RecursionError):
+        answer = None
+    if not isinstance(answer, dict) or not isinstance(answer.get("fingerprint"), str) \
+            or not isinstance(answer.get("live"), list) or not all(isinstance(i, dict) for i in answer["live"]):
+        return FastAnswer(None, None, f"exit {returncode}" if returncode else "no readable answer")
+    return FastAnswer(answer["fingerprint"], answer["live"])
 
 
 @dataclass(frozen=True)
@@ -222,18 +267,28 @@ class FastCheck:
 
 class FastPath:
     """One drift measurement's use of the fast path: try it; else take the fingerprints around the full
-    check and record them as the baseline when that check is clean."""
+    check and record them as the baseline when that check is clean. It never fails a drift: whatever goes
+    wrong here means the full check (and no baseline)."""
 
     def __init__(self, state_dir: Path, stage: str, plan: RunPlan, connection: Connection,
                  addresses: dict[str, str]) -> None:
         self.baselines = Baselines(state_dir, stage)
         self.plan, self.connection, self.addresses = plan, connection, addresses
-        self.key = inputs_key(plan)
+        self.key: str | None = None
         self.before: dict[str, FastAnswer] | None = None
         self.specs: dict[str, NodeSpec] | None = None
 
     def try_clean(self) -> FastCheck:
         started = time.monotonic()
+        try:
+            return self._try_clean(started)
+        except Exception as exc:  # an optimisation must not fail the check: the full one runs
+            self.before = None
+            return FastCheck(False, f"fast path not available ({type(exc).__name__}): full check",
+                             time.monotonic() - started)
+
+    def _try_clean(self, started: float) -> FastCheck:
+        self.key = inputs_key(self.plan)
         loaded = self.baselines.load(self.key)
         if loaded is None:
             return FastCheck(False, "no baseline for these inputs: full check", time.monotonic() - started)
@@ -254,11 +309,17 @@ class FastPath:
         return FastCheck(True, f"every node as at the last clean check ({len(self.before)} nodes)", took)
 
     def after_full_check(self, run: TruckRunResult) -> None:
-        """Record what this full check shows: its spec always (a clean run), the fingerprints as the
-        baseline only when it found nothing and the nodes did not move while it ran."""
+        """Record what this full check shows: its spec (a clean run), and its fingerprints as the baseline
+        only when it found nothing, the nodes did not move while it ran and its inputs did not change."""
+        try:
+            self._record(run)
+        except Exception:  # never fail the check that already ran: drop the baseline instead
+            self.baselines.forget()
+
+    def _record(self, run: TruckRunResult) -> None:
         specs = spec_from_run(Path(run.artifacts_dir) / "job_events", list(self.addresses)) \
-            if run.ok and run.artifacts_dir else None
-        if specs is None:
+            if run.ok and run.artifacts_dir and self.key is not None else None
+        if specs is None or self.key is None or inputs_key(self.plan) != self.key:
             self.baselines.forget()
             return
         fingerprints = None
@@ -270,21 +331,23 @@ class FastPath:
         self.baselines.save(self.key, specs, fingerprints)
 
 
-
 def remember_spec(state_dir: Path, stage: str, plan: RunPlan, run: TruckRunResult) -> None:
     """After a converge of the whole stage (`up`, a fix): its spec, so that the next check can take the
     fingerprints before it runs. A baseline recorded for the same inputs and spec stays: the fast path still
     compares every node with it."""
     baselines = Baselines(state_dir, stage)
-    specs = spec_from_run(Path(run.artifacts_dir) / "job_events", plan.hosts) \
-        if run.ok and run.artifacts_dir else None
-    if specs is None:
+    try:
+        specs = spec_from_run(Path(run.artifacts_dir) / "job_events", plan.hosts) \
+            if run.ok and run.artifacts_dir else None
+        if specs is None:
+            baselines.forget()
+            return
+        key = inputs_key(plan)
+        loaded = baselines.load(key)
+        if loaded is None or loaded[0] != specs:
+            baselines.save(key, specs)
+    except OSError:  # the converge stands; the next check runs in full
         baselines.forget()
-        return
-    key = inputs_key(plan)
-    loaded = baselines.load(key)
-    if loaded is None or loaded[0] != specs:
-        baselines.save(key, specs)
 
 
 def node_addresses(stage: Stage) -> dict[str, str]:

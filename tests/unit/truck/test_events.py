@@ -105,3 +105,16 @@ def test_a_module_drift_item_keeps_its_fields_and_gets_its_diff_as_unified_text(
     assert {k: v for k, v in rendered.items() if k != "diff"} == {k: v for k, v in file_item.items() if k != "diff"}
     assert rendered["diff"] == render_diff(DIFF) and "+server b" in rendered["diff"]
     assert live == live_item
+
+
+def test_a_no_log_task_that_changed_is_a_change_though_its_result_is_censored() -> None:
+    """ansible-runner replaces a no_log result (a secret file's task) with {"censored": ...}, `changed`
+    included: a world-readable key put back, or found in check mode, must still count as a change."""
+    censored = {"censored": "the output has been hidden due to the fact that 'no_log: true' was specified"}
+    collector = EventCollector(lambda event: None)
+    for host, line in (("gw", "changed: [gw]"), ("gw2", "ok: [gw2]")):
+        collector({"event": "runner_on_ok", "stdout": f"\r\nTASK [telemetry : Install the truck's private key] ***\r\n"
+                   f"{line}", "event_data": {"host": host, "task": "Install the truck's private key",
+                                             "resolved_action": "truck_secret_file", "res": censored}})
+    assert [(c.host, c.task, c.action, c.diff, c.items) for c in collector.changes] == [
+        ("gw", "Install the truck's private key", "truck_secret_file", "", ())]

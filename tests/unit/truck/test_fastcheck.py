@@ -64,7 +64,7 @@ def test_a_nodes_spec_is_read_from_the_module_arguments_of_a_run(tmp_path: Path)
     assert specs["gw"] == fastcheck.NodeSpec(
         paths=("/etc/chrony", "/etc/chrony/chrony.conf", "/etc/mosquitto/bridge/truck.key", "/etc/mosquitto/bridge",
                "/etc/wireguard/k"),
-        listed=("/etc/systemd/network",), units=("chrony", "nftables"), users=("raceops", "pit"),
+        listed=("/etc/systemd/network",), deep=(), units=("chrony", "nftables"), users=("raceops", "pit"),
         live_args={k: v for k, v in LIVE_ARGS.items() if k != "hold_cuts"})  # measured only, never fixed
     assert fastcheck.NodeSpec.from_dict(json.loads(json.dumps(specs["gw"].as_dict()))) == specs["gw"]
 
@@ -86,6 +86,50 @@ def test_handlers_do_not_count(tmp_path: Path) -> None:
     event["event_data"]["task_path"] = "/work/playbooks/roles/network/handlers/main.yml:3"
     last.write_text(json.dumps(event))
     assert fastcheck.spec_from_run(job_events, ["gw"]) is not None
+
+
+CENSORED = ("runner_on_ok", "gw", "telemetry", "truck_secret_file", {"changed": False, "censored": "hidden"})
+BRIDGE = ok("gw", "telemetry", "truck_files", {"dirs": [{"path": "/etc/mosquitto/bridge"}], "files": []})
+
+
+def test_a_no_log_secret_file_is_covered_by_its_roles_directories(tmp_path: Path) -> None:
+    """truck_secret_file runs under no_log: its result has no arguments. Its role's directories then count
+    entry by entry (the key's mode, owner and content among them)."""
+    specs = fastcheck.spec_from_run(write_events(tmp_path, [*RUN, CENSORED, BRIDGE]), ["gw"])
+    assert specs is not None and specs["gw"].deep == ("/etc/mosquitto/bridge",)
+    assert fastcheck.spec_from_run(write_events(tmp_path / "alone", [*RUN, CENSORED]), ["gw"]) is None
+
+
+def test_a_covered_task_without_its_arguments_means_no_fast_path(tmp_path: Path) -> None:
+    blind = ("runner_on_ok", "gw", "time", "truck_files", {"changed": False})
+    assert fastcheck.spec_from_run(write_events(tmp_path, [*RUN, blind]), ["gw"]) is None
+    (tmp_path / "job_events" / "99-x.json").write_text("{cut short")
+    assert fastcheck.spec_from_run(tmp_path / "job_events", ["gw"]) is None
+
+
+def test_every_secret_file_lives_in_a_directory_its_role_manages() -> None:
+    """What lets a no_log secret file be covered: each truck_secret_file task's path is in a directory the same
+    role's truck_files task lists under dirs."""
+    tasks = 0
+    for path in sorted((REPO / "playbooks" / "roles").glob("*/tasks/main.yml")):
+        plays = yaml.safe_load(path.read_text()) or []
+        listed = [(task.get("truck_files") or {}).get("dirs") for task in plays]
+        dirs = {d["path"] for entries in listed if isinstance(entries, list) for d in entries}
+        for task in plays:
+            if "truck_secret_file" in task:
+                tasks += 1
+                assert task.get("no_log") is True, (path, task["name"])
+                assert task["truck_secret_file"]["path"].rsplit("/", 1)[0] in dirs, (path, task["name"])
+    assert tasks == 2
+
+
+@pytest.mark.parametrize(("code", "stdout"), [
+    (0, '{"fingerprint": "ab", "live": [1]}'), (0, '{"fingerprint": 5, "live": []}'), (0, '["ab"]'),
+    (0, ""), (0, "[" * 100000), (255, '{"fingerprint": "ab", "live": []}'), (0, '{"fingerprint": "ab"}'),
+])
+def test_only_a_well_formed_answer_counts(code: int, stdout: str) -> None:
+    assert fastcheck.read_answer(code, stdout).fingerprint is None
+    assert fastcheck.read_answer(0, 'motd\n{"fingerprint": "ab", "live": []}').fingerprint == "ab"
 
 
 def test_a_node_without_its_live_state_check_means_no_fast_path(tmp_path: Path) -> None:
@@ -135,7 +179,7 @@ def test_the_inputs_key_follows_the_configuration_and_the_playbooks(stage: Stage
 
 def test_baselines_are_private_and_belong_to_their_inputs(tmp_path: Path) -> None:
     baselines = fastcheck.Baselines(tmp_path, "stage-1")
-    spec = fastcheck.NodeSpec(("/etc/a",), (), ("chrony",), ("raceops",), {"units": ["ssh"]})
+    spec = fastcheck.NodeSpec(("/etc/a",), (), ("/etc/a",), ("chrony",), ("raceops",), {"units": ["ssh"]})
     assert baselines.load("k1") is None
     baselines.save("k1", {"gw": spec}, {"gw": "f" * 64})
     assert baselines.load("k1") == ({"gw": spec}, {"gw": "f" * 64})
@@ -150,7 +194,8 @@ def test_baselines_are_private_and_belong_to_their_inputs(tmp_path: Path) -> Non
 def fingerprint(spec: dict[str, Any]) -> str:
     out = io.StringIO()
     with redirect_stdout(out):
-        fingerprint_node.main({"paths": [], "listed": [], "units": [], "users": [], "live_args": None, **spec})
+        fingerprint_node.main({"paths": [], "listed": [], "deep": [], "units": [], "users": [], "live_args": None,
+                               **spec})
     answer = json.loads(out.getvalue())
     assert answer["live"] is None
     return str(answer["fingerprint"])
@@ -166,20 +211,32 @@ def test_the_node_fingerprint_moves_with_what_site_yml_reads_and_nothing_else(tm
     assert fingerprint(spec) == first
     other.write_text("hello, race engineers\n")
     assert fingerprint(spec) == first  # what the configuration does not decide
+    seen = {first}
+    for change in (lambda: managed.write_text("server b\n"), lambda: managed.chmod(0o666),
+                   lambda: (listed / "20-truckctl-vlan9.network").write_text("[Match]\n"),
+                   lambda: (tmp_path / "absent").write_text("now here\n")):
+        change()
+        now = fingerprint(spec)
+        assert now not in seen  # each change moves it, and nothing brings an earlier one back
+        seen.add(now)
     stamp = managed.stat()
-    managed.write_text("server b\n")
-    assert fingerprint(spec) != first
-    managed.write_text("server a\n")
+    managed.write_text("server a\n")  # the old bytes and time again: its ctime still says it moved
     os.utime(managed, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
-    assert fingerprint(spec) == first  # the same bytes, owner, mode and time: the same node
-    managed.chmod(0o666)
-    assert fingerprint(spec) != first
-    managed.chmod(stamp.st_mode & 0o777)
-    (listed / "20-truckctl-vlan9.network").write_text("[Match]\n")
-    assert fingerprint(spec) != first
-    (listed / "20-truckctl-vlan9.network").unlink()
-    (tmp_path / "absent").write_text("now here\n")
-    assert fingerprint(spec) != first
+    assert fingerprint(spec) not in seen
+
+
+def test_a_deep_directory_counts_every_entry_and_a_change_set_back_still_moved(tmp_path: Path) -> None:
+    secrets = tmp_path / "bridge"
+    secrets.mkdir()
+    key = secrets / "truck.key"
+    key.write_text("k\n")
+    key.chmod(0o600)
+    shallow, deep = {"paths": [str(secrets)]}, {"paths": [str(secrets)], "deep": [str(secrets)]}
+    before = fingerprint(shallow), fingerprint(deep)
+    key.chmod(0o644)
+    assert fingerprint(shallow) == before[0] and fingerprint(deep) != before[1]
+    key.chmod(0o600)  # set back: its ctime still says it moved
+    assert fingerprint(deep) != before[1]
 
 
 def test_the_live_state_module_loads_where_ansible_is_not_installed() -> None:
@@ -275,3 +332,29 @@ def test_a_node_that_does_not_answer_is_said_so(fast: fastcheck.FastPath, tmp_pa
     fast.after_full_check(converge_run(tmp_path / "check"))
     monkeypatch.setattr(fastcheck, "ask_nodes", Nodes({"gw": None}))
     assert fast.try_clean().reason == "no fingerprint from gw: full check"
+
+
+def test_an_error_in_the_fast_path_means_the_full_check(fast: fastcheck.FastPath, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    establish(fast, tmp_path, monkeypatch, Nodes({"gw": "a"}))
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(fastcheck, "ask_nodes", broken)
+    outcome = fast.try_clean()
+    assert not outcome.clean and outcome.reason == "fast path not available (RuntimeError): full check"
+    fast.after_full_check(converge_run(tmp_path / "check"))  # no fingerprints before it: the spec only
+    monkeypatch.setattr(fastcheck, "spec_from_run", broken)
+    fast.after_full_check(converge_run(tmp_path / "check2"))
+    assert not fast.baselines.path.exists()
+
+
+def test_inputs_changed_while_the_check_ran_record_no_baseline(fast: fastcheck.FastPath, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    establish(fast, tmp_path, monkeypatch, Nodes({"gw": "a"}))
+    fast.try_clean()
+    keys = iter(["another key"])
+    monkeypatch.setattr(fastcheck, "inputs_key", lambda plan: next(keys))  # playbooks/ edited meanwhile
+    fast.after_full_check(converge_run(tmp_path / "check"))
+    assert not fast.baselines.path.exists()
