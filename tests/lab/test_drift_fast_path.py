@@ -19,6 +19,7 @@ import pytest
 from tests.lab.harness import STAGE, Lab
 from truckctl.config.loader import load_stage
 from truckctl.targets.lab import LabTarget
+from truckctl.truck.fastcheck import Baselines
 
 pytestmark = pytest.mark.lab
 
@@ -50,7 +51,7 @@ def method(document: dict[str, Any]) -> str:
 
 @pytest.fixture(scope="module")
 def rounds(lab: Lab) -> dict[str, Any]:
-    (lab.project.state_dir / "truck" / "fastcheck" / f"{STAGE}.json").unlink(missing_ok=True)  # from no baseline
+    Baselines(lab.project.state_dir, STAGE).forget()  # from no baseline
     proc = subprocess.run([sys.executable, "-m", "truckctl", "-C", str(lab.project.root), "up", STAGE, "--json"],
                           capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -99,7 +100,7 @@ def test_after_the_fix_the_recheck_records_the_baseline_again(rounds: dict[str, 
 
 
 def test_the_baseline_is_private_and_holds_no_key(lab: Lab, rounds: dict[str, Any]) -> None:
-    path = lab.project.state_dir / "truck" / "fastcheck" / f"{STAGE}.json"
+    path = Baselines(lab.project.state_dir, STAGE).path
     assert path.stat().st_mode & 0o777 == 0o600
     text = path.read_text()
     outputs = LabTarget(lab.project).cloud_outputs(load_stage(lab.project, STAGE))

@@ -29,7 +29,7 @@ from truckctl.target import Target, Tier
 from truckctl.truck.events import Change, TruckRunResult
 from truckctl.truck.fastcheck import FastPath, node_addresses
 from truckctl.truck.plan import build_plan, resolve_limit
-from truckctl.truck.tier import UpCallbacks, UpRequest, truck_tier
+from truckctl.truck.tier import UpCallbacks, UpRequest, run_truck_plan, truck_tier
 
 
 @dataclass(frozen=True)
@@ -214,8 +214,10 @@ def truck_check(project: Project, stage: Stage, options: DriftOptions, target: T
                 hooks: DriftHooks, checked: list[TruckRunResult]) -> StepResult:
     """The truck tier in check mode, or the fast path where it applies; its run is appended to `checked`
     (the drift items come from it)."""
-    request = UpRequest(stage.name, target.kind, Tier.truck, options.limit, check=True)
-    fast = None if options.limit else fast_path(project, stage, target, access)
+    plan = build_plan(project.playbooks_dir, stage, access.cloud, access.connection, target.kind, options.limit,
+                      check=True)
+    fast = None if options.limit else FastPath(project.state_dir, stage.name, plan, access.connection,
+                                               node_addresses(stage))
     method: JsonObject = {}
     if fast is not None:
         outcome = fast.try_clean()  # with --full too: its fingerprints let this check record the baseline
@@ -225,7 +227,7 @@ def truck_check(project: Project, stage: Stage, options: DriftOptions, target: T
         if outcome.clean:
             checked.append(outcome.run_result(list(fast.addresses)))
             return StepResult({**checked[0].as_dict(), **method})
-    ran = truck_tier(project, stage, request, access.connection, access.cloud, hooks.truck)
+    ran = run_truck_plan(project, plan, hooks.truck)
     failures = truck_failures(ran)
     if failures:  # an unreachable node is not "no drift": the check itself failed
         raise TruckctlError(failures, ExitCode.ERROR, {"truck": ran.as_dict()})
@@ -234,10 +236,6 @@ def truck_check(project: Project, stage: Stage, options: DriftOptions, target: T
     checked.append(ran)
     return StepResult({**ran.as_dict(), **method}, changed=ran.changed)
 
-
-def fast_path(project: Project, stage: Stage, target: Target, access: NodeAccess) -> FastPath:
-    plan = build_plan(project.playbooks_dir, stage, access.cloud, access.connection, target.kind, check=True)
-    return FastPath(project.state_dir, stage.name, plan, access.connection, node_addresses(stage))
 
 
 def apply_fix(project: Project, stage: Stage, options: DriftOptions, target: Target, access: NodeAccess,

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from truckctl import __version__
 from truckctl.jsondoc import JsonObject
 from truckctl.private_file import write_private
-from truckctl.remote import Connection, ssh_argv
+from truckctl.remote import Connection, explain_ssh_failure, ssh_argv
 from truckctl.truck.events import HostStats, TruckRunResult
 from truckctl.truck.plan import HOLD_CUTS_VAR, RunPlan
 
@@ -230,6 +230,8 @@ def ask_nodes(connection: Connection, addresses: dict[str, str], specs: dict[str
             return FastAnswer(None, None, "no answer in time")
         except OSError as exc:
             return FastAnswer(None, None, f"cannot run ssh: {exc.strerror}")
+        if proc.returncode == 255:  # ssh's own failure: its reason, as the probes give it
+            return FastAnswer(None, None, explain_ssh_failure(proc.stderr))
         return read_answer(proc.returncode, proc.stdout)
 
     with ThreadPoolExecutor(max_workers=min(32, len(specs))) as pool:

@@ -276,7 +276,7 @@ def converge_run(directory: Path, changes: list[Change] | None = None) -> TruckR
 @pytest.fixture
 def fast(stage: Stage, cloud: CloudOutputs, tmp_path: Path) -> fastcheck.FastPath:
     plan = plan_of(stage, cloud, check=True)
-    return fastcheck.FastPath(tmp_path / "state", stage.name, plan, FakeConnection(), {"gw": "10.31.1.11"})  # type: ignore[arg-type]
+    return fastcheck.FastPath(tmp_path / "state", stage.name, plan, FakeConnection(), {"gw": "10.31.1.11"})
 
 
 def establish(fast: fastcheck.FastPath, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nodes: Nodes) -> None:
