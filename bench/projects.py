@@ -124,11 +124,12 @@ class TempProject:
         self.truckctl("lab", "down")
 
     def converge(self, env: dict[str, str] | None = None, netns: str | None = None,
-                 whole: bool = False) -> dict[str, Any]:
+                 whole: bool = False, full: bool = False) -> dict[str, Any]:
         """`truckctl up stage-1 --tier truck` (lab, prechecks, lock, truck tier, smoke check), or with `whole`
-        every tier (the cloud tier too: the lab's stand-in); the run's result."""
-        tier = () if whole else ("--tier", "truck")
-        return dict(self.truckctl("up", STAGE, *tier, env=env, netns=netns).get("result") or {})
+        every tier (the cloud tier too: the lab's stand-in), with `full` site.yml whatever the fast path would
+        say; the run's result."""
+        args = (() if whole else ("--tier", "truck")) + (("--full",) if full else ())
+        return dict(self.truckctl("up", STAGE, *args, env=env, netns=netns).get("result") or {})
 
     def lab_cpu(self) -> float:
         """CPU seconds used so far by the lab's nodes (their cgroup), 0 when no lab is up."""

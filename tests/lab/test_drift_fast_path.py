@@ -1,6 +1,7 @@
-"""Drift's fast path on real lab nodes (truck.fastcheck): once a full check found a converged stage clean,
+"""The fast path on real lab nodes (truck.fastcheck): once a full check found a converged stage clean,
 `drift` asks each node for its fingerprint and live state in one SSH call; any hand change on a node sends
 it back to the full check-mode run, which names the drift; what the configuration does not decide does not.
+`up` shares it: on a stage as at its last clean run it runs no playbook; a hand change sends it to site.yml.
 
 One hand change per node, all at once, so each node's answer is about its own change: a live-only firewall
 rule (no file touched), a stopped unit, an edited file, a new account, a file's mode, and on the sixth
@@ -38,11 +39,15 @@ QUIET_CHANGES = {
 }
 
 
-def drift(lab: Lab, *args: str) -> tuple[int, dict[str, Any]]:
-    proc = subprocess.run([sys.executable, "-m", "truckctl", "-C", str(lab.project.root), "drift", STAGE, *args,
+def truckctl(lab: Lab, command: str, *args: str) -> tuple[int, dict[str, Any]]:
+    proc = subprocess.run([sys.executable, "-m", "truckctl", "-C", str(lab.project.root), command, STAGE, *args,
                            "--json"], capture_output=True, text=True, timeout=900, check=False)
     assert proc.stdout.strip(), proc.stderr[-2000:]
     return proc.returncode, json.loads(proc.stdout)
+
+
+def drift(lab: Lab, *args: str) -> tuple[int, dict[str, Any]]:
+    return truckctl(lab, "drift", *args)
 
 
 def method(document: dict[str, Any]) -> str:
@@ -52,9 +57,9 @@ def method(document: dict[str, Any]) -> str:
 @pytest.fixture(scope="module")
 def rounds(lab: Lab) -> dict[str, Any]:
     Baselines(lab.project.state_dir, STAGE).forget()  # from no baseline
-    proc = subprocess.run([sys.executable, "-m", "truckctl", "-C", str(lab.project.root), "up", STAGE, "--json"],
-                          capture_output=True, text=True, timeout=900, check=False)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    code, document = truckctl(lab, "up")
+    assert code == 0, document["errors"]
+    assert document["result"]["truck_check"]["fast_path"] == "no baseline for these inputs: playbook run"
     clean = [drift(lab), drift(lab), drift(lab, "--full"), drift(lab)]
     for node, command in [*CHANGES.items(), UNDECIDED]:
         rc, out = lab.ssh(lab.node(node).address, command)
@@ -82,7 +87,7 @@ def test_each_hand_changed_node_sends_drift_to_the_full_check_and_only_those(rou
     code, document = rounds["found"]
     assert code == 3 and method(document) == "playbook"
     reason = document["result"]["truck_check"]["fast_path"]
-    assert reason == f"changed since the last clean check on {', '.join(sorted(CHANGES))}: full check"
+    assert reason == f"changed since the last clean run on {', '.join(sorted(CHANGES))}: full check"
     assert UNDECIDED[0] not in reason
     items = {(i["node"], i["kind"], i["item"]) for i in document["result"]["items"]}
     assert {("truck-a-gw", "firewall", "live nftables ruleset"), ("truck-a-hv1", "unit", "truck-heartbeat"),
@@ -120,9 +125,33 @@ def test_a_secret_files_mode_and_a_unit_disabled_behind_systemds_back_are_seen(l
         assert rc == 0, f"{node}: {command}: {out}"
     code, document = drift(lab)
     assert code == 3 and document["result"]["truck_check"]["fast_path"] == (
-        f"changed since the last clean check on {', '.join(sorted(QUIET_CHANGES))}: full check")
+        f"changed since the last clean run on {', '.join(sorted(QUIET_CHANGES))}: full check")
     items = {(i["node"], i["kind"], i["item"]) for i in document["result"]["items"]}
     assert ("truck-a-hv1", "unit", "truck-heartbeat") in items, items
     assert any(node == "truck-a-gw" and kind == "task" and "private key" in item for node, kind, item in items), items
     code, document = drift(lab, "--fix", "--yes", "--interrupt-telemetry")
     assert code == 0 and document["result"]["fixed"] is True
+
+
+def test_up_on_a_stage_as_at_its_last_clean_run_runs_no_playbook_and_a_hand_change_sends_it_to_site_yml(
+        lab: Lab, rounds: dict[str, Any]) -> None:
+    assert drift(lab)[0] == 0  # clean, the baseline recorded
+    code, fast = truckctl(lab, "up", "--tier", "truck")
+    assert code == 0 and method(fast) == "fingerprint", fast["result"].get("truck_check")
+    assert fast["result"]["truck"]["artifacts_dir"] == "" and fast["result"]["truck"]["changed"] == 0
+    node = lab.node("truck-b-hv1")
+    rc, out = lab.ssh(node.address, "echo '# tuned by hand' >> /etc/chrony/chrony.conf")
+    assert rc == 0, out
+    code, repaired = truckctl(lab, "up", "--tier", "truck")
+    assert code == 0 and method(repaired) == "playbook"
+    assert repaired["result"]["truck_check"]["fast_path"] == \
+        "changed since the last clean run on truck-b-hv1: playbook run"
+    assert {c["host"] for c in repaired["result"]["truck"]["changes"]} == {"truck-b-hv1"}
+    rc, out = lab.ssh(node.address, "grep -c 'tuned by hand' /etc/chrony/chrony.conf")
+    assert out.strip() == "0", out
+    # That run changed something: the next one runs site.yml, changes nothing and becomes the baseline.
+    ups = [truckctl(lab, "up", "--tier", "truck"), truckctl(lab, "up", "--tier", "truck", "--full"),
+           truckctl(lab, "up", "--tier", "truck")]
+    assert [code for code, _ in ups] == [0, 0, 0]
+    assert [method(document) for _, document in ups] == ["playbook", "playbook", "fingerprint"]
+    assert ups[0][1]["result"]["truck"]["changed"] == 0 and ups[1][1]["result"]["truck"]["artifacts_dir"]

@@ -81,7 +81,7 @@ def up_reaching_its_truck_step(lab: Lab) -> tuple[Any, str]:
     """`truckctl up --tier truck` started in the background; returned with its run id once it is in its
     truck step (Ansible at work), the moment each fault below strikes."""
     known = run_ids(lab)
-    process = start(lab, "up", STAGE, "--tier", "truck")
+    process = start(lab, "up", STAGE, "--tier", "truck", "--full")  # the playbook runs (no fast path)
     return process, wait_for(lambda: truck_step_started(lab, known), 300, "the run to reach its truck step")
 
 

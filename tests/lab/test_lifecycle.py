@@ -171,7 +171,7 @@ def test_live_address_conflict_stops_up_in_prechecks(lab: Lab, converged: dict[s
 # ---- the stage lock ---------------------------------------------------------------------------------
 
 def test_two_runs_at_once_exactly_one_proceeds(lab: Lab, converged: dict[str, Any]) -> None:
-    first = start(lab, "up", STAGE, "--tier", "truck")
+    first = start(lab, "up", STAGE, "--tier", "truck", "--full")  # --full: a playbook run, long enough to meet
     wait_for(lambda: lock_path(lab.project, STAGE).exists(), 60, "the first run to take the lock")
     code, document, _ = truckctl(lab, "up", STAGE, "--tier", "truck", timeout=60)
     out, _ = first.communicate(timeout=600)
@@ -181,7 +181,7 @@ def test_two_runs_at_once_exactly_one_proceeds(lab: Lab, converged: dict[str, An
 
 
 def test_sigkilled_run_leaves_a_stale_lock_that_unlock_clears(lab: Lab, converged: dict[str, Any]) -> None:
-    victim = start(lab, "up", STAGE, "--tier", "truck")
+    victim = start(lab, "up", STAGE, "--tier", "truck", "--full")  # the playbook runs (no fast path)
     wait_for(lambda: truck_step_started(lab), 120, "the killed run to reach the truck step")
     # The whole session dies (as on a power cut or OOM kill): truckctl and the Ansible it started.
     os.killpg(victim.pid, signal.SIGKILL)
@@ -196,7 +196,7 @@ def test_sigkilled_run_leaves_a_stale_lock_that_unlock_clears(lab: Lab, converge
 
 
 def test_ctrl_c_stops_cleanly_with_130_and_releases_the_lock(lab: Lab, converged: dict[str, Any]) -> None:
-    run = start(lab, "up", STAGE, "--tier", "truck")
+    run = start(lab, "up", STAGE, "--tier", "truck", "--full")  # the playbook runs (no fast path)
     wait_for(lambda: truck_step_started(lab), 120, "the run to reach the truck step")
     time.sleep(2)  # well inside the playbook
     os.kill(run.pid, signal.SIGINT)

@@ -79,7 +79,7 @@ def unlock_here(lab: Lab) -> None:
 
 def test_up_and_drift_fix_started_together_one_runs_the_other_exits_4_naming_it(lab: Lab, ci: dict[str, str]
                                                                                  ) -> None:
-    engineer = start(lab, "up", STAGE, "--tier", "truck")
+    engineer = start(lab, "up", STAGE, "--tier", "truck", "--full")  # a playbook run: the two overlap
     other = start(lab, "drift", STAGE, "--fix", "--yes", env=ci)
     results = {"engineer": finish(engineer), "ci": finish(other)}
     codes = {who: code for who, (code, _, _) in results.items()}

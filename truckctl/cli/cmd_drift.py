@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from truckctl.cli.options import InterruptTelemetryOpt, TargetOpt
+from truckctl.cli.options import FullOpt, InterruptTelemetryOpt, TargetOpt
 from truckctl.target import TargetKind
 
 if TYPE_CHECKING:
@@ -37,8 +37,7 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
         json_output: Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")
                                ] = False,
         interrupt_telemetry: InterruptTelemetryOpt = False,
-        full: Annotated[bool, typer.Option("--full", help="Run the check-mode playbook even when no node moved "
-                                           "since the last clean check (no fast path).")] = False,
+        full: FullOpt = False,
     ) -> None:
         """Report drift (exit 3) or none (exit 0); with --fix, fix it and exit 0 once clean."""
         from truckctl.cli.dispatch import Outcome, run
@@ -76,6 +75,8 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
 def render_drift(env: Env, outcome: Outcome) -> None:
     from rich.markup import escape
 
+    from truckctl.cli.cmd_up import render_fast_path, render_held
+
     result = outcome.result
     console = env.console()
     after = result.get("after")
@@ -85,16 +86,11 @@ def render_drift(env: Env, outcome: Outcome) -> None:
                       f"{escape(item['expected'])}, found {escape(item['found'])}", highlight=False)
         if item["diff"]:
             console.print(escape(item["diff"].rstrip()), highlight=False, soft_wrap=True)
-    method = result.get("truck_check") or {}
-    if method.get("method") == "fingerprint":
-        console.print(f"truck tier: {method['fast_path']}, checked in {method['fast_path_s']} s (fast path: one "
-                      "SSH call per node instead of the check-mode run)", markup=False, highlight=False)
+    render_fast_path(env, result)
     cloud = result.get("cloud", {})
     if not cloud.get("checked", True):
         console.print(f"cloud: {cloud['note']}", markup=False, highlight=False)
     if result.get("held"):
-        from truckctl.cli.cmd_up import render_held
-
         render_held(env, result)
         left = len(after["items"]) if after else 0
         console.print(f"fixed the rest: {len(result['items'])} drifted item(s) found, {left} remain until the "

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from truckctl.cli.options import InterruptTelemetryOpt, TargetOpt, TierOpt
+from truckctl.cli.options import FullOpt, InterruptTelemetryOpt, TargetOpt, TierOpt
 from truckctl.target import TargetKind, Tier
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
     @app.command("up")
     def up(stage: StageArg, target: TargetOpt = TargetKind.lab, tier: TierOpt = Tier.all, limit: LimitOpt = None,
            yes: YesOpt = False, json_output: JsonOpt = False,
-           interrupt_telemetry: InterruptTelemetryOpt = False) -> None:
+           interrupt_telemetry: InterruptTelemetryOpt = False, full: FullOpt = False) -> None:
         """Bring a stage's environment up: prechecks, cloud tier, truck tier, smoke check."""
         from truckctl.cli.dispatch import Outcome, run
         from truckctl.cli.progress import NodeProgress
@@ -37,7 +37,7 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
 
         env = env_factory(json_output)
         options = orchestrator.UpRequest(stage=stage, target=target, tier=tier, limit=limit,
-                                         interrupt_telemetry=interrupt_telemetry)
+                                         interrupt_telemetry=interrupt_telemetry, full=full)
 
         def action() -> Outcome:
             from truckctl.errors import ExitCode
@@ -64,6 +64,14 @@ def render_held(env: Env, result: dict[str, object]) -> None:
         console.print(f"held: {result.get('held_reason')}", markup=False, highlight=False)
 
 
+def render_fast_path(env: Env, result: dict[str, object]) -> None:
+    """How the truck tier was checked or converged, when the fast path answered (up and drift)."""
+    method = result.get("truck_check")
+    if isinstance(method, dict) and method.get("method") == "fingerprint":
+        env.console().print(f"truck tier: {method['fast_path']}, checked in {method['fast_path_s']} s (fast path: one "
+                            "SSH call per node instead of site.yml; --full runs it)", markup=False, highlight=False)
+
+
 def render_up(env: Env, outcome: Outcome) -> None:
     from truckctl.cli.progress import truck_summary
 
@@ -76,6 +84,7 @@ def render_up(env: Env, outcome: Outcome) -> None:
     if result.get("cloud_source"):
         console.print(f"cloud outputs from {result['cloud_source']}", markup=False, highlight=False)
     truck_summary(env, outcome)
+    render_fast_path(env, result)
     render_held(env, result)
     smoke = result.get("smoke")
     if smoke:

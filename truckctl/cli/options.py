@@ -22,3 +22,8 @@ InterruptTelemetryOpt = Annotated[bool, typer.Option(
     "--interrupt-telemetry", "--during-race",
     help="Apply changes that interrupt the live telemetry feed (broker or bridge restarts, the gateway's firewall "
          "or network reloads, down) even while the race is live; without it they wait and exit is 3.")]
+
+# up and drift: the fast path (truckctl/truck/fastcheck.py) says "as at the last clean run" from one SSH call per
+# node; --full runs site.yml anyway.
+FullOpt = Annotated[bool, typer.Option(
+    "--full", help="Run site.yml on the nodes even when none moved since the last clean run (no fast path).")]

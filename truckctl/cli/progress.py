@@ -120,5 +120,6 @@ def truck_summary(env: Env, outcome: Outcome) -> None:
             if change["diff"]:
                 console.print(escape(change["diff"].rstrip()), highlight=False, soft_wrap=True)
     verb = "would change" if truck["check"] else "changed"
+    where = f"artifacts: {escape(truck['artifacts_dir'])}" if truck["artifacts_dir"] else "no playbook run (fast path)"
     console.print(f"{truck['changed']} task(s) {verb} on {len(truck['hosts'])} node(s) in {truck['duration_s']} s; "
-                  f"artifacts: {escape(truck['artifacts_dir'])}", highlight=False)
+                  f"{where}", highlight=False)

@@ -220,19 +220,17 @@ def truck_check(project: Project, stage: Stage, options: DriftOptions, target: T
                                                node_addresses(stage))
     method: JsonObject = {}
     if fast is not None:
-        outcome = fast.try_clean()  # with --full too: its fingerprints let this check record the baseline
-        if options.full:
-            outcome = replace(outcome, clean=False, reason="not used: --full")
+        outcome = fast.try_clean(options.full)
         method = {"truck_check": outcome.as_dict()}
         if outcome.clean:
-            checked.append(outcome.run_result(list(fast.addresses)))
+            checked.append(outcome.run_result(list(fast.addresses), check=True))
             return StepResult({**checked[0].as_dict(), **method})
     ran = run_truck_plan(project, plan, hooks.truck)
     failures = truck_failures(ran)
     if failures:  # an unreachable node is not "no drift": the check itself failed
         raise TruckctlError(failures, ExitCode.ERROR, {"truck": ran.as_dict()})
     if fast is not None:
-        fast.after_full_check(ran)
+        fast.after_full_run(ran)
     checked.append(ran)
     return StepResult({**ran.as_dict(), **method}, changed=ran.changed)
 

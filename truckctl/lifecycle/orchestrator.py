@@ -30,7 +30,8 @@ from truckctl.project import Project
 from truckctl.remote import Connection
 from truckctl.target import CloudApplied, Target, Tier, parse_tier
 from truckctl.truck.events import TruckRunResult
-from truckctl.truck.plan import resolve_limit
+from truckctl.truck.fastcheck import FastPath, node_addresses
+from truckctl.truck.plan import RunPlan, resolve_limit
 from truckctl.truck.tier import UpCallbacks, UpRequest, remember_converge
 
 
@@ -58,6 +59,7 @@ class UpResult:
     cloud_source: str | None = None  # where the truck tier's cloud outputs came from
     live: racelive.Liveness | None = None  # asked before the truck tier (unless --interrupt-telemetry)
     truck: TruckRunResult | None = None
+    truck_check: JsonObject | None = None  # how the truck tier was converged: the fast path, or site.yml and why
     held: tuple[racelive.Held, ...] = ()  # what a live race held back
     held_reason: str | None = None
     smoke: JsonObject | None = None
@@ -78,6 +80,8 @@ class UpResult:
             result["live"] = self.live.as_dict()
         if self.truck is not None:
             result["truck"] = self.truck.as_dict()
+        if self.truck_check is not None:
+            result["truck_check"] = self.truck_check
         if self.held:
             result.update(held=[item.as_dict() for item in self.held], held_reason=self.held_reason)
         if self.cloud is not None and self.cloud_after_truck:
@@ -142,9 +146,10 @@ def up(target: Target, options: UpRequest, progress: Progress | None = None) -> 
                 result = replace(result, live=liveness)
                 progress.on_step("truck", f"converging the truck nodes of {stage.name} on {target.kind.value}")
                 ran: list[TruckRunResult] = []
-                run.step("truck", lambda: truck_step(project, stage, request, connection, outputs, run, progress.truck,
-                                                     ran))
-                result = replace(result, truck=ran[0])
+                detail = run.step("truck", lambda: truck_step(project, stage, request, connection, outputs, run,
+                                                              progress.truck, ran))
+                method = detail.get("truck_check")
+                result = replace(result, truck=ran[0], truck_check=method if isinstance(method, dict) else None)
                 if liveness is not None and liveness.live:
                     result = report_held(project, stage, liveness, run, result)
             if planned is not None:
@@ -232,11 +237,30 @@ def truck_step(project: Project, stage: Stage, request: UpRequest, connection: C
     started = time.monotonic()
     plan = build_plan(project.playbooks_dir, stage, cloud, connection, request.target, request.limit,
                       request.check, request.exclude, request.hold_cuts)
-    result = run.truck(plan, callbacks)
-    remember_converge(project, stage, plan, result)
+    fast = converge_fast_path(project, stage, request, plan, connection)
+    outcome = fast.try_clean(request.full) if fast is not None else None
+    method: JsonObject = {"truck_check": outcome.as_dict()} if outcome is not None else {}
+    if fast is not None and outcome is not None and outcome.clean:  # nothing would change: no playbook run
+        result = outcome.run_result(plan.hosts, check=False)
+        run.recap(result)
+    else:
+        result = run.truck(plan, callbacks)
+        if fast is not None:
+            fast.after_full_run(result)
+        else:
+            remember_converge(project, stage, plan, result)
     ran.append(result)
-    return StepResult(result.as_dict(), "ok" if result.ok else "failed", result.changed,
+    return StepResult({**result.as_dict(), **method}, "ok" if result.ok else "failed", result.changed,
                       StepSummary(seconds=round(time.monotonic() - started, 2)))
+
+
+def converge_fast_path(project: Project, stage: Stage, request: UpRequest, plan: RunPlan, connection: Connection
+                       ) -> FastPath | None:
+    """The fast path of a converge of the whole stage (truck.fastcheck); None for a check, a --limit or a
+    run that leaves nodes out: those always run site.yml."""
+    if request.check or request.limit is not None or request.exclude:
+        return None
+    return FastPath(project.state_dir, stage.name, plan, connection, node_addresses(stage))
 
 
 def truck_failures(truck: TruckRunResult | None) -> list[Problem]:

@@ -130,10 +130,14 @@ class Run:
 
         result = run_truck_plan(self.project, plan, dataclasses.replace(callbacks, on_host_event=on_event),
                                 interrupted, runner)
+        self.recap(result)
+        return result
+
+    def recap(self, result: TruckRunResult) -> None:
+        """Each node's recap of a truck run, journaled."""
         for host, stats in result.hosts.items():
             self.journal.event("node", "truck", node=host, state=stats.state, ok=stats.ok, changed=stats.changed,
                                failed=stats.failed, unreachable=stats.unreachable)
-        return result
 
     def secret(self, value: str) -> None:
         self.journal.redactor.add(value)

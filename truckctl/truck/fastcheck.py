@@ -1,21 +1,24 @@
-"""Drift's fast path: a stage known clean is checked with one SSH call per node instead of a check-mode run.
+"""The fast path: a stage known clean is checked with one SSH call per node instead of a run of site.yml.
 
-A check-mode run of site.yml costs about 8 s on stage-1, nearly all of it Ansible's controller (a worker
-per node and task, templating, Mitogen's bootstrap). The question drift asks most often, on a schedule, is
-"did anything move since the last clean check?". Each node answers it in one SSH call: a fingerprint of
-everything site.yml's tasks read there (fingerprint_node.py: the managed paths, units, accounts and
-packages) plus truck_live_state's own measurement of the live state. When the run's inputs are the ones
-of the last clean check and every node's fingerprint is the one it had then, with no live-state item,
-the check-mode run would find what it found then: nothing.
+A run of site.yml costs about 8 s on stage-1 (check mode for drift, a converge for `up`), nearly all of it
+Ansible's controller (a worker per node and task, templating, Mitogen's bootstrap). The question drift asks
+most often, on a schedule, and the one an idempotent `up` answers by changing nothing, is "did anything move
+since the last clean run?". Each node answers it in one SSH call: a fingerprint of everything site.yml's
+tasks read there (fingerprint_node.py: the managed paths, units, accounts and packages) plus
+truck_live_state's own measurement of the live state. When the run's inputs are the ones of the last clean
+run and every node's fingerprint is the one it had then, with no live-state item, site.yml would do what
+it did then: find nothing (check mode), change nothing (a converge).
 
 Sound by construction, conservative by design:
-- A baseline is recorded only by a full check that found no drift on every node of the stage, with the
-  fingerprints taken just before and just after it equal (a change during the check never becomes the
-  baseline), and only when every task of the run is of a kind the fingerprint covers (`spec_from_run`).
+- A baseline is recorded only by a full run (a check or a converge) that found or changed nothing on every
+  node of the stage and held nothing back, with the fingerprints taken just before and just after it equal
+  (a change during the run never becomes the baseline), and only when every task of the run is of a kind
+  the fingerprint covers (`spec_from_run`).
 - The inputs key covers the rendered inventory, extra vars and secrets, every file under playbooks/ and
-  truckctl's version: a changed configuration, cloud output, key or role means the full check.
+  truckctl's version: a changed configuration, cloud output, key or role means the full run.
 - Anything else (no baseline, another fingerprint, a live-state item, a node that does not answer, a
-  --limit) runs the full check, which names the drift; fingerprints are a hash, never shown or logged.
+  --limit, a node left out, --full) runs site.yml, which names the drift or puts it back; fingerprints are
+  a hash, never shown or logged.
 """
 
 from __future__ import annotations
@@ -162,7 +165,7 @@ def _invocations(res: JsonObject) -> list[JsonObject]:
 def inputs_key(plan: RunPlan) -> str:
     """A hash of everything the run's outcome depends on besides the nodes: the rendered inventory, extra
     vars and secrets, every file under playbooks/, the versions of truckctl, ansible-core and Mitogen, and
-    truckctl's own code (how a check's results are read decides what a clean check was). Check mode, --limit
+    truckctl's own code (how a run's results are read decides what a clean run was). Check mode, --limit
     and holding back what cuts telemetry (a converge's choice, not the configuration) are left out."""
     extravars = {name: value for name, value in plan.extravars.items() if name != HOLD_CUTS_VAR}
     digest = hashlib.sha256()
@@ -184,7 +187,7 @@ def _version(distribution: str) -> str | None:
 
 
 class Baselines:
-    """The stage's recorded spec (any clean truck run) and baseline fingerprints (a clean full check), under
+    """The stage's recorded spec (any truck run that succeeded) and baseline fingerprints (a clean full run), under
     the state dir (0600: the specs hold the live-state arguments, the roles' rendered settings)."""
 
     def __init__(self, state_dir: Path, stage: str) -> None:
@@ -262,60 +265,66 @@ class FastCheck:
         return {"method": "fingerprint" if self.clean else "playbook", "fast_path": self.reason,
                 "fast_path_s": round(self.duration_s, 2)}
 
-    def run_result(self, hosts: list[str]) -> TruckRunResult:
-        """The fast path as the truck tier's check result: every node answered, nothing would change."""
-        return TruckRunResult("successful", 0, True, {h: HostStats(ok=1) for h in hosts}, [], [], self.duration_s, "")
+    def run_result(self, hosts: list[str], check: bool) -> TruckRunResult:
+        """The fast path as the truck tier's result (a check or a converge): every node answered, nothing
+        changes. No playbook ran: no artifacts."""
+        return TruckRunResult("successful", 0, check, {h: HostStats(ok=1) for h in hosts}, [], [], self.duration_s, "")
 
 
 class FastPath:
-    """One drift measurement's use of the fast path: try it; else take the fingerprints around the full
-    check and record them as the baseline when that check is clean. It never fails a drift: whatever goes
-    wrong here means the full check (and no baseline)."""
+    """One truck run's use of the fast path (drift's check, or `up`'s converge): try it; else take the
+    fingerprints around the full run and record them as the baseline when that run found (or changed)
+    nothing. It never fails the run: whatever goes wrong here means the full run (and no baseline)."""
 
     def __init__(self, state_dir: Path, stage: str, plan: RunPlan, connection: Connection,
                  addresses: dict[str, str]) -> None:
         self.baselines = Baselines(state_dir, stage)
         self.plan, self.connection, self.addresses = plan, connection, addresses
+        self.fallback = "full check" if plan.check else "playbook run"
         self.key: str | None = None
         self.before: dict[str, FastAnswer] | None = None
         self.specs: dict[str, NodeSpec] | None = None
 
-    def try_clean(self) -> FastCheck:
+    def try_clean(self, full: bool = False) -> FastCheck:
+        """Whether every node is as at the last clean run. With `full` (--full) the answer is not used, but
+        the fingerprints are still taken: they let the full run record the baseline."""
         started = time.monotonic()
         try:
-            return self._try_clean(started)
-        except Exception as exc:  # an optimisation must not fail the check: the full one runs
+            outcome = self._try_clean(started)
+        except Exception as exc:  # an optimisation must not fail the run: the full one runs
             self.before = None
-            return FastCheck(False, f"fast path not available ({type(exc).__name__}): full check",
-                             time.monotonic() - started)
+            outcome = FastCheck(False, f"fast path not available ({type(exc).__name__}): {self.fallback}",
+                                time.monotonic() - started)
+        return FastCheck(False, "not used: --full", outcome.duration_s) if full else outcome
 
     def _try_clean(self, started: float) -> FastCheck:
         self.key = inputs_key(self.plan)
         loaded = self.baselines.load(self.key)
         if loaded is None:
-            return FastCheck(False, "no baseline for these inputs: full check", time.monotonic() - started)
+            return FastCheck(False, f"no baseline for these inputs: {self.fallback}", time.monotonic() - started)
         self.specs, fingerprints = loaded
         if set(self.specs) != set(self.addresses):
-            return FastCheck(False, "the baseline covers other nodes: full check", time.monotonic() - started)
+            return FastCheck(False, f"the baseline covers other nodes: {self.fallback}", time.monotonic() - started)
         self.before = ask_nodes(self.connection, self.addresses, self.specs, self.plan.project_dir)
         silent = sorted(f"{h} ({a.detail})" if a.detail else h for h, a in self.before.items() if a.fingerprint is None)
         moved = sorted(h for h, a in self.before.items() if a.fingerprint is not None
                        and (fingerprints is None or a.fingerprint != fingerprints.get(h) or a.live))
         took = time.monotonic() - started
         if silent:
-            return FastCheck(False, f"no fingerprint from {', '.join(silent)}: full check", took)
+            return FastCheck(False, f"no fingerprint from {', '.join(silent)}: {self.fallback}", took)
         if fingerprints is None:
-            return FastCheck(False, "no clean check recorded yet for these inputs: full check", took)
+            return FastCheck(False, f"no clean run recorded yet for these inputs: {self.fallback}", took)
         if moved:
-            return FastCheck(False, f"changed since the last clean check on {', '.join(moved)}: full check", took)
-        return FastCheck(True, f"every node as at the last clean check ({len(self.before)} nodes)", took)
+            return FastCheck(False, f"changed since the last clean run on {', '.join(moved)}: {self.fallback}", took)
+        return FastCheck(True, f"every node as at the last clean run ({len(self.before)} nodes)", took)
 
-    def after_full_check(self, run: TruckRunResult) -> None:
-        """Record what this full check shows: its spec (a clean run), and its fingerprints as the baseline
-        only when it found nothing, the nodes did not move while it ran and its inputs did not change."""
+    def after_full_run(self, run: TruckRunResult) -> None:
+        """Record what this full run shows: its spec (a run that succeeded), and its fingerprints as the
+        baseline only when it found or changed nothing and held nothing back, the nodes did not move while
+        it ran and its inputs did not change."""
         try:
             self._record(run)
-        except Exception:  # never fail the check that already ran: drop the baseline instead
+        except Exception:  # never fail the run that already ended: drop the baseline instead
             self.baselines.forget()
 
     def _record(self, run: TruckRunResult) -> None:
@@ -325,7 +334,7 @@ class FastPath:
             self.baselines.forget()
             return
         fingerprints = None
-        if not run.changes and self.before is not None and specs == self.specs:
+        if not run.changes and not run.held and self.before is not None and specs == self.specs:
             after = ask_nodes(self.connection, self.addresses, specs, self.plan.project_dir)
             if all(after[h].fingerprint is not None and after[h].fingerprint == self.before[h].fingerprint
                    and not after[h].live for h in after):

@@ -35,6 +35,7 @@ class UpRequest:
     exclude: tuple[str, ...] = ()  # nodes left out (found unreachable by the prechecks)
     hold_cuts: bool = False  # the race is live: what would interrupt telemetry waits (lifecycle/racelive.py)
     interrupt_telemetry: bool = False  # --interrupt-telemetry: never hold back (the race crew decided)
+    full: bool = False  # --full: run site.yml even where the fast path (truck.fastcheck) says it would change nothing
 
 
 def _ignore(*_: Any) -> None:

@@ -4,14 +4,15 @@ step order, the journal, the lock, failures named by step, secrets scrubbed, Ctr
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import KEY_BODY, REPO, FakeLabTarget, make_cloud
+from tests.helpers import KEY_BODY, REPO, FakeConnection, FakeLabTarget, make_cloud
 from truckctl.cli.app import app
 from truckctl.cloud.engine import OperationResult
+from truckctl.config.loader import load_stage
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.lifecycle import orchestrator
@@ -23,6 +24,8 @@ from truckctl.lifecycle.steps import StepResult
 from truckctl.project import Project
 from truckctl.targets.aws import AwsTarget
 from truckctl.truck.events import HostEvent, HostStats, TruckRunResult
+from truckctl.truck.fastcheck import FastCheck
+from truckctl.truck.plan import build_plan
 
 
 def truck_result(failed: bool = False) -> TruckRunResult:
@@ -182,6 +185,68 @@ def test_cli_failure_shows_the_error_per_node(project: Project, fakes: dict[str,
     result = CliRunner().invoke(app, ["-C", str(REPO), "up", "stage-1"])
     assert result.exit_code == 1
     assert "truck-a-hv1: Run chrony: cannot start" in result.stderr
+
+
+# ---- the fast path: a stage as at its last clean run runs no playbook (truck.fastcheck) -------
+
+
+class FakeFastPath:
+    """The fast path as the orchestrator sees it: clean unless --full; the full runs it saw."""
+
+    runs: ClassVar[list[TruckRunResult]] = []
+
+    def __init__(self, state_dir: Any, stage: str, plan: Any, connection: Any, addresses: dict[str, str]) -> None:
+        self.hosts = list(addresses)
+
+    def try_clean(self, full: bool = False) -> FastCheck:
+        if full:
+            return FastCheck(False, "not used: --full", 0.4)
+        return FastCheck(True, f"every node as at the last clean run ({len(self.hosts)} nodes)", 0.4)
+
+    def after_full_run(self, run: TruckRunResult) -> None:
+        FakeFastPath.runs.append(run)
+
+
+@pytest.fixture
+def fast_path(monkeypatch: pytest.MonkeyPatch) -> type[FakeFastPath]:
+    FakeFastPath.runs = []
+    monkeypatch.setattr(orchestrator, "FastPath", FakeFastPath)
+    return FakeFastPath
+
+
+def test_a_stage_as_at_its_last_clean_run_is_converged_without_a_playbook_run(
+        project: Project, fakes: dict[str, Any], fast_path: type[FakeFastPath]) -> None:
+    result = CliRunner().invoke(app, ["-C", str(REPO), "up", "stage-1"])
+    assert result.exit_code == 0, result.output
+    assert "truck" not in fakes["calls"] and "verify" in fakes["calls"]  # the smoke check still runs
+    assert "every node as at the last clean run (6 nodes)" in result.stdout and "no playbook run" in result.stdout
+    document = json.loads(CliRunner().invoke(app, ["-C", str(REPO), "up", "stage-1", "--json"]).stdout)["result"]
+    assert document["truck_check"]["method"] == "fingerprint" and document["truck"]["changed"] == 0
+    assert not document["truck"]["check"] and len(document["truck"]["hosts"]) == 6
+    events = show_run(project, document["run_id"])["events"]
+    assert sum(1 for e in events if e.get("kind") == "node" and e.get("state") == "ok") == 6
+    assert fast_path.runs == []
+
+
+def test_full_runs_site_yml_and_lets_it_record_the_baseline(project: Project, fakes: dict[str, Any],
+                                                          fast_path: type[FakeFastPath]) -> None:
+    result = orchestrator.up(fakes["target"], orchestrator.UpRequest("stage-1", full=True)).to_json()
+    assert "truck" in fakes["calls"] and result["truck_check"]["fast_path"] == "not used: --full"
+    assert fast_path.runs == [fakes["truck"]]
+
+
+@pytest.mark.parametrize("request_", [
+    orchestrator.UpRequest("stage-1", limit="truck-a-gw"),
+    orchestrator.UpRequest("stage-1", check=True),
+    orchestrator.UpRequest("stage-1", exclude=("truck-b-hv1",)),
+])
+def test_a_limit_a_check_or_a_node_left_out_always_runs_site_yml(project: Project, fakes: dict[str, Any],
+                                                                 request_: orchestrator.UpRequest) -> None:
+    stage = load_stage(project, "stage-1")
+    assert orchestrator.converge_fast_path(project, stage, request_, fakes.get("plan"), FakeConnection()) is None
+    whole = orchestrator.converge_fast_path(project, stage, orchestrator.UpRequest("stage-1"), build_plan(
+        project.playbooks_dir, stage, make_cloud(stage), FakeConnection(), "lab"), FakeConnection())
+    assert whole is not None and whole.fallback == "playbook run"
 
 
 # ---- a node down before the run: left out, the others converge, exit 1 naming it ------------

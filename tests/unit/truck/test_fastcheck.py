@@ -1,5 +1,5 @@
-"""Drift's fast path (truck.fastcheck): what a node's fingerprint covers, read from a run's module arguments;
-the inputs key; the baselines; the node-side fingerprint on real files; and when a baseline is recorded.
+"""The fast path of drift and up (truck.fastcheck): what a node's fingerprint covers, read from a run's module
+arguments; the inputs key; the baselines; the node-side fingerprint on real files; and when a baseline is recorded.
 The fast path on real nodes, with hand changes, is tests/lab/test_drift_fast_path.py."""
 
 from __future__ import annotations
@@ -268,9 +268,11 @@ class Nodes:
         return {h: fastcheck.FastAnswer(answer[h], self.live) for h in addresses}
 
 
-def converge_run(directory: Path, changes: list[Change] | None = None) -> TruckRunResult:
+def converge_run(directory: Path, changes: list[Change] | None = None, held: list[Change] | None = None
+                 ) -> TruckRunResult:
     write_events(directory, RUN)
-    return TruckRunResult("successful", 0, True, {"gw": HostStats(ok=9)}, changes or [], [], 8.0, str(directory))
+    return TruckRunResult("successful", 0, True, {"gw": HostStats(ok=9)}, changes or [], [], 8.0, str(directory),
+                          held or [])
 
 
 @pytest.fixture
@@ -289,27 +291,31 @@ def test_a_clean_check_with_the_nodes_unmoved_becomes_the_baseline(fast: fastche
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     establish(fast, tmp_path, monkeypatch, Nodes({"gw": "a"}))
     first = fast.try_clean()
-    assert not first.clean and "no clean check recorded yet" in first.reason
-    fast.after_full_check(converge_run(tmp_path / "check"))
+    assert not first.clean and "no clean run recorded yet" in first.reason
+    fast.after_full_run(converge_run(tmp_path / "check"))
     again = fastcheck.FastPath(fast.baselines.path.parent.parent.parent, "stage-1", fast.plan, fast.connection,
                                fast.addresses)
     outcome = again.try_clean()
     assert outcome.clean and outcome.as_dict()["method"] == "fingerprint"
-    assert outcome.run_result(["gw"]).ok and outcome.run_result(["gw"]).changes == []
+    assert outcome.run_result(["gw"], check=True).ok and outcome.run_result(["gw"], check=True).changes == []
 
 
-@pytest.mark.parametrize(("nodes", "changes"), [
-    (Nodes({"gw": "a"}, {"gw": "b"}), []),  # a node moved while the check ran
-    (Nodes({"gw": "a"}), [Change("gw", "Configure chrony", "-a\n+b\n", "truck_files")]),  # the check found drift
-    (Nodes({"gw": "a"}, live=[{"kind": "sshd", "item": "passwordauthentication"}]), []),  # live drift
-    (Nodes({"gw": None}), []),  # a node gave no fingerprint
+HELD = Change("gw", "Restart mosquitto", "", "systemd_service", handler=True)
+
+
+@pytest.mark.parametrize(("nodes", "changes", "held"), [
+    (Nodes({"gw": "a"}, {"gw": "b"}), [], []),  # a node moved while the check ran
+    (Nodes({"gw": "a"}), [Change("gw", "Configure chrony", "-a\n+b\n", "truck_files")], []),  # it found drift
+    (Nodes({"gw": "a"}, live=[{"kind": "sshd", "item": "passwordauthentication"}]), [], []),  # live drift
+    (Nodes({"gw": None}), [], []),  # a node gave no fingerprint
+    (Nodes({"gw": "a"}), [], [HELD]),  # a converge held a restart back (the race is live): not converged
 ])
-def test_no_baseline_from_a_check_that_is_not_clean_or_a_node_that_moved(
+def test_no_baseline_from_a_run_that_is_not_clean_or_a_node_that_moved(
         fast: fastcheck.FastPath, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nodes: Nodes,
-        changes: list[Change]) -> None:
+        changes: list[Change], held: list[Change]) -> None:
     establish(fast, tmp_path, monkeypatch, nodes)
     fast.try_clean()
-    fast.after_full_check(converge_run(tmp_path / "check", changes))
+    fast.after_full_run(converge_run(tmp_path / "check", changes, held))
     loaded = fast.baselines.load(fast.key)
     assert loaded is not None and loaded[1] is None
     assert not fast.try_clean().clean
@@ -319,17 +325,17 @@ def test_a_node_that_moved_since_the_baseline_sends_drift_to_the_full_check(
         fast: fastcheck.FastPath, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     establish(fast, tmp_path, monkeypatch, Nodes({"gw": "a"}))
     fast.try_clean()
-    fast.after_full_check(converge_run(tmp_path / "check"))
+    fast.after_full_run(converge_run(tmp_path / "check"))
     monkeypatch.setattr(fastcheck, "ask_nodes", Nodes({"gw": "b"}))
     outcome = fast.try_clean()
-    assert not outcome.clean and outcome.reason == "changed since the last clean check on gw: full check"
+    assert not outcome.clean and outcome.reason == "changed since the last clean run on gw: full check"
 
 
 def test_a_node_that_does_not_answer_is_said_so(fast: fastcheck.FastPath, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     establish(fast, tmp_path, monkeypatch, Nodes({"gw": "a"}))
     fast.try_clean()
-    fast.after_full_check(converge_run(tmp_path / "check"))
+    fast.after_full_run(converge_run(tmp_path / "check"))
     monkeypatch.setattr(fastcheck, "ask_nodes", Nodes({"gw": None}))
     assert fast.try_clean().reason == "no fingerprint from gw: full check"
 
@@ -344,9 +350,9 @@ def test_an_error_in_the_fast_path_means_the_full_check(fast: fastcheck.FastPath
     monkeypatch.setattr(fastcheck, "ask_nodes", broken)
     outcome = fast.try_clean()
     assert not outcome.clean and outcome.reason == "fast path not available (RuntimeError): full check"
-    fast.after_full_check(converge_run(tmp_path / "check"))  # no fingerprints before it: the spec only
+    fast.after_full_run(converge_run(tmp_path / "check"))  # no fingerprints before it: the spec only
     monkeypatch.setattr(fastcheck, "spec_from_run", broken)
-    fast.after_full_check(converge_run(tmp_path / "check2"))
+    fast.after_full_run(converge_run(tmp_path / "check2"))
     assert not fast.baselines.path.exists()
 
 
@@ -356,5 +362,24 @@ def test_inputs_changed_while_the_check_ran_record_no_baseline(fast: fastcheck.F
     fast.try_clean()
     keys = iter(["another key"])
     monkeypatch.setattr(fastcheck, "inputs_key", lambda plan: next(keys))  # playbooks/ edited meanwhile
-    fast.after_full_check(converge_run(tmp_path / "check"))
+    fast.after_full_run(converge_run(tmp_path / "check"))
     assert not fast.baselines.path.exists()
+
+
+def test_a_converge_that_changed_nothing_records_the_baseline_and_the_next_up_takes_the_fast_path(
+        stage: Stage, cloud: CloudOutputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`up` on a converged stage: its run of site.yml changed nothing, so the next one would not either."""
+    monkeypatch.setattr(fastcheck, "ask_nodes", Nodes({"gw": "a"}))
+    up = fastcheck.FastPath(tmp_path / "state", stage.name, plan_of(stage, cloud), FakeConnection(), {"gw": "x"})
+    fastcheck.remember_spec(tmp_path / "state", stage.name, dataclasses.replace(up.plan, hosts=["gw"]),
+                            converge_run(tmp_path / "first"))
+    assert up.try_clean().reason == "no clean run recorded yet for these inputs: playbook run"
+    up.after_full_run(converge_run(tmp_path / "second"))
+    again = fastcheck.FastPath(tmp_path / "state", stage.name, up.plan, FakeConnection(), {"gw": "x"})
+    outcome = again.try_clean()
+    assert outcome.clean and not outcome.run_result(["gw"], check=False).check
+    forced = again.try_clean(full=True)
+    assert not forced.clean and forced.reason == "not used: --full" and again.before is not None
+    drift = fastcheck.FastPath(tmp_path / "state", stage.name, plan_of(stage, cloud, check=True), FakeConnection(),
+                               {"gw": "x"})
+    assert drift.try_clean().clean  # drift's check shares the baseline: the same inputs
