@@ -65,6 +65,10 @@ NOTES = [
     "address-conflict probes) and ends with the smoke check (telemetry through each truck's broker to "
     "the cloud stand-in): strictly more work than the stock playbook run. The `of which` rows give the "
     "ansible-runner part alone.",
+    "- **Bytecode cache**: the harness runs everything with Python's bytecode cache on, as every installation "
+    "has it (pip writes it at install, an editable install on first import; each step's warm-up sample writes "
+    "it). This machine's shell sets `PYTHONDONTWRITEBYTECODE=1`, with which each truckctl process compiled its "
+    "~75 modules from source (~50 ms): figures measured before 2026-12-03 16:00 carry that cost.",
     "- **Cold connections**: before every timed sample of a lab run the harness closes the SSH "
     "ControlMaster connections left by the previous one (both sides), so a re-run is measured as CI or "
     "an engineer a few minutes later would see it, not riding on warm multiplexed connections.",

@@ -3,13 +3,18 @@
 Kept under <state_dir>/lab/pki (0700, keys 0600) across `down`, so CloudOutputs stay stable from one
 lab to the next; a certificate is re-issued only when what it must say changes, or once it is revoked.
 Revoked serials are kept in revoked.json and published as a CRL the stand-in's broker checks.
-The cryptography itself is in `truckctl.lab.certs`, imported only by the calls that need it.
+The cryptography itself is in `truckctl.lab.certs`, imported only by the calls that need it. What the
+lab's CloudOutputs read of a file (a certificate's serial, the VPN key's public half) is remembered beside
+it, keyed by the file's hash: commands that only read the lab (status, drift) never import cryptography.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +33,27 @@ class Issued:
 
     @property
     def serial(self) -> str:
-        from truckctl.lab import certs
+        def derive() -> str:
+            from truckctl.lab import certs
 
-        return certs.serial(self.cert)
+            return certs.serial(self.cert)
+
+        return remembered(self.cert, derive)
+
+
+def remembered(source: Path, derive: Callable[[], str]) -> str:
+    """`derive()`, a value read from `source`, remembered in `<source>.derived` for as long as the file's content
+    is the same (its SHA-256 is kept with it); a memo that cannot be read or written is derived again."""
+    memo = source.with_name(source.name + ".derived")
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    with contextlib.suppress(OSError, ValueError):
+        known, value = memo.read_text().split()
+        if known == digest:
+            return value
+    value = derive()
+    with contextlib.suppress(OSError):  # a reader without write access derives it each time
+        write_private(memo, f"{digest} {value}\n")
+    return value
 
 
 def client_id(race_id: str, truck: str) -> str:
@@ -134,7 +157,15 @@ class LabPki:
         The lab cannot run real WireGuard (no kernel module here), so nothing listens behind it:
         it exists so the truck tier renders a complete, valid VPN configuration.
         """
-        from truckctl.lab import certs
-
         self.ensure_dir()
-        return certs.wireguard_public_key(self.dir / "vpn.key")
+        key = self.dir / "vpn.key"
+
+        def derive() -> str:
+            from truckctl.lab import certs
+
+            return certs.wireguard_public_key(key)  # made there on first use
+
+        if not key.exists():
+            made = derive()
+            return remembered(key, lambda: made)
+        return remembered(key, derive)

@@ -6,12 +6,15 @@ import base64
 import ipaddress
 import json
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.helpers import REPO
 from truckctl.lab.pki import LabPki, client_id
 
 
@@ -92,3 +95,25 @@ def test_a_certificate_listed_as_revoked_is_replaced_by_ensure(tmp_path: Path) -
 def test_the_crl_of_a_fresh_pki_lists_nothing(tmp_path: Path) -> None:
     crl = x509.load_pem_x509_crl(LabPki(tmp_path / "pki").crl_pem())
     assert len(crl) == 0
+
+
+def test_serials_and_the_vpn_key_are_remembered_by_content_and_read_without_cryptography(tmp_path: Path) -> None:
+    """status reads the lab's CloudOutputs (each truck's certificate serial, the VPN key's public half): from the
+    memo beside each file, so it never imports cryptography; a changed file is derived again."""
+    pki = LabPki(tmp_path / "pki")
+    issued = pki.ensure_client("truck-truck-a", client_id("gdf27", "truck-a"))
+    serial, vpn = issued.serial, pki.wireguard_public_key()
+    assert serial == format(x509.load_pem_x509_certificate(issued.cert.read_bytes()).serial_number, "x")
+    memo = issued.cert.with_name(issued.cert.name + ".derived")
+    assert memo.read_text().split()[1] == serial and stat.S_IMODE(memo.stat().st_mode) == 0o600
+    code = ("import sys; from pathlib import Path; from truckctl.lab.pki import LabPki; "
+            f"pki = LabPki(Path({str(pki.dir)!r})); "
+            "print(pki.leaf('truck-truck-a').serial, pki.wireguard_public_key(), "
+            "sorted(m for m in sys.modules if m.split('.')[0] == 'cryptography'))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert proc.stdout.split() == [serial, vpn, "[]"], proc.stdout + proc.stderr
+    pki.revoke("truck-truck-a")
+    again = pki.ensure_client("truck-truck-a", client_id("gdf27", "truck-a"))
+    assert again.serial != serial  # a new certificate at the same path: its own serial, not the memo's
+    memo.write_text("not a memo")
+    assert again.serial == format(x509.load_pem_x509_certificate(again.cert.read_bytes()).serial_number, "x")
