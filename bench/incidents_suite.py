@@ -42,13 +42,15 @@ def incidents_benchmark(project: Callable[[], TempProject], converged: Callable[
         [], compare=False, needs_root=True, slow=True,
         miss_reason="status (goal 0.5 s, issue 18; issue 14's 1 s): Python's start, imports and the configuration "
                     "take ~0.2 s before the first SSH call, then 8 SSH sessions at once (6 probes, 2 team reads) "
-                    "~0.27 s: each costs ~30 ms of CPU on its node (sshd's re-exec, privilege separation, PAM) "
-                    "and the phase is CPU-bound on 2 shared cores (the CPU column). Measured and not worth it: "
-                    "the team reads riding on the gateway probes, or no cloud read at all, change the figure by "
-                    "less than the noise (~30 ms); TCP quick ACKs on the nodes' routes take a lone `ssh true` "
-                    "from 0.14 to 0.09 s but not status. What is left is SSH connection reuse, which a one-shot "
-                    "command cannot have without leaving processes behind. The cable: the stand-in's 3 s "
-                    "evidence silence and the gateway agent's reconnection.")
+                    "~0.25 s: each costs ~30 ms of CPU on its node (sshd's re-exec, privilege separation, PAM) "
+                    "and the phase is CPU-bound on 2 shared cores (the CPU column). Done: no cryptography import "
+                    "(the lab's certificate serials and VPN key are remembered beside their files) and the bytecode "
+                    "cache on; by hand on a quiet lab that gave 0.48-0.51 s (user CPU 0.29 s), and 0.8-0.9 s (user "
+                    "CPU 0.55 s, the same work) an hour later on the same machine: this machine's speed varies by "
+                    "more than the margin. Measured and not done: the team reads riding on the gateway probes "
+                    "(-27 ms, 6 samples each). What is left is SSH connection reuse, which a one-shot command "
+                    "cannot have without leaving processes behind. The cable: the stand-in's 3 s evidence silence "
+                    "and the gateway agent's reconnection.")
 
     def measured() -> dict[str, Any]:
         return status(for_kind("lab", Project(project().root)), STAGE).to_json()
