@@ -236,9 +236,10 @@ def cloud_incidents(seen: JsonObject | None
 
 # ---- runs, lock, drift -----------------------------------------------------------------------
 
-def last_drift(project: Project, stage: str) -> LastDrift | None:
-    """The newest `drift` run: when, how it ended, and whether drift was found (its summary's result)."""
-    for run in journal.list_runs(project, stage):
+def last_drift(project: Project, runs: Sequence[JsonObject]) -> LastDrift | None:
+    """The newest `drift` run among this machine's `runs` (journal.list_runs, newest first): when, how it
+    ended, and whether drift was found (its summary's result)."""
+    for run in runs:
         if run["command"] != "drift":
             continue
         found: bool | None = None
@@ -275,18 +276,21 @@ def status(target: Target, stage_name: str, *, prober: Prober | None = None,
         access, connection_note = None, str(exc)
     probe_access = kept.over(access) if kept is not None and access is not None else access
     prober, cloud_reader = prober or probe_nodes, cloud_reader or target.read_cloud
-    with ThreadPoolExecutor(max_workers=2) as pool:  # the cloud side and the gateways read while nodes are probed
+    with ThreadPoolExecutor(max_workers=3) as pool:  # the nodes, the cloud side and the gateways at once
+        probes_future = pool.submit(prober, nodes, probe_access) if probe_access is not None else None
         cloud_future = pool.submit(cloud_reader, stage)
         team_future = pool.submit(team_view, target, stage) if access is not None else None
-        probes = prober(nodes, probe_access) if probe_access is not None else None
+        # this machine's own records are read while the nodes answer (the journal keeps up to 200 runs)
+        local_runs = journal.list_runs(project, stage.name)
+        local_lock, drift = lock_status(project, stage.name), last_drift(project, local_runs)
+        probes = probes_future.result() if probes_future is not None else None
         cloud = cloud_future.result()
         team = team_future.result() if team_future is not None else TeamView()
     health = assemble(stage, target, nodes, probes, connection_note, cloud)
-    runs = history.merge(journal.list_runs(project, stage.name), team.shared_runs)
-    return StatusReport(health, lock=lock_status(project, stage.name) or team_lock_holder(team.locks),
+    runs = history.merge(local_runs, team.shared_runs)
+    return StatusReport(health, lock=local_lock or team_lock_holder(team.locks),
                         team_lock=tuple(team.locks), last_run=runs[0] if runs else None, shared_runs=team.shared_runs,
-                        drift=last_drift(project, stage.name), checked_at=time.time(),
-                        took_s=round(time.monotonic() - started, 2))
+                        drift=drift, checked_at=time.time(), took_s=round(time.monotonic() - started, 2))
 
 
 @dataclass(frozen=True)

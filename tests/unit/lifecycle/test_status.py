@@ -22,7 +22,7 @@ from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.lifecycle import probe
 from truckctl.lifecycle import status as st
-from truckctl.lifecycle.journal import Journal
+from truckctl.lifecycle.journal import Journal, list_runs
 from truckctl.lifecycle.lock import stage_lock
 from truckctl.lifecycle.status_model import StageHealth, StatusReport
 from truckctl.ops import evidence as ops_evidence
@@ -285,7 +285,7 @@ def test_drift_fixed_by_the_last_check_is_not_known_drift(project: Project, stag
 
 
 def test_no_drift_run_yet(project: Project) -> None:
-    assert st.last_drift(project, "stage-1") is None
+    assert st.last_drift(project, list_runs(project, "stage-1")) is None
 
 
 # ---- the command -----------------------------------------------------------------------------
