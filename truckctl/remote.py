@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import select
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -122,6 +125,53 @@ def end_kept(conn: Connection, address: str) -> None:
     """End the kept master to one node (a call over it failed or went silent: the next one connects anew)."""
     if conn.kept_in is not None:
         _control(conn, address, "exit")
+
+
+@dataclass(frozen=True)
+class Bounded:
+    """What a command said, read within bounds: `rc` None when it was ended (too slow or too long)."""
+
+    rc: int | None
+    stdout: str
+    stderr: str
+    too_long: bool = False
+
+
+def read_bounded(argv: list[str], stdin: bytes, limit: int, timeout: float) -> Bounded:
+    """Run a command, reading at most `limit` bytes of each of its outputs for at most `timeout` seconds
+    (a node's answer is data from a machine that may be hostile: it never decides how much is held here)."""
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as exc:
+        return Bounded(255, "", f"cannot run {argv[0]}: {exc.strerror}")
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        proc.stdin.write(stdin)
+        proc.stdin.close()
+    except OSError:
+        pass
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    chunks: dict[int, bytearray] = {out_fd: bytearray(), err_fd: bytearray()}
+    deadline = time.monotonic() + timeout
+    open_fds, ended, too_long = list(chunks), False, False
+    while open_fds and not ended:
+        left = deadline - time.monotonic()
+        ready = select.select(open_fds, [], [], left)[0] if left > 0 else []
+        ended = not ready
+        for fd in ready:
+            data = os.read(fd, 65536)
+            if not data:
+                open_fds.remove(fd)
+            chunks[fd] += data
+            too_long = too_long or len(chunks[fd]) > limit
+            ended = ended or too_long
+    if ended:
+        proc.kill()
+    rc = proc.wait()
+    proc.stdout.close()
+    proc.stderr.close()
+    out, err = (bytes(chunks[fd]).decode("utf-8", "replace") for fd in (out_fd, err_fd))
+    return Bounded(None if ended else rc, out, err, too_long)
 
 
 def ssh_run(conn: Connection, address: str, command: str, timeout: float = 15) -> tuple[int, str]:

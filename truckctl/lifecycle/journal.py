@@ -212,22 +212,34 @@ class Journal:
             tmp.unlink(missing_ok=True)
 
 
+def _listed(summary: Path, stage: str | None) -> JsonObject | None:
+    """One run as the journal lists it (None: unreadable, or of another stage)."""
+    try:
+        data = json.loads(summary.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or (stage is not None and data.get("stage") != stage):
+        return None
+    if data.get("status") == "running" and not alive(data.get("pid")):
+        _died(data)  # killed (SIGKILL, power loss) before it could record its end
+    return {k: data.get(k) for k in LISTED}
+
+
 def list_runs(project: Project, stage: str | None = None) -> list[JsonObject]:
     out = []
     for summary in sorted(runs_dir(project).glob("*/summary.json"), reverse=True) if runs_dir(project).is_dir() \
             else []:
-        try:
-            data = json.loads(summary.read_text())
-        except (OSError, ValueError):
-            continue
-        if stage is None or data.get("stage") == stage:
-            if data.get("status") == "running" and not alive(data.get("pid")):
-                _died(data)  # killed (SIGKILL, power loss) before it could record its end
-            out.append({k: data.get(k) for k in LISTED})
-    # Newest first by start time: run ids of one second differ only by their random suffix.
-    out.sort(key=lambda r: (r["started"] if isinstance(r["started"], int | float) else 0, str(r["run_id"])),
-             reverse=True)
+        run = _listed(summary, stage)
+        if run is not None:
+            out.append(run)
+    out.sort(key=_age_order, reverse=True)
     return out
+
+
+def _age_order(run: JsonObject) -> tuple[float, str]:
+    """Runs in the order they started (the journal lists them reversed, newest first); run ids of one second
+    differ only by their random suffix, so the start time decides."""
+    return (run["started"] if isinstance(run["started"], int | float) else 0, str(run["run_id"]))
 
 
 # What new_run_id makes: <UTC time>-<stage>-<command>-<4 hex digits>, ASCII only (str.isalnum would
@@ -258,9 +270,22 @@ def show_run(project: Project, run_id: str) -> JsonObject:
     return {"summary": summary, "events": events}
 
 
-def last_run(project: Project, stage: str) -> JsonObject | None:
-    runs = list_runs(project, stage)
-    return runs[0] if runs else None
+def last_run(project: Project, stage: str, command: str | None = None) -> JsonObject | None:
+    """The newest run of `stage` (of `command` when given), as list_runs lists it. A run id begins with its
+    start's UTC time, so the directory names say which runs to read: one summary, not the journal's 200."""
+    directory = runs_dir(project)
+    if not directory.is_dir():
+        return None
+    named = re.compile(rf"[0-9]{{8}}T[0-9]{{6}}Z-{re.escape(stage)}-{re.escape(command) if command else '[a-z-]+'}"
+                       r"-[0-9a-f]{4}")
+    found: list[JsonObject] = []
+    for name in sorted((entry.name for entry in directory.iterdir() if named.fullmatch(entry.name)), reverse=True):
+        if found and not name.startswith(str(found[0]["run_id"])[:16]):
+            break  # runs of one second are told apart by their start time, as list_runs does
+        run = _listed(directory / name / "summary.json", stage)
+        if run is not None and run.get("run_id") == name and (command is None or run.get("command") == command):
+            found.append(run)
+    return max(found, key=_age_order, default=None)
 
 
 def _died(summary: JsonObject) -> None:

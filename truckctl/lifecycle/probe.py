@@ -9,14 +9,14 @@ trusted as a format (a compromised node may answer anything).
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from truckctl.remote import Connection, end_kept, explain_ssh_failure, kept_master, ssh_argv
+from truckctl.lifecycle.teamlock_node import REPLY_MAX
+from truckctl.remote import Connection, end_kept, explain_ssh_failure, kept_master, read_bounded, ssh_argv
 
 if TYPE_CHECKING:
     from truckctl.config.model import Stage
@@ -39,6 +39,16 @@ class NodeTarget:
     address: str
     services: tuple[str, ...]
     gateway: bool = False  # status' probe also reads the gateway agent's evidence (issue 14)
+    team_read: TeamRead | None = None  # status' probe of a gateway also reads the team lock and history there
+
+
+@dataclass(frozen=True)
+class TeamRead:
+    """The team lock's read on a gateway (teamlock_node's command line), asked in the same SSH call as the
+    gateway's probe; its answer is framed by `mark`, fresh for each status, which no node can know ahead."""
+
+    command: str
+    mark: str
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ class NodeProbe:
     skew_s: float | None = None
     mac: str | None = None
     evidence: str | None = None  # a gateway's evidence document as read (untrusted; None: none there)
+    team: tuple[int, str] | None = None  # the team read's exit code and output (None: not asked, not answered)
     read_at: float | None = None  # when the answer came (the evidence's age is taken then)
 
 
@@ -90,15 +101,16 @@ def probe_nodes(nodes: list[NodeTarget], access: Connection, query: Query) -> li
 
     def ask(node: NodeTarget, timeout: float) -> NodeProbe | None:
         before = time.time()
-        try:
-            proc = subprocess.run(ssh_argv(access, node.address, query.command(node), query.connect_timeout_s),
-                                  capture_output=True, text=True, timeout=timeout,
-                                  stdin=subprocess.DEVNULL, check=False)
-        except subprocess.TimeoutExpired:
+        said = read_bounded(ssh_argv(access, node.address, query.command(node), query.connect_timeout_s), b"",
+                            ANSWER_MAX_BYTES, timeout)
+        if said.too_long:
+            return NodeProbe(node.name, True, f"answer longer than {ANSWER_MAX_BYTES} bytes",
+                             dict.fromkeys(node.services, UNKNOWN), node.address)
+        if said.rc is None:
             return None
-        if proc.returncode == 255:  # ssh's own failure; the commands end with `true`
-            return NodeProbe(node.name, False, explain_ssh_failure(proc.stderr), address=node.address)
-        return query.answer(node, proc.stdout, before, time.time())
+        if said.rc == 255:  # ssh's own failure; the commands end with `true`
+            return NodeProbe(node.name, False, explain_ssh_failure(said.stderr), address=node.address)
+        return query.answer(node, said.stdout, before, time.time())
 
     def probe(node: NodeTarget) -> NodeProbe:
         if kept_master(access, node.address):
@@ -121,24 +133,46 @@ EVIDENCE_MARK = "--truck-ops-evidence--"
 EVIDENCE_MAX_BYTES = 256 * 1024  # truckctl.ops.evidence.MAX_BYTES: one byte more is read, to see it is too big
 
 
+# The most a probe's answer may be: the units' states, a gateway's team read and its agent's evidence.
+ANSWER_MAX_BYTES = 4096 + REPLY_MAX + EVIDENCE_MAX_BYTES + 1
+
+
 def _services_command(node: NodeTarget) -> str:
     command = "systemctl is-active " + " ".join(node.services) + "; true"
+    if node.team_read is not None:  # the team lock and history in the same call: no handshake of their own
+        command += (f"; echo {node.team_read.mark}; {node.team_read.command}; "
+                    f"printf '\\n%s %s\\n' {node.team_read.mark} \"$?\"")
     if node.gateway:  # the agent's evidence in the same call: no extra round trip
         command += f"; echo {EVIDENCE_MARK}; head -c {EVIDENCE_MAX_BYTES + 1} {EVIDENCE_FILE} 2>/dev/null; true"
     return command
 
 
+def _team_answer(read: TeamRead | None, stdout: str) -> tuple[str, tuple[int, str] | None]:
+    """The team read's (exit code, output) cut out of a gateway's answer, and what is left of the answer
+    (None: not asked, or its frame is not whole: the node never got to it or ended it early)."""
+    if read is None:
+        return stdout, None
+    units, opened, rest = stdout.partition(read.mark + "\n")
+    text, closed, tail = rest.partition("\n" + read.mark + " ")
+    code, _, after = tail.partition("\n")
+    if not opened or not closed or not code.isdigit():
+        return units + (after if closed else ""), None
+    return units + after, (int(code), text)
+
+
 def _services_answer(node: NodeTarget, stdout: str, before: float, after: float) -> NodeProbe:
+    stdout, team = _team_answer(node.team_read, stdout)
     units, marked, evidence = stdout.partition(EVIDENCE_MARK + "\n")
     found = evidence if marked and evidence.strip() else None
     answers = units.split()
     if len(answers) != len(node.services):
         return NodeProbe(node.name, True, f"unexpected answer from systemctl: {units.strip()[:120]!r}",
-                         dict.fromkeys(node.services, UNKNOWN), node.address, evidence=found, read_at=after)
+                         dict.fromkeys(node.services, UNKNOWN), node.address, evidence=found, read_at=after,
+                         team=team)
     # a state systemd could give (active, failed, activating...) or "unknown"
     return NodeProbe(node.name, True, "ok", {unit: answer if _SYSTEMD_STATE.fullmatch(answer) else UNKNOWN
                                              for unit, answer in zip(node.services, answers, strict=True)},
-                     node.address, evidence=found, read_at=after)
+                     node.address, evidence=found, read_at=after, team=team)
 
 
 SERVICES_TIMEOUT_S = 4.0

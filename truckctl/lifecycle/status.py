@@ -6,8 +6,8 @@ lock (this machine's, and the team lock on the gateways); the last run, whoever 
 shared history on the gateways merged with the local journal); drift last measured. Read-only: no
 lock, no journal, nothing changed.
 
-Fast by construction: one SSH call per node, all nodes at once, short timeouts, and one more per
-gateway for the team lock and the shared history together; one HTTP call to the lab's stand-in.
+Fast by construction: one SSH call per node, all nodes at once, short timeouts (a gateway's call also
+reads the team lock and the shared history there); one HTTP call to the lab's stand-in.
 Healthy means every node reachable with every key service active, and (where the cloud side can be
 read) every heartbeat and every truck's telemetry fresh.
 
@@ -23,15 +23,16 @@ side sees is listed with `source: "cloud"`; its recently resolved ones are `inci
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from truckctl.errors import TruckctlError
 from truckctl.jsondoc import JsonObject
-from truckctl.lifecycle import history, journal, probe
+from truckctl.lifecycle import history, journal, probe, teamlock, teamlock_node
 from truckctl.lifecycle.lock import lock_status
 from truckctl.lifecycle.probe import NodeProbe, NodeTarget, node_targets
 from truckctl.lifecycle.status_model import (
@@ -236,22 +237,20 @@ def cloud_incidents(seen: JsonObject | None
 
 # ---- runs, lock, drift -----------------------------------------------------------------------
 
-def last_drift(project: Project, runs: Sequence[JsonObject]) -> LastDrift | None:
-    """The newest `drift` run among this machine's `runs` (journal.list_runs, newest first): when, how it
-    ended, and whether drift was found (its summary's result)."""
-    for run in runs:
-        if run["command"] != "drift":
-            continue
-        found: bool | None = None
-        try:
-            summary = json.loads((journal.runs_dir(project) / run["run_id"] / "summary.json").read_text())
-            result = summary.get("result") or {}
-            value = result.get("drift")
-            found = (value and not result.get("fixed")) if isinstance(value, bool) else None
-        except (OSError, ValueError):
-            pass
-        return LastDrift(run["run_id"], run["started"], run["status"], run["exit_code"], found)
-    return None
+def last_drift(project: Project, stage: str) -> LastDrift | None:
+    """The newest `drift` run: when, how it ended, and whether drift was found (its summary's result)."""
+    run = journal.last_run(project, stage, "drift")
+    if run is None:
+        return None
+    found: bool | None = None
+    try:
+        summary = json.loads((journal.runs_dir(project) / str(run["run_id"]) / "summary.json").read_text())
+        result = summary.get("result") or {}
+        value = result.get("drift")
+        found = (value and not result.get("fixed")) if isinstance(value, bool) else None
+    except (OSError, ValueError, AttributeError):
+        pass
+    return LastDrift(run["run_id"], run["started"], run["status"], run["exit_code"], found)
 
 
 # ---- the command -----------------------------------------------------------------------------
@@ -261,8 +260,8 @@ def status(target: Target, stage_name: str, *, prober: Prober | None = None,
     """Measure everything at once and assemble the report (prober and cloud_reader: tests swap them).
 
     `kept`: a caller that measures again and again (`--watch`, the portal) probes the nodes over one SSH
-    master per node (probe.probe_nodes says what happens when one goes silent); the gateways' team
-    reads keep a connection of their own, so a cut link costs them ssh's connect timeout, as before."""
+    master per node (probe.probe_nodes says what happens when one goes silent); the gateways' team reads
+    ride on their probes, so they share that master too."""
     from truckctl.config.loader import load_stage
 
     project = target.project
@@ -275,19 +274,20 @@ def status(target: Target, stage_name: str, *, prober: Prober | None = None,
     except TruckctlError as exc:
         access, connection_note = None, str(exc)
     probe_access = kept.over(access) if kept is not None and access is not None else access
+    if probe_access is not None:
+        nodes = with_team_reads(stage.name, nodes, sudo=probe_access.user != "root")
     prober, cloud_reader = prober or probe_nodes, cloud_reader or target.read_cloud
-    with ThreadPoolExecutor(max_workers=3) as pool:  # the nodes, the cloud side and the gateways at once
+    with ThreadPoolExecutor(max_workers=2) as pool:  # the nodes and the cloud side at once
         probes_future = pool.submit(prober, nodes, probe_access) if probe_access is not None else None
         cloud_future = pool.submit(cloud_reader, stage)
-        team_future = pool.submit(team_view, target, stage) if access is not None else None
-        # this machine's own records are read while the nodes answer (the journal keeps up to 200 runs)
-        local_runs = journal.list_runs(project, stage.name)
-        local_lock, drift = lock_status(project, stage.name), last_drift(project, local_runs)
+        # this machine's own records are read while the nodes answer
+        newest = journal.last_run(project, stage.name)
+        local_lock, drift = lock_status(project, stage.name), last_drift(project, stage.name)
         probes = probes_future.result() if probes_future is not None else None
         cloud = cloud_future.result()
-        team = team_future.result() if team_future is not None else TeamView()
+    team = team_view(stage, probes) if probes is not None else TeamView()
     health = assemble(stage, target, nodes, probes, connection_note, cloud)
-    runs = history.merge(local_runs, team.shared_runs)
+    runs = history.merge([newest] if newest is not None else [], team.shared_runs)
     return StatusReport(health, lock=local_lock or team_lock_holder(team.locks),
                         team_lock=tuple(team.locks), last_run=runs[0] if runs else None, shared_runs=team.shared_runs,
                         drift=drift, checked_at=time.time(), took_s=round(time.monotonic() - started, 2))
@@ -305,16 +305,26 @@ class TeamView:
         return self.shared.runs if self.shared is not None else ()
 
 
-def team_view(target: Target, stage: Stage) -> TeamView:
-    """The team lock on each gateway and the runs recorded there, one call per gateway (never raises)."""
-    from truckctl.lifecycle import teamlock
+def with_team_reads(stage: str, nodes: list[NodeTarget], sudo: bool) -> list[NodeTarget]:
+    """The nodes to probe, each gateway also asked for the team lock and the runs recorded there in its
+    probe's SSH call (one handshake per gateway, not two); the answer's frame is fresh for this status."""
+    read = probe.TeamRead(teamlock_node.node_command("team", stage, "-", teamlock.LEASE_S, sudo=sudo),
+                          f"--truckctl-team-{secrets.token_hex(8)}--")
+    return [replace(node, team_read=read) if node.gateway else node for node in nodes]
 
-    try:
-        transport = teamlock.transport(target, stage)
-    except TruckctlError:
-        return TeamView()
+
+def team_view(stage: Stage, probes: list[NodeProbe]) -> TeamView:
+    """The team lock on each gateway and the runs recorded there, from the gateways' probes."""
+    by_name = {p.name: p for p in probes}
+    answers: list[tuple[teamlock.Gateway, int, str]] = []
     gws = teamlock.gateways(stage)
-    locks, runs, failed = teamlock.read_team(stage.name, gws, transport)
+    for gateway in gws:
+        found = by_name.get(gateway.node)
+        if found is None or not found.reachable:  # as SSH's own failure: the lock is unreachable, so is the history
+            answers.append((gateway, 255, found.detail if found is not None else "not probed"))
+        else:
+            answers.append((gateway, *(found.team or (1, "no answer to the team read"))))
+    locks, runs, failed = teamlock.team_of(stage.name, answers)
     return TeamView(locks, history.SharedHistory.of(gws, runs, failed))
 
 

@@ -32,9 +32,7 @@ import getpass
 import json
 import os
 import secrets
-import select
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -46,8 +44,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.jsondoc import JsonObject
-from truckctl.lifecycle.teamlock_node import HOLDER_MAX, KEEP_RUNS, NODE_ROOT, RUN_MAX, node_argv, node_command
-from truckctl.remote import Connection, KeptConnections, ssh_argv
+from truckctl.lifecycle.teamlock_node import (
+    HOLDER_MAX,
+    KEEP_RUNS,
+    NODE_ROOT,
+    REPLY_MAX,
+    RUN_MAX,
+    node_argv,
+    node_command,
+)
+from truckctl.remote import Connection, KeptConnections, read_bounded, ssh_argv
 from truckctl.text import hidden
 
 if TYPE_CHECKING:
@@ -56,7 +62,6 @@ if TYPE_CHECKING:
 
 LEASE_S = 30
 RENEW_S = 10
-REPLY_MAX = 2 * HOLDER_MAX + 256 + KEEP_RUNS * (RUN_MAX + 1)
 CALL_TIMEOUT_S = 8.0
 
 
@@ -309,42 +314,14 @@ def transport(target: Target, stage: Stage) -> Transport:
 
 def bounded_run(argv: list[str], stdin: bytes, limit: int = REPLY_MAX, timeout: float = CALL_TIMEOUT_S
                 ) -> tuple[int, str]:
-    """Run a command, reading at most `limit` bytes of its output for at most `timeout` seconds."""
-    try:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    except OSError as exc:
-        return 255, f"cannot run {argv[0]}: {exc.strerror}"
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    try:
-        proc.stdin.write(stdin)
-        proc.stdin.close()
-    except OSError:
-        pass
-    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
-    chunks: dict[int, bytearray] = {out_fd: bytearray(), err_fd: bytearray()}
-    deadline = time.monotonic() + timeout
-    open_fds = list(chunks)
-    while open_fds:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            proc.kill()
-            proc.wait()
-            return 255, "timed out"
-        ready, _, _ = select.select(open_fds, [], [], left)
-        for fd in ready:
-            data = os.read(fd, 65536)
-            if not data:
-                open_fds.remove(fd)
-                continue
-            chunks[fd] += data
-            if len(chunks[fd]) > limit:
-                proc.kill()
-                proc.wait()
-                return 1, "answer too long"
-    rc = proc.wait()
-    proc.stdout.close()
-    proc.stderr.close()
-    return rc, bytes(chunks[out_fd] if rc != 255 else chunks[err_fd]).decode("utf-8", "replace")
+    """Run a command, reading at most `limit` bytes of its output for at most `timeout` seconds: (exit code,
+    output), or ssh's complaint with 255."""
+    said = read_bounded(argv, stdin, limit, timeout)
+    if said.too_long:
+        return 1, "answer too long"
+    if said.rc is None:
+        return 255, "timed out"
+    return said.rc, said.stdout if said.rc != 255 else said.stderr
 
 
 def local_transport(gateway: Gateway, argv: list[str], stdin: bytes) -> tuple[int, str]:
@@ -534,20 +511,20 @@ def remote_runs(stage: str, gws: list[Gateway], transport: Transport, root: str 
         return shared_runs_of(stage, list(pool.map(one, gws)))
 
 
-def read_team(stage: str, gws: list[Gateway], transport: Transport, root: str = NODE_ROOT
-              ) -> tuple[list[GatewayLock], list[SharedRun], dict[str, str]]:
-    """What `status` shows of the team, one call per gateway (in parallel): each gateway's lock as
-    `read_locks` gives it, and the runs and unread gateways as `remote_runs` gives them."""
-    def one(gateway: Gateway) -> tuple[Gateway, Reply, Reply]:
-        rc, text = transport(gateway, node_argv("team", stage, "-", LEASE_S, root), b"")
+def team_of(stage: str, answers: Sequence[tuple[Gateway, int, str]]
+            ) -> tuple[list[GatewayLock], list[SharedRun], dict[str, str]]:
+    """What `status` shows of the team from each gateway's answer to the `team` read (its exit code and
+    output; 255 and ssh's reason when it could not be asked): each gateway's lock as `read_locks` gives
+    it, and the runs and unread gateways as `remote_runs` gives them."""
+    parsed: list[tuple[Gateway, Reply, Reply]] = []
+    for gateway, rc, text in answers:
         if rc == 255:  # SSH's own failure: both answers are that
-            return gateway, parse_reply(rc, text), parse_reply(rc, text)
+            parsed.append((gateway, parse_reply(rc, text), parse_reply(rc, text)))
+            continue
         state, holder, runs = [*text.split("\n", 2), "", ""][:3]  # the lock's two lines, then the history
-        return gateway, parse_reply(rc, f"{state}\n{holder}"), parse_reply(rc, runs)
-    with ThreadPoolExecutor(max_workers=max(1, len(gws))) as pool:
-        answers = list(pool.map(one, gws))
-    runs, failed = shared_runs_of(stage, [(gateway, history) for gateway, _, history in answers])
-    return [GatewayLock.from_reply(gateway, lock) for gateway, lock, _ in answers], runs, failed
+        parsed.append((gateway, parse_reply(rc, f"{state}\n{holder}"), parse_reply(rc, runs)))
+    runs_seen, failed = shared_runs_of(stage, [(gateway, history) for gateway, _, history in parsed])
+    return [GatewayLock.from_reply(gateway, lock) for gateway, lock, _ in parsed], runs_seen, failed
 
 
 def shared_runs_of(stage: str, answers: list[tuple[Gateway, Reply]]) -> tuple[list[SharedRun], dict[str, str]]:

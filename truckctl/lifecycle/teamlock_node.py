@@ -27,6 +27,7 @@ NODE_ROOT = "/var/lib/truckctl"
 HOLDER_MAX = 4096
 RUN_MAX = 8192
 KEEP_RUNS = 50
+REPLY_MAX = 2 * HOLDER_MAX + 256 + KEEP_RUNS * (RUN_MAX + 1)  # the most a node's answer to one call may be
 
 SCRIPT = r"""
 set -u

@@ -3,10 +3,14 @@ and the stage's gateways as directories for the team lock."""
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from truckctl.lifecycle.prechecks import PrecheckReport
+from truckctl.lifecycle.probe import NodeProbe, NodeTarget
 from truckctl.lifecycle.steps import StepResult
 from truckctl.lifecycle.teamlock import Gateway, bounded_run
 from truckctl.truck.events import Change, HostEvent, HostStats, TruckRunResult
@@ -39,6 +43,24 @@ class GatewayDirs:
         if gateway.node in self.down:
             return 255, "ssh: connect to host: No route to host"
         return bounded_run([*argv[:8], str(self.dir(gateway.node)), *argv[9:]], stdin)
+
+    def answer_team(self, node: NodeTarget) -> tuple[int, str] | None:
+        """What a gateway's status probe brings back of its team read: the command line it was given, run
+        by the node script on this gateway's directory."""
+        if node.team_read is None:
+            return None
+        argv = shlex.split(node.team_read.command)
+        return self(Gateway(node.truck, node.name, node.address), argv[2:] if argv[:2] == ["sudo", "-n"] else argv,
+                    b"")
+
+    def answering_team(self, prober: Callable[[list[NodeTarget], Any], list[NodeProbe]]
+                       ) -> Callable[[list[NodeTarget], Any], list[NodeProbe]]:
+        """`prober`'s answers, each reachable gateway's with its team read answered from here."""
+        def probe(nodes: list[NodeTarget], access: Any) -> list[NodeProbe]:
+            targets = {node.name: node for node in nodes}
+            return [replace(p, team=self.answer_team(targets[p.name])) if p.reachable else p
+                    for p in prober(nodes, access)]
+        return probe
 
 
 def passed_prechecks(stage: Any, options: Any, connection: Any, target: Any, reports: list[PrecheckReport]

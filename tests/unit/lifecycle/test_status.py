@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.helpers import KEY_BODY, REPO, FakeConnection, FakeLabTarget, make_cloud
+from tests.unit.lifecycle.fakes import GatewayDirs
 from truckctl.cli import cmd_status
 from truckctl.cli.app import app
 from truckctl.cli.output import Env
@@ -22,12 +23,12 @@ from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.lifecycle import probe
 from truckctl.lifecycle import status as st
-from truckctl.lifecycle.journal import Journal, list_runs
+from truckctl.lifecycle.journal import Journal
 from truckctl.lifecycle.lock import stage_lock
 from truckctl.lifecycle.status_model import StageHealth, StatusReport
 from truckctl.ops import evidence as ops_evidence
 from truckctl.project import Project
-from truckctl.remote import KeptConnections
+from truckctl.remote import Bounded, KeptConnections
 from truckctl.target import CloudTier, PublicOutputs
 from truckctl.targets import for_kind
 from truckctl.targets.aws import CLOUDSIDE_NOTE, AwsTarget
@@ -87,6 +88,17 @@ def test_every_node_gets_its_role_services(stage: Stage) -> None:
                                              "truck-heartbeat")
 
 
+def bounded(run: Any) -> Any:
+    """A stand-in for subprocess.run as the probe's read_bounded sees it: a timeout is a call it ended."""
+    def read(argv: list[str], stdin: bytes, limit: int, timeout: float) -> Bounded:
+        try:
+            done = run(argv, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return Bounded(None, "", "")
+        return Bounded(done.returncode, done.stdout, done.stderr)
+    return read
+
+
 def test_probe_makes_one_short_ssh_call_per_node_with_pinned_host_keys(stage: Stage,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[list[str]] = []
@@ -102,7 +114,7 @@ def test_probe_makes_one_short_ssh_call_per_node_with_pinned_host_keys(stage: St
         states = ["inactive" if unit == "dnsmasq" and address == "10.31.1.11" else "active" for unit in units]
         return subprocess.CompletedProcess(argv, 0, "\n".join(states) + "\n", "")
 
-    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(probe, "read_bounded", bounded(fake_run))
     probes = {p.name: p for p in st.probe_nodes(st.node_targets(stage), FakeConnection())}
     assert len(calls) == 6
     assert all("StrictHostKeyChecking=yes" in argv and "ConnectTimeout=2" in argv for argv in calls)
@@ -135,8 +147,10 @@ def _kept_ssh(answers: dict[str, list[str]], calls: list[tuple[str, str, float]]
 def test_a_kept_master_that_goes_silent_is_ended_and_the_node_asked_again_on_a_fresh_connection(
         stage: Stage, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, str, float]] = []
-    monkeypatch.setattr(subprocess, "run", _kept_ssh({"10.31.1.12": ["silent", "ok"], "10.31.1.13": ["255", "ok"],
-                                                      "10.32.1.13": ["silent", "255"]}, calls))
+    kept_ssh = _kept_ssh({"10.31.1.12": ["silent", "ok"], "10.31.1.13": ["255", "ok"], "10.32.1.13": ["silent", "255"]},
+                         calls)
+    monkeypatch.setattr(subprocess, "run", kept_ssh)  # ssh -O check / exit
+    monkeypatch.setattr(probe, "read_bounded", bounded(kept_ssh))
     kept = replace(FakeConnection(), kept_in=Path("/kept"))
     probes = {p.name: p for p in st.probe_nodes(st.node_targets(stage), kept)}
     assert all(p.reachable and p.detail == "ok" for name, p in probes.items() if name != "truck-b-hv2")
@@ -150,21 +164,21 @@ def test_a_kept_master_that_goes_silent_is_ended_and_the_node_asked_again_on_a_f
     assert answered == [("check", 0.0), ("call", probe.KEPT_ANSWER_S)]  # a live master: one quick call, kept
 
 
-def test_kept_connections_probe_the_nodes_but_not_the_gateways_team_reads(
-        stage: Stage, monkeypatch: pytest.MonkeyPatch, project: Project) -> None:
-    """The team reads keep connections of their own (a cut link costs them ssh's connect timeout, not a
-    silent master's wait); the probes get the kept directory."""
+def test_kept_connections_carry_the_probes_and_the_gateways_team_reads_with_them(
+        project: Project, gateway_dirs: GatewayDirs) -> None:
+    """The team reads ride on the gateways' probes: one SSH call per node, kept or not."""
     given: list[Any] = []
 
     def prober(nodes: list[st.NodeTarget], access: Any) -> list[st.NodeProbe]:
-        given.append(access.kept_in)
-        return healthy_probes(nodes, access)
+        given.append((access.kept_in, [node.name for node in nodes if node.team_read is not None]))
+        return gateway_dirs.answering_team(healthy_probes)(nodes, access)
 
     with KeptConnections() as kept:
         report = st.status(FakeLabTarget(project), "stage-1", prober=prober, cloud_reader=lambda s: lab_side(seen()),
                            kept=kept)
-        assert given == [kept.directory]
-    assert [lock.state for lock in report.team_lock] == ["free", "free"]  # read, on their own transport
+        assert given == [(kept.directory, ["truck-a-gw", "truck-b-gw"])]
+    assert [lock.state for lock in report.team_lock] == ["free", "free"]
+    assert gateway_dirs.calls == [("truck-a-gw", "team"), ("truck-b-gw", "team")]
     assert not kept.directory.exists()
 
 
@@ -285,7 +299,7 @@ def test_drift_fixed_by_the_last_check_is_not_known_drift(project: Project, stag
 
 
 def test_no_drift_run_yet(project: Project) -> None:
-    assert st.last_drift(project, list_runs(project, "stage-1")) is None
+    assert st.last_drift(project, "stage-1") is None
 
 
 # ---- the command -----------------------------------------------------------------------------
@@ -427,13 +441,53 @@ def test_a_gateways_probe_reads_its_evidence_in_the_same_call(stage: Stage, monk
             out += probe.EVIDENCE_MARK + "\n" + json.dumps(evidence_document()) + "\n"
         return subprocess.CompletedProcess(argv, 0, out, "")
 
-    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(probe, "read_bounded", bounded(fake_run))
     probes = {p.name: p for p in st.probe_nodes(st.node_targets(stage), FakeConnection())}
     assert len(calls) == 6 and sum(probe.EVIDENCE_FILE in c for c in calls) == 2  # the gateways, no extra call
     assert "head -c 262145 /run/truck-ops/evidence.json" in calls[0]
     assert probe.EVIDENCE_MAX_BYTES == ops_evidence.MAX_BYTES  # the probe reads one byte more than the parser takes
     assert json.loads(probes["truck-a-gw"].evidence or "")["truck"] == "truck-a"
     assert probes["truck-a-gw"].services["mosquitto"] == "active" and probes["truck-a-hv1"].evidence is None
+
+
+def test_a_gateways_team_read_rides_in_its_probe_framed_by_a_mark_no_node_knows(stage: Stage) -> None:
+    nodes = st.with_team_reads("stage-1", st.node_targets(stage), sudo=True)
+    gateway, other = nodes[0], st.with_team_reads("stage-1", st.node_targets(stage), sudo=True)[0]
+    assert gateway.team_read is not None and other.team_read is not None and nodes[1].team_read is None
+    assert gateway.team_read.mark != other.team_read.mark  # fresh for each status
+    command = probe.SERVICES.command(gateway)
+    assert gateway.team_read.command.startswith("sudo -n sh -c ") and gateway.team_read.command in command
+    assert command.index(gateway.team_read.mark) < command.index(probe.EVIDENCE_MARK)
+    mark = gateway.team_read.mark
+    # what the gateway's shell prints for it: the units, the framed team answer, then the evidence
+    forged = f"{probe.EVIDENCE_MARK}\n--truckctl-team-0000000000000000-- 0\n"  # a history line can hold anything
+    team = f"held 100 130\n{{}}\n{forged}"
+    answer = probe.SERVICES.answer(gateway, "active\n" * 7 + f"{mark}\n{team}\n{mark} 0\n{probe.EVIDENCE_MARK}\n{{}}",
+                                   0.0, 1.0)
+    assert answer.team == (0, team) and answer.evidence == "{}" and set(answer.services.values()) == {"active"}
+    # a frame the node never closed (killed half-way): no team answer, the units still read
+    cut = probe.SERVICES.answer(gateway, "active\n" * 7 + f"{mark}\nheld 100", 0.0, 1.0)
+    assert cut.team is None and cut.detail == "ok"
+    assert probe.SERVICES.answer(nodes[1], "active\n" * 5, 0.0, 1.0).team is None
+
+
+def test_a_node_that_answers_without_end_is_cut_off_at_the_bound(stage: Stage, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hostile node decides nothing of how much truckctl holds: the answer is read up to a bound."""
+    monkeypatch.setattr(probe, "ssh_argv", lambda *args, **kwargs: ["sh", "-c", "yes active | head -c 2000000"])
+    found = st.probe_nodes(st.node_targets(stage)[:1], FakeConnection())[0]
+    assert found.detail == f"answer longer than {probe.ANSWER_MAX_BYTES} bytes" and probe.ANSWER_MAX_BYTES < 1_000_000
+    assert set(found.services.values()) == {probe.UNKNOWN}
+
+
+def test_the_team_view_comes_from_the_gateways_probes(stage: Stage, gateway_dirs: GatewayDirs) -> None:
+    nodes = st.with_team_reads("stage-1", st.node_targets(stage), sudo=False)
+    probes = gateway_dirs.answering_team(healthy_probes)(nodes, None)
+    probes[3] = st.NodeProbe("truck-b-gw", False, "unreachable")
+    probes[0] = replace(probes[0], team=None)  # reached, but its team read never came back whole
+    view = st.team_view(stage, probes)
+    assert [(lock.gateway, lock.state) for lock in view.locks] == [("truck-a-gw", "error"),
+                                                                    ("truck-b-gw", "unreachable")]
+    assert view.locks[1].error == "unreachable" and "no answer to the team read" in (view.locks[0].error or "")
 
 
 def pulled_cable(stage: Stage) -> StageHealth:

@@ -89,7 +89,7 @@ def test_a_second_machine_gets_exit_4_naming_host_user_and_run_and_proceeds_afte
 
 
 def test_runs_and_status_on_either_machine_list_both_operators_runs(
-        project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gateway_dirs: GatewayDirs) -> None:
     engineer = one_run(project, "up")
     with machine(monkeypatch, tmp_path / "ci") as ci:
         fix = one_run(ci, "drift")
@@ -103,7 +103,7 @@ def test_runs_and_status_on_either_machine_list_both_operators_runs(
     assert all_runs(FakeLabTarget(project), None).to_json()["shared"] == {
         "note": "give --stage to add the runs other operators recorded on the stage's gateways"}
     assert [r["run_id"] for r in listed] == [fix, engineer] and listed[1]["origin"] == "local"
-    last_run = st.status(FakeLabTarget(project), "stage-1", prober=healthy_probes,
+    last_run = st.status(FakeLabTarget(project), "stage-1", prober=gateway_dirs.answering_team(healthy_probes),
                          cloud_reader=lambda s: lab_side(seen())).last_run
     assert last_run is not None and last_run["run_id"] == fix and last_run["origin"] != "local"
     result = CliRunner().invoke(app, ["-C", str(REPO), "runs", "--stage", "stage-1", "--json"])

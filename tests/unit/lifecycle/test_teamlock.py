@@ -18,6 +18,7 @@ import pytest
 from tests.unit.lifecycle.fakes import GatewayDirs
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.lifecycle.teamlock import (
+    LEASE_S,
     Gateway,
     Holder,
     RunRecord,
@@ -26,11 +27,11 @@ from truckctl.lifecycle.teamlock import (
     bounded_run,
     force_release,
     read_locks,
-    read_team,
     record_run,
     remote_runs,
+    team_of,
 )
-from truckctl.lifecycle.teamlock_node import KEEP_RUNS, node_command
+from truckctl.lifecycle.teamlock_node import KEEP_RUNS, node_argv, node_command
 
 GATEWAYS = [Gateway("truck-a", "truck-a-gw", "10.0.0.1"), Gateway("truck-b", "truck-b-gw", "10.0.1.1")]
 
@@ -289,8 +290,7 @@ def test_a_lock_read_is_a_typed_record_whose_json_keeps_the_envelopes_keys(nodes
 
 
 @pytest.mark.parametrize("held", [False, True])
-def test_status_reads_lock_and_history_in_one_call_per_gateway_as_read_and_history_answer(nodes: Nodes,
-                                                                                           held: bool) -> None:
+def test_the_team_read_says_what_read_and_history_say(nodes: Nodes, held: bool) -> None:
     for number in (1, 2):
         record_run(list(GATEWAYS), nodes, "stage-1", RunRecord(
             run_id=f"20270501T07000{number}Z-stage-1-up-ab1{number}", stage="stage-1", command="up", target="lab",
@@ -299,9 +299,8 @@ def test_status_reads_lock_and_history_in_one_call_per_gateway_as_read_and_histo
     if held:
         nodes.lock("engineer").take()
     nodes.down.add("truck-b-gw")
-    nodes.calls.clear()
-    locks, runs, failed = read_team("stage-1", list(GATEWAYS), nodes, root="/unused")
-    assert nodes.calls == [("truck-a-gw", "team"), ("truck-b-gw", "team")]  # one call each
+    team = node_argv("team", "stage-1", "-", LEASE_S, "/unused")
+    locks, runs, failed = team_of("stage-1", [(g, *nodes(g, team, b"")) for g in GATEWAYS])
     separate_runs, separate_failed = remote_runs("stage-1", list(GATEWAYS), nodes, root="/unused")
     assert [lock.to_json() for lock in locks] == [
         lock.to_json() for lock in read_locks("stage-1", list(GATEWAYS), nodes, root="/unused")]
@@ -315,6 +314,6 @@ def test_status_reads_lock_and_history_in_one_call_per_gateway_as_read_and_histo
     ("", "error"), ("held 1 2", "held"), ("garbage\n{}\nmore garbage", "error"), ("error bad-stage\n", "error")])
 def test_a_malformed_team_answer_is_an_error_for_both_never_an_exception(answer: str, lock_state: str) -> None:
     """A lock line alone (the history missing) is still that lock; the missing history is the gateway's error."""
-    locks, runs, failed = read_team("stage-1", [GATEWAYS[0]], lambda gateway, argv, stdin: (0, answer))
+    locks, runs, failed = team_of("stage-1", [(GATEWAYS[0], 0, answer)])
     assert locks[0].state == lock_state and runs == [] and list(failed) == ["truck-a-gw"]
     assert failed["truck-a-gw"].startswith(("unexpected answer", "the node refused"))
