@@ -18,13 +18,10 @@ the validated model and truckctl's own paths.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import selectors
-import stat
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.private_file import write_private
-from truckctl.remote import Connection, Hop, explain_ssh_failure, ssh_argv
+from truckctl.remote import Connection, Hop, control_dir, explain_ssh_failure, ssh_argv
 
 if TYPE_CHECKING:
     from truckctl.config.model import JumpHop, Stage
@@ -157,23 +154,6 @@ def through_path(project: Project, stage: Stage, direct: Connection) -> Connecti
         if not file.is_file() or file.read_text() != text:
             write_private(file, text.encode(), 0o600)
     return replace(direct, known_hosts=known_file, hops=path_hops, ssh_config=config_file)
-
-
-def control_dir(state_dir: Path) -> Path:
-    """Where the hops' shared connections have their sockets: short (a Unix socket path is at most 107
-    bytes), one per state directory (operators never share a connection), this user's own and nobody
-    else's (a directory planted by another user is refused)."""
-    base = Path(tempfile.gettempdir()) / f"truckctl-ssh-{os.getuid()}"
-    path = base / hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:8]
-    for directory in (base, path):
-        with contextlib.suppress(FileExistsError):
-            directory.mkdir(mode=0o700)
-        info = directory.lstat()
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-            raise TruckctlError.single("unsafe-control-dir", f"{directory} is not a directory of this user's alone: "
-                                       "remove it (truckctl keeps the management path's SSH sockets there)",
-                                       str(directory))
-    return path
 
 
 def apply(project: Project, stage: Stage, direct: Connection) -> Connection:

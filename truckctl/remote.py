@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import select
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
+
+from truckctl.errors import TruckctlError
 
 
 @dataclass(frozen=True)
@@ -83,19 +87,32 @@ class KeptConnections:
     """One SSH master per node for a caller that asks again and again (`status --watch`, the portal, a
     held team lock): each call after the first rides on it instead of a handshake of its own (~30 ms of
     CPU on the node and as much here). The sockets live in a private directory of this process
-    (mkdtemp: 0700); `close()` ends every master and removes it."""
+    (mkdtemp: 0700); `close()` ends every master and removes it.
 
-    def __init__(self) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="truckctl-kept-"))
+    `lasting(state_dir)`: masters that outlast the process, for the next one-shot command of this operator
+    (`truckctl status`), as Ansible's and the management path's do: in `control_dir(state_dir)`, one
+    subdirectory per connection (direct or through the management path, its key and pinned host keys),
+    never ended on the way out; each ends KEPT_PERSIST_S after its last use, within 10 s of a dead link,
+    or at `truckctl lab down`."""
+
+    def __init__(self, lasting_in: Path | None = None) -> None:
+        self.lasting = lasting_in is not None
+        self.directory = lasting_in if lasting_in is not None else Path(tempfile.mkdtemp(prefix="truckctl-kept-"))
+
+    @classmethod
+    def lasting_for(cls, state_dir: Path) -> KeptConnections:
+        return cls(control_dir(state_dir))
 
     def over(self, conn: Connection) -> Connection:
-        return replace(conn, kept_in=self.directory)
+        if not self.lasting:
+            return replace(conn, kept_in=self.directory)
+        identity = "\0".join(str(part) for part in (conn.user, conn.private_key, conn.known_hosts, conn.ssh_config))
+        directory = self.directory / ("n" + hashlib.sha256(identity.encode()).hexdigest()[:8])
+        _own_directory(directory)
+        return replace(conn, kept_in=directory)
 
     def close(self) -> None:
-        for socket_path in self.directory.glob("*"):
-            with contextlib.suppress(OSError, subprocess.SubprocessError):
-                subprocess.run(["ssh", "-F", "/dev/null", "-o", f"ControlPath={socket_path}", "-O", "exit", "node"],
-                               capture_output=True, timeout=5, check=False, stdin=subprocess.DEVNULL)
+        end_masters(self.directory)
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self) -> KeptConnections:
@@ -103,7 +120,47 @@ class KeptConnections:
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  traceback: TracebackType | None) -> None:
-        self.close()
+        if not self.lasting:
+            self.close()
+
+
+def end_masters(directory: Path) -> int:
+    """End every SSH master whose socket is in `directory` or below (nothing is sent to a node: each is
+    told over its socket); returns how many were asked to end."""
+    ended = 0
+    for socket_path in sorted(directory.rglob("*")) if directory.is_dir() else []:
+        if not socket_path.is_socket():
+            continue
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(["ssh", "-F", "/dev/null", "-o", f"ControlPath={socket_path}", "-O", "exit", "node"],
+                           capture_output=True, timeout=5, check=False, stdin=subprocess.DEVNULL)
+            ended += 1
+    return ended
+
+
+def control_path(state_dir: Path) -> Path:
+    """Where this operator's lasting SSH masters have their sockets (see control_dir), not created."""
+    base = Path(tempfile.gettempdir()) / f"truckctl-ssh-{os.getuid()}"
+    return base / hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:8]
+
+
+def control_dir(state_dir: Path) -> Path:
+    """Where the lasting SSH masters (the management path's hops, `status`'s nodes) have their sockets:
+    short (a Unix socket path is at most 107 bytes), one per state directory (operators never share a
+    connection), this user's own and nobody else's (a directory planted by another user is refused)."""
+    path = control_path(state_dir)
+    for directory in (path.parent, path):
+        _own_directory(directory)
+    return path
+
+
+def _own_directory(directory: Path) -> None:
+    with contextlib.suppress(FileExistsError):
+        directory.mkdir(mode=0o700)
+    info = directory.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise TruckctlError.single("unsafe-control-dir", f"{directory} is not a directory of this user's alone: "
+                                   "remove it (truckctl keeps its SSH connections' sockets there)", str(directory))
 
 
 def _control(conn: Connection, address: str, command: str) -> int:

@@ -39,6 +39,7 @@ from truckctl.lab.ssh import ssh_argv
 from truckctl.lifecycle.arp import arp_scan, route_to
 from truckctl.lifecycle.webhttp import exchange, parse_url
 from truckctl.project import Project
+from truckctl.remote import control_path
 
 pytestmark = pytest.mark.lab
 
@@ -319,10 +320,28 @@ def state_dir_of_project(state: lab_state.LabState) -> Path:
     return state.path.parent.parent
 
 
+def ssh_masters(state_dir: Path) -> list[int]:
+    """The SSH masters this operator's commands left (`status` keeps one per node for the next one)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            # a master names itself `ssh: SOCKET [mux]` (its ControlPath's directory is in every socket's path)
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if proc.name.isdigit() and str(control_path(state_dir)).encode() in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
 def test_down_cleans_up_after_a_nodes_supervisor_was_killed(lab: Lab, second_project: Project) -> None:
     api.up(second_project, STAGE)
     state = lab_state.load(second_project.state_dir)
     assert state is not None and state.complete
+    status = subprocess.run([sys.executable, "-m", "truckctl", "-C", str(second_project.root), "status", STAGE,
+                             "--json"], capture_output=True, text=True, timeout=60, check=False)
+    assert status.returncode in (0, 1), status.stderr  # not converged: its units are not all running
+    assert len(ssh_masters(second_project.state_dir)) == 6  # one per node, left for the next status
     victim = next(r for r in state.of_kind(lab_state.PROCESS) if r.name == "truck-a-hv1")
     os.kill(victim.data["pid"], signal.SIGKILL)
     time.sleep(0.5)
@@ -332,6 +351,7 @@ def test_down_cleans_up_after_a_nodes_supervisor_was_killed(lab: Lab, second_pro
     result = api.down(second_project)
     assert result["was_up"] and result["seconds"] < 10
     _assert_all_gone(state)
+    assert wait_for(lambda: not ssh_masters(second_project.state_dir), 5, "the SSH masters to end")
 
 
 def test_down_cleans_up_an_up_killed_half_way(lab: Lab, second_project: Project) -> None:

@@ -59,7 +59,11 @@ def register(app: typer.Typer, env_factory: Callable[[bool], Env], project_facto
         shown: list[StatusReport] = []  # the report behind the envelope's result: the human view reads it
 
         def action() -> Outcome:
-            shown.append(measure(project_factory(), stage, target))
+            from truckctl.remote import KeptConnections
+
+            project = project_factory()
+            # the nodes' connections outlast this status for the next one (half a minute, as Ansible's do)
+            shown.append(measure(project, stage, target, KeptConnections.lasting_for(project.state_dir)))
             return outcome(shown[-1])
 
         def show(env_: Env, _outcome: Outcome) -> None:

@@ -45,6 +45,7 @@ from truckctl.lab.system import (
 )
 from truckctl.processes import alive
 from truckctl.project import Project
+from truckctl.remote import control_path, end_masters
 
 Progress = Callable[[str], None]
 BOOT_TIMEOUT_S = 120
@@ -258,6 +259,7 @@ def down(project: Project, progress: Progress = _quiet) -> JsonObject:
         if state is None:
             return {"was_up": False, "stage": None, "removed": {}, "seconds": 0.0}
         state.path = st.state_file(project.state_dir)
+        end_masters(control_path(project.state_dir))  # this operator's lasting SSH connections to the nodes
         removed = _teardown(state, progress)
         return {"was_up": True, "stage": state.stage, "removed": removed,
                 "seconds": round(time.monotonic() - started, 1)}

@@ -7,6 +7,7 @@ import io
 import json
 import re
 import subprocess
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from truckctl.lifecycle.lock import stage_lock
 from truckctl.lifecycle.status_model import StageHealth, StatusReport
 from truckctl.ops import evidence as ops_evidence
 from truckctl.project import Project
-from truckctl.remote import Bounded, KeptConnections
+from truckctl.remote import Bounded, KeptConnections, control_path
 from truckctl.target import CloudTier, PublicOutputs
 from truckctl.targets import for_kind
 from truckctl.targets.aws import CLOUDSIDE_NOTE, AwsTarget
@@ -305,8 +306,10 @@ def test_no_drift_run_yet(project: Project) -> None:
 # ---- the command -----------------------------------------------------------------------------
 
 @pytest.fixture
-def fake_sources(monkeypatch: pytest.MonkeyPatch, project: Project) -> FakeLabTarget:
-    """The CLI's target is the fake one: its stand-in answers `standin`, every node answers healthy."""
+def fake_sources(monkeypatch: pytest.MonkeyPatch, project: Project, tmp_path: Path) -> FakeLabTarget:
+    """The CLI's target is the fake one: its stand-in answers `standin`, every node answers healthy; the SSH
+    control directory is the test's own."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     target = FakeLabTarget(project)
     target.standin = seen()
     monkeypatch.setattr("truckctl.targets.for_kind", lambda kind, project_: target)
@@ -332,6 +335,23 @@ def test_cli_exit_0_when_healthy_and_1_when_something_is_stale(project: Project,
     assert "stage-1 on lab: UNHEALTHY" in result.stdout and "STALE 60 s ago" in result.stdout
     assert "truck-a-gw" in result.stdout and "all 7 active" in result.stdout and "lock: free" in result.stdout
     assert "\x1b[" not in result.stdout
+
+
+def test_a_one_shot_status_leaves_its_connections_for_the_next_one(project: Project, fake_sources: FakeLabTarget,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each node's SSH master outlasts `truckctl status` (KEPT_PERSIST_S after its last use), in this operator's
+    control directory: the next status rides on it instead of a handshake per node."""
+    given: list[Any] = []
+
+    def prober(nodes: list[st.NodeTarget], access: Any) -> list[st.NodeProbe]:
+        given.append(access.kept_in)
+        return healthy_probes(nodes, access)
+
+    monkeypatch.setattr(st, "probe_nodes", prober)
+    for _ in range(2):
+        assert CliRunner().invoke(app, ["status", "stage-1", "--json"]).exit_code == 0
+    assert given[0] == given[1] and given[0].parent == control_path(project.state_dir)
+    assert given[0].is_dir()  # left for the next status
 
 
 def test_watch_with_json_is_a_usage_error(project: Project, fake_sources: FakeLabTarget) -> None:
