@@ -147,7 +147,11 @@ class TempProject:
         return 0.0
 
     def close_ssh_masters(self) -> None:
-        """End the SSH ControlMaster processes left by earlier runs, so every sample starts cold."""
+        """End the SSH ControlMaster processes left by earlier runs (Ansible's, and those `status` keeps for
+        the next one), so every sample starts cold."""
+        from truckctl.remote import control_path, end_masters
+
+        end_masters(control_path(self.root / ".truckctl"))
         for sock in self.control_dir.glob("*"):
             if sock.is_socket():
                 run_quiet(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "lab-node"], timeout=10)
