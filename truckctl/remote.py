@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from truckctl.errors import TruckctlError
+from truckctl.processes import alive, start_time
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,9 @@ class KeptConnections:
 
     def __init__(self, lasting_in: Path | None = None) -> None:
         self.lasting = lasting_in is not None
-        self.directory = lasting_in if lasting_in is not None else Path(tempfile.mkdtemp(prefix="truckctl-kept-"))
+        if lasting_in is None:
+            sweep_abandoned()
+        self.directory = lasting_in if lasting_in is not None else Path(tempfile.mkdtemp(prefix=_kept_prefix()))
 
     @classmethod
     def lasting_for(cls, state_dir: Path) -> KeptConnections:
@@ -122,6 +125,31 @@ class KeptConnections:
                  traceback: TracebackType | None) -> None:
         if not self.lasting:
             self.close()
+
+
+KEPT_PREFIX = "truckctl-kept-"
+
+
+def _kept_prefix() -> str:
+    """A private directory's name says its owner (pid and start time): a killed owner's can be told apart."""
+    return f"{KEPT_PREFIX}{os.getpid()}-{start_time(os.getpid())}-"
+
+
+def sweep_abandoned() -> list[Path]:
+    """End the masters of the private directories whose owner died without closing them (SIGKILL, power
+    loss), and remove those directories; another owner's (alive, or not this user's) are left alone."""
+    swept = []
+    for directory in Path(tempfile.gettempdir()).glob(f"{KEPT_PREFIX}*-*-*"):
+        pid, start, _ = directory.name.removeprefix(KEPT_PREFIX).split("-", 2)
+        if not (pid.isdigit() and start.isdigit()) or alive(int(pid), int(start)):
+            continue
+        with contextlib.suppress(OSError):
+            info = directory.lstat()
+            if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+                end_masters(directory)
+                shutil.rmtree(directory, ignore_errors=True)
+                swept.append(directory)
+    return swept
 
 
 def end_masters(directory: Path) -> int:

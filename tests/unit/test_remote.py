@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import stat
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 
 from truckctl import remote
 from truckctl.errors import TruckctlError
+from truckctl.processes import start_time
 from truckctl.remote import (
     Connection,
     KeptConnections,
@@ -142,3 +144,23 @@ def test_a_control_directory_others_can_write_is_refused_in_one_line(own_tmp: Pa
         control_dir(state)
     problem = caught.value.problems[0]
     assert problem.code == "unsafe-control-dir" and str(victim) in problem.message and "\n" not in problem.message
+
+
+def test_a_killed_owners_private_directory_is_swept_by_the_next_and_a_live_owners_left(
+        own_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    ended: list[str] = []
+    monkeypatch.setattr(subprocess, "run", lambda argv, **kwargs: ended.append(argv[argv.index("-O") - 1]))
+    killed = own_tmp / f"truckctl-kept-{dead.pid}-12345-abcd"
+    reused = own_tmp / f"truckctl-kept-{os.getpid()}-1-abcd"  # this pid, another process's start: its owner is gone
+    live = own_tmp / f"truckctl-kept-{os.getpid()}-{start_time(os.getpid())}-abcd"
+    unnamed = own_tmp / "truckctl-kept-abcd"  # no owner in its name: never guessed at
+    for directory in (killed, reused, live, unnamed):
+        directory.mkdir(mode=0o700)
+    master = listening(killed / "c")
+    with KeptConnections() as kept:
+        assert kept.directory.name.startswith(f"truckctl-kept-{os.getpid()}-{start_time(os.getpid())}-")
+    assert ended == [f"ControlPath={killed / 'c'}"]
+    assert not killed.exists() and not reused.exists() and live.is_dir() and unnamed.is_dir()
+    master.close()

@@ -240,7 +240,7 @@ def truck_step(project: Project, stage: Stage, request: UpRequest, connection: C
     fast = converge_fast_path(project, stage, request, plan, connection)
     outcome = fast.try_clean(request.full) if fast is not None else None
     method: JsonObject = {"truck_check": outcome.as_dict()} if outcome is not None else {}
-    if fast is not None and outcome is not None and outcome.clean:  # nothing would change: no playbook run
+    if outcome is not None and outcome.clean:  # nothing would change: no playbook run
         result = outcome.run_result(plan.hosts, check=False)
         run.recap(result)
     else:
