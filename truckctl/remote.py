@@ -202,8 +202,16 @@ def _control(conn: Connection, address: str, command: str) -> int:
 
 
 def kept_master(conn: Connection, address: str) -> bool:
-    """Whether a call to this node would ride on a live kept master (a few ms, nothing sent to the node)."""
-    return conn.kept_in is not None and _control(conn, address, "check") == 0
+    """Whether a call to this node would ride on a live kept master (a few ms, nothing sent to the node; not
+    even asked when no master is kept at all, as for the first status in half a minute)."""
+    return conn.kept_in is not None and _holds_a_socket(conn.kept_in) and _control(conn, address, "check") == 0
+
+
+def _holds_a_socket(directory: Path) -> bool:
+    try:
+        return any(entry.is_socket() for entry in directory.iterdir())
+    except OSError:
+        return False
 
 
 def end_kept(conn: Connection, address: str) -> None:

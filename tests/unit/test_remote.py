@@ -92,10 +92,13 @@ def test_check_and_end_ask_the_local_master_with_the_nodes_own_command_line(tmp_
     end_kept(conn, "10.31.1.11")
     assert calls == []
     conn = Connection("root", tmp_path / "key", tmp_path / "known_hosts", kept_in=tmp_path)
+    assert not kept_master(conn, "10.31.1.11") and calls == []  # no master's socket there: nothing asked
+    master = listening(tmp_path / "m")
     assert kept_master(conn, "10.31.1.11")
     end_kept(conn, "10.31.1.11")
     node = ssh_argv(conn, "10.31.1.11", None)[:-1]
     assert calls == [[*node[:-1], "-O", "check", node[-1]], [*node[:-1], "-O", "exit", node[-1]]]
+    master.close()
 
 
 def test_lasting_connections_keep_one_directory_per_connection_and_outlive_their_owner(

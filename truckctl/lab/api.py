@@ -19,8 +19,8 @@ from truckctl.cloud.outputs import CloudOutputs, TruckAccess, topic_prefix
 from truckctl.config.model import Stage
 from truckctl.errors import ExitCode, TruckctlError
 from truckctl.lab import standin
-from truckctl.lab import state as st
-from truckctl.lab.control import Progress, connection_for, down, start_node, status, stop_node, up
+from truckctl.lab.access import connection, running_plan
+from truckctl.lab.control import Progress, down, start_node, status, stop_node, up
 from truckctl.lab.network import link_exists, set_link
 from truckctl.lab.operator import outside
 from truckctl.lab.paths import LabPaths
@@ -48,42 +48,17 @@ class LabNode:
     uplink_interface: str | None = None
 
 
-def _running_plan(project: Project, stage: str | None = None) -> LabPlan:
-    given = outside(project.state_dir)
-    if given is not None:  # an outside operator's state: the lab runs on the lab's own machine
-        if stage is not None and given.plan.stage != stage:
-            raise TruckctlError.single("lab-other-stage", f"operator {given.operator!r} was given the lab of "
-                                       f"{given.plan.stage}, not {stage}: add the operator again once the lab "
-                                       f"is up for {stage}")
-        return given.plan
-    state = st.load(project.state_dir)
-    if state is None:
-        raise TruckctlError.single("lab-not-up", "no lab is up: run `truckctl lab up STAGE` first")
-    if stage is not None and state.stage != stage:
-        raise TruckctlError.single("lab-other-stage", f"the lab is on {state.stage}, not {stage}: run "
-                                   f"`truckctl lab up {stage}` to move it (the stand-in keeps its data)")
-    if not state.complete:
-        raise TruckctlError.single("lab-incomplete", "the lab is half-built: run `truckctl lab down`, then "
-                                   "`truckctl lab up` again")
-    return state.plan
-
-
-def connection(project: Project) -> LabConnection:
-    _running_plan(project)
-    return connection_for(LabPaths(project.state_dir))
-
-
 def lab_nodes(project: Project) -> list[LabNode]:
     """The truck nodes (not the stand-in), with the stage configuration's names and addresses."""
     return [LabNode(n.name, n.truck or "", n.address, n.role, uplink_address=n.uplink_address,
                     uplink_interface=UPLINK_IF if n.uplink_address else None)
-            for n in _running_plan(project).truck_nodes]
+            for n in running_plan(project).truck_nodes]
 
 
 def cloud_outputs(project: Project, stage: Stage | str) -> CloudOutputs:
     """The `lab` target's CloudOutputs. The VPN endpoint is described but not served: the lab has no
     WireGuard (no kernel module on this machine kind), only a WireGuard-format public key."""
-    plan = _running_plan(project, stage if isinstance(stage, str) else stage.name)
+    plan = running_plan(project, stage if isinstance(stage, str) else stage.name)
     pki = LabPki(LabPaths(project.state_dir).pki)
     address = plan.uplink.standin_address
     trucks = {}
@@ -141,7 +116,7 @@ def revoke_truck(project: Project, truck: str, timeout_s: float = 15.0) -> dict[
     effect: a re-run revokes that unused replacement too and leaves the truck refused.
     """
     require_root("revoke")
-    plan = _running_plan(project)
+    plan = running_plan(project)
     _lab_truck(plan, truck)
     paths = LabPaths(project.state_dir)
     pki = LabPki(paths.pki)
@@ -158,7 +133,7 @@ def revoke_truck(project: Project, truck: str, timeout_s: float = 15.0) -> dict[
 def set_uplink(project: Project, truck: str, up: bool) -> None:
     """Plug or pull a truck's uplink cable: the host side of its gateway's uplink veth, up or down."""
     require_root("set_uplink")
-    plan = _running_plan(project)
+    plan = running_plan(project)
     gateways = [n for n in plan.truck_nodes if n.truck == truck and n.uplink_veth]
     if not gateways:
         known = ", ".join(t.name for t in plan.trucks)

@@ -19,12 +19,13 @@ from truckctl.errors import ExitCode, Problem, TruckctlError
 from truckctl.jsondoc import JsonObject
 from truckctl.lab import aptcache, naming, network, node, registry, rootfs, standin
 from truckctl.lab import state as st
+from truckctl.lab.access import connection_for
 from truckctl.lab.operator import refuse_outside
 from truckctl.lab.paths import LabPaths
 from truckctl.lab.pki import LabPki
 from truckctl.lab.plan import STANDIN_HTTP_PORT, STANDIN_MQTT_PORT, LabPlan, check_host_routes, plan_lab
 from truckctl.lab.probe import READY, port_open, ssh_answers, systemd_state, wait_ready
-from truckctl.lab.ssh import USER, LabConnection, ensure_keypair, write_known_hosts
+from truckctl.lab.ssh import USER, ensure_keypair, write_known_hosts
 from truckctl.lab.system import (
     NSPAWN_RUNTIME,
     cgroup_pids,
@@ -54,10 +55,6 @@ STOP_GRACE_S = 3.0
 
 def _quiet(_: str) -> None:
     return None
-
-
-def connection_for(paths: LabPaths) -> LabConnection:
-    return LabConnection(USER, paths.ssh_key, paths.known_hosts)
 
 
 # ---- up --------------------------------------------------------------------------------------

@@ -44,10 +44,10 @@ class LabTarget:
     def connection(self, stage: Stage) -> LabConnection:
         """The lab's nodes directly, or through the management path when this operator chose it (the
         lab's outside operator: `lab operator add`)."""
-        from truckctl.lab import api as lab_api
+        from truckctl.lab.access import connection  # not lab.api: the probes that wait for it start sooner
         from truckctl.management import apply
 
-        return apply(self.project, stage, lab_api.connection(self.project))
+        return apply(self.project, stage, connection(self.project))
 
     def cloud_outputs(self, stage: Stage) -> CloudOutputs:
         from truckctl.lab import api as lab_api

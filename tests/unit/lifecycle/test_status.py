@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
+import socket
 import subprocess
 import tempfile
 from dataclasses import replace
@@ -132,7 +134,7 @@ def _kept_ssh(answers: dict[str, list[str]], calls: list[tuple[str, str, float]]
             calls.append((argv[-1].split("@")[1], argv[argv.index("-O") + 1], 0.0))
             return subprocess.CompletedProcess(argv, 0, "", "")
         address = argv[-2].split("@")[1]
-        assert "ControlMaster=auto" in argv and any(a.startswith("ControlPath=/kept/") for a in argv)
+        assert "ControlMaster=auto" in argv and any(a.startswith("ControlPath=") for a in argv)
         calls.append((address, "call", kwargs["timeout"]))
         answer = answers[address].pop(0) if answers.get(address) else "ok"
         if answer == "silent":
@@ -147,12 +149,15 @@ def _kept_ssh(answers: dict[str, list[str]], calls: list[tuple[str, str, float]]
 
 def test_a_kept_master_that_goes_silent_is_ended_and_the_node_asked_again_on_a_fresh_connection(
         stage: Stage, monkeypatch: pytest.MonkeyPatch) -> None:
+    directory = Path(tempfile.mkdtemp(prefix="k"))  # short: a socket's path has at most 107 bytes
+    master = socket.socket(socket.AF_UNIX)
+    master.bind(str(directory / "m"))  # the masters are there (the stand-in of ssh below says which)
     calls: list[tuple[str, str, float]] = []
     kept_ssh = _kept_ssh({"10.31.1.12": ["silent", "ok"], "10.31.1.13": ["255", "ok"], "10.32.1.13": ["silent", "255"]},
                          calls)
     monkeypatch.setattr(subprocess, "run", kept_ssh)  # ssh -O check / exit
     monkeypatch.setattr(probe, "read_bounded", bounded(kept_ssh))
-    kept = replace(FakeConnection(), kept_in=Path("/kept"))
+    kept = replace(FakeConnection(), kept_in=directory)
     probes = {p.name: p for p in st.probe_nodes(st.node_targets(stage), kept)}
     assert all(p.reachable and p.detail == "ok" for name, p in probes.items() if name != "truck-b-hv2")
     # a cut link reads as it does without kept connections: ssh's own reason, from a fresh connection
@@ -163,6 +168,11 @@ def test_a_kept_master_that_goes_silent_is_ended_and_the_node_asked_again_on_a_f
                         ("call", probe.SERVICES_TIMEOUT_S)], (address, mine)
     answered = [(what, timeout) for where, what, timeout in calls if where == "10.31.1.11"]
     assert answered == [("check", 0.0), ("call", probe.KEPT_ANSWER_S)]  # a live master: one quick call, kept
+    master.close()
+    shutil.rmtree(directory)
+    calls.clear()  # no master kept at all (the first status in half a minute): none is asked after
+    st.probe_nodes(st.node_targets(stage)[:1], kept)
+    assert calls == [("10.31.1.11", "call", probe.SERVICES_TIMEOUT_S)]
 
 
 def test_kept_connections_carry_the_probes_and_the_gateways_team_reads_with_them(
