@@ -151,12 +151,8 @@ class TempProject:
         the next one), so every sample starts cold."""
         from truckctl.remote import control_path, end_masters
 
-        end_masters(control_path(self.root / ".truckctl"))
-        for sock in self.control_dir.glob("*"):
-            if sock.is_socket():
-                run_quiet(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "lab-node"], timeout=10)
-                with contextlib.suppress(OSError):
-                    sock.unlink()
+        for directory in (control_path(self.root / ".truckctl"), self.control_dir):
+            end_masters(directory)
 
     def close(self) -> None:
         """Take the lab down (retrying once) and remove the project. Never raises."""

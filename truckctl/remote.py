@@ -90,7 +90,7 @@ class KeptConnections:
     CPU on the node and as much here). The sockets live in a private directory of this process
     (mkdtemp: 0700); `close()` ends every master and removes it.
 
-    `lasting(state_dir)`: masters that outlast the process, for the next one-shot command of this operator
+    `lasting_for(state_dir)`: masters that outlast the process, for the next one-shot command of this operator
     (`truckctl status`), as Ansible's and the management path's do: in `control_dir(state_dir)`, one
     subdirectory per connection (direct or through the management path, its key and pinned host keys),
     never ended on the way out; each ends KEPT_PERSIST_S after its last use, within 10 s of a dead link,
@@ -98,9 +98,9 @@ class KeptConnections:
 
     def __init__(self, lasting_in: Path | None = None) -> None:
         self.lasting = lasting_in is not None
-        if lasting_in is None:
+        if not self.lasting:
             sweep_abandoned()
-        self.directory = lasting_in if lasting_in is not None else Path(tempfile.mkdtemp(prefix=_kept_prefix()))
+        self.directory = lasting_in or Path(tempfile.mkdtemp(prefix=_kept_prefix()))
 
     @classmethod
     def lasting_for(cls, state_dir: Path) -> KeptConnections:
